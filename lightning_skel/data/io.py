@@ -1,0 +1,168 @@
+"""The skeleton-npz format: the one on-disk format every reader converts to and every run reads.
+
+Keys (N clips, C coordinates, T frames, V joints, M persons):
+
+=============  ======================  =========================================================
+``x``          ``(N, C, T, V, M)``     float32 coordinates (metres for 3D); padding and absent persons 0
+``y``          ``(N,)``                int64 action label in ``[0, len(class_names))``
+``lengths``    ``(N,)``                int64 valid frames per clip, ``1 <= lengths <= T``
+``layout``     scalar str              a name known to :func:`~lightning_skel.skeleton.get_layout`
+``class_names`` ``(K,)``               str
+optional       ``subject``, ``view``   ``(N,)`` int64
+               ``emotion``             ``(N,)`` int64, -1 where unknown; ``emotion_names`` ``(E,)`` str
+               ``split``               ``(N,)`` str, e.g. ``train`` / ``val`` / ``test``
+               ``score``               ``(N, T, V, M)`` float32 keypoint confidence of 2D data
+               ``sample_name``         ``(N,)`` str, the source clip of each row
+=============  ======================  =========================================================
+
+:func:`load_npz` never unpickles (``allow_pickle=False``) and checks all of the above, raising a
+``ValueError`` that names the file and the problem.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lightning_skel.skeleton import get_layout
+
+REQUIRED = ("x", "y", "lengths", "layout", "class_names")
+PER_SAMPLE_INT = ("subject", "view", "emotion")
+PER_SAMPLE_STR = ("split", "sample_name")
+OPTIONAL = (*PER_SAMPLE_INT, *PER_SAMPLE_STR, "score", "emotion_names")
+
+SkeletonData = dict[str, Any]
+
+
+def validate(data: SkeletonData, source: str | os.PathLike = "<memory>") -> SkeletonData:
+    """Check a skeleton-npz dict; return it with ``layout`` as ``str`` and names as lists.
+
+    Raises ``ValueError("<source>: <problem>")`` on the first problem found.
+    """
+
+    def fail(msg: str) -> None:
+        raise ValueError(f"{source}: {msg}")
+
+    missing = [k for k in REQUIRED if k not in data]
+    if missing:
+        fail(f"missing key(s) {missing}; a skeleton npz needs {list(REQUIRED)}")
+    unknown = sorted(set(data) - set(REQUIRED) - set(OPTIONAL))
+    if unknown:
+        fail(f"unknown key(s) {unknown}; allowed: {list(REQUIRED + OPTIONAL)}")
+
+    x, y, lengths = data["x"], data["y"], data["lengths"]
+    if not isinstance(x, np.ndarray) or x.ndim != 5:
+        fail(f"x must be a 5-D array (N, C, T, V, M), got shape {getattr(x, 'shape', None)}")
+    if x.dtype != np.float32:
+        fail(f"x must be float32, got {x.dtype}")
+    n, c, t, v, _ = x.shape
+    if c not in (2, 3):
+        fail(f"x must have 2 or 3 coordinate channels (C), got C={c}")
+    for key, arr in (("y", y), ("lengths", lengths)):
+        if not isinstance(arr, np.ndarray) or arr.shape != (n,):
+            fail(f"{key} must have shape ({n},) to match x, got {getattr(arr, 'shape', None)}")
+        if arr.dtype != np.int64:
+            fail(f"{key} must be int64, got {arr.dtype}")
+    layout_name = str(
+        np.asarray(data["layout"]).item() if isinstance(data["layout"], np.ndarray) else data["layout"]
+    )
+    try:
+        layout = get_layout(layout_name)
+    except KeyError as e:
+        fail(str(e.args[0]))
+    if layout.num_joints != v:
+        fail(f"layout {layout_name!r} has {layout.num_joints} joints but x has V={v}")
+    class_names = [str(s) for s in np.asarray(data["class_names"]).reshape(-1)]
+    if not class_names:
+        fail("class_names is empty")
+    if n and (y.min() < 0 or y.max() >= len(class_names)):
+        fail(
+            f"labels y must lie in [0, {len(class_names)}) (len(class_names)), got range [{y.min()}, {y.max()}]"
+        )
+    if n and (lengths.min() < 1 or lengths.max() > t):
+        fail(f"lengths must lie in [1, T={t}], got range [{lengths.min()}, {lengths.max()}]")
+    if not np.isfinite(x).all():
+        bad = np.unique(np.nonzero(~np.isfinite(x))[0])
+        fail(f"x holds NaN or Inf values in {bad.size} sample(s), first at index {bad[0]}")
+
+    out: SkeletonData = {
+        "x": x,
+        "y": y,
+        "lengths": lengths,
+        "layout": layout_name,
+        "class_names": class_names,
+    }
+    for key in PER_SAMPLE_INT:
+        if key in data:
+            arr = np.asarray(data[key])
+            if arr.shape != (n,) or not np.issubdtype(arr.dtype, np.integer):
+                fail(f"{key} must be an integer array of shape ({n},), got {arr.dtype} {arr.shape}")
+            out[key] = arr.astype(np.int64, copy=False)
+    for key in PER_SAMPLE_STR:
+        if key in data:
+            arr = np.asarray(data[key])
+            if arr.shape != (n,) or arr.dtype.kind not in "US":
+                fail(f"{key} must be a string array of shape ({n},), got {arr.dtype} {arr.shape}")
+            out[key] = arr.astype(str)
+    if "emotion_names" in data:
+        out["emotion_names"] = [str(s) for s in np.asarray(data["emotion_names"]).reshape(-1)]
+    if "emotion" in out:
+        hi = len(out.get("emotion_names", [])) or None
+        e = out["emotion"]
+        if n and (e.min() < -1 or (hi is not None and e.max() >= hi)):
+            fail(f"emotion must lie in [-1, {hi}) (-1 = unknown), got range [{e.min()}, {e.max()}]")
+    if "score" in data:
+        s = np.asarray(data["score"])
+        if s.shape != (n, t, v, x.shape[4]) or s.dtype != np.float32:
+            fail(f"score must be float32 of shape {(n, t, v, x.shape[4])}, got {s.dtype} {s.shape}")
+        out["score"] = s
+    return out
+
+
+def save_npz(path: str | os.PathLike, data: SkeletonData, compress: bool = False) -> Path:
+    """Validate ``data`` and write it atomically (temporary file in the same folder, then rename)."""
+    path = Path(path)
+    data = dict(data)
+    data["x"] = np.ascontiguousarray(data["x"], dtype=np.float32)
+    for key in ("y", "lengths"):
+        data[key] = np.asarray(data[key], dtype=np.int64)
+    data = validate(data, path)
+    arrays = {k: np.asarray(v) for k, v in data.items()}
+    arrays["layout"] = np.asarray(data["layout"])
+    arrays["class_names"] = np.asarray(data["class_names"], dtype=str)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            (np.savez_compressed if compress else np.savez)(f, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_npz(path: str | os.PathLike) -> SkeletonData:
+    """Read and validate a skeleton npz; never unpickles. Errors name the file and the problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such skeleton npz file")
+    try:
+        f = np.load(path, allow_pickle=False)
+        if not isinstance(f, np.lib.npyio.NpzFile):
+            raise ValueError(f"{path}: a single .npy array, not an npz archive of named arrays")
+        with f:
+            data = {k: f[k] for k in f.files}
+    except ValueError as e:
+        if str(e).startswith(str(path)):
+            raise
+        # numpy raises ValueError for object (pickled) arrays when allow_pickle=False
+        raise ValueError(f"{path}: not a plain skeleton npz ({e})") from e
+    except (OSError, EOFError, zipfile.BadZipFile) as e:
+        raise ValueError(f"{path}: cannot be read as an npz archive ({e})") from e
+    return validate(data, path)

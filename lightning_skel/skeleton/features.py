@@ -1,0 +1,193 @@
+"""Kinematic features of skeleton sequences and their normalisation.
+
+All functions take ``x: (N, C, T, V, M)`` tensors (C coordinates, T frames, V joints, M persons), read the
+topology from a :class:`~lightning_skel.skeleton.layouts.Layout`, are differentiable, and are vectorised
+over samples, frames, joints and persons.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+from torch import Tensor
+
+from lightning_skel.skeleton.layouts import GAIT16_JOINTS, Layout, get_layout
+
+_EPS = 1e-12
+
+
+@functools.lru_cache(maxsize=64)
+def _indices(layout_name: str, kind: str, device: torch.device) -> tuple[Tensor, ...]:
+    """The layout's bone or triplet index arrays as tensors on ``device``, built once per device."""
+    arrays = getattr(get_layout(layout_name), kind)
+    return tuple(torch.as_tensor(a, dtype=torch.long, device=device) for a in arrays)
+
+
+def safe_norm(v: Tensor, dim: int, eps: float = _EPS) -> Tensor:
+    """Euclidean norm with a finite gradient at zero (``sqrt(sum v^2 + eps)``)."""
+    return torch.sqrt((v * v).sum(dim) + eps)
+
+
+def bone_vectors(x: Tensor, layout: Layout | str) -> Tensor:
+    """``x[child] - x[parent]`` for every bone: ``(N, C, T, V, M) -> (N, C, T, B, M)``."""
+    child, parent = _indices(get_layout(layout).name, "bone_index", x.device)
+    return x[:, :, :, child] - x[:, :, :, parent]
+
+
+def bone_lengths(x: Tensor, layout: Layout | str) -> Tensor:
+    """Bone lengths ``(N, T, B, M)``."""
+    return safe_norm(bone_vectors(x, layout), dim=1)
+
+
+def _cross_norm(u: Tensor, v: Tensor) -> Tensor:
+    """``|u x v|`` along dim 1 for 3D vectors, ``|u_x v_y - u_y v_x|`` for 2D ones."""
+    if u.shape[1] == 3:
+        return safe_norm(torch.cross(u, v, dim=1), dim=1)
+    if u.shape[1] == 2:
+        z = u[:, 0] * v[:, 1] - u[:, 1] * v[:, 0]
+        return torch.sqrt(z * z + _EPS)
+    raise ValueError(f"bone angles need 2 or 3 coordinate channels, got C={u.shape[1]}")
+
+
+def bone_angles(x: Tensor, layout: Layout | str) -> Tensor:
+    """Angle at each triplet's middle joint between its two bones, ``atan2(|u x v|, u . v)``: ``(N, T, K, M)``.
+
+    ``u = x[parent] - x[joint]`` and ``v = x[child] - x[joint]``; radians in ``[0, pi]``.
+    """
+    p, j, c = _indices(get_layout(layout).name, "triplet_index", x.device)
+    xj = x[:, :, :, j]
+    u = x[:, :, :, p] - xj
+    v = x[:, :, :, c] - xj
+    return torch.atan2(_cross_norm(u, v), (u * v).sum(1))
+
+
+def velocity(x: Tensor) -> Tensor:
+    """``v_t = x_{t+1} - x_t``: ``(N, C, T, V, M) -> (N, C, T-1, V, M)``."""
+    return x[:, :, 1:] - x[:, :, :-1]
+
+
+def acceleration(x: Tensor) -> Tensor:
+    """``a_t = x_{t+1} - 2 x_t + x_{t-1}``: ``(N, C, T, V, M) -> (N, C, T-2, V, M)``."""
+    return x[:, :, 2:] - 2 * x[:, :, 1:-1] + x[:, :, :-2]
+
+
+def valid_mask(x: Tensor, lengths: Tensor | None = None) -> Tensor:
+    """Boolean ``(N, 1, T, 1, M)``: frame before ``lengths`` and person present (some joint non-zero)."""
+    n, _, t, _, _ = x.shape
+    present = (x != 0).any(dim=1, keepdim=True).any(dim=3, keepdim=True)  # (N, 1, T, 1, M)
+    if lengths is None:
+        return present
+    frames = torch.arange(t, device=x.device).view(1, 1, t, 1, 1)
+    return present & (frames < lengths.to(x.device).view(n, 1, 1, 1, 1))
+
+
+def temporal_mask(mask: Tensor, order: int) -> Tensor:
+    """Mask of finite differences of ``order`` (1: velocity, 2: acceleration): all frames involved valid."""
+    out = mask
+    for _ in range(order):
+        out = out[:, :, 1:] & out[:, :, :-1]
+    return out
+
+
+def to_gait16(x: Tensor, layout: Layout | str) -> Tensor:
+    """Map any layout onto the emotion recognizer's ``gait16``: ``(N, C, T, V, M) -> (N, C, T, 16, M)``."""
+    layout = get_layout(layout)
+    if layout.name == "gait16":
+        return x
+    w = torch.as_tensor(layout.gait16_matrix, dtype=x.dtype, device=x.device)
+    return torch.einsum("gv,nctvm->nctgm", w, x)
+
+
+_G = {name: i for i, name in enumerate(GAIT16_JOINTS)}
+
+
+def _first_valid_frame(x: Tensor, mask: Tensor) -> Tensor:
+    """Per sample, the first-person pose at its first valid frame: ``(N, C, V)``."""
+    valid0 = mask[:, 0, :, 0, 0]  # (N, T)
+    t0 = torch.where(
+        valid0.any(1), valid0.float().argmax(1), torch.zeros_like(valid0[:, 0], dtype=torch.long)
+    )
+    idx = t0.view(-1, 1, 1, 1).expand(-1, x.shape[1], 1, x.shape[3])
+    return x[..., 0].gather(2, idx).squeeze(2)
+
+
+def skeletal_height(x: Tensor, layout: Layout | str, lengths: Tensor | None = None) -> Tensor:
+    """Pose-independent body height ``(N,)`` of the first person: the sum of the bone lengths on the
+    chain foot-knee-hip (averaged over both legs), root-spine-neck-head, measured on gait16 and averaged
+    over valid frames."""
+    layout = get_layout(layout)
+    mask = valid_mask(x, lengths)
+    g = to_gait16(x, layout)[..., 0]  # (N, C, T, 16)
+
+    def seg(a: str, b: str) -> Tensor:
+        return safe_norm(g[:, :, :, _G[a]] - g[:, :, :, _G[b]], dim=1)  # (N, T)
+
+    trunk = seg("root", "spine") + seg("spine", "neck") + seg("neck", "head")
+    legs = 0.5 * (
+        seg("left_hip", "left_knee")
+        + seg("left_knee", "left_foot")
+        + seg("right_hip", "right_knee")
+        + seg("right_knee", "right_foot")
+    )
+    m = mask[:, 0, :, 0, 0].to(x.dtype)
+    return ((trunk + legs) * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+
+def _normalize_rows(v: Tensor, fallback: Tensor) -> Tensor:
+    n = safe_norm(v, dim=-1).unsqueeze(-1)
+    return torch.where(n > 1e-6, v / n, fallback.expand_as(v))
+
+
+def canonical_rotation(x: Tensor, layout: Layout | str, lengths: Tensor | None = None) -> Tensor:
+    """Per-sample rotation ``(N, C, C)`` that turns the first person's first valid frame so that root->neck
+    points along +y and right hip -> left hip along +x (the body faces +z). For 2D data the in-plane rotation
+    that makes root->neck point along +y."""
+    layout = get_layout(layout)
+    mask = valid_mask(x, lengths)
+    g = to_gait16(_first_valid_frame(x, mask).unsqueeze(2).unsqueeze(-1), layout)[:, :, 0, :, 0]  # (N, C, 16)
+    up = g[:, :, _G["neck"]] - g[:, :, _G["root"]]
+    c = x.shape[1]
+    if c == 2:
+        up = _normalize_rows(up, torch.tensor([0.0, 1.0], dtype=x.dtype, device=x.device))
+        # rows: (x axis, y axis) = (perpendicular to up, up)
+        return torch.stack([torch.stack([up[:, 1], -up[:, 0]], -1), up], dim=1)
+    if c != 3:
+        raise ValueError(f"canonical_rotation needs C=2 or C=3, got C={c}")
+    ey = torch.tensor([0.0, 1.0, 0.0], dtype=x.dtype, device=x.device)
+    ex = torch.tensor([1.0, 0.0, 0.0], dtype=x.dtype, device=x.device)
+    up = _normalize_rows(up, ey)
+    side = g[:, :, _G["left_hip"]] - g[:, :, _G["right_hip"]]
+    side = side - (side * up).sum(-1, keepdim=True) * up
+    side = _normalize_rows(side, ex)
+    fwd = torch.cross(side, up, dim=-1)
+    return torch.stack([side, up, fwd], dim=1)  # rows are the new axes
+
+
+def normalize(
+    x: Tensor,
+    layout: Layout | str,
+    lengths: Tensor | None = None,
+    *,
+    center: bool = True,
+    rotate: bool = True,
+    scale: bool = False,
+) -> Tensor:
+    """Centre on the first person's root at its first valid frame, rotate to face the canonical direction
+    (:func:`canonical_rotation`), optionally scale to unit skeletal height. Padding and absent persons stay
+    zero. One transform per sample, so the relative motion of the two persons is kept."""
+    layout = get_layout(layout)
+    mask = valid_mask(x, lengths)
+    out = x
+    if center:
+        root = to_gait16(_first_valid_frame(x, mask).unsqueeze(2).unsqueeze(-1), layout)[
+            :, :, 0, _G["root"], 0
+        ]
+        out = out - root.view(x.shape[0], x.shape[1], 1, 1, 1)
+    if rotate:
+        r = canonical_rotation(x, layout, lengths)
+        out = torch.einsum("nij,njtvm->nitvm", r, out)
+    if scale:
+        h = skeletal_height(x, layout, lengths).clamp_min(1e-6)
+        out = out / h.view(-1, 1, 1, 1, 1)
+    return out * mask.to(out.dtype)

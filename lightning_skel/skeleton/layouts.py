@@ -376,6 +376,28 @@ _OPENPOSE18_REST = {
     ),
 }
 
+# COCO-17 keypoints (pyskl / PoseC3D, mmpose); the tree is pyskl's coco edge list rooted at the nose.
+_COCO17 = [
+    ("nose", None),
+    ("left_eye", "nose"),
+    ("right_eye", "nose"),
+    ("left_ear", "left_eye"),
+    ("right_ear", "right_eye"),
+    ("left_shoulder", "nose"),
+    ("right_shoulder", "nose"),
+    ("left_elbow", "left_shoulder"),
+    ("right_elbow", "right_shoulder"),
+    ("left_wrist", "left_elbow"),
+    ("right_wrist", "right_elbow"),
+    ("left_hip", "left_shoulder"),
+    ("right_hip", "right_shoulder"),
+    ("left_knee", "left_hip"),
+    ("right_knee", "right_hip"),
+    ("left_ankle", "left_knee"),
+    ("right_ankle", "right_knee"),
+]
+_COCO17_REST = {"nose": "nose", **{k: v for k, v in _OPENPOSE18_REST.items() if k not in ("nose", "neck")}}
+
 # gait16 joint -> the body part of that name in the fuller layouts (gait16's "hand" sits at the wrist).
 _LIMBS_TO_GAIT = {
     "shoulder": "shoulder",
@@ -455,6 +477,19 @@ _LAYOUTS: dict[str, Layout] = {
                 "root": {"left_hip": 0.5, "right_hip": 0.5},
                 "spine": {"left_hip": 0.25, "right_hip": 0.25, "neck": 0.5},
                 "neck": "neck",
+                "head": "nose",
+                **_limb_map(_LIMBS_TO_GAIT),
+            },
+        ),
+        _make(
+            "coco17",
+            "COCO-17 keypoints (pyskl / PoseC3D 2D pose, mmpose)",
+            _COCO17,
+            _COCO17_REST,
+            {
+                "root": {"left_hip": 0.5, "right_hip": 0.5},
+                "spine": {"left_hip": 0.25, "right_hip": 0.25, "left_shoulder": 0.25, "right_shoulder": 0.25},
+                "neck": {"left_shoulder": 0.5, "right_shoulder": 0.5},
                 "head": "nose",
                 **_limb_map(_LIMBS_TO_GAIT),
             },

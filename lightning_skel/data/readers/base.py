@@ -1,0 +1,116 @@
+"""The reader interface shared by every format, and the assembly of clips into one skeleton-npz dict.
+
+A format registers a :class:`Reader` subclass in :data:`~lightning_skel.data.readers.READERS`. Formats
+with one file per clip (NTU ``.skeleton``, Kinetics JSON, UTD-MHAD ``.mat``) implement :meth:`Reader.files`
+and :meth:`Reader.read_file`; ``prepare`` runs ``read_file`` in parallel over the files, collects
+:class:`ReadError` skips, and calls :meth:`Reader.assemble`. Formats that come as one big array file
+(2s-AGCN, CTR-GCN, pyskl, Emotion-Gait) return a single :class:`Clips` batch from ``read_file``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from lightning_skel.data.io import SkeletonData, validate
+
+
+class ReadError(ValueError):
+    """A file that cannot be read: ``prepare`` lists it as a skip with its reason and line."""
+
+    def __init__(self, path: str | Path, reason: str, line: int | None = None) -> None:
+        self.path, self.reason, self.line = str(path), reason, line
+        where = f"{path}:{line}" if line is not None else str(path)
+        super().__init__(f"{where}: {reason}")
+
+
+@dataclass
+class Clip:
+    """One sequence, before padding: ``x (C, T, V, M)`` float32."""
+
+    x: np.ndarray
+    label: int
+    name: str
+    subject: int = -1
+    view: int = -1
+    emotion: int = -1
+    split: str | None = None
+    score: np.ndarray | None = None  # (T, V, M) keypoint confidence of 2D data
+
+
+@dataclass
+class Reader:
+    """Base class of a format reader. Subclasses set the class variables and implement ``files`` and
+    ``read_file``; ``assemble`` usually stays as it is."""
+
+    name: ClassVar[str]
+    layout: ClassVar[str]
+    class_names: ClassVar[tuple[str, ...]] = ()
+    splits: ClassVar[tuple[str, ...]] = ()  # benchmark protocols accepted by ``--split``
+    options: dict = field(default_factory=dict)
+
+    def files(self, src: Path) -> list[Path]:
+        """The files under ``src`` to read, in a stable (sorted) order."""
+        return [src]
+
+    def read_file(self, path: Path) -> list[Clip] | SkeletonData:
+        raise NotImplementedError
+
+    def split_of(self, clip: Clip, split: str) -> str:
+        """``"train"`` or ``"test"`` for ``clip`` under the benchmark protocol ``split``."""
+        raise ValueError(f"format {self.name!r} has no split protocol {split!r}; known: {list(self.splits)}")
+
+    def check_split(self, split: str | None) -> None:
+        if split is not None and split not in self.splits:
+            raise ValueError(
+                f"format {self.name!r} has no split {split!r}; known: {list(self.splits) or 'none'}"
+            )
+
+    def assemble(self, clips: list[Clip], split: str | None = None) -> SkeletonData:
+        """Pad the clips to a common T and M and stack them into a validated skeleton-npz dict."""
+        if not clips:
+            raise ValueError(f"{self.name}: no clip could be read")
+        return stack_clips(
+            clips,
+            self.layout,
+            list(self.class_names),
+            split_fn=None if split is None else (lambda c: self.split_of(c, split)),
+        )
+
+
+def stack_clips(clips: list[Clip], layout: str, class_names: list[str], split_fn=None) -> SkeletonData:
+    c = clips[0].x.shape[0]
+    v = clips[0].x.shape[2]
+    t = max(cl.x.shape[1] for cl in clips)
+    m = max(cl.x.shape[3] for cl in clips)
+    x = np.zeros((len(clips), c, t, v, m), dtype=np.float32)
+    lengths = np.zeros(len(clips), dtype=np.int64)
+    for i, cl in enumerate(clips):  # one copy per clip: assembly, not a per-step loop
+        x[i, :, : cl.x.shape[1], :, : cl.x.shape[3]] = cl.x
+        lengths[i] = cl.x.shape[1]
+    data: SkeletonData = {
+        "x": x,
+        "y": np.array([cl.label for cl in clips], dtype=np.int64),
+        "lengths": lengths,
+        "layout": layout,
+        "class_names": class_names,
+        "sample_name": np.array([cl.name for cl in clips]),
+    }
+    for key in ("subject", "view", "emotion"):
+        vals = np.array([getattr(cl, key) for cl in clips], dtype=np.int64)
+        if (vals >= 0).any():
+            data[key] = vals
+    if split_fn is not None:
+        data["split"] = np.array([split_fn(cl) for cl in clips])
+    elif any(cl.split is not None for cl in clips):
+        data["split"] = np.array([cl.split or "" for cl in clips])
+    if any(cl.score is not None for cl in clips):
+        score = np.zeros((len(clips), t, v, m), dtype=np.float32)
+        for i, cl in enumerate(clips):
+            if cl.score is not None:
+                score[i, : cl.score.shape[0], :, : cl.score.shape[2]] = cl.score
+        data["score"] = score
+    return validate(data, f"<{layout} clips>")

@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+# The real recordings beside the checkout (../shared/data); tests that need them skip when it is absent.
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+requires_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"real recordings not found at {DATA}")
+
+
+@pytest.fixture(autouse=True)
+def _seed_and_threads():
+    torch.manual_seed(0)
+    torch.set_num_threads(min(2, torch.get_num_threads()))

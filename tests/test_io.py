@@ -1,0 +1,88 @@
+import pickle
+
+import numpy as np
+import pytest
+
+from lightning_skel.data.io import load_npz, save_npz
+
+
+def tiny(n=4, t=8, v=25, m=2):
+    rng = np.random.default_rng(0)
+    return {
+        "x": rng.normal(size=(n, 3, t, v, m)).astype(np.float32),
+        "y": np.arange(n, dtype=np.int64) % 3,
+        "lengths": np.full(n, t, dtype=np.int64),
+        "layout": "ntu25",
+        "class_names": ["a", "b", "c"],
+        "subject": np.arange(n),
+        "split": np.array(["train", "train", "test", "test"][:n]),
+    }
+
+
+def test_roundtrip(tmp_path):
+    path = save_npz(tmp_path / "d.npz", tiny())
+    d = load_npz(path)
+    np.testing.assert_array_equal(d["x"], tiny()["x"])
+    assert d["layout"] == "ntu25" and d["class_names"] == ["a", "b", "c"]
+    assert d["split"].tolist() == ["train", "train", "test", "test"]
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def write_raw(tmp_path, **changes):
+    d = {**tiny(), **changes}
+    d = {k: v for k, v in d.items() if v is not None}
+    path = tmp_path / "bad.npz"
+    np.savez(path, **{k: np.asarray(v) for k, v in d.items()})
+    return path
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"x": np.zeros((4, 3, 8, 25), np.float32)}, "5-D array"),
+        ({"x": np.zeros((4, 3, 8, 25, 2), np.float64)}, "float32"),
+        ({"y": np.array([0, 1, 2, 3])}, r"labels y must lie in \[0, 3\)"),
+        ({"y": np.array([0, -1, 2, 1])}, "labels y must lie"),
+        ({"layout": "ntu26"}, "unknown skeleton layout 'ntu26'"),
+        ({"layout": "kinect20"}, "has 20 joints but x has V=25"),
+        ({"lengths": np.array([8, 9, 8, 8])}, r"lengths must lie in \[1, T=8\]"),
+        ({"lengths": np.array([8, 0, 8, 8])}, "lengths must lie"),
+        ({"y": None}, "missing key"),
+        ({"subject": np.arange(3)}, "subject must be an integer array of shape"),
+    ],
+)
+def test_load_rejects(tmp_path, changes, message):
+    path = write_raw(tmp_path, **changes)
+    with pytest.raises(ValueError, match=message) as e:
+        load_npz(path)
+    assert str(path) in str(e.value)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_load_rejects_non_finite(tmp_path, bad):
+    x = tiny()["x"]
+    x[2, 0, 3, 4, 0] = bad
+    with pytest.raises(ValueError, match="NaN or Inf .* first at index 2"):
+        load_npz(write_raw(tmp_path, x=x))
+
+
+def test_load_never_unpickles(tmp_path):
+    path = tmp_path / "obj.npz"
+    np.savez(path, **{**tiny(), "class_names": np.array([{"evil": 1}], dtype=object)})
+    with pytest.raises(ValueError, match="not a plain skeleton npz"):
+        load_npz(path)
+    pkl = tmp_path / "p.npz"
+    pkl.write_bytes(pickle.dumps({"x": 1}))
+    with pytest.raises(ValueError, match=str(pkl)):
+        load_npz(pkl)
+
+
+def test_save_validates_and_leaves_nothing_on_error(tmp_path):
+    with pytest.raises(ValueError, match="labels y"):
+        save_npz(tmp_path / "o.npz", {**tiny(), "y": np.array([0, 5, 1, 1])})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_file_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.npz"):
+        load_npz(tmp_path / "nope.npz")

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from lightning_skel.skeleton import get_layout
+from lightning_skel.utils import make_readable
 
 REQUIRED = ("x", "y", "lengths", "layout", "class_names")
 PER_SAMPLE_INT = ("subject", "view", "emotion")
@@ -140,6 +141,7 @@ def save_npz(path: str | os.PathLike, data: SkeletonData, compress: bool = False
     try:
         with os.fdopen(fd, "wb") as f:
             (np.savez_compressed if compress else np.savez)(f, **arrays)
+        make_readable(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

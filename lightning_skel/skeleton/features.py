@@ -191,3 +191,22 @@ def normalize(
         h = skeletal_height(x, layout, lengths).clamp_min(1e-6)
         out = out / h.view(-1, 1, 1, 1, 1)
     return out * mask.to(out.dtype)
+
+
+MODALITIES = ("joint", "bone", "motion")
+
+
+def to_modality(x: Tensor, layout: Layout | str, modality: str) -> Tensor:
+    """The input stream of a classifier, same shape as ``x``: ``joint`` (coordinates), ``bone`` (each
+    joint's bone vector to its parent, zero at the root, as 2s-AGCN) or ``motion`` (frame differences,
+    zero in the last frame)."""
+    if modality == "joint":
+        return x
+    if modality == "bone":
+        layout = get_layout(layout)
+        child, _ = _indices(layout.name, "bone_index", x.device)
+        out = torch.zeros_like(x)
+        return out.index_copy(3, child, bone_vectors(x, layout))
+    if modality == "motion":
+        return torch.nn.functional.pad(velocity(x), (0, 0, 0, 0, 0, 1))
+    raise KeyError(f"unknown modality {modality!r}; known: {', '.join(MODALITIES)}")

@@ -26,6 +26,10 @@ class ReadError(ValueError):
         where = f"{path}:{line}" if line is not None else str(path)
         super().__init__(f"{where}: {reason}")
 
+    def __reduce__(self):
+        # rebuilt from its fields, so that it crosses a process pool intact
+        return (type(self), (self.path, self.reason, self.line))
+
 
 @dataclass
 class Clip:

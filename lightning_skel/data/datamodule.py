@@ -1,0 +1,328 @@
+"""Datasets and the Lightning data module over skeleton-npz files.
+
+The module turns one of four sources (a prepared npz, separate train/val/test npz files, a reader FORMAT
+converted on first use, or generated motion) into train/val/test sets. Batches are ``(x, y, lengths,
+index)`` with ``x (N, C, T, V, M)`` float32 in the data's own coordinates; the temporal window and the
+training augmentation run on the device after transfer, vectorised over the batch. Normalisation and the
+input modality (joint / bone / motion) belong to the classifier (``lightning_skel.models.Classifier``), so
+that an attack perturbs coordinates, not a derived representation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from lightning_skel.data.io import SkeletonData, load_npz, save_npz
+from lightning_skel.data.transforms import random_affine, temporal_resample
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+
+
+class SkeletonDataset(Dataset):
+    """Rows ``indices`` of a skeleton-npz dict; items are ``(x (C, T, V, M), y, length, index)`` where
+    ``index`` is the row in the source file."""
+
+    def __init__(self, data: SkeletonData, indices: np.ndarray | None = None) -> None:
+        self.data = data
+        self.indices = np.arange(len(data["y"])) if indices is None else np.asarray(indices, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int):
+        j = int(self.indices[i])
+        return (
+            torch.from_numpy(np.ascontiguousarray(self.data["x"][j])),
+            int(self.data["y"][j]),
+            int(self.data["lengths"][j]),
+            j,
+        )
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.data["y"][self.indices]
+
+
+def stratified_split(y: np.ndarray, fractions: tuple[float, ...], seed: int) -> list[np.ndarray]:
+    """Split row indices into ``len(fractions) + 1`` parts, class by class: part k gets ``fractions[k]`` of
+    each class, the last part the rest. Deterministic for a seed."""
+    rng = np.random.default_rng(seed)
+    order = np.lexsort((rng.random(len(y)), y))  # rows grouped by class, shuffled within
+    ys = y[order]
+    position = np.arange(len(ys)) - np.searchsorted(ys, ys, side="left")  # 0, 1, ... within each class
+    counts = np.bincount(ys)[ys]
+    bounds = np.round(np.outer(counts, np.cumsum(fractions))).astype(np.int64)  # (n, K) integer cut points
+    part = (position[:, None] >= bounds).sum(1)
+    return [np.sort(order[part == k]) for k in range(len(fractions) + 1)]
+
+
+class SkeletonDataModule(pl.LightningDataModule):
+    """Train / val / test skeleton data from exactly one source (see ``configs/data/_base_.yaml``)."""
+
+    def __init__(
+        self,
+        name: str,
+        path: str | None = None,
+        train_path: str | None = None,
+        val_path: str | None = None,
+        test_path: str | None = None,
+        source: dict | None = None,
+        synthetic: dict | None = None,
+        cache_dir: str = ".cache/lightning_skel",
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.2,
+        split_seed: int = 0,
+        window: int = 64,
+        temporal: str = "resample",
+        augment: dict | None = None,
+        batch_size: int = 32,
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        given = [
+            k
+            for k, v in (
+                ("path", path),
+                ("train_path", train_path),
+                ("source", source),
+                ("synthetic", synthetic),
+            )
+            if v
+        ]
+        if len(given) != 1:
+            raise ValueError(
+                f"data {name!r}: set exactly one of path, train_path, source, synthetic; got {given or 'none'}"
+            )
+        if (val_path or test_path) and not train_path:
+            raise ValueError(f"data {name!r}: val_path/test_path need train_path")
+        for key, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+            if not 0 <= value < 1:
+                raise ValueError(f"data {name!r}: {key} must be in [0, 1), got {value}")
+        if window < 2:
+            raise ValueError(f"data {name!r}: window must be >= 2, got {window}")
+        if temporal not in ("resample", "pad"):
+            raise ValueError(f"data {name!r}: temporal must be 'resample' or 'pad', got {temporal!r}")
+        for p in (path, train_path, val_path, test_path):
+            if p and not Path(p).is_file():
+                raise FileNotFoundError(f"data {name!r}: no such file {p}")
+        if source is not None:
+            missing = {"format", "src"} - set(source)
+            if missing:
+                raise ValueError(f"data {name!r}: source needs keys {sorted(missing)}")
+        self.name = name
+        self.paths = {"path": path, "train": train_path, "val": val_path, "test": test_path}
+        self.source = dict(source) if source else None
+        self.synthetic = dict(synthetic) if synthetic else None
+        self.cache_dir = Path(cache_dir)
+        self.val_fraction, self.test_fraction, self.split_seed = val_fraction, test_fraction, split_seed
+        self.window, self.temporal = window, temporal
+        self.augment = {
+            "rotate_deg": 0.0,
+            "scale": 0.0,
+            "shear": 0.0,
+            "random_crop": False,
+            **(augment or {}),
+        }
+        self.batch_size, self.num_workers = batch_size, num_workers
+        self.seed = seed
+        self.datasets: dict[str, SkeletonDataset] = {}
+        self._generator = torch.Generator().manual_seed(seed)
+
+    # ---- where the data comes from ---------------------------------------------------------------
+    @property
+    def cache_file(self) -> Path | None:
+        if self.synthetic is not None:
+            key = hashlib.sha1(json.dumps(self.synthetic, sort_keys=True).encode()).hexdigest()[:10]
+            return self.cache_dir / f"{self.name}-{key}.npz"
+        if self.source is not None:
+            split = self.source.get("split")
+            return self.cache_dir / f"{self.name}{'-' + split if split else ''}.npz"
+        return None
+
+    def prepare_data(self) -> None:
+        """Generate or convert into the cache on first use (rank 0 only under DDP)."""
+        out = self.cache_file
+        if out is None or out.is_file():
+            return
+        if self.synthetic is not None:
+            from lightning_skel.data.synthetic import generate
+
+            log.info("generating %s into %s", self.name, out)
+            save_npz(out, generate(**self.synthetic))
+        else:
+            from lightning_skel.data.prepare import prepare
+
+            log.info("converting %s from %s into %s", self.source["format"], self.source["src"], out)
+            prepare(
+                self.source["format"],
+                self.source["src"],
+                out,
+                split=self.source.get("split"),
+                workers=int(self.source.get("workers", 1)),
+                options=self.source.get("options"),
+            )
+
+    def _load_all(self) -> dict[str, SkeletonDataset]:
+        if self.paths["train"]:
+            train = load_npz(self.paths["train"])
+            sets = {"train": SkeletonDataset(train)}
+            for split in ("val", "test"):
+                if self.paths[split]:
+                    sets[split] = SkeletonDataset(
+                        self._check_compatible(load_npz(self.paths[split]), train, split)
+                    )
+            return self._carve(train, sets)
+        path = self.paths["path"] or self.cache_file
+        if not Path(path).is_file():
+            self.prepare_data()
+        data = load_npz(path)
+        if "split" in data:
+            split = data["split"]
+            unknown = sorted(set(split.tolist()) - set(SPLITS))
+            if unknown:
+                raise ValueError(f"{path}: split column holds {unknown}; expected values in {list(SPLITS)}")
+            sets = {s: SkeletonDataset(data, np.nonzero(split == s)[0]) for s in SPLITS if (split == s).any()}
+            if "train" not in sets:
+                raise ValueError(f"{path}: split column has no 'train' rows")
+            return self._carve(data, sets)
+        return self._carve(data, {})
+
+    def _check_compatible(self, other: SkeletonData, train: SkeletonData, split: str) -> SkeletonData:
+        for key in ("layout", "class_names"):
+            if other[key] != train[key]:
+                raise ValueError(
+                    f"{self.paths[split]}: {key} {other[key]!r} differs from the train file's {train[key]!r}"
+                )
+        if other["x"].shape[1] != train["x"].shape[1]:
+            raise ValueError(f"{self.paths[split]}: C={other['x'].shape[1]} differs from the train file's")
+        return other
+
+    def _carve(self, data: SkeletonData, sets: dict[str, SkeletonDataset]) -> dict[str, SkeletonDataset]:
+        """Fill in missing val/test sets by stratified seeded splits of the training rows."""
+        base = sets["train"].indices if "train" in sets else np.arange(len(data["y"]))
+        want = [s for s in ("test", "val") if s not in sets]
+        fractions = tuple(self.test_fraction if s == "test" else self.val_fraction for s in want)
+        if fractions:
+            parts = stratified_split(data["y"][base], fractions, self.split_seed)
+            for s, part in zip(want, parts[:-1], strict=True):
+                sets[s] = SkeletonDataset(data, base[part])
+            sets["train"] = SkeletonDataset(data, base[parts[-1]])
+        return sets
+
+    def setup(self, stage: str | None = None) -> None:
+        if not self.datasets:
+            self.datasets = self._load_all()
+            sizes = {k: len(v) for k, v in self.datasets.items()}
+            log.info("data %s: %s clips, layout %s", self.name, sizes, self.layout)
+
+    # ---- facts the model needs -------------------------------------------------------------------
+    @property
+    def data(self) -> SkeletonData:
+        if not self.datasets:
+            raise RuntimeError("call setup() before reading the data module's properties")
+        return self.datasets["train"].data
+
+    @property
+    def layout(self) -> str:
+        return self.data["layout"]
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.data["class_names"]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.data["x"].shape[1])
+
+    @property
+    def num_persons(self) -> int:
+        return int(self.data["x"].shape[4])
+
+    def describe(self) -> dict[str, Any]:
+        """What a checkpoint must remember about the data."""
+        return {
+            "name": self.name,
+            "layout": self.layout,
+            "class_names": self.class_names,
+            "in_channels": self.in_channels,
+            "num_persons": self.num_persons,
+            "window": self.window,
+        }
+
+    # ---- loaders ---------------------------------------------------------------------------------
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        if split not in self.datasets:
+            raise KeyError(f"data {self.name!r} has no {split!r} set; it has {sorted(self.datasets)}")
+        return DataLoader(
+            self.datasets[split],
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def window_batch(
+        self, x: torch.Tensor, lengths: torch.Tensor, train: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Bring a batch to ``window`` frames (and augment it when ``train``)."""
+        if self.temporal == "resample":
+            crop = (0.75, 1.0) if train and self.augment["random_crop"] else None
+            x, lengths = temporal_resample(x, lengths, self.window, crop=crop, generator=self._generator)
+        else:
+            t = x.shape[2]
+            x = (
+                x[:, :, : self.window]
+                if t >= self.window
+                else torch.nn.functional.pad(x, (0, 0, 0, 0, 0, self.window - t))
+            )
+            lengths = lengths.clamp_max(self.window)
+        if train and any(self.augment[k] for k in ("rotate_deg", "scale", "shear")):
+            x = random_affine(
+                x,
+                self.augment["rotate_deg"],
+                self.augment["scale"],
+                self.augment["shear"],
+                generator=self._generator,
+            )
+        return x, lengths
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        x, y, lengths, index = batch
+        training = self.trainer is not None and self.trainer.training
+        x, lengths = self.window_batch(x, lengths, train=training)
+        return x, y, lengths, index
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": self._generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._generator.set_state(state["generator"])

@@ -1,0 +1,366 @@
+"""Convert a dataset in an external format into one skeleton npz.
+
+    python -m lightning_skel.data.prepare FORMAT SRC OUT.npz [--split NAME] [--workers N] [--limit K]
+                                          [--option KEY=VALUE ...]
+
+FORMAT is a reader registered in :data:`~lightning_skel.data.readers.READERS` (every module of
+``lightning_skel.data.readers`` is imported first, see :func:`load_readers`). The files under SRC are read in
+parallel (``--workers``), in file order, so the output is the same for any worker count. A file the reader
+cannot read (a :class:`~lightning_skel.data.readers.base.ReadError`) is skipped and reported; any other
+exception is a bug and stops the run. OUT is written atomically at the end, never partially.
+
+Exit codes: 0 all files read; 1 some files skipped (OUT written); 2 bad arguments or nothing could be read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import os
+import pkgutil
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from lightning_skel.data import readers as readers_pkg
+from lightning_skel.data.io import PER_SAMPLE_INT, PER_SAMPLE_STR, SkeletonData, save_npz, validate
+from lightning_skel.data.readers import READERS
+from lightning_skel.data.readers.base import Clip, Reader, ReadError
+from lightning_skel.data.safe_pickle import UnsafePickleError
+
+log = logging.getLogger(__name__)
+
+
+class PrepareError(ValueError):
+    """Bad arguments, or a run that produced nothing: ``main`` exits with code 2."""
+
+
+class NothingReadError(PrepareError):
+    """Every file was skipped; nothing was written. ``report`` lists the skips."""
+
+    def __init__(self, message: str, report: PrepareReport) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A file that could not be read: its path, the line of the problem (if known) and the reason."""
+
+    path: str
+    line: int | None
+    reason: str
+
+    def __str__(self) -> str:
+        where = self.path if self.line is None else f"{self.path}:{self.line}"
+        return f"{where}: {self.reason}"
+
+
+@dataclass
+class PrepareReport:
+    out: Path | None  # the npz written; None when nothing was
+    num_clips: int
+    skipped: list[Skipped] = field(default_factory=list)
+    num_files: int = 0
+
+
+def load_readers() -> list[str]:
+    """Import every module of ``lightning_skel.data.readers`` so that each registers its format."""
+    for mod in pkgutil.iter_modules(readers_pkg.__path__):
+        if mod.name != "base":
+            importlib.import_module(f"{readers_pkg.__name__}.{mod.name}")
+    return READERS.names()
+
+
+def make_reader(format: str, options: Mapping[str, Any] | None = None) -> Reader:
+    """The reader of ``format`` with ``options``; unknown formats and bad options are :class:`PrepareError`."""
+    known = load_readers()
+    if format not in READERS:
+        raise PrepareError(f"unknown format {format!r}; known formats: {', '.join(known)}")
+    try:
+        return READERS.get(format)(options=dict(options or {}))
+    except (ValueError, TypeError, OSError) as e:
+        raise PrepareError(f"format {format!r}: bad options {dict(options or {})}: {e}") from e
+
+
+def _read_one(reader: Reader, path: Path) -> tuple[list[Clip] | SkeletonData | None, Skipped | None]:
+    """Read one file; a ReadError becomes a Skipped record (it does not cross process boundaries)."""
+    try:
+        return reader.read_file(path), None
+    except ReadError as e:
+        return None, Skipped(e.path, e.line, e.reason)
+
+
+def _results(reader: Reader, files: list[Path], workers: int, progress: bool) -> Iterator[tuple[Any, Any]]:
+    """``_read_one`` over ``files`` in file order, in ``workers`` processes, with a progress bar."""
+    console = Console(stderr=True)
+    bar = Progress(
+        TextColumn(f"[bold]{reader.name}[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not (progress and console.is_terminal),
+        transient=True,
+    )
+    read = partial(_read_one, reader)
+    with bar:
+        task = bar.add_task("reading", total=len(files))
+        if workers <= 1 or len(files) <= 1:
+            for path in files:
+                yield read(path)
+                bar.advance(task)
+            return
+        pool = ProcessPoolExecutor(max_workers=min(workers, len(files)))
+        try:
+            chunk = max(1, min(64, len(files) // (workers * 8)))
+            for result in pool.map(read, files, chunksize=chunk):  # map keeps file order
+                yield result
+                bar.advance(task)
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
+
+
+def _take(data: SkeletonData, n: int) -> SkeletonData:
+    """The first ``n`` rows of a skeleton dict."""
+    rows = {"x", "y", "lengths", "score", *PER_SAMPLE_INT, *PER_SAMPLE_STR}
+    return {k: (v[:n] if k in rows else v) for k, v in data.items()}
+
+
+def _concat(parts: list[SkeletonData]) -> SkeletonData:
+    """Stack skeleton dicts from several files, padding T and M; shared metadata must agree."""
+    if len(parts) == 1:
+        return parts[0]
+    first = parts[0]
+    for key in ("layout", "class_names", "emotion_names"):
+        values = {json.dumps(np.asarray(p.get(key, [])).tolist()) for p in parts}
+        if len(values) > 1:
+            raise ValueError(f"the files disagree on {key}: {sorted(values)}")
+    c, v = first["x"].shape[1], first["x"].shape[3]
+    if any(p["x"].shape[1] != c or p["x"].shape[3] != v for p in parts):
+        raise ValueError("the files disagree on the coordinate channels C or the joint count V")
+    n = sum(len(p["y"]) for p in parts)
+    t = max(p["x"].shape[2] for p in parts)
+    m = max(p["x"].shape[4] for p in parts)
+    out: SkeletonData = {k: first[k] for k in ("layout", "class_names", "emotion_names") if k in first}
+    out["x"] = np.zeros((n, c, t, v, m), dtype=np.float32)
+    if any("score" in p for p in parts):
+        out["score"] = np.zeros((n, t, v, m), dtype=np.float32)
+    start = 0
+    for p in parts:  # one block copy per file
+        x = p["x"]
+        stop = start + x.shape[0]
+        out["x"][start:stop, :, : x.shape[2], :, : x.shape[4]] = x
+        if "score" in p:
+            out["score"][start:stop, : x.shape[2], :, : x.shape[4]] = p["score"]
+        start = stop
+    out["y"] = np.concatenate([p["y"] for p in parts])
+    out["lengths"] = np.concatenate([p["lengths"] for p in parts])
+    for key in PER_SAMPLE_INT:
+        if any(key in p for p in parts):
+            out[key] = np.concatenate([p.get(key, np.full(len(p["y"]), -1, dtype=np.int64)) for p in parts])
+    for key in PER_SAMPLE_STR:
+        if any(key in p for p in parts):
+            out[key] = np.concatenate([np.asarray(p.get(key, [""] * len(p["y"])), dtype=str) for p in parts])
+    return out
+
+
+def _clips_of(data: SkeletonData) -> list[Clip]:
+    """Rows of a skeleton dict as clips, so that a reader's ``split_of`` can label them."""
+    n = len(data["y"])
+    col = {k: data.get(k, np.full(n, -1)) for k in ("subject", "view", "emotion")}
+    names = data.get("sample_name", np.array([str(i) for i in range(n)]))
+    return [
+        Clip(
+            x=data["x"][i, :, : data["lengths"][i]],
+            label=int(data["y"][i]),
+            name=str(names[i]),
+            subject=int(col["subject"][i]),
+            view=int(col["view"][i]),
+            emotion=int(col["emotion"][i]),
+        )
+        for i in range(n)
+    ]
+
+
+def _assemble(reader: Reader, results: list, split: str | None, limit: int | None) -> SkeletonData:
+    if all(isinstance(r, list) for r in results):
+        clips = [c for r in results for c in r]
+        return reader.assemble(clips[:limit] if limit else clips, split)
+    if not all(isinstance(r, dict) for r in results):
+        kinds = sorted({type(r).__name__ for r in results})
+        raise TypeError(
+            f"reader {reader.name!r} returned {kinds}; read_file must return a list of Clip or a dict"
+        )
+    data = _concat([validate(r, f"<{reader.name} arrays>") for r in results])
+    if limit:
+        data = _take(data, limit)
+    if split is not None and "split" not in data:
+        data["split"] = np.array([reader.split_of(c, split) for c in _clips_of(data)])
+    return validate(data, f"<{reader.name} arrays>")
+
+
+def prepare(
+    format: str,
+    src: str | os.PathLike,
+    out: str | os.PathLike,
+    split: str | None = None,
+    workers: int = 1,
+    limit: int | None = None,
+    progress: bool = True,
+    options: Mapping[str, Any] | None = None,
+) -> PrepareReport:
+    """Read every ``format`` file under ``src`` into one skeleton npz ``out`` (written atomically).
+
+    ``split`` names the format's benchmark protocol, stored as the ``split`` column. ``workers`` > 1 reads
+    the files in that many processes; the output does not depend on it. ``limit`` reads at most that many
+    files and keeps at most that many clips (a quick smoke run). ``options`` go to the reader.
+
+    Files that raise :class:`ReadError` are skipped and listed in the report. Raises :class:`PrepareError`
+    on bad arguments and :class:`NothingReadError` (writing nothing) when no file could be read; any other
+    exception from a reader propagates.
+    """
+    src, out = Path(src), Path(out)
+    reader = make_reader(format, options)
+    if not src.exists():
+        raise PrepareError(f"source {str(src)!r} does not exist")
+    try:
+        reader.check_split(split)
+    except ValueError as e:
+        raise PrepareError(str(e)) from e
+    if out.suffix != ".npz":
+        raise PrepareError(f"output {str(out)!r} must end in .npz")
+    if out.is_dir():
+        raise PrepareError(f"output {str(out)!r} is a folder")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise PrepareError(f"workers must be a positive integer, got {workers!r}")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise PrepareError(f"limit must be a positive integer or None, got {limit!r}")
+
+    files = reader.files(src)
+    if not files:
+        raise PrepareError(f"no {format} files found under {str(src)!r}")
+    if limit is not None:
+        files = files[:limit]
+    log.info("%s: reading %d file(s) from %s with %d worker(s)", format, len(files), src, workers)
+
+    results: list = []
+    skipped: list[Skipped] = []
+    for result, skip in _results(reader, files, workers, progress):
+        if skip is not None:
+            log.warning("skipping %s", skip)
+            skipped.append(skip)
+        else:
+            results.append(result)
+    report = PrepareReport(out=None, num_clips=0, skipped=skipped, num_files=len(files))
+    results = [r for r in results if (len(r["y"]) if isinstance(r, dict) else len(r))]
+    if not results:
+        shown = "; ".join(str(s) for s in skipped[:3]) + (" ..." if len(skipped) > 3 else "")
+        raise NothingReadError(
+            f"no clip could be read from the {len(files)} file(s) under {src}: {shown}", report
+        )
+
+    try:
+        data = _assemble(reader, results, split, limit)
+    except ValueError as e:  # a split protocol the files cannot satisfy, or inconsistent files
+        raise PrepareError(f"{format}: cannot assemble the clips read from {src}: {e}") from e
+    report.out = save_npz(out, data)
+    report.num_clips = len(data["y"])
+    log.info("%s: wrote %d clip(s) to %s (%d file(s) skipped)", format, report.num_clips, out, len(skipped))
+    return report
+
+
+def _option(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m lightning_skel.data.prepare",
+        description="Convert a skeleton dataset into one skeleton npz. Formats: " + ", ".join(load_readers()),
+        epilog="exit codes: 0 all files read; 1 some files skipped (OUT written); 2 bad arguments or nothing read",
+    )
+    parser.add_argument("format", metavar="FORMAT", help="a registered reader")
+    parser.add_argument("src", metavar="SRC", type=Path, help="the dataset's file or folder")
+    parser.add_argument("out", metavar="OUT.npz", type=Path, help="the skeleton npz to write")
+    parser.add_argument(
+        "--split", default=None, help="the benchmark protocol (e.g. xsub) for the split column"
+    )
+    parser.add_argument("--workers", type=int, default=1, help="reader processes (default 1)")
+    parser.add_argument(
+        "--limit", type=int, default=None, help="read at most K files and keep at most K clips"
+    )
+    parser.add_argument(
+        "-o",
+        "--option",
+        type=_option,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a reader option, VALUE parsed as JSON when it can be (e.g. -o max_people=3)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log progress and each skip as it happens"
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.ERROR, format="%(levelname)s %(message)s"
+    )
+
+    try:
+        report = prepare(
+            args.format,
+            args.src,
+            args.out,
+            split=args.split,
+            workers=args.workers,
+            limit=args.limit,
+            progress=not args.no_progress,
+            options=dict(args.option),
+        )
+    except NothingReadError as e:
+        print(
+            f"error: no clip could be read from the {e.report.num_files} file(s); nothing written",
+            file=sys.stderr,
+        )
+        _print_skips(e.report.skipped)
+        return 2
+    except (PrepareError, UnsafePickleError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(
+        f"wrote {report.num_clips} clip(s) from {report.num_files - len(report.skipped)} file(s) to {report.out}"
+    )
+    if report.skipped:
+        _print_skips(report.skipped)
+        return 1
+    return 0
+
+
+def _print_skips(skipped: list[Skipped]) -> None:
+    print(f"skipped {len(skipped)} file(s):")
+    for s in skipped:
+        print(f"  {s}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

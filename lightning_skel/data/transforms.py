@@ -1,0 +1,83 @@
+"""Batch transforms of ``(N, C, T, V, M)`` skeleton tensors, vectorised over the batch so they run on the
+device after transfer: temporal crop and resample to a fixed window, and random rotation, scale and shear.
+Padding frames and absent persons stay zero."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from lightning_skel.skeleton.features import valid_mask
+
+
+def temporal_resample(
+    x: Tensor,
+    lengths: Tensor,
+    window: int,
+    crop: tuple[float, float] | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Linearly resample the valid frames of each clip to ``window`` frames.
+
+    With ``crop=(lo, hi)``, first take a random contiguous part of ``U(lo, hi)`` times the clip's length at
+    a random start (training); without it, the whole valid part (evaluation, deterministic). Returns the
+    resampled ``(N, C, window, V, M)`` tensor and the new lengths (all ``window``).
+    """
+    n = x.shape[0]
+    dev = x.device
+    length = lengths.to(dev, torch.float32)
+    if crop is not None:
+        lo, hi = crop
+        frac = lo + (hi - lo) * torch.rand(n, generator=generator, device="cpu").to(dev)
+        span = (length * frac).clamp_min(1.0)
+        start = (length - span) * torch.rand(n, generator=generator, device="cpu").to(dev)
+    else:
+        span, start = length, torch.zeros_like(length)
+    steps = torch.linspace(0.0, 1.0, window, device=dev)
+    pos = start[:, None] + steps[None, :] * (span[:, None] - 1).clamp_min(0.0)  # (N, W) in frames
+    pos = torch.minimum(pos, (length - 1)[:, None])
+    i0 = pos.floor().long()
+    i1 = torch.minimum(i0 + 1, (lengths.to(dev) - 1)[:, None])
+    w = (pos - i0).to(x.dtype).view(n, 1, window, 1, 1)
+
+    def gather(idx: Tensor) -> Tensor:
+        return x.gather(2, idx.view(n, 1, window, 1, 1).expand(-1, x.shape[1], -1, x.shape[3], x.shape[4]))
+
+    out = gather(i0) * (1 - w) + gather(i1) * w
+    return out, torch.full_like(lengths, window)
+
+
+def random_affine(
+    x: Tensor,
+    rotate_deg: float = 0.0,
+    scale: float = 0.0,
+    shear: float = 0.0,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Apply one random linear map per clip: rotation about each axis in ``±rotate_deg``, isotropic scale
+    in ``1 ± scale``, shear entries in ``±shear``. 2D data uses the in-plane part."""
+    n, c = x.shape[:2]
+
+    def u(*shape: int) -> Tensor:
+        return (2 * torch.rand(*shape, generator=generator) - 1).to(x.device, x.dtype)
+
+    a = u(n, 3) * math.radians(rotate_deg)
+    cos, sin = a.cos(), a.sin()
+    one, zero = torch.ones_like(cos[:, 0]), torch.zeros_like(cos[:, 0])
+
+    def rot(i: int, axes: tuple[int, int]) -> Tensor:
+        m = torch.stack([one, zero, zero, zero, one, zero, zero, zero, one], -1).view(n, 3, 3).clone()
+        p, q = axes
+        m[:, p, p], m[:, p, q], m[:, q, p], m[:, q, q] = cos[:, i], -sin[:, i], sin[:, i], cos[:, i]
+        return m
+
+    r = rot(0, (1, 2)) @ rot(1, (0, 2)) @ rot(2, (0, 1)) if c == 3 else rot(2, (0, 1))
+    sh = torch.eye(3, device=x.device, dtype=x.dtype).expand(n, 3, 3) + u(n, 3, 3) * shear * (
+        1 - torch.eye(3, device=x.device, dtype=x.dtype)
+    )
+    m = (r @ sh) * (1 + u(n, 1, 1) * scale)
+    m = m[:, :c, :c]
+    out = torch.einsum("nij,njtvm->nitvm", m, x)
+    return out * valid_mask(x).to(x.dtype)

@@ -1,0 +1,5 @@
+"""LightningModules: the systems that train and evaluate."""
+
+from lightning_skel.systems.classification import ClassificationSystem
+
+__all__ = ["ClassificationSystem"]

@@ -1,0 +1,151 @@
+"""ClassificationSystem: the LightningModule that trains an action classifier or the emotion recognizer.
+
+It holds a plain :class:`~lightning_skel.models.Classifier` built from the registry, the loss, one
+torchmetrics collection per stage, and the optimiser and schedule from config. ``save_hyperparameters``
+makes a checkpoint self-describing: model name and kwargs, layout, class names, input preprocessing.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor, nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
+
+from lightning_skel.models import Classifier, build_model
+
+OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+SCHEDULES = ("cosine", "step", "constant")
+
+
+class ClassificationSystem(pl.LightningModule):
+    def __init__(
+        self,
+        model: str,
+        num_classes: int,
+        layout: str,
+        class_names: list[str] | None = None,
+        in_channels: int = 3,
+        num_persons: int = 2,
+        window: int = 64,
+        model_kwargs: dict[str, Any] | None = None,
+        normalize: str = "center_rotate",
+        modality: str = "joint",
+        optimizer: dict[str, Any] | None = None,
+        scheduler: dict[str, Any] | None = None,
+        label_smoothing: float = 0.0,
+        data_name: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.optimizer_cfg = {
+            "name": "sgd",
+            "lr": 0.1,
+            "momentum": 0.9,
+            "nesterov": True,
+            "weight_decay": 5e-4,
+            **(optimizer or {}),
+        }
+        self.scheduler_cfg = {
+            "name": "cosine",
+            "warmup_epochs": 0,
+            "milestones": [],
+            "gamma": 0.1,
+            **(scheduler or {}),
+        }
+        if self.optimizer_cfg["name"] not in OPTIMIZERS:
+            raise KeyError(
+                f"unknown optimizer {self.optimizer_cfg['name']!r}; known: {', '.join(OPTIMIZERS)}"
+            )
+        if self.scheduler_cfg["name"] not in SCHEDULES:
+            raise KeyError(f"unknown scheduler {self.scheduler_cfg['name']!r}; known: {', '.join(SCHEDULES)}")
+        if not 0 <= label_smoothing < 1:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+        if class_names is not None and len(class_names) != num_classes:
+            raise ValueError(f"{len(class_names)} class_names for num_classes={num_classes}")
+        net = build_model(
+            model,
+            num_classes,
+            layout,
+            in_channels=in_channels,
+            num_persons=num_persons,
+            **(model_kwargs or {}),
+        )
+        self.classifier = Classifier(net, layout, normalize=normalize, modality=modality)
+        self.loss = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+        metrics = MetricCollection(
+            {
+                "acc": MulticlassAccuracy(num_classes, average="micro"),
+                "acc_top5": MulticlassAccuracy(num_classes, top_k=min(5, num_classes), average="micro"),
+            }
+        )
+        # ModuleDict keys may not shadow nn.Module attributes such as ``train``: hence the ``_metrics`` suffix
+        self.metrics = nn.ModuleDict(
+            {f"{s}_metrics": metrics.clone(prefix=f"{s}/") for s in ("train", "val", "test")}
+        )
+        self.confmat = MulticlassConfusionMatrix(num_classes)
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.hparams.class_names or [str(i) for i in range(self.hparams.num_classes)])
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(x)
+
+    def _step(self, batch, stage: str) -> tuple[Tensor, Tensor]:
+        x, y, _, _ = batch
+        logits = self(x)
+        loss = self.loss(logits, y)
+        self.metrics[f"{stage}_metrics"].update(logits, y)
+        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, sync_dist=True, batch_size=len(y))
+        self.log_dict(self.metrics[f"{stage}_metrics"], on_step=False, on_epoch=True, batch_size=len(y))
+        return loss, logits
+
+    def training_step(self, batch, batch_idx: int) -> Tensor:
+        return self._step(batch, "train")[0]
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        _, logits = self._step(batch, "test")
+        self.confmat.update(logits, batch[1])
+
+    def on_test_epoch_start(self) -> None:
+        self.confmat.reset()
+
+    def predict_step(self, batch, batch_idx: int) -> dict[str, Tensor]:
+        x, y, _, index = batch
+        return {"logits": self(x), "y": y, "index": index}
+
+    def configure_optimizers(self):
+        cfg = dict(self.optimizer_cfg)
+        opt_cls = OPTIMIZERS[cfg.pop("name")]
+        if opt_cls is not torch.optim.SGD:
+            cfg.pop("momentum", None)
+            cfg.pop("nesterov", None)
+        optimizer = opt_cls(self.parameters(), **cfg)
+        sched = self.scheduler_cfg
+        if sched["name"] == "constant" and not sched["warmup_epochs"]:
+            return optimizer
+        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        per_epoch = max(total // max(self.trainer.max_epochs or 1, 1), 1)
+        warmup = int(sched["warmup_epochs"] * per_epoch)
+        milestones = [int(m * per_epoch) for m in sched["milestones"]]
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            if sched["name"] == "cosine":
+                progress = (step - warmup) / max(total - warmup, 1)
+                return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+            if sched["name"] == "step":
+                return sched["gamma"] ** sum(step >= m for m in milestones)
+            return 1.0
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -1,0 +1,37 @@
+"""Shared builders for tests: tiny generated data sets and configs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from lightning_skel.data.io import save_npz
+from lightning_skel.data.synthetic import generate
+
+CONFIGS = str(Path(__file__).resolve().parents[1] / "configs")
+
+
+def tiny_npz(path: Path, num_per_class: int = 4, frames: int = 24, seed: int = 0, **kw) -> Path:
+    return save_npz(path, generate(num_per_class, seed=seed, frames=frames, **kw))
+
+
+def train_cfg(tmp_path: Path, overrides: list[str] = ()) -> DictConfig:
+    """The train config on tiny generated data in ``tmp_path`` with a tiny HCN."""
+    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
+        return compose(
+            "train",
+            overrides=[
+                f"out_dir={tmp_path / 'run'}",
+                f"paths.cache_dir={tmp_path / 'cache'}",
+                "data.synthetic.num_per_class=4",
+                "data.synthetic.frames=24",
+                "data.window=16",
+                "data.batch_size=8",
+                "model.kwargs.width=8",
+                "model.kwargs.feature_dim=16",
+                "trainer.enable_progress_bar=false",
+                *overrides,
+            ],
+        )

@@ -1,0 +1,113 @@
+import numpy as np
+import pytest
+import torch
+
+from lightning_skel.data.datamodule import SkeletonDataModule, stratified_split
+from lightning_skel.data.io import load_npz, save_npz
+from lightning_skel.data.synthetic import generate
+from lightning_skel.data.transforms import random_affine, temporal_resample
+from lightning_skel.skeleton import features as F
+from tests.helpers import tiny_npz
+
+
+def test_stratified_split_disjoint_and_balanced():
+    y = np.repeat(np.arange(5), 20)
+    test, val, train = stratified_split(y, (0.2, 0.1), seed=3)
+    assert (
+        len(np.intersect1d(test, train))
+        == len(np.intersect1d(val, train))
+        == len(np.intersect1d(test, val))
+        == 0
+    )
+    assert sorted(np.concatenate([test, val, train]).tolist()) == list(range(100))
+    assert np.bincount(y[test]).tolist() == [4] * 5
+    assert np.bincount(y[val]).tolist() == [2] * 5
+    again = stratified_split(y, (0.2, 0.1), seed=3)
+    assert all(np.array_equal(a, b) for a, b in zip(again, (test, val, train), strict=True))
+
+
+def test_datamodule_from_one_npz_with_seeded_split(tmp_path):
+    path = tiny_npz(tmp_path / "d.npz", num_per_class=10)
+    dm = SkeletonDataModule(name="d", path=str(path), window=16, batch_size=8)
+    dm.setup()
+    sizes = {k: len(v) for k, v in dm.datasets.items()}
+    assert sizes == {"test": 24, "val": 12, "train": 84}
+    assert dm.layout == "ntu25" and dm.num_classes == 12 and dm.num_persons == 2
+    x, _, lengths, _ = next(iter(dm.train_dataloader()))
+    assert x.shape == (8, 3, 24, 25, 2)
+    xw, lw = dm.window_batch(x, lengths, train=False)
+    assert xw.shape == (8, 3, 16, 25, 2)
+    assert (lw == 16).all()
+
+
+def test_datamodule_uses_split_column_and_separate_files(tmp_path):
+    data = generate(6, seed=0, frames=16)
+    split = np.where(np.arange(len(data["y"])) % 3 == 0, "test", "train")
+    path = save_npz(tmp_path / "s.npz", {**data, "split": split})
+    dm = SkeletonDataModule(name="s", path=str(path), val_fraction=0.25)
+    dm.setup()
+    assert len(dm.datasets["test"]) == int((split == "test").sum())
+    assert len(dm.datasets["val"]) + len(dm.datasets["train"]) == int((split == "train").sum())
+    test_rows = set(dm.datasets["test"].indices.tolist())
+    assert test_rows == set(np.nonzero(split == "test")[0].tolist())
+
+    a = tiny_npz(tmp_path / "a.npz", seed=1)
+    b = tiny_npz(tmp_path / "b.npz", seed=2)
+    dm2 = SkeletonDataModule(name="f", train_path=str(a), test_path=str(b), val_fraction=0.25)
+    dm2.setup()
+    assert len(dm2.datasets["test"]) == 48
+    assert len(dm2.datasets["train"]) + len(dm2.datasets["val"]) == 48
+
+
+def test_synthetic_source_generated_once_into_cache(tmp_path):
+    syn = {"num_per_class": 2, "seed": 0, "frames": 16}
+    dm = SkeletonDataModule(name="syn", synthetic=syn, cache_dir=str(tmp_path))
+    dm.prepare_data()
+    files = list(tmp_path.glob("syn-*.npz"))
+    assert len(files) == 1
+    stamp = files[0].stat().st_mtime_ns
+    dm.prepare_data()
+    assert files[0].stat().st_mtime_ns == stamp
+    assert load_npz(files[0])["x"].shape[0] == 24
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({}, "exactly one of"),
+        ({"path": "a.npz", "synthetic": {"num_per_class": 1}}, "exactly one of"),
+        ({"path": "missing.npz"}, "no such file missing.npz"),
+        ({"synthetic": {"num_per_class": 1}, "val_fraction": 1.5}, r"val_fraction must be in \[0, 1\)"),
+        ({"synthetic": {"num_per_class": 1}, "temporal": "warp"}, "temporal must be"),
+        ({"source": {"format": "ntu"}}, r"source needs keys \['src'\]"),
+    ],
+)
+def test_datamodule_argument_errors(kwargs, message):
+    with pytest.raises((ValueError, FileNotFoundError), match=message):
+        SkeletonDataModule(name="bad", **kwargs)
+
+
+def test_temporal_resample_keeps_endpoints_and_linear_motion():
+    x = torch.zeros(2, 3, 10, 1, 1)
+    x[:, 0, :, 0, 0] = torch.arange(10.0) + 1  # a joint moving linearly, valid for 6 and 10 frames
+    lengths = torch.tensor([6, 10])
+    x[0, :, 6:] = 0
+    out, new_len = temporal_resample(x, lengths, window=4)
+    assert new_len.tolist() == [4, 4]
+    torch.testing.assert_close(out[0, 0, :, 0, 0], torch.tensor([1.0, 8 / 3, 13 / 3, 6.0]))
+    torch.testing.assert_close(out[1, 0, :, 0, 0], torch.tensor([1.0, 4.0, 7.0, 10.0]))
+    crop, _ = temporal_resample(
+        x, lengths, window=4, crop=(0.5, 0.5), generator=torch.Generator().manual_seed(0)
+    )
+    assert (crop[0, 0, :, 0, 0] <= 6).all()  # never reads padding
+    assert (crop[0, 0, :, 0, 0] >= 1).all()
+
+
+def test_random_affine_keeps_absent_persons_zero_and_is_rigid_without_scale_shear():
+    data = generate(1, seed=0, frames=12)
+    x = torch.as_tensor(data["x"], dtype=torch.float64)
+    out = random_affine(x, rotate_deg=30, generator=torch.Generator().manual_seed(0))
+    single = [i for i, name in enumerate(data["class_names"]) if name not in ("handshake", "push")]
+    assert out[single, :, :, :, 1].abs().max() == 0
+    torch.testing.assert_close(F.bone_lengths(out, "ntu25"), F.bone_lengths(x, "ntu25"))
+    assert not torch.allclose(out, x)

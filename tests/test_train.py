@@ -81,3 +81,16 @@ def test_datamodule_from_config(tmp_path):
     dm.setup()
     assert dm.window == 16
     assert sum(len(d) for d in dm.datasets.values()) == 48
+
+
+def test_wandb_offline_and_figures(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    cfg = train_cfg(tmp_path, ["logger=wandb", "trainer.max_epochs=1", "+trainer.limit_train_batches=2"])
+    run_train(cfg)
+    run = tmp_path / "run"
+    assert list((run / "wandb").glob("offline-run-*")), "W&B wrote no offline run"
+    for name in ("clips.png", "confusion_matrix.png", "per_class_accuracy.csv"):
+        assert (run / "figures" / name).stat().st_size > 0
+    rows = list(csv.DictReader((run / "figures" / "per_class_accuracy.csv").open()))
+    assert len(rows) == 12
+    assert sum(int(r["support"]) for r in rows) == 12  # 4 clips per class, test fraction 0.2 -> 1 each

@@ -15,6 +15,7 @@ from torch import Tensor
 from lightning_skel.skeleton.layouts import GAIT16_JOINTS, Layout, get_layout
 
 _EPS = 1e-12
+SAFE_NORM_AT_ZERO = _EPS**0.5  # safe_norm of a zero vector
 
 
 @functools.lru_cache(maxsize=64)

@@ -1,0 +1,158 @@
+"""The attack base class, its result, and the pieces every attack shares.
+
+An attack is called as ``attack(x, y, lengths, target=None) -> AttackResult`` on a batch ``x (N, C, T, V, M)``
+of raw coordinates. The base class puts the model in eval mode and restores it afterwards, takes gradients
+with respect to the input only (``torch.autograd.grad``: the parameters' ``.grad`` are never touched),
+runs on the model's device, and guarantees that padding frames and absent persons come back bit-identical.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from lightning_skel.registry import Registry
+from lightning_skel.skeleton import features as F
+from lightning_skel.skeleton.layouts import Layout, get_layout
+
+ATTACKS: Registry = Registry("attack")
+
+
+@dataclass
+class AttackResult:
+    """What an attack returns for a batch of N clips."""
+
+    x_adv: Tensor  # (N, C, T, V, M): the best successful candidate, else the last one
+    success: Tensor  # (N,) bool: misclassified (untargeted) or labelled as the target (targeted)
+    pred_adv: Tensor  # (N,) the classifier's label of x_adv
+    grad_evals: Tensor  # (N,) classifier forward+backward passes spent on each sample
+    forward_evals: Tensor  # (N,) extra forward-only passes (candidate checks)
+    iterations: Tensor  # (N,) outer iterations each sample was attacked for
+    extras: dict[str, Tensor] = field(default_factory=dict)  # attack-specific (N,) values
+
+
+def margin_loss(logits: Tensor, y: Tensor, target: Tensor | None, kappa: float) -> Tensor:
+    """The C&W margin, ``(N,)``: untargeted ``relu(Z_y - max_{j!=y} Z_j + kappa)``, targeted
+    ``relu(max_{j!=t} Z_j - Z_t + kappa)``."""
+    label = y if target is None else target
+    own = logits.gather(1, label[:, None]).squeeze(1)
+    other = logits.masked_fill(nn.functional.one_hot(label, logits.shape[1]).bool(), float("-inf")).amax(1)
+    gap = own - other if target is None else other - own
+    return torch.relu(gap + kappa)
+
+
+def is_success(pred: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
+    return pred != y if target is None else pred == target
+
+
+class BatchAdam:
+    """Adam on the rows of one tensor, with a step count per row, so that each step updates only the
+    samples still being attacked. ``torch.optim.Adam`` keeps one step count per tensor and updates every
+    row, which is why this small optimiser is written here."""
+
+    def __init__(
+        self, param: Tensor, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8
+    ):
+        self.param, self.lr, self.betas, self.eps = param, lr, betas, eps
+        self.m = torch.zeros_like(param)
+        self.v = torch.zeros_like(param)
+        self.t = torch.zeros(param.shape[0], device=param.device, dtype=param.dtype)
+
+    def step(self, idx: Tensor, grad: Tensor, mask: Tensor | None = None) -> None:
+        """Descend ``param[idx]`` along ``grad`` (rows ``idx``); ``mask`` zeroes the update where false."""
+        b1, b2 = self.betas
+        t = self.t[idx] + 1
+        self.t[idx] = t
+        m = self.m[idx].mul_(b1).add_(grad, alpha=1 - b1)
+        v = self.v[idx].mul_(b2).addcmul_(grad, grad, value=1 - b2)
+        self.m[idx], self.v[idx] = m, v
+        shape = (-1,) + (1,) * (grad.dim() - 1)
+        c1 = (1 - b1**t).view(shape)
+        c2 = (1 - b2**t).view(shape)
+        update = self.lr * (m / c1) / ((v / c2).sqrt() + self.eps)
+        if mask is not None:
+            update = update * mask
+        self.param[idx] -= update
+
+    def rescale(self, idx: Tensor) -> None:
+        """Forget the moments of rows ``idx`` (used when the objective they follow changes)."""
+        self.m[idx] = 0
+        self.v[idx] = 0
+        self.t[idx] = 0
+
+
+class Attack:
+    """Base class. Subclasses set ``name`` and implement :meth:`attack` on tensors already on the model's
+    device, with the model in eval mode, returning an :class:`AttackResult`."""
+
+    name: ClassVar[str] = ""
+
+    def __init__(self, model: nn.Module, layout: str | Layout, targeted: bool = False) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"{self.name}: model must be an nn.Module, got {type(model).__name__}")
+        self.model = model
+        self.layout = get_layout(layout)
+        self.targeted = bool(targeted)
+
+    @property
+    def device(self) -> torch.device:
+        p = next(self.model.parameters(), None)
+        return p.device if p is not None else torch.device("cpu")
+
+    def __call__(
+        self, x: Tensor, y: Tensor, lengths: Tensor | None = None, target: Tensor | None = None
+    ) -> AttackResult:
+        if x.dim() != 5:
+            raise ValueError(f"{self.name}: x must be (N, C, T, V, M), got shape {tuple(x.shape)}")
+        if x.shape[3] != self.layout.num_joints:
+            raise ValueError(
+                f"{self.name}: x has V={x.shape[3]} joints but layout {self.layout.name!r} has {self.layout.num_joints}"
+            )
+        if self.targeted and target is None:
+            raise ValueError(f"{self.name}: a targeted attack needs target labels")
+        if not self.targeted and target is not None:
+            raise ValueError(f"{self.name}: target labels given to an untargeted attack (set targeted=True)")
+        dev = self.device
+        x = x.to(dev)
+        y = y.to(dev)
+        lengths = torch.full_like(y, x.shape[2]) if lengths is None else lengths.to(dev)
+        target = None if target is None else target.to(dev)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.enable_grad():
+                result = self.attack(x.detach(), y, lengths, target)
+        finally:
+            self.model.train(was_training)
+        mask = self.mask(x, lengths)
+        # padding frames and absent persons come back bit-identical, whatever the attack did
+        result.x_adv = torch.where(mask, result.x_adv.detach(), x)
+        return result
+
+    def mask(self, x: Tensor, lengths: Tensor) -> Tensor:
+        """``(N, 1, T, 1, M)`` valid entries: the only ones an attack may change."""
+        return F.valid_mask(x, lengths)
+
+    def input_grad(self, loss: Tensor, inputs: Tensor) -> Tensor:
+        """Gradient of ``loss.sum()`` with respect to ``inputs`` only."""
+        (g,) = torch.autograd.grad(loss.sum(), inputs)
+        return g
+
+    @torch.no_grad()
+    def predict(self, x: Tensor, batch: int = 256) -> Tensor:
+        return torch.cat([self.model(x[i : i + batch]).argmax(1) for i in range(0, x.shape[0], batch)])
+
+    def attack(self, x: Tensor, y: Tensor, lengths: Tensor, target: Tensor | None) -> AttackResult:
+        raise NotImplementedError
+
+
+def build_attack(name: str, model: nn.Module, layout: str | Layout, **kwargs) -> Attack:
+    """Build the registered attack ``name`` against ``model`` on ``layout``."""
+    return ATTACKS.get(name)(model, layout, **kwargs)
+
+
+def list_attacks() -> list[str]:
+    return ATTACKS.names()

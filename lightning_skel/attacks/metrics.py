@@ -1,0 +1,124 @@
+"""The metrics of METHOD.md section 5: one definition, used by every attack, the logs, attack.py and the
+benchmarks.
+
+:func:`per_sample_metrics` gives every metric per clip ``(N,)``; :func:`attack_metrics` aggregates them.
+Distances are computed over valid entries only, with the same terms (``tau = 0``) as the attack's
+distance, so "delta_bone" here is exactly the attack's bone term without its threshold.
+
+Aggregation: ``success_rate`` over the clips the clean model classified correctly; the perturbation
+metrics (means, plus ``*_median``) over the successful ones among those; ``robust_accuracy`` over all
+clips; ``grad_evals`` mean over successful clips (``grad_evals_all`` over attacked clips).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from lightning_skel.attacks.distances import BoneAngle, BoneLength, JointSpeed, Kinematics, masked_mean
+from lightning_skel.skeleton import features as F
+from lightning_skel.skeleton.layouts import Layout, get_layout
+
+DISTANCE_METRICS = (
+    "l2",
+    "rms_mm",
+    "linf_mm",
+    "delta_bone",
+    "delta_bone_mm",
+    "delta_angle_deg",
+    "delta_speed",
+    "delta_speed_mm",
+    "delta_acc_mm",
+)
+EMOTION_METRICS = ("emotion_distance", "emotion_kept")
+
+
+@torch.no_grad()
+def per_sample_metrics(
+    x: Tensor,
+    x_adv: Tensor,
+    lengths: Tensor | None,
+    layout: str | Layout,
+    emotion_model: nn.Module | None = None,
+) -> dict[str, Tensor]:
+    """Every distance metric of section 5 for each clip, ``(N,)`` each (metres, millimetres, degrees)."""
+    layout = get_layout(layout)
+    lengths = torch.full((x.shape[0],), x.shape[2], device=x.device) if lengths is None else lengths.to(x.device)
+    mask = F.valid_mask(x, lengths)
+    clean, adv = Kinematics(x, layout, mask), Kinematics(x_adv, layout, mask)
+    diff = (x_adv - x) * mask.to(x.dtype)
+    joint_disp2 = diff.pow(2).sum(1, keepdim=True)  # (N, 1, T, V, M)
+    bone_r, bone_m = BoneLength().entries(clean, adv)
+    angle_r, angle_m = BoneAngle().entries(clean, adv)
+    speed_r, speed_m = JointSpeed().entries(clean, adv)
+    out = {
+        "l2": diff.flatten(1).norm(dim=1),
+        "rms_mm": 1000 * masked_mean(joint_disp2, mask).sqrt(),
+        "linf_mm": 1000 * diff.abs().flatten(1).amax(1),
+        "delta_bone": masked_mean(bone_r, bone_m),
+        "delta_bone_mm": 1000 * masked_mean((adv.bone_lengths - clean.bone_lengths).abs(), bone_m),
+        "delta_angle_deg": masked_mean(angle_r, angle_m) * (180 / math.pi),
+        "delta_speed": masked_mean(speed_r, speed_m),
+        "delta_speed_mm": 1000 * masked_mean(F.safe_norm(adv.velocity - clean.velocity, dim=1, eps=0.0), speed_m),
+        "delta_acc_mm": 1000
+        * masked_mean(F.safe_norm(adv.acceleration - clean.acceleration, dim=1, eps=0.0), clean.acceleration_mask),
+    }
+    if emotion_model is not None:
+        was_training = emotion_model.training
+        emotion_model.eval()
+        try:
+            phi, phi_adv = emotion_model.forward_features(x), emotion_model.forward_features(x_adv)
+            out["emotion_distance"] = (phi_adv - phi).pow(2).mean(1)
+            out["emotion_kept"] = (emotion_model(x).argmax(1) == emotion_model(x_adv).argmax(1)).to(x.dtype)
+        finally:
+            emotion_model.train(was_training)
+    return out
+
+
+def _mean(v: Tensor, m: Tensor) -> float:
+    return float(v[m].double().mean()) if m.any() else float("nan")
+
+
+def _median(v: Tensor, m: Tensor) -> float:
+    return float(v[m].double().median()) if m.any() else float("nan")
+
+
+def attack_metrics(
+    x: Tensor,
+    x_adv: Tensor,
+    lengths: Tensor | None,
+    layout: str | Layout,
+    y: Tensor,
+    pred_clean: Tensor,
+    pred_adv: Tensor,
+    target: Tensor | None = None,
+    grad_evals: Tensor | None = None,
+    emotion_model: nn.Module | None = None,
+    per_sample: dict[str, Tensor] | None = None,
+) -> dict[str, float]:
+    """Aggregate metrics of an attack on a batch (see the module docstring for what is averaged over
+    what). ``target`` (or entries of -1) marks a targeted attack. ``per_sample`` may pass precomputed
+    :func:`per_sample_metrics`."""
+    ps = per_sample if per_sample is not None else per_sample_metrics(x, x_adv, lengths, layout, emotion_model)
+    correct = pred_clean == y
+    success = (pred_adv != y) if target is None else (pred_adv == target)
+    attacked = correct
+    won = attacked & success
+    out: dict[str, float] = {
+        "num_samples": int(y.numel()),
+        "num_attacked": int(attacked.sum()),
+        "num_success": int(won.sum()),
+        "clean_accuracy": float(correct.double().mean()) if y.numel() else float("nan"),
+        "success_rate": float(won.sum()) / max(int(attacked.sum()), 1) if attacked.any() else float("nan"),
+        "robust_accuracy": float((pred_adv == y).double().mean()) if y.numel() else float("nan"),
+    }
+    for key, value in ps.items():
+        out[key] = _mean(value, won)
+        if key in DISTANCE_METRICS:
+            out[f"{key}_median"] = _median(value, won)
+    if grad_evals is not None:
+        out["grad_evals"] = _mean(grad_evals.double(), won)
+        out["grad_evals_all"] = _mean(grad_evals.double(), attacked)
+    return out

@@ -1,0 +1,91 @@
+"""I-FGSM and PGD under an L-infinity bound in metres (METHOD.md section 4).
+
+Kurakin et al. 2017 (I-FGSM) and Madry et al. 2018 (PGD): signed-gradient steps on the cross-entropy,
+projected back into ``|x' - x|_inf <= eps``; PGD starts from a uniform random point in the ball. No [0, 1]
+clamp: skeletons are not images. ``x (N, C, T, V, M)`` in metres.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from lightning_skel.attacks.base import ATTACKS, Attack, AttackResult, is_success
+from lightning_skel.skeleton.layouts import Layout
+
+
+@ATTACKS.register("pgd")
+class PGDAttack(Attack):
+    name = "pgd"
+    random_start_default = True
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layout: str | Layout,
+        targeted: bool = False,
+        eps: float = 0.02,
+        alpha: float | None = None,
+        steps: int = 20,
+        random_start: bool | None = None,
+        early_stop: bool = False,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(model, layout, targeted)
+        if eps <= 0:
+            raise ValueError(f"{self.name}: eps must be > 0 (metres), got {eps}")
+        if steps < 1:
+            raise ValueError(f"{self.name}: steps must be >= 1, got {steps}")
+        self.eps = float(eps)
+        self.alpha = float(alpha) if alpha is not None else self.eps / 10
+        if self.alpha <= 0:
+            raise ValueError(f"{self.name}: alpha must be > 0, got {alpha}")
+        self.steps = int(steps)
+        self.random_start = self.random_start_default if random_start is None else bool(random_start)
+        self.early_stop = bool(early_stop)
+        self.seed = seed
+
+    def attack(self, x: Tensor, y: Tensor, lengths: Tensor, target: Tensor | None) -> AttackResult:
+        n = x.shape[0]
+        maskf = self.mask(x, lengths).to(x.dtype)
+        delta = torch.zeros_like(x)
+        if self.random_start:
+            gen = torch.Generator(device="cpu").manual_seed(self.seed)
+            delta = (2 * torch.rand(x.shape, generator=gen) - 1).to(x) * self.eps * maskf
+        grad_evals = torch.zeros(n, dtype=torch.long, device=x.device)
+        active = torch.arange(n, device=x.device)
+        sign = -1.0 if target is not None else 1.0  # targeted: descend the target's cross-entropy
+        label = y if target is None else target
+        for _ in range(self.steps):
+            if active.numel() == 0:
+                break
+            d = delta[active].requires_grad_(True)
+            logits = self.model(x[active] + d)
+            loss = nn.functional.cross_entropy(logits, label[active], reduction="none")
+            g = self.input_grad(loss, d)
+            grad_evals[active] += 1
+            step = sign * self.alpha * g.sign() * maskf[active]
+            delta[active] = (d.detach() + step).clamp(-self.eps, self.eps)
+            if self.early_stop:
+                with torch.no_grad():
+                    # the logits were of the previous iterate; a sample that was already fooled stops
+                    done = is_success(logits.argmax(1), y[active], None if target is None else target[active])
+                active = active[~done]
+        x_adv = x + delta
+        pred = self.predict(x_adv)
+        return AttackResult(
+            x_adv=x_adv,
+            success=is_success(pred, y, target),
+            pred_adv=pred,
+            grad_evals=grad_evals,
+            forward_evals=torch.ones_like(grad_evals),
+            iterations=grad_evals.clone(),
+        )
+
+
+@ATTACKS.register("ifgsm")
+class IFGSMAttack(PGDAttack):
+    """I-FGSM: PGD without the random start."""
+
+    name = "ifgsm"
+    random_start_default = False

@@ -1,0 +1,192 @@
+import pytest
+import torch
+from torch import nn
+
+from lightning_skel.attacks import build_attack, list_attacks
+from lightning_skel.attacks.base import BatchAdam, margin_loss
+from lightning_skel.attacks.distances import DynamicDistance
+from lightning_skel.data.synthetic import generate
+from lightning_skel.skeleton import features as F
+
+FAST = {
+    "admm": {"max_iter": 30, "c": 5.0, "c_growth": 1.5, "lr": 0.005},
+    "smart": {"steps": 60},
+    "pgd": {"eps": 0.05, "steps": 20},
+    "ifgsm": {"eps": 0.05, "steps": 20},
+    "cw": {"steps": 60, "c": 5.0, "lr": 0.005},
+}
+
+
+class TinyNet(nn.Module):
+    """An MLP on normalised clips, with dropout and batch norm so that eval mode matters."""
+
+    def __init__(self, shape, num_classes):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Flatten(), nn.Linear(int(torch.tensor(shape).prod()), 64), nn.BatchNorm1d(64), nn.ReLU(),
+            nn.Dropout(0.2), nn.Linear(64, num_classes),
+        )  # fmt: skip
+        self.seen_training = []
+
+    def forward(self, x):
+        self.seen_training.append(self.training)
+        return self.net(F.normalize(x, "ntu25"))
+
+
+@pytest.fixture(scope="module")
+def victim():
+    torch.manual_seed(0)
+    d = generate(4, seed=0, frames=16, num_subjects=2)
+    x, y = torch.as_tensor(d["x"]), torch.as_tensor(d["y"])
+    lengths = torch.as_tensor(d["lengths"])
+    x = x * F.valid_mask(x, lengths)
+    model = TinyNet(x.shape[1:], 12)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(150):
+        loss = nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    with torch.no_grad():
+        keep = model(x).argmax(1) == y
+    assert keep.sum() >= 30
+    model.seen_training.clear()
+    return model, x[keep][:16], y[keep][:16], lengths[keep][:16]
+
+
+def test_registry():
+    assert {"admm", "smart", "pgd", "ifgsm", "cw"} <= set(list_attacks())
+    with pytest.raises(KeyError, match="unknown attack 'fgsm'; known: .*admm"):
+        build_attack("fgsm", nn.Linear(1, 1), "ntu25")
+
+
+def test_margin_loss_hand_computed():
+    logits = torch.tensor([[3.0, 1.0, 2.0], [0.0, 5.0, 1.0]])
+    y = torch.tensor([0, 0])
+    assert margin_loss(logits, y, None, kappa=0.5).tolist() == [1.5, 0.0]  # 3-2+0.5, relu(0-5+0.5)
+    t = torch.tensor([1, 1])
+    assert margin_loss(logits, y, t, kappa=0.0).tolist() == [2.0, 0.0]  # max other 3 - 1; 1 - 5 < 0
+
+
+def test_batch_adam_updates_only_given_rows():
+    p = torch.zeros(3, 2)
+    opt = BatchAdam(p, lr=0.1)
+    opt.step(torch.tensor([0, 2]), torch.ones(2, 2))
+    assert p[1].abs().max() == 0
+    torch.testing.assert_close(p[0], torch.full((2,), -0.1))  # first Adam step moves by lr
+    assert opt.t.tolist() == [1.0, 0.0, 1.0]
+
+
+@pytest.mark.parametrize("name", ["admm", "smart", "pgd", "ifgsm", "cw"])
+def test_untargeted_attack_flips_labels(victim, name):
+    model, x, y, lengths = victim
+    res = build_attack(name, model, "ntu25", **FAST[name])(x, y, lengths)
+    with torch.no_grad():
+        pred = model(res.x_adv).argmax(1)
+    assert torch.equal(pred, res.pred_adv)
+    assert torch.equal(res.success, pred != y)
+    assert res.success.float().mean() >= 0.75, f"{name}: {res.success.float().mean():.2f}"
+    assert (res.grad_evals > 0).all()
+
+
+@pytest.mark.parametrize("name", ["admm", "pgd", "cw"])
+def test_targeted_attack_reaches_targets(victim, name):
+    model, x, y, lengths = victim
+    target = (y + 3) % 12
+    kwargs = {**FAST[name], "targeted": True}
+    if name == "pgd":
+        kwargs.update(steps=60)
+    res = build_attack(name, model, "ntu25", **kwargs)(x, y, lengths, target=target)
+    assert (res.pred_adv[res.success] == target[res.success]).all()
+    assert res.success.float().mean() >= 0.75
+
+
+@pytest.mark.parametrize("name", ["admm", "smart", "pgd", "cw"])
+def test_attack_leaves_model_state_alone(victim, name):
+    model, x, y, lengths = victim
+    model.train()
+    params = {k: v.clone() for k, v in model.state_dict().items()}
+    for p in model.parameters():
+        p.grad = torch.full_like(p, 0.5)
+    model.seen_training.clear()
+    build_attack(name, model, "ntu25", **FAST[name])(x[:4], y[:4], lengths[:4])
+    assert model.training  # restored
+    assert not any(model.seen_training)  # eval mode throughout the attack
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, params[k]), k  # BN running stats included
+    assert all(torch.equal(p.grad, torch.full_like(p, 0.5)) for p in model.parameters())
+    model.eval()
+    for p in model.parameters():
+        p.grad = None
+
+
+@pytest.mark.parametrize("name", ["admm", "smart", "pgd", "cw"])
+def test_padding_and_absent_persons_bit_identical(victim, name):
+    model, x, y, lengths = victim
+    x = x.clone()
+    lengths = lengths.clone()
+    lengths[0] = 10
+    x[0, :, 10:] = 0
+    mask = F.valid_mask(x, lengths)
+    res = build_attack(name, model, "ntu25", **FAST[name])(x, y, lengths)
+    assert torch.equal(res.x_adv[~mask.expand_as(x)], x[~mask.expand_as(x)])
+    assert (res.x_adv != x).any()
+
+
+def test_admm_batched_equals_per_sample(victim):
+    model, x, y, lengths = victim
+    attack = build_attack("admm", model, "ntu25", **FAST["admm"])
+    batch = attack(x[:3], y[:3], lengths[:3])
+    for i in range(3):
+        single = attack(x[i : i + 1], y[i : i + 1], lengths[i : i + 1])
+        torch.testing.assert_close(single.x_adv[0], batch.x_adv[i], atol=1e-5, rtol=0)
+        assert single.grad_evals.item() == batch.grad_evals[i].item()
+
+
+def test_admm_keeps_motion_closer_than_pgd(victim):
+    """The dynamic distance keeps bones and angles: far smaller changes than PGD at a similar size."""
+    model, x, y, lengths = victim
+    from lightning_skel.attacks.metrics import per_sample_metrics
+
+    admm = build_attack("admm", model, "ntu25", **FAST["admm"])(x, y, lengths)
+    pgd = build_attack("pgd", model, "ntu25", eps=0.02, steps=30)(x, y, lengths)
+    both = admm.success & pgd.success
+    assert both.sum() >= 4
+    ma = per_sample_metrics(x[both], admm.x_adv[both], lengths[both], "ntu25")
+    mp = per_sample_metrics(x[both], pgd.x_adv[both], lengths[both], "ntu25")
+    ratio_bone = (ma["delta_bone"] / ma["rms_mm"]).mean() / (mp["delta_bone"] / mp["rms_mm"]).mean()
+    assert ratio_bone < 0.5
+
+
+@pytest.mark.parametrize("term", ["bone", "angle", "speed", "l2"])
+def test_single_term_ablation(victim, term):
+    """Every weight at 0 but one: the attack's distance is exactly that term."""
+    model, x, _, lengths = victim
+    weights = {k: (1.0 if k == term else 0.0) for k in ("bone", "angle", "speed", "emotion", "l2")}
+    attack = build_attack("admm", model, "ntu25", weights=weights, max_iter=3)
+    assert attack.distance.active == [term]
+    mask = F.valid_mask(x, lengths)
+    adv = x + 0.01 * torch.randn_like(x) * mask
+    single = DynamicDistance("ntu25", weights=weights)
+    total, parts = attack.distance(attack.distance.kinematics(x, mask), attack.distance.kinematics(adv, mask))
+    assert list(parts) == [term]
+    torch.testing.assert_close(
+        total, single.terms[term](single.kinematics(x, mask), single.kinematics(adv, mask))
+    )
+
+
+def test_attack_argument_errors(victim):
+    model, x, y, lengths = victim
+    with pytest.raises(ValueError, match="needs target labels"):
+        build_attack("pgd", model, "ntu25", targeted=True)(x, y, lengths)
+    with pytest.raises(ValueError, match="untargeted attack"):
+        build_attack("pgd", model, "ntu25")(x, y, lengths, target=y)
+    with pytest.raises(ValueError, match="V=25 joints but layout 'kinect20'"):
+        build_attack("pgd", model, "kinect20")(x, y, lengths)
+    with pytest.raises(ValueError, match="eps must be > 0"):
+        build_attack("pgd", model, "ntu25", eps=0)
+    with pytest.raises(ValueError, match="invalid hyper-parameter"):
+        build_attack("admm", model, "ntu25", rho=-1)
+    with pytest.raises(ValueError, match="cw must be in"):
+        build_attack("smart", model, "ntu25", cw=2)

@@ -1,0 +1,152 @@
+import math
+
+import pytest
+import torch
+
+from lightning_skel.attacks.distances import (
+    BoneAngle,
+    BoneLength,
+    DynamicDistance,
+    JointSpeed,
+    Kinematics,
+    masked_mean,
+)
+from lightning_skel.attacks.metrics import attack_metrics, per_sample_metrics
+from lightning_skel.data.synthetic import generate
+from lightning_skel.skeleton import features as F
+from lightning_skel.skeleton import get_layout
+
+G16 = get_layout("gait16")
+
+
+def rest_clip(t=3, dtype=torch.float64):
+    x = torch.as_tensor(G16.rest_array, dtype=dtype).T[None, :, None, :, None].repeat(1, 1, t, 1, 1)
+    return x
+
+
+def kin(x, lengths=None):
+    lengths = torch.full((x.shape[0],), x.shape[2]) if lengths is None else lengths
+    return Kinematics(x, G16, F.valid_mask(x, lengths))
+
+
+def test_masked_mean_ignores_invalid_entries():
+    v = torch.tensor([[1.0, 2.0, 100.0], [4.0, 4.0, 4.0]])
+    m = torch.tensor([[True, True, False], [True, True, True]])
+    assert masked_mean(v, m).tolist() == [1.5, 4.0]
+
+
+def test_bone_term_hand_computed():
+    x = rest_clip()
+    adv = x.clone()
+    head, neck = G16.index("head"), G16.index("neck")
+    adv[0, :, 1, head] = x[0, :, 1, neck] + 2 * (
+        x[0, :, 1, head] - x[0, :, 1, neck]
+    )  # head bone doubled, frame 1
+    r, _ = BoneLength().entries(kin(x), kin(adv))
+    b = G16.bones.index((head, neck))
+    length = (x[0, :, 1, head] - x[0, :, 1, neck]).norm().item()
+    assert r[0, 1, b, 0].item() == pytest.approx(length / (length + 1e-3), rel=1e-6)
+    # one of 3 frames x 15 bones changed
+    assert BoneLength()(kin(x), kin(adv)).item() == pytest.approx(r[0, 1, b, 0].item() / 45, rel=1e-6)
+    # the hinge: tau above the change gives zero
+    assert BoneLength(tau=1.0)(kin(x), kin(adv)).item() == 0.0
+
+
+def test_angle_term_hand_computed():
+    x = torch.zeros(1, 3, 1, 16, 1, dtype=torch.float64)
+    sh, el, ha = (G16.index(n) for n in ("left_shoulder", "left_elbow", "left_hand"))
+    x[0, :, 0, :, 0] = torch.linspace(0.1, 1.6, 16).unsqueeze(0).repeat(3, 1)  # non-degenerate filler
+    x[0, :, 0, sh, 0] = torch.tensor([0.0, 0.0, 0.0], dtype=x.dtype)
+    x[0, :, 0, el, 0] = torch.tensor([1.0, 0.0, 0.0], dtype=x.dtype)
+    x[0, :, 0, ha, 0] = torch.tensor([2.0, 0.0, 0.0], dtype=x.dtype)  # straight arm: pi
+    adv = x.clone()
+    adv[0, :, 0, ha, 0] = torch.tensor([1.0, 1.0, 0.0], dtype=x.dtype)  # bent to a right angle
+    r, _ = BoneAngle().entries(kin(x), kin(adv))
+    k = G16.triplets.index((sh, el, ha))
+    assert r[0, 0, k, 0].item() == pytest.approx(math.pi / 2, abs=1e-6)
+
+
+def test_speed_term_hand_computed():
+    x = rest_clip(t=3)
+    hand = G16.index("left_hand")
+    x[0, 0, :, hand] += torch.tensor([0.0, 0.1, 0.2], dtype=x.dtype)[:, None]  # moves 0.1 m per frame along x
+    adv = x.clone()
+    adv[0, 0, 2, hand] += 0.1  # second step twice as fast
+    r, _ = JointSpeed().entries(kin(x), kin(adv))
+    assert r.shape == (1, 2, 16, 1)
+    assert r[0, 1, hand, 0].item() == pytest.approx(0.1 / (0.1 + 5e-3), rel=1e-5)
+    assert r[0, 0, hand, 0].item() == pytest.approx(0.0, abs=1e-9)
+
+
+def test_distance_zero_at_identity_and_weights_select_terms():
+    d = generate(1, seed=0, frames=12, layout="gait16")
+    x = torch.as_tensor(d["x"], dtype=torch.float64)
+    mask = F.valid_mask(x, torch.as_tensor(d["lengths"]))
+    dist = DynamicDistance("gait16", weights={"l2": 1.0}, tau={"bone": 0, "angle": 0, "speed": 0})
+    total, parts = dist(dist.kinematics(x, mask), dist.kinematics(x.clone(), mask))
+    assert total.abs().max().item() == 0.0
+    assert set(parts) == {"bone", "angle", "speed", "l2"}
+    only = DynamicDistance("gait16", weights={"bone": 0, "angle": 1.0, "speed": 0})
+    adv = x + 0.01 * torch.randn_like(x) * mask
+    total, parts = only(only.kinematics(x, mask), only.kinematics(adv, mask))
+    assert list(parts) == ["angle"]
+    torch.testing.assert_close(total, BoneAngle(0.05)(only.kinematics(x, mask), only.kinematics(adv, mask)))
+
+
+def test_distance_argument_errors():
+    with pytest.raises(KeyError, match="unknown distance term"):
+        DynamicDistance("ntu25", weights={"jerk": 1.0})
+    with pytest.raises(ValueError, match="no emotion_model"):
+        DynamicDistance("ntu25", weights={"emotion": 1.0})
+    with pytest.raises(ValueError, match=">= 0"):
+        DynamicDistance("ntu25", weights={"bone": -1.0})
+
+
+def test_every_metric_zero_for_identity():
+    d = generate(1, seed=1, frames=12)
+    x = torch.as_tensor(d["x"])
+    ps = per_sample_metrics(x, x.clone(), torch.as_tensor(d["lengths"]), "ntu25")
+    for key, value in ps.items():
+        assert value.abs().max().item() == 0.0, key
+
+
+def test_metrics_hand_computed():
+    x = rest_clip(t=4)
+    head = G16.index("head")
+    x[0, :, :, head] = (
+        x[0, :, :, G16.index("neck")] + torch.tensor([0.0, 0.15, 0.0], dtype=x.dtype)[:, None, None]
+    )
+    adv = x.clone()
+    adv[0, 1, 2, head] += 0.003  # one joint, one frame, 3 mm up
+    ps = per_sample_metrics(x, adv, None, "gait16")
+    assert ps["l2"].item() == pytest.approx(0.003, rel=1e-6)
+    assert ps["linf_mm"].item() == pytest.approx(3.0, rel=1e-6)
+    assert ps["rms_mm"].item() == pytest.approx(math.sqrt(9.0 / (4 * 16)), rel=1e-6)
+    # the head-neck bone is vertical: its length changes by 3 mm in one of 4 x 15 bone entries
+    assert ps["delta_bone_mm"].item() == pytest.approx(3.0 / 60, rel=1e-5)
+    # velocity changes by 3 mm at two of 3 x 16 entries; acceleration by 3, 6, 3 mm at 2 x 16 entries
+    assert ps["delta_speed_mm"].item() == pytest.approx(6.0 / 48, rel=1e-5)
+    assert ps["delta_acc_mm"].item() == pytest.approx(9.0 / 32, rel=1e-5)
+
+
+def test_attack_metrics_aggregation():
+    n = 4
+    x = rest_clip(t=4).repeat(n, 1, 1, 1, 1)
+    adv = x.clone()
+    adv[1, 1, 0, 3] += 0.01
+    adv[2, 1, 0, 3] += 0.02
+    y = torch.tensor([0, 1, 2, 3])
+    pred_clean = torch.tensor([0, 1, 2, 0])  # the last one is wrong: not attacked
+    pred_adv = torch.tensor([0, 2, 0, 0])  # samples 1 and 2 fooled
+    m = attack_metrics(
+        x, adv, None, "gait16", y, pred_clean, pred_adv, grad_evals=torch.tensor([5, 10, 20, 0])
+    )
+    assert m["num_attacked"] == 3
+    assert m["success_rate"] == pytest.approx(2 / 3)
+    assert m["robust_accuracy"] == pytest.approx(1 / 4)
+    assert m["linf_mm"] == pytest.approx(15.0, rel=1e-5)  # mean over the two successes
+    assert m["grad_evals"] == pytest.approx(15.0)
+    targeted = attack_metrics(
+        x, adv, None, "gait16", y, pred_clean, pred_adv, target=torch.tensor([1, 2, 1, 1])
+    )
+    assert targeted["success_rate"] == pytest.approx(1 / 3)

@@ -8,7 +8,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
+import torch
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, Logger
@@ -43,6 +45,8 @@ def build_system(cfg: DictConfig, dm: SkeletonDataModule) -> ClassificationSyste
         scheduler=optim["scheduler"],
         label_smoothing=optim.get("label_smoothing", 0.0),
         data_name=desc["name"],
+        # the data config travels with the checkpoint, so that attack.py can rebuild the data from it alone
+        data_config=OmegaConf.to_container(cfg.data, resolve=True),
     )
 
 
@@ -141,3 +145,161 @@ def run_train(cfg: DictConfig) -> dict[str, Any]:
     if trainer.is_global_zero:
         write_json(out_dir / "metrics.json", {**metrics, "versions": versions()})
     return metrics
+
+
+# ---- attack runs ------------------------------------------------------------------------------------
+def _is_distributed(cfg: DictConfig) -> bool:
+    t = cfg.trainer
+    devices = t.get("devices", 1)
+    many = (isinstance(devices, int) and devices > 1) or int(t.get("num_nodes", 1)) > 1
+    return many or str(t.get("strategy", "auto")).startswith("ddp")
+
+
+def run_attack(cfg: DictConfig) -> dict[str, Any]:
+    """Attack a trained classifier on a data split as ``cfg`` (configs/attack.yaml) says; write the outputs
+    of ARCHITECTURE.md into ``out_dir`` and return the aggregate metrics. Every input is checked before any
+    attack work starts. Under ``trainer.strategy=ddp`` (Lightning Fabric) the batches are split across ranks."""
+    if _is_distributed(cfg):
+        from lightning_fabric import Fabric
+
+        t = cfg.trainer
+        fabric = Fabric(
+            accelerator=t.get("accelerator", "auto"),
+            devices=t.get("devices", 1),
+            num_nodes=t.get("num_nodes", 1),
+            strategy=t.get("strategy", "ddp"),
+        )
+        return fabric.launch(_attack_main, cfg) or {}
+    return _attack_main(None, cfg)
+
+
+def _attack_data(cfg: DictConfig, hp: dict[str, Any]) -> tuple[SkeletonDataModule, str]:
+    """The data module to attack (the checkpoint's own data unless ``data.path`` names an npz) and the split."""
+    data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
+    split = data_cfg.pop("split")
+    path = data_cfg.pop("path", None)
+    if path:
+        dm_cfg = {"name": Path(path).stem, "path": path, "window": hp.get("window", 64)}
+    elif hp.get("data_config"):
+        dm_cfg = dict(hp["data_config"])
+    else:
+        raise ValueError(f"ckpt {cfg.ckpt}: the checkpoint records no data config; pass data.path=FILE.npz")
+    dm_cfg.update({k: v for k, v in data_cfg.items() if v is not None})
+    dm_cfg.update(batch_size=int(cfg.batch_size), num_workers=0)
+    return SkeletonDataModule(**dm_cfg), split
+
+
+def _attack_main(fabric, cfg: DictConfig) -> dict[str, Any]:
+    from rich.progress import Progress
+
+    from lightning_skel.attacks.metrics import attack_metrics
+    from lightning_skel.report import write_outputs, write_report
+    from lightning_skel.systems.attack_run import AttackRun, load_classifier, load_emotion
+
+    start = time.perf_counter()
+    rank = fabric.global_rank if fabric is not None else 0
+    world = fabric.world_size if fabric is not None else 1
+    device = fabric.device if fabric is not None else torch_device(cfg)
+    out_dir = Path(cfg.out_dir)
+    # -- every input checked before any work --
+    classifier, hp = load_classifier(cfg.ckpt)
+    layout = hp["layout"]
+    dm, split = _attack_data(cfg, hp)
+    if rank == 0:
+        dm.prepare_data()
+    if fabric is not None:
+        fabric.barrier()
+    dm.setup()
+    if dm.layout != layout:
+        raise ValueError(
+            f"data layout {dm.layout!r} does not match the checkpoint's layout {layout!r} ({cfg.ckpt})"
+        )
+    if dm.num_classes != hp["num_classes"]:
+        raise ValueError(
+            f"data has {dm.num_classes} classes but the checkpoint {cfg.ckpt} has {hp['num_classes']}"
+        )
+    emotion = load_emotion(cfg.emotion_ckpt, layout) if cfg.get("emotion_ckpt") else None
+    if split not in dm.datasets:
+        raise ValueError(f"data split {split!r} not found; the data has {sorted(dm.datasets)}")
+    ds = dm.datasets[split]
+    rows = np.arange(len(ds)) if cfg.get("limit") is None else np.arange(min(int(cfg.limit), len(ds)))
+    attack_cfg = OmegaConf.to_container(cfg.attack, resolve=True)
+    name = attack_cfg.pop("name")
+    targeted = bool(attack_cfg.pop("targeted", False))
+    spec = {
+        "ckpt": str(Path(cfg.ckpt).resolve()),
+        "ckpt_size": Path(cfg.ckpt).stat().st_size,
+        "emotion_ckpt": str(Path(cfg.emotion_ckpt).resolve()) if cfg.get("emotion_ckpt") else None,
+        "attack": name,
+        "attack_kwargs": attack_cfg,
+        "targeted": targeted,
+        "split": split,
+        "num_samples": int(rows.size),
+        "batch_size": int(cfg.batch_size),
+        "seed": int(cfg.seed),
+        "data": dm.describe(),
+    }
+    run = AttackRun(
+        classifier=classifier, layout=layout, attack_name=name, attack_kwargs=attack_cfg, out_dir=out_dir,
+        spec=spec, batch_size=int(cfg.batch_size), targeted=targeted, seed=int(cfg.seed), emotion=emotion,
+        num_classes=int(hp["num_classes"]),
+    )  # fmt: skip
+    from lightning_skel.attacks import build_attack
+
+    build_attack(name, classifier, layout, targeted=targeted, **attack_cfg)  # bad attack settings fail here
+    if rank == 0:
+        run.check_out_dir()
+    if fabric is not None:
+        fabric.barrier()
+    # -- the clips, windowed as the classifier saw them in evaluation --
+    items = [ds[int(i)] for i in rows]
+    x = torch.stack([it[0] for it in items]) if items else torch.zeros(0)
+    y = torch.tensor([it[1] for it in items], dtype=torch.long)
+    lengths = torch.tensor([it[2] for it in items], dtype=torch.long)
+    index = torch.tensor([it[3] for it in items], dtype=torch.long)
+    x, lengths = dm.window_batch(x, lengths, train=False)
+    mine = len([b for b in range(run.num_batches(len(y))) if b % world == rank])
+    with Progress(disable=rank != 0) as bar:
+        task = bar.add_task(f"{name} on {split}", total=mine)
+        run.run(x, y, lengths, index, rank, world, device, progress=lambda: bar.advance(task))
+    if fabric is not None:
+        fabric.barrier()
+    if rank != 0:
+        return {}
+    merged = run.merge(len(y))
+    per_sample = {k[2:]: torch.as_tensor(v) for k, v in merged.items() if k.startswith("m_")}
+    t = torch.as_tensor
+    target = t(merged["target"]) if targeted else None
+    metrics = attack_metrics(
+        t(merged["x"]), t(merged["x_adv"]), t(merged["lengths"]), layout, t(merged["y"]), t(merged["pred_clean"]),
+        t(merged["pred_adv"]), target=target, grad_evals=t(merged["grad_evals"]), per_sample=per_sample,
+    )  # fmt: skip
+    metrics["wall_time_s"] = round(time.perf_counter() - start, 2)
+    extra = {"config": OmegaConf.to_container(cfg, resolve=True), "versions": versions(), "spec": spec}
+    write_outputs(out_dir, merged, metrics, extra)
+    figures = write_report(
+        out_dir, merged, metrics, layout, dm.class_names, f"{name} attack on {hp['model']} ({split})"
+    )
+    _log_attack(cfg, out_dir, metrics, figures)
+    log.info("attack outputs written to %s", out_dir)
+    return metrics
+
+
+def torch_device(cfg: DictConfig) -> torch.device:
+    acc = cfg.trainer.get("accelerator", "cpu")
+    if acc in ("gpu", "cuda") or (acc == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def _log_attack(cfg: DictConfig, out_dir: Path, metrics: dict[str, Any], figures: dict[str, Path]) -> None:
+    """Metrics and figures to W&B when it is configured (through Lightning's logger, offline by default)."""
+    loggers = build_loggers(cfg, out_dir)
+    for lg in loggers:
+        lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        lg.log_metrics({f"attack/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))})
+        if hasattr(lg, "log_image"):
+            for key, path in figures.items():
+                if path.suffix == ".png":
+                    lg.log_image(f"attack/{key}", images=[str(path)])
+        lg.save()

@@ -1,29 +1,16 @@
-"""Small shared helpers: atomic JSON writes, package versions."""
+"""Small shared helpers: atomic file writes, package versions."""
 
 from __future__ import annotations
 
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-
-def write_json(path: str | os.PathLike, obj: Any) -> Path:
-    """Write ``obj`` as indented JSON atomically (temporary file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=True, default=str)
-            f.write("\n")
-        make_readable(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+import numpy as np
 
 
 def make_readable(path: str | os.PathLike) -> None:
@@ -33,8 +20,39 @@ def make_readable(path: str | os.PathLike) -> None:
     os.chmod(path, 0o666 & ~umask)
 
 
+@contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs) -> Iterator[IO]:
+    """Open a temporary file beside ``path``; on success rename it onto ``path``, on error delete it.
+    Readers never see a partial file, and a killed writer leaves the old file (or none)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, **kwargs) as f:
+            yield f
+        make_readable(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> Path:
+    """Write ``obj`` as indented JSON atomically."""
+    with atomic_open(path, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=True, default=str)
+        f.write("\n")
+    return Path(path)
+
+
+def write_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray], compress: bool = False) -> Path:
+    """Write named arrays as an npz atomically."""
+    with atomic_open(path, "wb") as f:
+        (np.savez_compressed if compress else np.savez)(f, **arrays)
+    return Path(path)
+
+
 def versions() -> dict[str, str]:
-    import numpy
     import pytorch_lightning
     import torch
 
@@ -44,5 +62,5 @@ def versions() -> dict[str, str]:
         "lightning_skel": __version__,
         "torch": torch.__version__,
         "pytorch_lightning": pytorch_lightning.__version__,
-        "numpy": numpy.__version__,
+        "numpy": np.__version__,
     }

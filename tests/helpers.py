@@ -35,3 +35,9 @@ def train_cfg(tmp_path: Path, overrides: list[str] = ()) -> DictConfig:
                 *overrides,
             ],
         )
+
+
+def attack_cfg(out_dir: Path, ckpt: Path, overrides: list[str] = ()) -> DictConfig:
+    """The attack config for ``ckpt`` writing into ``out_dir``."""
+    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
+        return compose("attack", overrides=[f"ckpt={ckpt}", f"out_dir={out_dir}", *overrides])

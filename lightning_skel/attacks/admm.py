@@ -46,6 +46,7 @@ class ADMMAttack(Attack):
         emotion_model: nn.Module | None = None,
         weights: Mapping[str, float] | None = None,
         tau: Mapping[str, float] | None = None,
+        hinge: str = "mean",
         c: float = 1.0,
         c_growth: float = 1.0,
         c_max: float = 1e4,
@@ -76,7 +77,7 @@ class ADMMAttack(Attack):
         bad = [f"{k} must be {rule}, got {value}" for k, (value, ok, rule) in rules.items() if not ok]
         if bad:
             raise ValueError(f"admm: invalid hyper-parameter(s): {'; '.join(bad)}")
-        self.distance = DynamicDistance(self.layout, weights, tau, emotion_model)
+        self.distance = DynamicDistance(self.layout, weights, tau, emotion_model, hinge)
         self.c, self.c_growth, self.c_max = float(c), float(c_growth), float(c_max)
         self.binary_search_steps = int(binary_search_steps)
         self.kappa, self.rho0 = float(kappa), float(rho)
@@ -93,6 +94,7 @@ class ADMMAttack(Attack):
         best_d = torch.full((n,), float("inf"), device=dev)
         success = torch.zeros(n, dtype=torch.bool, device=dev)
         counts = {k: torch.zeros(n, dtype=torch.long, device=dev) for k in ("grad", "forward", "iter")}
+        counts["first"] = torch.full((n,), -1, dtype=torch.long, device=dev)  # grad evals at first success
         c = torch.full((n,), self.c, device=dev)
         lo = torch.zeros(n, device=dev)
         hi = torch.full((n,), float("inf"), device=dev)
@@ -112,7 +114,7 @@ class ADMMAttack(Attack):
             grad_evals=counts["grad"],
             forward_evals=counts["forward"] + 1,
             iterations=counts["iter"],
-            extras={"distance": best_d},
+            extras={"distance": best_d, "grad_evals_to_success": counts["first"]},
         )
 
     def _run(self, x, y, target, mask, clean: Kinematics, c0, best_x, best_d, success, counts):
@@ -171,6 +173,8 @@ class ADMMAttack(Attack):
             better = ok & (total < best_d[idx])
             best_d[idx] = torch.where(better, total, best_d[idx])
             best_x[idx] = torch.where(better.view(-1, 1, 1, 1, 1), cand, best_x[idx])
+            first = ok & (counts["first"][idx] < 0)
+            counts["first"][idx] = torch.where(first, counts["grad"][idx], counts["first"][idx])
             success[idx] |= ok
             fooled[idx] |= ok
             # c schedule: samples not yet fooled weigh the classification loss more

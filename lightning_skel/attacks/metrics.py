@@ -45,7 +45,9 @@ def per_sample_metrics(
 ) -> dict[str, Tensor]:
     """Every distance metric of section 5 for each clip, ``(N,)`` each (metres, millimetres, degrees)."""
     layout = get_layout(layout)
-    lengths = torch.full((x.shape[0],), x.shape[2], device=x.device) if lengths is None else lengths.to(x.device)
+    lengths = (
+        torch.full((x.shape[0],), x.shape[2], device=x.device) if lengths is None else lengths.to(x.device)
+    )
     mask = F.valid_mask(x, lengths)
     clean, adv = Kinematics(x, layout, mask), Kinematics(x_adv, layout, mask)
     diff = (x_adv - x) * mask.to(x.dtype)
@@ -61,9 +63,12 @@ def per_sample_metrics(
         "delta_bone_mm": 1000 * masked_mean((adv.bone_lengths - clean.bone_lengths).abs(), bone_m),
         "delta_angle_deg": masked_mean(angle_r, angle_m) * (180 / math.pi),
         "delta_speed": masked_mean(speed_r, speed_m),
-        "delta_speed_mm": 1000 * masked_mean(F.safe_norm(adv.velocity - clean.velocity, dim=1, eps=0.0), speed_m),
+        "delta_speed_mm": 1000
+        * masked_mean(F.safe_norm(adv.velocity - clean.velocity, dim=1, eps=0.0), speed_m),
         "delta_acc_mm": 1000
-        * masked_mean(F.safe_norm(adv.acceleration - clean.acceleration, dim=1, eps=0.0), clean.acceleration_mask),
+        * masked_mean(
+            F.safe_norm(adv.acceleration - clean.acceleration, dim=1, eps=0.0), clean.acceleration_mask
+        ),
     }
     if emotion_model is not None:
         was_training = emotion_model.training
@@ -101,7 +106,9 @@ def attack_metrics(
     """Aggregate metrics of an attack on a batch (see the module docstring for what is averaged over
     what). ``target`` (or entries of -1) marks a targeted attack. ``per_sample`` may pass precomputed
     :func:`per_sample_metrics`."""
-    ps = per_sample if per_sample is not None else per_sample_metrics(x, x_adv, lengths, layout, emotion_model)
+    ps = (
+        per_sample if per_sample is not None else per_sample_metrics(x, x_adv, lengths, layout, emotion_model)
+    )
     correct = pred_clean == y
     success = (pred_adv != y) if target is None else (pred_adv == target)
     attacked = correct

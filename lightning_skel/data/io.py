@@ -22,7 +22,6 @@ optional       ``subject``, ``view``   ``(N,)`` int64
 from __future__ import annotations
 
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from lightning_skel.skeleton import get_layout
-from lightning_skel.utils import make_readable
+from lightning_skel.utils import write_npz
 
 REQUIRED = ("x", "y", "lengths", "layout", "class_names")
 PER_SAMPLE_INT = ("subject", "view", "emotion")
@@ -136,16 +135,7 @@ def save_npz(path: str | os.PathLike, data: SkeletonData, compress: bool = False
     arrays = {k: np.asarray(v) for k, v in data.items()}
     arrays["layout"] = np.asarray(data["layout"])
     arrays["class_names"] = np.asarray(data["class_names"], dtype=str)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            (np.savez_compressed if compress else np.savez)(f, **arrays)
-        make_readable(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_npz(path, arrays, compress=compress)
     return path
 
 

@@ -1,7 +1,9 @@
 """Classifiers over ``(N, C, T, V, M)`` skeleton tensors, registered by name."""
 
-from lightning_skel.models import hcn  # noqa: F401  (registers the model)
+# Importing a model module registers it.
+from lightning_skel.models import agcn, emotion, hcn, sgn, stgcn  # noqa: F401
 from lightning_skel.models.classifier import Classifier
+from lightning_skel.models.ensemble import ScoreFusion
 from lightning_skel.models.registry import MODELS, build_model, list_models
 
-__all__ = ["MODELS", "Classifier", "build_model", "list_models"]
+__all__ = ["MODELS", "Classifier", "ScoreFusion", "build_model", "list_models"]

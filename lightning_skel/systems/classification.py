@@ -39,6 +39,7 @@ class ClassificationSystem(pl.LightningModule):
         scheduler: dict[str, Any] | None = None,
         label_smoothing: float = 0.0,
         data_name: str | None = None,
+        data_config: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()

@@ -1,0 +1,24 @@
+"""Attack a trained classifier: ``python attack.py ckpt=PATH [attack=admm] [data.split=test] [emotion_ckpt=PATH]
+[attack.targeted=true] [limit=N] [out_dir=DIR]``.
+
+Writes adversarial.npz, per_sample.csv, metrics.json and report.md into out_dir; rerun the same command to
+resume. Prints the aggregate metrics as one JSON line.
+"""
+
+import json
+
+import hydra
+from omegaconf import DictConfig
+
+from lightning_skel.run import run_attack
+
+
+@hydra.main(version_base="1.3", config_path="configs", config_name="attack")
+def main(cfg: DictConfig) -> None:
+    metrics = run_attack(cfg)
+    if metrics:
+        print(json.dumps(metrics, sort_keys=True))
+
+
+if __name__ == "__main__":
+    main()

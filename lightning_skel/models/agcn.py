@@ -1,0 +1,170 @@
+"""2s-AGCN: Two-Stream Adaptive Graph Convolutional Networks (Shi, Zhang, Cheng, Lu, CVPR 2019,
+"Two-Stream Adaptive Graph Convolutional Networks for Skeleton-Based Action Recognition").
+
+The adaptive graph convolution sums, over the K = 3 spatial partition subsets, ``A_k + B_k + C_k``: the fixed
+partition of the layout (:func:`~lightning_skel.models.graph.spatial_partition`), a learned graph ``B_k``
+(initialised to zero) and a data-dependent graph ``C_k`` (embedded gaussian: the softmax over joints of
+``theta(x)^T phi(x)``). One network is trained per stream: the ``joint`` or the ``bone`` modality, which the
+:class:`~lightning_skel.models.Classifier` computes; :class:`~lightning_skel.models.ensemble.ScoreFusion`
+adds the two streams' scores.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from lightning_skel.models.graph import spatial_partition
+from lightning_skel.models.registry import MODELS
+from lightning_skel.models.stgcn import stage_plan
+from lightning_skel.skeleton.layouts import Layout
+
+
+def _temporal_unit(in_channels: int, out_channels: int, kernel: int, stride: int) -> nn.Sequential:
+    """2s-AGCN's ``unit_tcn``: a ``(kernel, 1)`` convolution with temporal stride, then BN."""
+    conv = nn.Conv2d(in_channels, out_channels, (kernel, 1), (stride, 1), ((kernel - 1) // 2, 0))
+    nn.init.kaiming_normal_(conv.weight, mode="fan_out")
+    nn.init.zeros_(conv.bias)
+    return nn.Sequential(conv, nn.BatchNorm2d(out_channels))
+
+
+class AdaptiveGraphConv(nn.Module):
+    """2s-AGCN's ``unit_gcn`` on ``(N, C_in, T, V) -> (N, C_out, T, V)``.
+
+    For each subset k, ``C_k[n, i, j] = softmax_j(theta_k(x)_i . phi_k(x)_j / (C_e T))`` with 1x1 embeddings
+    of ``C_e = C_out / embed_ratio`` channels; the output is ``ReLU(BN(sum_k W_k x (A_k + B_k + C_k)^T) +
+    down(x))``. The K subset convolutions ``W_k`` are one 1x1 convolution over the K aggregated inputs
+    stacked on the channel axis (the same linear map).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, graph: np.ndarray, embed_ratio: int = 4) -> None:
+        super().__init__()
+        a = torch.as_tensor(graph, dtype=torch.float32)
+        self.num_subsets = k = a.shape[0]
+        self.register_buffer("A", a)  # (K, V, V) fixed partition
+        self.B = nn.Parameter(torch.zeros_like(a))  # learned graph, initialised to zero (paper, eq. 3)
+        embed = max(out_channels // embed_ratio, 1)
+        self.theta = nn.Conv2d(in_channels, k * embed, kernel_size=1)
+        self.phi = nn.Conv2d(in_channels, k * embed, kernel_size=1)
+        self.conv = nn.Conv2d(k * in_channels, out_channels, kernel_size=1)
+        self.bn = nn.BatchNorm2d(out_channels)
+        if in_channels == out_channels:
+            self.down = nn.Identity()
+        else:
+            self.down = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1), nn.BatchNorm2d(out_channels))
+        self.relu = nn.ReLU(inplace=True)
+        # The official initialisation: kaiming for the embeddings, N(0, 2 / (C_out C_in K)) for the subset
+        # convolutions, and the output BN's scale at 1e-6 so that every block starts close to its residual.
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out")
+                nn.init.zeros_(m.bias)
+        nn.init.normal_(self.conv.weight, 0.0, math.sqrt(2.0 / (out_channels * in_channels * k)))
+        nn.init.constant_(self.bn.weight, 1e-6)
+        nn.init.zeros_(self.bn.bias)
+
+    def graphs(self, x: Tensor) -> Tensor:
+        """The per-sample graphs ``A + B + C``: ``(N, C_in, T, V) -> (N, K, V, V)``."""
+        n, _, t, v = x.shape
+        theta = self.theta(x).view(n, self.num_subsets, -1, t, v)  # (N, K, C_e, T, V)
+        phi = self.phi(x).view(n, self.num_subsets, -1, t, v)
+        scores = torch.einsum("nkcti,nkctj->nkij", theta, phi) / (theta.shape[2] * t)  # (N, K, V, V)
+        return self.A + self.B + scores.softmax(dim=-1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        n, c, t, v = x.shape
+        h = torch.einsum("nctj,nkij->nkcti", x, self.graphs(x))  # (N, K, C_in, T, V)
+        h = self.bn(self.conv(h.reshape(n, self.num_subsets * c, t, v)))  # (N, C_out, T, V)
+        return self.relu(h + self.down(x))
+
+
+class AGCNBlock(nn.Module):
+    """2s-AGCN's ``TCN_GCN_unit``: ``ReLU(tcn(gcn(x)) + residual(x))``, ``(N, C_in, T, V) -> (N, C_out,
+    T / stride, V)``; temporal kernel 9."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        graph: np.ndarray,
+        stride: int = 1,
+        temporal_kernel: int = 9,
+        embed_ratio: int = 4,
+        dropout: float = 0.0,
+        residual: bool = True,
+    ) -> None:
+        super().__init__()
+        self.gcn = AdaptiveGraphConv(in_channels, out_channels, graph, embed_ratio)
+        self.tcn = _temporal_unit(out_channels, out_channels, temporal_kernel, stride)
+        self.dropout = nn.Dropout(dropout)
+        if not residual:
+            self.residual = None
+        elif in_channels == out_channels and stride == 1:
+            self.residual = nn.Identity()
+        else:
+            self.residual = _temporal_unit(in_channels, out_channels, 1, stride)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.dropout(self.tcn(self.gcn(x)))
+        if self.residual is not None:
+            h = h + self.residual(x)
+        return self.relu(h)
+
+
+@MODELS.register("agcn")
+class AGCN(nn.Module):
+    """One stream of 2s-AGCN on ``(N, C, T, V, M)``; ``forward_features`` is the average over frames, joints
+    and persons of the last block: ``(N, 4 * channels)``.
+
+    Defaults are the paper's network (10 blocks, 64-128-256 channels, embedding ratio 4, no dropout). As in
+    the official ``model/agcn.py``, ``data_bn`` normalises the ``M * V * C`` input channels, so the input
+    must carry exactly ``num_persons`` persons. The fixed graph is normalised per subset as in 2s-AGCN's
+    ``graph/tools.py`` (``partition_normalize="subset"``); ``graph_center`` is the partition's centre joint
+    (the official NTU graph is rooted at ``spine_shoulder``), default the layout's root.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        layout: Layout,
+        in_channels: int = 3,
+        num_persons: int = 2,
+        channels: int = 64,
+        num_blocks: int = 10,
+        temporal_kernel: int = 9,
+        embed_ratio: int = 4,
+        dropout: float = 0.0,
+        graph_center: str | None = None,
+        partition_normalize: str = "subset",
+    ) -> None:
+        super().__init__()
+        self.layout = layout
+        self.num_persons = num_persons
+        graph = spatial_partition(layout, center=graph_center, normalize=partition_normalize)
+        self.data_bn = nn.BatchNorm1d(num_persons * layout.num_joints * in_channels)
+        blocks, c = [], in_channels
+        for i, (out, stride) in enumerate(stage_plan(channels, num_blocks)):
+            blocks.append(
+                AGCNBlock(c, out, graph, stride, temporal_kernel, embed_ratio, dropout, residual=i > 0)
+            )
+            c = out
+        self.blocks = nn.Sequential(*blocks)
+        self.feature_dim = c
+        self.fc = nn.Linear(c, num_classes)
+        nn.init.normal_(self.fc.weight, 0.0, math.sqrt(2.0 / num_classes))
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        n, c, t, v, m = x.shape
+        if m != self.num_persons:
+            raise ValueError(f"agcn was built for num_persons={self.num_persons}, got input with M={m}")
+        h = self.data_bn(x.permute(0, 4, 3, 1, 2).reshape(n, m * v * c, t))  # (N, M*V*C, T)
+        h = h.view(n, m, v, c, t).permute(0, 1, 3, 4, 2).reshape(n * m, c, t, v)  # (N*M, C, T, V)
+        h = self.blocks(h)  # (N*M, C', T', V)
+        return h.mean(dim=(2, 3)).view(n, m, -1).mean(1)  # (N, C'), persons averaged
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(self.forward_features(x))

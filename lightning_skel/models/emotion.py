@@ -1,0 +1,100 @@
+"""The emotion recognizer of METHOD.md section 7, after STEP (Bhattacharya, Mittal, Chandra, Randhavane, Bera,
+Manocha, AAAI 2020, "STEP: Spatial Temporal Graph Convolutional Networks for Emotion Perception from Gaits").
+
+A shallow ST-GCN on ``gait16`` (the blocks of :mod:`lightning_skel.models.stgcn`; STEP: 32, 64, 64 channels,
+temporal strides 1, 2, 2, temporal kernel 75) pooled over frames and joints, concatenated with an MLP
+embedding of the affective features (:func:`~lightning_skel.skeleton.affective.affective_features`), then a
+penultimate layer and the head over the four perceived emotions (happy, angry, sad, neutral).
+
+The model normalises its own input, so it reads sequences of any layout: ``layout`` is the layout of the
+data it is given (the registry passes the data's layout), and :meth:`EmotionNet.to_gait` maps the first
+person onto ``gait16`` and normalises it (root-centred, canonical facing, unit height) before the network
+sees it. Its ``Classifier`` therefore uses ``normalize: none``.
+
+``forward_features(x)`` is phi of METHOD.md section 2: the penultimate features ``(N, feature_dim)`` (the
+input of ``fc``, after its ReLU) of a frozen recognizer, differentiable with respect to ``x`` through the
+mapping, the normalisation and the affective features.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from lightning_skel.models.graph import spatial_partition
+from lightning_skel.models.registry import MODELS
+from lightning_skel.models.stgcn import fold_persons, st_gcn_blocks
+from lightning_skel.skeleton.affective import AFFECTIVE_FEATURES, affective_features, normalized_gait16
+from lightning_skel.skeleton.layouts import GAIT16_JOINTS, Layout, get_layout
+
+
+def emotion_plan(channels: int, num_blocks: int) -> list[tuple[int, int]]:
+    """``(out_channels, stride)`` per block: ``channels`` then ``2 channels``, stride 2 at blocks 1 and 2.
+    ``(32, 3)`` is STEP's network (32, 64, 64 channels; strides 1, 2, 2)."""
+    if channels < 1 or num_blocks < 1:
+        raise ValueError(f"channels and num_blocks must be >= 1, got {channels}, {num_blocks}")
+    return [(channels if i == 0 else 2 * channels, 2 if i in (1, 2) else 1) for i in range(num_blocks)]
+
+
+@MODELS.register("emotion")
+class EmotionNet(nn.Module):
+    """STEP-style emotion recognizer on ``(N, C, T, V, M)`` of any ``layout`` (C = 3, or 2 for 2D data; only
+    the first person is used, so ``num_persons`` does not change the network).
+
+    ``to_gait(x) -> (N, C, T, 16, 1)`` is the normalised gait16 input; ``gait_features(g) -> (N, feature_dim)``
+    is phi of a normalised gait16 batch; ``forward_features = gait_features o to_gait``. Weights do not depend
+    on ``layout``: a recognizer trained on Emotion-Gait (``gait16``) loads into one built for ``ntu25``.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        layout: Layout,
+        in_channels: int = 3,
+        num_persons: int = 2,
+        channels: int = 32,
+        num_blocks: int = 3,
+        temporal_kernel: int = 75,
+        affective_dim: int = 32,
+        feature_dim: int = 96,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.layout = layout
+        self.num_persons = num_persons
+        gait = get_layout("gait16")
+        plan = emotion_plan(channels, num_blocks)
+        self.data_bn = nn.BatchNorm1d(in_channels * len(GAIT16_JOINTS))
+        self.blocks = st_gcn_blocks(in_channels, plan, spatial_partition(gait), temporal_kernel, dropout)
+        num_affective = len(AFFECTIVE_FEATURES)
+        self.affective = nn.Sequential(
+            nn.BatchNorm1d(num_affective),  # angles (rad), distances (heights) and speeds differ in scale
+            nn.Linear(num_affective, affective_dim),
+            nn.ReLU(inplace=True),
+        )
+        self.penultimate = nn.Sequential(
+            nn.BatchNorm1d(plan[-1][0] + affective_dim),  # STEP's data_bn2 over the concatenation
+            nn.Dropout(dropout),
+            nn.Linear(plan[-1][0] + affective_dim, feature_dim),
+            nn.ReLU(inplace=True),
+        )
+        self.feature_dim = feature_dim
+        self.fc = nn.Linear(feature_dim, num_classes)
+
+    def to_gait(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """``(N, C, T, V, M)`` in ``self.layout`` -> normalised first-person gait16 ``(N, C, T, 16, 1)``."""
+        return normalized_gait16(x, self.layout, lengths)
+
+    def gait_features(self, g: Tensor) -> Tensor:
+        """phi of a normalised gait16 batch ``(N, C, T, 16, 1)``: ``(N, feature_dim)``."""
+        n = g.shape[0]
+        h = self.blocks(fold_persons(g, self.data_bn))  # (N, C', T', 16)
+        graph = h.mean(dim=(2, 3)).view(n, -1)  # (N, C')
+        affect = self.affective(affective_features(g))  # (N, affective_dim)
+        return self.penultimate(torch.cat([graph, affect], dim=1))
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        return self.gait_features(self.to_gait(x))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(self.forward_features(x))

@@ -1,0 +1,179 @@
+"""ST-GCN: Spatial Temporal Graph Convolutional Networks (Yan, Xiong, Lin, AAAI 2018, "Spatial Temporal Graph
+Convolutional Networks for Skeleton-Based Action Recognition").
+
+Each block is a graph convolution over the spatial configuration partition (self / centripetal /
+centrifugal, :func:`~lightning_skel.models.graph.spatial_partition`) with a learnable edge-importance mask,
+followed by a temporal convolution (kernel 9) and a residual connection. The blocks here are shared with
+the emotion recognizer (:mod:`lightning_skel.models.emotion`, STEP is an ST-GCN on ``gait16``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from lightning_skel.models.graph import spatial_partition
+from lightning_skel.models.registry import MODELS
+from lightning_skel.skeleton.layouts import Layout
+
+
+def stage_plan(channels: int, num_blocks: int) -> list[tuple[int, int]]:
+    """``(out_channels, stride)`` of each block of the ST-GCN / 2s-AGCN backbone: three stages of widths
+    ``channels``, ``2 channels``, ``4 channels`` holding 40 %, 30 %, 30 % of the blocks, the temporal
+    stride 2 at the first block of stages two and three. ``(64, 10)`` is the papers' network
+    (64 x4, 128 x3, 256 x3)."""
+    if channels < 1 or num_blocks < 1:
+        raise ValueError(f"channels and num_blocks must be >= 1, got {channels}, {num_blocks}")
+    first, second = int(0.4 * num_blocks + 0.5), int(0.7 * num_blocks + 0.5)
+    plan = []
+    for i in range(num_blocks):
+        stage = 0 if i < first else 1 if i < second else 2
+        start = i in (first, second) and i > 0
+        plan.append((channels * 2**stage, 2 if start else 1))
+    return plan
+
+
+class STGCNBlock(nn.Module):
+    """One ST-GCN unit on ``(N, C_in, T, V) -> (N, C_out, T / stride, V)``.
+
+    ``gcn``: a 1x1 convolution to ``K * C_out`` channels, then the sum over the K partition subsets of
+    ``A_k * importance_k`` applied over joints; ``tcn``: BN, ReLU, a ``(temporal_kernel, 1)`` convolution
+    with the stride, BN, dropout; the residual is the identity, a strided 1x1 conv + BN, or none.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        graph: np.ndarray,
+        stride: int = 1,
+        temporal_kernel: int = 9,
+        dropout: float = 0.0,
+        residual: bool = True,
+        edge_importance: bool = True,
+    ) -> None:
+        super().__init__()
+        if temporal_kernel % 2 != 1:
+            raise ValueError(f"temporal_kernel must be odd, got {temporal_kernel}")
+        a = torch.as_tensor(graph, dtype=torch.float32)
+        self.register_buffer("A", a)  # (K, V, V), A[k, i, j]: weight of joint j in the update of joint i
+        self.importance = nn.Parameter(torch.ones_like(a)) if edge_importance else None
+        self.num_subsets = a.shape[0]
+        self.gcn = nn.Conv2d(in_channels, out_channels * self.num_subsets, kernel_size=1)
+        pad = (temporal_kernel - 1) // 2
+        self.tcn = nn.Sequential(
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(out_channels, out_channels, (temporal_kernel, 1), (stride, 1), (pad, 0)),
+            nn.BatchNorm2d(out_channels),
+            nn.Dropout(dropout),
+        )
+        if not residual:
+            self.residual = None
+        elif in_channels == out_channels and stride == 1:
+            self.residual = nn.Identity()
+        else:
+            self.residual = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, kernel_size=1, stride=(stride, 1)),
+                nn.BatchNorm2d(out_channels),
+            )
+        self.relu = nn.ReLU(inplace=True)
+
+    @property
+    def adjacency(self) -> Tensor:
+        """The partition as used: ``A * importance``, ``(K, V, V)``."""
+        return self.A if self.importance is None else self.A * self.importance
+
+    def forward(self, x: Tensor) -> Tensor:
+        n, _, t, v = x.shape
+        h = self.gcn(x).view(n, self.num_subsets, -1, t, v)  # (N, K, C_out, T, V)
+        h = torch.einsum("nkctj,kij->ncti", h, self.adjacency)  # (N, C_out, T, V)
+        h = self.tcn(h)
+        if self.residual is not None:
+            h = h + self.residual(x)
+        return self.relu(h)
+
+
+def st_gcn_blocks(
+    in_channels: int,
+    plan: list[tuple[int, int]],
+    graph: np.ndarray,
+    temporal_kernel: int = 9,
+    dropout: float = 0.0,
+    edge_importance: bool = True,
+) -> nn.Sequential:
+    """The ST-GCN block stack for ``plan`` (``(out_channels, stride)`` per block); the first block has no
+    residual and no dropout, as in the official ``st_gcn.py``."""
+    blocks, c = [], in_channels
+    for i, (out, stride) in enumerate(plan):
+        blocks.append(
+            STGCNBlock(
+                c,
+                out,
+                graph,
+                stride=stride,
+                temporal_kernel=temporal_kernel,
+                dropout=0.0 if i == 0 else dropout,
+                residual=i > 0,
+                edge_importance=edge_importance,
+            )
+        )
+        c = out
+    return nn.Sequential(*blocks)
+
+
+def fold_persons(x: Tensor, bn: nn.BatchNorm1d) -> Tensor:
+    """ST-GCN's ``data_bn`` over the ``V * C`` channels, persons folded into the batch:
+    ``(N, C, T, V, M) -> (N * M, C, T, V)``."""
+    n, c, t, v, m = x.shape
+    h = x.permute(0, 4, 3, 1, 2).reshape(n * m, v * c, t)  # (N*M, V*C, T)
+    h = bn(h)
+    return h.view(n * m, v, c, t).permute(0, 2, 3, 1).contiguous()  # (N*M, C, T, V)
+
+
+@MODELS.register("stgcn")
+class STGCN(nn.Module):
+    """ST-GCN on ``(N, C, T, V, M)``; ``forward_features`` is the globally average-pooled last block, averaged
+    over persons: ``(N, 4 * channels)``.
+
+    Defaults are the paper's network (10 blocks, 64-128-256 channels, temporal kernel 9, dropout 0.5 as in
+    the official NTU configs, edge importance on). ``graph_center`` is the partition's centre joint (name),
+    default the layout's root; the official NTU graph uses ``spine_shoulder``.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        layout: Layout,
+        in_channels: int = 3,
+        num_persons: int = 2,
+        channels: int = 64,
+        num_blocks: int = 10,
+        temporal_kernel: int = 9,
+        dropout: float = 0.5,
+        edge_importance: bool = True,
+        graph_center: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.layout = layout
+        plan = stage_plan(channels, num_blocks)
+        self.data_bn = nn.BatchNorm1d(in_channels * layout.num_joints)
+        self.blocks = st_gcn_blocks(
+            in_channels,
+            plan,
+            spatial_partition(layout, center=graph_center),
+            temporal_kernel=temporal_kernel,
+            dropout=dropout,
+            edge_importance=edge_importance,
+        )
+        self.feature_dim = plan[-1][0]
+        self.fc = nn.Linear(self.feature_dim, num_classes)
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        n, m = x.shape[0], x.shape[4]
+        h = self.blocks(fold_persons(x, self.data_bn))  # (N*M, C', T', V)
+        return h.mean(dim=(2, 3)).view(n, m, -1).mean(1)  # (N, C'), persons averaged
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(self.forward_features(x))

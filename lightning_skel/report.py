@@ -1,0 +1,135 @@
+"""The outputs of an attack run: adversarial.npz, per_sample.csv, metrics.json, report.md and its figures."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from lightning_skel.utils import atomic_open, write_json, write_npz
+from lightning_skel.viz import frame_strip, save_figure, save_gif
+
+ADVERSARIAL_KEYS = ("x_adv", "x", "y", "target", "pred_clean", "pred_adv", "success", "lengths", "index")
+HISTOGRAMS = (("rms_mm", "RMS joint displacement (mm)"), ("delta_bone", "relative bone-length change"),
+              ("delta_angle_deg", "bone-angle change (deg)"), ("delta_speed", "relative joint-speed change"))  # fmt: skip
+
+
+def write_per_sample_csv(path: Path, merged: dict[str, np.ndarray]) -> Path:
+    cols = ["index", "y", "target", "pred_clean", "pred_adv", "attacked", "success", "grad_evals"]
+    metric_cols = sorted(k for k in merged if k.startswith("m_"))
+    with atomic_open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(cols + [k[2:] for k in metric_cols])
+        for i in range(len(merged["index"])):  # one row per sample: writing a file, not a per-step loop
+            w.writerow(
+                [int(merged[c][i]) for c in cols] + [f"{float(merged[k][i]):.6g}" for k in metric_cols]
+            )
+    return path
+
+
+def histogram_figure(merged: dict[str, np.ndarray]) -> Figure:
+    won = merged["success"] & merged["attacked"]
+    fig = Figure(figsize=(9, 6))
+    for ax, (key, label) in zip(fig.subplots(2, 2).flat, HISTOGRAMS, strict=True):
+        values = merged.get(f"m_{key}", np.zeros(0))[won]
+        if values.size:
+            ax.hist(values, bins=min(30, max(5, values.size // 3)), color="tab:blue", alpha=0.8)
+            ax.axvline(np.median(values), color="k", ls="--", lw=1, label=f"median {np.median(values):.3g}")
+            ax.legend(fontsize=8)
+        ax.set_xlabel(label)
+        ax.set_ylabel("successful clips")
+    fig.tight_layout()
+    return fig
+
+
+def success_curve_figure(merged: dict[str, np.ndarray]) -> Figure:
+    attacked = merged["attacked"].astype(bool)
+    evals = merged["grad_evals"][attacked]
+    won = merged["success"][attacked].astype(bool)
+    fig = Figure(figsize=(5, 3.5))
+    ax = fig.subplots()
+    if evals.size:
+        budgets = np.unique(np.concatenate([[0], evals]))
+        rate = (won[None, :] & (evals[None, :] <= budgets[:, None])).mean(1)
+        ax.step(budgets, rate, where="post")
+    ax.set_xlabel("classifier gradient evaluations per clip")
+    ax.set_ylabel("success rate (attacked clips)")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def write_report(
+    out_dir: Path,
+    merged: dict[str, np.ndarray],
+    metrics: dict[str, Any],
+    layout: str,
+    class_names: list[str],
+    title: str,
+    num_examples: int = 3,
+    gif: bool = True,
+) -> dict[str, Path]:
+    """Figures under ``out_dir/figures`` and ``out_dir/report.md``; returns the figure paths by name."""
+    fig_dir = out_dir / "figures"
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {
+        "histograms": save_figure(histogram_figure(merged), fig_dir / "distance_histograms.png"),
+        "success_curve": save_figure(success_curve_figure(merged), fig_dir / "success_vs_iterations.png"),
+    }
+    won = np.nonzero(merged["success"] & merged["attacked"])[0]
+    for k, i in enumerate(won[:num_examples]):
+        labels = [
+            f"clean: {class_names[merged['y'][i]]}",
+            f"adversarial: {class_names[merged['pred_adv'][i]]}",
+        ]
+        fig = frame_strip([merged["x"][i], merged["x_adv"][i]], layout, int(merged["lengths"][i]), labels=labels,
+                          title=f"sample {int(merged['index'][i])}: rms {merged['m_rms_mm'][i]:.1f} mm")  # fmt: skip
+        paths[f"example_{k}"] = save_figure(fig, fig_dir / f"example_{k}.png")
+    if gif and won.size:
+        i = won[0]
+        paths["gif"] = save_gif(
+            [merged["x"][i], merged["x_adv"][i]], layout, fig_dir / "attacked_clip.gif", int(merged["lengths"][i]),
+            labels=[f"clean: {class_names[merged['y'][i]]}", f"adversarial: {class_names[merged['pred_adv'][i]]}"],
+        )  # fmt: skip
+    rows = [f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in metrics.items()
+            if isinstance(v, (int, float))]  # fmt: skip
+    lines = [
+        f"# {title}",
+        "",
+        "Metrics of METHOD.md section 5: success over the clips the clean model classified correctly;",
+        "distances (means and medians) over the successful ones; robust accuracy over all clips.",
+        "",
+        "| metric | value |",
+        "|---|---|",
+        *rows,
+        "",
+        "## Clean and adversarial skeletons",
+        "",
+        *[f"![{name}](figures/{p.name})" for name, p in paths.items() if name.startswith("example_")],
+        "",
+        "## Distances of the successful clips",
+        "",
+        f"![histograms](figures/{paths['histograms'].name})",
+        "",
+        "## Success against the attack's budget",
+        "",
+        f"![success curve](figures/{paths['success_curve'].name})",
+        "",
+    ]
+    if "gif" in paths:
+        lines += ["## One attacked clip", "", f"![attacked clip](figures/{paths['gif'].name})", ""]
+    with atomic_open(out_dir / "report.md", "w") as f:
+        f.write("\n".join(lines))
+    return paths
+
+
+def write_outputs(
+    out_dir: Path, merged: dict[str, np.ndarray], metrics: dict[str, Any], extra: dict[str, Any]
+) -> None:
+    write_npz(out_dir / "adversarial.npz", {k: merged[k] for k in ADVERSARIAL_KEYS})
+    write_per_sample_csv(out_dir / "per_sample.csv", merged)
+    write_json(out_dir / "metrics.json", {**metrics, **extra})

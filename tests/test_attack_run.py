@@ -1,0 +1,131 @@
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from lightning_skel.data.io import save_npz
+from lightning_skel.data.synthetic import generate
+from lightning_skel.run import run_attack, run_train
+from lightning_skel.systems.attack_run import AttackRun, CheckpointError
+from tests.helpers import attack_cfg, train_cfg
+
+PGD = ["attack=pgd", "attack.eps=0.05", "attack.steps=5", "limit=10", "batch_size=4"]
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("victim")
+    run_train(train_cfg(tmp, ["trainer.max_epochs=2", f"paths.cache_dir={tmp / 'cache'}"]))
+    return tmp / "run" / "checkpoints" / "last.ckpt"
+
+
+def load(out):
+    with np.load(out / "adversarial.npz") as f:
+        return {k: f[k] for k in f.files}
+
+
+def test_attack_run_writes_every_output(tmp_path, ckpt):
+    out = tmp_path / "a"
+    metrics = run_attack(attack_cfg(out, ckpt, PGD))
+    adv = load(out)
+    assert adv["x_adv"].shape == adv["x"].shape
+    assert adv["x_adv"].shape[0] == 10
+    assert set(adv) >= {"x_adv", "x", "y", "target", "pred_clean", "pred_adv", "success", "lengths", "index"}
+    rows = list(csv.DictReader((out / "per_sample.csv").open()))
+    assert len(rows) == 10
+    assert {"rms_mm", "delta_bone", "grad_evals"} <= set(rows[0])
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["success_rate"] == pytest.approx(metrics["success_rate"])
+    assert "config" in saved
+    assert "versions" in saved
+    report = (out / "report.md").read_text()
+    assert "distance_histograms.png" in report
+    assert (out / "figures" / "success_vs_iterations.png").is_file()
+    # only clips the clean model got right were attacked; the others are unchanged
+    untouched = adv["pred_clean"] != adv["y"]
+    assert np.array_equal(adv["x_adv"][untouched], adv["x"][untouched])
+
+
+def test_killed_run_resumes_to_identical_outputs(tmp_path, ckpt, monkeypatch):
+    full = tmp_path / "full"
+    run_attack(attack_cfg(full, ckpt, PGD))
+    part = tmp_path / "part"
+    original = AttackRun._attack_batch
+    calls = []
+
+    def dies_on_third(self, b, *args):
+        calls.append(b)
+        if len(calls) == 3:
+            raise KeyboardInterrupt("killed")
+        return original(self, b, *args)
+
+    monkeypatch.setattr(AttackRun, "_attack_batch", dies_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        run_attack(attack_cfg(part, ckpt, PGD))
+    assert sorted(p.name for p in (part / "shards").glob("batch_*.npz")) == [
+        "batch_000000.npz",
+        "batch_000001.npz",
+    ]
+    assert not (part / "adversarial.npz").exists()
+    monkeypatch.setattr(AttackRun, "_attack_batch", original)
+    calls.clear()
+    run_attack(attack_cfg(part, ckpt, PGD))
+    a, b = load(full), load(part)
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def test_out_dir_with_another_runs_shards_is_refused(tmp_path, ckpt):
+    out = tmp_path / "a"
+    run_attack(attack_cfg(out, ckpt, PGD))
+    with pytest.raises(ValueError, match="holds shards of another attack run"):
+        run_attack(attack_cfg(out, ckpt, [*PGD, "attack.eps=0.01"]))
+
+
+def test_bad_checkpoints_and_layouts_fail_before_work(tmp_path, ckpt):
+    bogus = tmp_path / "bogus.ckpt"
+    torch.save({"weights": torch.zeros(3)}, bogus)
+    with pytest.raises(CheckpointError, match="not a lightning_skel classifier checkpoint"):
+        run_attack(attack_cfg(tmp_path / "o1", bogus, PGD))
+    text = tmp_path / "text.ckpt"
+    text.write_text("hello")
+    with pytest.raises(CheckpointError, match="not a readable PyTorch checkpoint"):
+        run_attack(attack_cfg(tmp_path / "o2", text, PGD))
+    other = save_npz(tmp_path / "k20.npz", generate(2, seed=0, frames=16, layout="kinect20"))
+    with pytest.raises(
+        ValueError, match="data layout 'kinect20' does not match the checkpoint's layout 'ntu25'"
+    ):
+        run_attack(attack_cfg(tmp_path / "o3", ckpt, [*PGD, f"data.path={other}"]))
+    with pytest.raises(CheckpointError, match="not an emotion recognizer"):
+        run_attack(attack_cfg(tmp_path / "o4", ckpt, [*PGD, f"emotion_ckpt={ckpt}"]))
+    with pytest.raises(ValueError, match="eps must be > 0"):
+        run_attack(attack_cfg(tmp_path / "o5", ckpt, [*PGD, "attack.eps=0"]))
+    for name in ("o1", "o2", "o3", "o4", "o5"):
+        assert not (tmp_path / name / "shards").exists() or not list(
+            (tmp_path / name / "shards").glob("batch_*")
+        )
+
+
+def test_targeted_run_reaches_targets(tmp_path, ckpt):
+    out = tmp_path / "t"
+    run_attack(
+        attack_cfg(
+            out, ckpt, ["attack=pgd", "attack.targeted=true", "attack.eps=0.1", "attack.steps=20", "limit=8"]
+        )
+    )
+    adv = load(out)
+    assert (adv["target"] != adv["y"]).all()
+    assert (adv["target"] >= 0).all()
+    ok = adv["success"]
+    assert (adv["pred_adv"][ok] == adv["target"][ok]).all()
+
+
+def test_ddp_two_processes_equal_single_process(tmp_path, ckpt):
+    single, multi = tmp_path / "single", tmp_path / "multi"
+    run_attack(attack_cfg(single, ckpt, PGD))
+    run_attack(attack_cfg(multi, ckpt, [*PGD, "trainer.strategy=ddp_spawn", "trainer.devices=2"]))
+    a, b = load(single), load(multi)
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)

@@ -375,3 +375,13 @@ def test_data_config_sources_exist(name):
     source = compose_data(name, DATA).data.source
     load_readers()
     assert READERS.get(source.format)().files(Path(source.src))
+
+
+def test_unlistable_source_is_a_prepare_error(tmp_path):
+    """A reader that cannot list SRC (two CTR-GCN benchmark files in one folder) fails as bad arguments."""
+    from lightning_skel.data.prepare import PrepareError, prepare
+
+    for name in ("a.npz", "b.npz"):
+        np.savez(tmp_path / name, x_train=np.zeros((1, 4, 150), np.float32))
+    with pytest.raises(PrepareError, match="cannot list the files"):
+        prepare("ctrgcn", tmp_path, tmp_path / "out.npz", progress=False)

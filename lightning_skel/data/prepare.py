@@ -249,7 +249,10 @@ def prepare(
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise PrepareError(f"limit must be a positive integer or None, got {limit!r}")
 
-    files = reader.files(src)
+    try:
+        files = reader.files(src)
+    except ValueError as e:  # e.g. a folder with several benchmark files, or a misnamed file
+        raise PrepareError(f"{format}: cannot list the files of {str(src)!r}: {e}") from e
     if not files:
         raise PrepareError(f"no {format} files found under {str(src)!r}")
     if limit is not None:

@@ -8,4 +8,7 @@ from lightning_skel.registry import Registry
 
 READERS: Registry = Registry("skeleton reader")
 
+# importing the reader modules registers their formats
+from lightning_skel.data.readers import agcn, ctrgcn, emotion_gait, kinetics, ntu, pyskl, utd_mhad  # noqa: E402, F401
+
 __all__ = ["READERS"]

@@ -56,6 +56,9 @@ class Reader:
     splits: ClassVar[tuple[str, ...]] = ()  # benchmark protocols accepted by ``--split``
     options: dict = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        """Subclasses check their ``options`` here (the dataclass ``__init__`` calls it)."""
+
     def files(self, src: Path) -> list[Path]:
         """The files under ``src`` to read, in a stable (sorted) order."""
         return [src]

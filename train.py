@@ -7,6 +7,7 @@ import json
 
 import hydra
 from omegaconf import DictConfig
+from pytorch_lightning.utilities import rank_zero_only
 
 from lightning_skel.run import run_train
 
@@ -14,7 +15,8 @@ from lightning_skel.run import run_train
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
 def main(cfg: DictConfig) -> None:
     metrics = run_train(cfg)
-    print(json.dumps(metrics, sort_keys=True))
+    if rank_zero_only.rank == 0:  # one line, from one process, under DDP too
+        print(json.dumps(metrics, sort_keys=True))
 
 
 if __name__ == "__main__":

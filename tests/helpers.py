@@ -29,6 +29,7 @@ def train_cfg(tmp_path: Path, overrides: list[str] = ()) -> DictConfig:
                 "data.synthetic.frames=24",
                 "data.window=16",
                 "data.batch_size=8",
+                "data.val_fraction=0.25",
                 "model.kwargs.width=8",
                 "model.kwargs.feature_dim=16",
                 "trainer.enable_progress_bar=false",

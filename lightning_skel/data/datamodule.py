@@ -219,6 +219,9 @@ class SkeletonDataModule(pl.LightningDataModule):
             for s, part in zip(want, parts[:-1], strict=True):
                 sets[s] = SkeletonDataset(data, base[part])
             sets["train"] = SkeletonDataset(data, base[parts[-1]])
+        for split, ds in sets.items():
+            if len(ds) == 0:
+                log.warning("data %s: the %s set is empty (too few clips per class for its fraction)", self.name, split)
         return sets
 
     def setup(self, stage: str | None = None) -> None:

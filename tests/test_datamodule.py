@@ -111,3 +111,20 @@ def test_random_affine_keeps_absent_persons_zero_and_is_rigid_without_scale_shea
     assert out[single, :, :, :, 1].abs().max() == 0
     torch.testing.assert_close(F.bone_lengths(out, "ntu25"), F.bone_lengths(x, "ntu25"))
     assert not torch.allclose(out, x)
+
+
+def test_k_fold_test_sets_partition_the_data(tmp_path):
+    path = tiny_npz(tmp_path / "d.npz", num_per_class=5)
+    seen = []
+    for k in range(5):
+        dm = SkeletonDataModule(name="d", path=str(path), num_folds=5, fold=k, val_fraction=0.25)
+        dm.setup()
+        test = set(dm.datasets["test"].indices.tolist())
+        other = set(dm.datasets["train"].indices.tolist()) | set(dm.datasets["val"].indices.tolist())
+        assert not test & other
+        assert len(test) + len(other) == 60
+        assert np.bincount(dm.datasets["test"].labels, minlength=12).tolist() == [1] * 12
+        seen.extend(test)
+    assert sorted(seen) == list(range(60))
+    with pytest.raises(ValueError, match="0 <= fold < num_folds"):
+        SkeletonDataModule(name="d", path=str(path), num_folds=5, fold=5)

@@ -89,6 +89,8 @@ class SkeletonDataModule(pl.LightningDataModule):
         batch_size: int = 32,
         num_workers: int = 0,
         seed: int = 0,
+        num_folds: int | None = None,
+        fold: int = 0,
     ) -> None:
         super().__init__()
         given = [
@@ -110,6 +112,8 @@ class SkeletonDataModule(pl.LightningDataModule):
         for key, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
             if not 0 <= value < 1:
                 raise ValueError(f"data {name!r}: {key} must be in [0, 1), got {value}")
+        if num_folds is not None and not (num_folds >= 2 and 0 <= fold < num_folds):
+            raise ValueError(f"data {name!r}: need num_folds >= 2 and 0 <= fold < num_folds, got {num_folds}, {fold}")
         if window < 2:
             raise ValueError(f"data {name!r}: window must be >= 2, got {window}")
         if temporal not in ("resample", "pad"):
@@ -137,6 +141,7 @@ class SkeletonDataModule(pl.LightningDataModule):
         }
         self.batch_size, self.num_workers = batch_size, num_workers
         self.seed = seed
+        self.num_folds, self.fold = num_folds, fold
         self.datasets: dict[str, SkeletonDataset] = {}
         self._generator = torch.Generator().manual_seed(seed)
 
@@ -210,7 +215,14 @@ class SkeletonDataModule(pl.LightningDataModule):
         return other
 
     def _carve(self, data: SkeletonData, sets: dict[str, SkeletonDataset]) -> dict[str, SkeletonDataset]:
-        """Fill in missing val/test sets by stratified seeded splits of the training rows."""
+        """Fill in missing val/test sets by stratified seeded splits of the training rows. With
+        ``num_folds``, the test set is fold ``fold`` of a stratified k-fold split of all rows instead."""
+        if self.num_folds is not None:
+            rows = np.arange(len(data["y"]))
+            folds = stratified_split(data["y"], (1.0 / self.num_folds,) * (self.num_folds - 1), self.split_seed)
+            sets = {"test": SkeletonDataset(data, rows[folds[self.fold]])}
+            rest = np.sort(np.concatenate([f for k, f in enumerate(folds) if k != self.fold]))
+            sets["train"] = SkeletonDataset(data, rest)
         base = sets["train"].indices if "train" in sets else np.arange(len(data["y"]))
         want = [s for s in ("test", "val") if s not in sets]
         fractions = tuple(self.test_fraction if s == "test" else self.val_fraction for s in want)

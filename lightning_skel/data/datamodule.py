@@ -291,6 +291,8 @@ class SkeletonDataModule(pl.LightningDataModule):
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
+            # a last training batch of one clip would break batch norm over per-clip features
+            drop_last=shuffle and len(self.datasets[split]) > self.batch_size,
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -19,15 +19,15 @@ from torch import Tensor, nn
 
 from lightning_skel.models.graph import spatial_partition
 from lightning_skel.models.registry import MODELS
-from lightning_skel.models.stgcn import stage_plan
+from lightning_skel.models.stgcn import TemporalConv, stage_plan
 from lightning_skel.skeleton.layouts import Layout
 
 
 def _temporal_unit(in_channels: int, out_channels: int, kernel: int, stride: int) -> nn.Sequential:
     """2s-AGCN's ``unit_tcn``: a ``(kernel, 1)`` convolution with temporal stride, then BN."""
-    conv = nn.Conv2d(in_channels, out_channels, (kernel, 1), (stride, 1), ((kernel - 1) // 2, 0))
-    nn.init.kaiming_normal_(conv.weight, mode="fan_out")
-    nn.init.zeros_(conv.bias)
+    conv = TemporalConv(in_channels, out_channels, kernel, stride)
+    nn.init.kaiming_normal_(conv.conv.weight, mode="fan_out")
+    nn.init.zeros_(conv.conv.bias)
     return nn.Sequential(conv, nn.BatchNorm2d(out_channels))
 
 

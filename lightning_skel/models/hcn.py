@@ -41,13 +41,6 @@ class _Permute(nn.Module):
         super().__init__()
         self.dims = dims
 
-    @staticmethod
-    def _fold(x: Tensor, bn: nn.BatchNorm1d) -> Tensor:
-        """(N, C, T, V, M) -> normalised (N*M, C, T, V)."""
-        n, c, t, v, m = x.shape
-        h = bn(x.permute(0, 4, 1, 3, 2).reshape(n * m, c * v, t))  # (N*M, C*V, T)
-        return h.view(n * m, c, v, t).transpose(2, 3)
-
     def forward(self, x: Tensor) -> Tensor:
         return x.permute(*self.dims).contiguous()
 

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lightning_skel.models.registry import MODELS
+from lightning_skel.models.stgcn import TemporalConv
 from lightning_skel.skeleton.layouts import Layout
 
 
@@ -97,7 +98,7 @@ class SGN(nn.Module):
             [_GraphConv(2 * c, 2 * c), _GraphConv(2 * c, 4 * c), _GraphConv(4 * c, 4 * c)]
         )
         self.frame_cnn = nn.Sequential(
-            nn.Conv2d(4 * c, 4 * c, kernel_size=(3, 1), padding=(1, 0)),
+            TemporalConv(4 * c, 4 * c, kernel=3),
             nn.BatchNorm2d(4 * c),
             nn.ReLU(inplace=True),
             nn.Dropout2d(dropout),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lightning_skel.models.graph import spatial_partition
@@ -34,6 +35,27 @@ def stage_plan(channels: int, num_blocks: int) -> list[tuple[int, int]]:
     return plan
 
 
+class TemporalConv(nn.Module):
+    """A ``(kernel, 1)`` convolution over frames with temporal ``stride`` and "same" zero padding:
+    ``(N, C_in, T, V) -> (N, C_out, ceil(T / stride), V)``.
+
+    The padding is applied explicitly (``F.pad``, then an unpadded convolution: the same operator) because
+    the CPU backward of ``Conv2d`` with an implicit padding comparable to ``T`` corrupts the heap in torch
+    2.13 (kernel 75 on 16 to 37 frames aborts with ``free(): invalid next size``); STEP's kernel 75 meets
+    that on every clip shorter than 75 frames.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel: int, stride: int = 1) -> None:
+        super().__init__()
+        if kernel % 2 != 1:
+            raise ValueError(f"temporal kernel must be odd, got {kernel}")
+        self.pad = (kernel - 1) // 2
+        self.conv = nn.Conv2d(in_channels, out_channels, (kernel, 1), (stride, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(F.pad(x, (0, 0, self.pad, self.pad)))
+
+
 class STGCNBlock(nn.Module):
     """One ST-GCN unit on ``(N, C_in, T, V) -> (N, C_out, T / stride, V)``.
 
@@ -54,18 +76,15 @@ class STGCNBlock(nn.Module):
         edge_importance: bool = True,
     ) -> None:
         super().__init__()
-        if temporal_kernel % 2 != 1:
-            raise ValueError(f"temporal_kernel must be odd, got {temporal_kernel}")
         a = torch.as_tensor(graph, dtype=torch.float32)
         self.register_buffer("A", a)  # (K, V, V), A[k, i, j]: weight of joint j in the update of joint i
         self.importance = nn.Parameter(torch.ones_like(a)) if edge_importance else None
         self.num_subsets = a.shape[0]
         self.gcn = nn.Conv2d(in_channels, out_channels * self.num_subsets, kernel_size=1)
-        pad = (temporal_kernel - 1) // 2
         self.tcn = nn.Sequential(
             nn.BatchNorm2d(out_channels),
             nn.ReLU(inplace=True),
-            nn.Conv2d(out_channels, out_channels, (temporal_kernel, 1), (stride, 1), (pad, 0)),
+            TemporalConv(out_channels, out_channels, temporal_kernel, stride),
             nn.BatchNorm2d(out_channels),
             nn.Dropout(dropout),
         )

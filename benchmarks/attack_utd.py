@@ -1,0 +1,151 @@
+"""Attack benchmark on UTD-MHAD cross-subject test clips (issue: the ADMM attack).
+
+For each trained classifier (checkpoints from benchmarks/train_utd.py) it runs attack.py's ``run_attack``
+with ADMM (untargeted and targeted), SMART and PGD, the ADMM ablation (each term switched off in turn),
+and measures the cost per classifier gradient evaluation: the attack's wall time divided by
+(grad_evals x the time of one classifier forward+backward on the same batch), both measured in this run.
+Runs whose metrics.json exists are not repeated (a killed benchmark resumes).
+
+    .venv/bin/python benchmarks/attack_utd.py --ckpt hcn=runs/bench_utd/utd_hcn/checkpoints/last.ckpt \
+        [--emotion-ckpt runs/bench_emotion/fold0/checkpoints/last.ckpt] [--limit 64] [--only admm pgd]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+from hydra import compose, initialize_config_dir
+
+from lightning_skel.run import run_attack
+from lightning_skel.systems.attack_run import load_classifier
+from lightning_skel.utils import write_json
+
+ROOT = Path(__file__).resolve().parents[1]
+TERMS = ("bone", "angle", "speed", "emotion")
+
+
+def plan(emotion: bool) -> dict[str, list[str]]:
+    runs = {
+        "admm": ["attack=admm"],
+        "admm_targeted": ["attack=admm", "attack.targeted=true"],
+        "smart": ["attack=smart"],
+        "pgd": ["attack=pgd"],
+    }
+    if emotion:
+        runs["admm_emotion"] = ["attack=admm", "attack.weights.emotion=1.0"]
+    for term in TERMS:
+        if term == "emotion" and not emotion:
+            continue
+        base = ["attack=admm"] + (["attack.weights.emotion=1.0"] if emotion else [])
+        runs[f"admm_no_{term}"] = [*base, f"attack.weights.{term}=0.0"]
+    return runs
+
+
+def cost_ratio(ckpt: str, attack_overrides: dict, emotion_ckpt: str | None, batch: int, window: int) -> dict:
+    """Wall time of ADMM on one batch of correctly classified test clips divided by (the batch-equivalent
+    number of classifier gradient evaluations x one forward+backward of the classifier on that batch)."""
+    from lightning_skel.attacks import build_attack
+    from lightning_skel.data.datamodule import SkeletonDataModule
+    from lightning_skel.systems.attack_run import load_emotion
+
+    model, hp = load_classifier(ckpt)
+    dm = SkeletonDataModule(**{**hp["data_config"], "batch_size": 256})
+    dm.setup()
+    x, y, lengths, _ = next(iter(dm.test_dataloader()))
+    x, lengths = dm.window_batch(x, lengths, train=False)
+    with torch.no_grad():
+        keep = model(x).argmax(1) == y
+    x, y, lengths = x[keep][:batch], y[keep][:batch], lengths[keep][:batch]
+    kwargs = dict(attack_overrides)
+    if emotion_ckpt:
+        kwargs["emotion_model"] = load_emotion(emotion_ckpt, hp["layout"])
+    attack = build_attack("admm", model, hp["layout"], **kwargs)
+    xx = x.clone().requires_grad_(True)
+    torch.autograd.grad(model(xx).sum(), xx)  # warm-up
+    start = time.perf_counter()
+    for _ in range(10):
+        torch.autograd.grad(model(xx).sum(), xx)
+    t_fb = (time.perf_counter() - start) / 10
+    start = time.perf_counter()
+    res = attack(x, y, lengths)
+    wall = time.perf_counter() - start
+    evals = float(res.grad_evals.sum()) / len(y)
+    return {"wall_s": wall, "fwd_bwd_s": t_fb, "batch_equivalent_grad_evals": evals, "ratio": wall / (evals * t_fb),
+            "batch": len(y)}  # fmt: skip
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ckpt", nargs="+", required=True, help="NAME=PATH of trained UTD classifiers")
+    parser.add_argument("--emotion-ckpt", default=None)
+    parser.add_argument("--limit", type=int, default=None, help="attack only the first N test clips")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--only", nargs="*", default=None, help="run only these entries of the plan")
+    parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "bench_attack")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "attack_utd.json")
+    parser.add_argument("overrides", nargs="*", help="extra attack.py overrides for every run")
+    args = parser.parse_args()
+    results: dict = json.loads(args.out.read_text())["results"] if args.out.is_file() else {}
+    for spec in args.ckpt:
+        model_name, ckpt = spec.split("=", 1)
+        for run_name, overrides in plan(args.emotion_ckpt is not None).items():
+            if args.only and run_name not in args.only:
+                continue
+            out = args.runs / model_name / run_name
+            extra = [
+                f"ckpt={ckpt}",
+                f"out_dir={out}",
+                f"batch_size={args.batch_size}",
+                *overrides,
+                *args.overrides,
+            ]
+            if args.limit:
+                extra.append(f"limit={args.limit}")
+            if args.emotion_ckpt:
+                extra.append(f"emotion_ckpt={args.emotion_ckpt}")
+            if (out / "metrics.json").is_file():
+                metrics = json.loads((out / "metrics.json").read_text())
+            else:
+                with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+                    cfg = compose("attack", overrides=extra)
+                print("+ attack.py", " ".join(extra), flush=True)
+                metrics = run_attack(cfg)
+            results.setdefault(model_name, {})[run_name] = {
+                k: v for k, v in metrics.items() if isinstance(v, (int, float))
+            }
+            write_json(args.out, {"results": results, "machine": machine(), "command": " ".join(sys.argv)})
+        if args.only is None or "cost" in args.only:
+            admm_cfg = _admm_defaults()
+            cost = {"admm": cost_ratio(ckpt, admm_cfg, None, args.batch_size, 64)}
+            if args.emotion_ckpt:
+                with_e = {**admm_cfg, "weights": {**admm_cfg["weights"], "emotion": 1.0}}
+                cost["admm_emotion"] = cost_ratio(ckpt, with_e, args.emotion_ckpt, args.batch_size, 64)
+            results.setdefault(model_name, {})["cost"] = cost
+            write_json(args.out, {"results": results, "machine": machine(), "command": " ".join(sys.argv)})
+    print(json.dumps(results, indent=1))
+    return 0
+
+
+def _admm_defaults() -> dict:
+    """configs/attack/admm.yaml as constructor arguments."""
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.to_container(OmegaConf.load(ROOT / "configs" / "attack" / "admm.yaml"))
+    cfg.pop("name")
+    cfg.pop("targeted")
+    return cfg
+
+
+def machine() -> dict:
+    return {"platform": platform.platform(), "cpu_count": os.cpu_count(), "torch": torch.__version__}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

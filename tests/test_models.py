@@ -1,0 +1,371 @@
+"""Every registered model on every layout (shapes, gradients, no NaN), the graph built from the layout, score
+fusion, the affective features and the emotion recognizer's phi across layouts, and every model experiment
+composing into a buildable system. Tiny widths and T=16 keep the file to seconds on two CPU cores."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from lightning_skel.models import Classifier, ScoreFusion, build_model, list_models
+from lightning_skel.models.agcn import AdaptiveGraphConv
+from lightning_skel.models.emotion import EmotionNet, emotion_plan
+from lightning_skel.models.graph import (
+    hop_distance,
+    normalized_adjacency,
+    root_distance,
+    spatial_partition,
+)
+from lightning_skel.models.stgcn import STGCNBlock, TemporalConv, stage_plan
+from lightning_skel.skeleton.affective import AFFECTIVE_FEATURES, affective_features, normalized_gait16
+from lightning_skel.skeleton.features import to_gait16
+from lightning_skel.skeleton.layouts import get_layout
+from tests.helpers import CONFIGS
+
+NUM_CLASSES = 5
+T = 16
+# Tiny versions of every model; a model missing here is tested at its default size.
+TINY = {
+    "hcn": {"width": 8, "feature_dim": 16},
+    "stgcn": {"channels": 8, "num_blocks": 3},
+    "agcn": {"channels": 8, "num_blocks": 3},
+    "sgn": {"channels": 8, "num_frames": T},
+    "emotion": {"channels": 8, "temporal_kernel": 9, "affective_dim": 8, "feature_dim": 16},
+}
+# (layout, C, M): NTU-25 with two persons, Kinect v1 with one, 2D OpenPose with two.
+LAYOUTS = [("ntu25", 3, 2), ("kinect20", 3, 1), ("openpose18", 2, 2)]
+CASES = [(name, *case) for name in list_models() for case in LAYOUTS] + [("emotion", "gait16", 3, 1)]
+
+
+def _model(name: str, layout: str, c: int, m: int, **kw) -> torch.nn.Module:
+    return build_model(
+        name, NUM_CLASSES, layout, in_channels=c, num_persons=m, **{**TINY.get(name, {}), **kw}
+    )
+
+
+def _motion(layout: str, n: int = 2, t: int = T, c: int = 3, m: int = 1, seed: int = 0) -> torch.Tensor:
+    """A plausible moving skeleton: the layout's rest pose with smooth per-joint swings, ``(N, C, T, V, M)``."""
+    g = torch.Generator().manual_seed(seed)
+    rest = torch.as_tensor(get_layout(layout).rest_array)[:, :c]  # (V, C)
+    v = rest.shape[0]
+    phase = torch.rand(n, 1, 1, v, m, generator=g) * 2 * math.pi
+    amp = 0.05 * torch.rand(n, c, 1, v, m, generator=g)
+    time = torch.linspace(0, 2 * math.pi, t).view(1, 1, t, 1, 1)
+    walk = torch.zeros(n, c, t, 1, 1)
+    walk[:, -1] = torch.linspace(0, 1.0, t).view(1, t, 1, 1)  # forward along the last axis
+    return rest.T.reshape(1, c, 1, v, 1) + amp * torch.sin(time + phase) + walk
+
+
+def _random_rotation(seed: int) -> torch.Tensor:
+    q, _ = torch.linalg.qr(torch.randn(3, 3, generator=torch.Generator().manual_seed(seed)))
+    return q * torch.sign(torch.det(q))  # a proper rotation
+
+
+# ---- every model on every layout -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("name", "layout", "c", "m"), CASES)
+def test_model_shapes_and_gradients(name, layout, c, m):
+    net = _model(name, layout, c, m).train()
+    x = torch.randn(2, c, T, get_layout(layout).num_joints, m)
+    logits = net(x)
+    feats = net.forward_features(x)
+    assert logits.shape == (2, NUM_CLASSES)
+    assert feats.shape == (2, net.fc.in_features)
+    assert torch.isfinite(logits).all() and torch.isfinite(feats).all()
+    torch.nn.functional.cross_entropy(logits, torch.tensor([0, 1])).backward()
+    missing = [k for k, p in net.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    assert not missing, f"{name}: no finite gradient for {missing}"
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_classifier_bone_modality(name):
+    """Through the Classifier (normalisation + bone modality), gradients reach the input coordinates."""
+    # The emotion recognizer normalises its own input and reads coordinates (its config: none / joint).
+    normalize, modality = ("none", "joint") if name == "emotion" else ("center_rotate", "bone")
+    clf = Classifier(_model(name, "ntu25", 3, 2), "ntu25", normalize=normalize, modality=modality).train()
+    x = _motion("ntu25", m=2).requires_grad_(True)
+    logits = clf(x)
+    assert logits.shape == (2, NUM_CLASSES)
+    assert clf.forward_features(x).shape[0] == 2
+    logits.sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+def test_models_with_padding_and_absent_person():
+    """Zero-padded frames and an absent second person keep outputs and input gradients finite."""
+    x = _motion("ntu25", m=2)
+    x[:, :, 10:] = 0.0
+    x[1, ..., 1] = 0.0
+    x.requires_grad_(True)
+    for name in list_models():
+        normalize = "none" if name == "emotion" else "center_rotate"
+        clf = Classifier(_model(name, "ntu25", 3, 2), "ntu25", normalize=normalize).eval()
+        x.grad = None
+        clf(x).sum().backward()
+        assert torch.isfinite(x.grad).all(), name
+
+
+# ---- the graph -----------------------------------------------------------------------------------
+
+
+def test_hop_and_root_distances_follow_the_tree():
+    layout = get_layout("kinect20")
+    hops = hop_distance(layout)
+    assert (hops == hops.T).all() and (np.diag(hops) == 0).all()
+    child, parent = layout.bone_index
+    assert (hops[child, parent] == 1).all() and (hops == 1).sum() == 2 * layout.num_bones
+    depth = np.zeros(layout.num_joints, dtype=np.int64)
+    for j in layout.topological_order[1:]:
+        depth[j] = depth[layout.parents[j]] + 1
+    np.testing.assert_array_equal(root_distance(layout), depth)
+    assert root_distance(layout, "shoulder_center")[layout.index("shoulder_center")] == 0
+
+
+def test_spatial_partition_sums():
+    layout = get_layout("gait16")
+    v = layout.num_joints
+    a = spatial_partition(layout)
+    assert a.shape == (3, v, v) and a.dtype == np.float32
+    # ST-GCN ("whole"): the subsets split the row-normalised adjacency with self-loops.
+    np.testing.assert_allclose(a.sum(0), normalized_adjacency(layout), atol=1e-7)
+    np.testing.assert_allclose(a.sum((0, 2)), np.ones(v), atol=1e-6)
+    deg = layout.adjacency.sum(1) + 1
+    np.testing.assert_allclose(np.diag(a[0]), 1 / deg, atol=1e-7)
+    # Rooted at the tree's root, the centripetal neighbour is the parent, the centrifugal ones the children.
+    for j in range(v):
+        p = layout.parents[j]
+        assert set(np.flatnonzero(a[1, j])) == ({p} if p >= 0 else set())
+        assert set(np.flatnonzero(a[2, j])) == set(layout.children(j))
+    # 2s-AGCN ("subset"): identity, then each neighbour subset row-normalised on its own.
+    s = spatial_partition(layout, normalize="subset")
+    np.testing.assert_array_equal(s[0], np.eye(v))
+    np.testing.assert_allclose(s[1].sum(1), [float(p >= 0) for p in layout.parents], atol=1e-6)
+    np.testing.assert_allclose(s[2].sum(1), [float(bool(layout.children(j))) for j in range(v)], atol=1e-6)
+    # Another centre re-orients the tree: the old root's neighbour towards the centre becomes centripetal.
+    c = spatial_partition(layout, center="neck")
+    assert c[1, layout.root, layout.index("spine")] > 0 and c[2, layout.root, layout.index("spine")] == 0
+    with pytest.raises(ValueError, match="normalize must be one of"):
+        spatial_partition(layout, normalize="sym")
+    with pytest.raises(ValueError, match=r"center must be a joint of 'gait16' \(0..15\), got 16"):
+        spatial_partition(layout, center=16)
+
+
+@pytest.mark.parametrize("layout", ["ntu25", "kinect20", "openpose18"])
+def test_fixed_adjacency_is_built_from_the_layout(layout):
+    """Every GCN's fixed graph is the partition of the layout (of gait16 for the emotion net): no edge list
+    is copied anywhere."""
+    lay = get_layout(layout)
+    expected = {
+        "stgcn": spatial_partition(lay),
+        "agcn": spatial_partition(lay, normalize="subset"),
+        "emotion": spatial_partition("gait16"),
+    }
+    for name, want in expected.items():
+        net = _model(name, layout, 3, 2)
+        blocks = [mod for mod in net.modules() if isinstance(mod, (STGCNBlock, AdaptiveGraphConv))]
+        assert blocks, name
+        for block in blocks:
+            np.testing.assert_array_equal(block.A.numpy(), want)
+        edges = blocks[0].A.sum(0).numpy() > 0
+        graph_layout = get_layout("gait16") if name == "emotion" else lay
+        np.testing.assert_array_equal(edges & ~np.eye(len(edges), dtype=bool), graph_layout.adjacency > 0)
+
+
+def test_stage_plan_is_the_papers_network():
+    assert stage_plan(64, 10) == [(64, 1)] * 4 + [(128, 2), (128, 1), (128, 1), (256, 2), (256, 1), (256, 1)]
+    assert stage_plan(8, 3) == [(8, 1), (16, 2), (32, 2)]
+    with pytest.raises(ValueError, match="num_blocks must be >= 1"):
+        stage_plan(8, 0)
+    assert emotion_plan(32, 3) == [(32, 1), (64, 2), (64, 2)]  # STEP
+    with pytest.raises(ValueError, match="num_blocks must be >= 1"):
+        emotion_plan(32, 0)
+
+
+def test_temporal_conv_is_a_same_padded_convolution():
+    """The explicit padding (a workaround for a CPU heap corruption in torch's padded Conv2d backward) is
+    the same operator as Conv2d's own padding."""
+    conv = TemporalConv(4, 6, kernel=75, stride=2)
+    x = torch.randn(2, 4, 30, 5)
+    want = torch.nn.functional.conv2d(x, conv.conv.weight, conv.conv.bias, stride=(2, 1), padding=(37, 0))
+    torch.testing.assert_close(conv(x), want)
+    with pytest.raises(ValueError, match="temporal kernel must be odd, got 8"):
+        TemporalConv(4, 6, kernel=8)
+
+
+# ---- model-specific behaviour ----------------------------------------------------------------------
+
+
+def test_sgn_accepts_any_length_up_to_num_frames():
+    net = _model("sgn", "kinect20", 3, 1).eval()
+    for t in (1, 5, T):
+        assert net(torch.randn(2, 3, t, 20, 1)).shape == (2, NUM_CLASSES)
+    with pytest.raises(ValueError, match=f"num_frames={T} frames, got T={T + 1}"):
+        net(torch.randn(2, 3, T + 1, 20, 1))
+
+
+def test_agcn_needs_its_number_of_persons():
+    net = _model("agcn", "ntu25", 3, 2)
+    with pytest.raises(ValueError, match="num_persons=2, got input with M=1"):
+        net(torch.randn(2, 3, T, 25, 1))
+
+
+def test_score_fusion_adds_the_streams():
+    joint = Classifier(_model("agcn", "kinect20", 3, 1), "kinect20", modality="joint").eval()
+    bone = Classifier(_model("agcn", "kinect20", 3, 1), "kinect20", modality="bone").eval()
+    x = _motion("kinect20")
+    with torch.no_grad():
+        fused = ScoreFusion([joint, bone])
+        torch.testing.assert_close(fused(x), joint(x) + bone(x))
+        weighted = ScoreFusion([joint, bone], weights=[1.0, 0.5])
+        torch.testing.assert_close(weighted(x), joint(x) + 0.5 * bone(x))
+        torch.testing.assert_close(
+            fused.forward_features(x), torch.cat([joint.forward_features(x), bone.forward_features(x)], 1)
+        )
+    with pytest.raises(ValueError, match="2 weights for 1 streams"):
+        ScoreFusion([joint], weights=[1.0, 1.0])
+    with pytest.raises(ValueError, match="at least one stream"):
+        ScoreFusion([])
+
+
+# ---- affective features and phi ---------------------------------------------------------------------
+
+
+def _affect(x: torch.Tensor, layout: str, lengths: torch.Tensor | None = None) -> torch.Tensor:
+    return affective_features(normalized_gait16(x, layout, lengths), lengths)
+
+
+def test_affective_features_shape_and_names():
+    f = _affect(_motion("kinect20"), "kinect20")
+    assert f.shape == (2, len(AFFECTIVE_FEATURES)) and len(set(AFFECTIVE_FEATURES)) == len(AFFECTIVE_FEATURES)
+    assert torch.isfinite(f).all()
+    angles = [i for i, k in enumerate(AFFECTIVE_FEATURES) if k.startswith(("angle_", "tilt_"))]
+    assert ((f[:, angles] >= 0) & (f[:, angles] <= math.pi)).all()
+
+
+def test_affective_features_invariant_to_rotation_translation_scale():
+    x = _motion("ntu25", seed=1)
+    r = _random_rotation(3)
+    moved = 1.7 * torch.einsum("ij,njtvm->nitvm", r, x) + torch.tensor([0.4, -1.2, 3.0]).view(1, 3, 1, 1, 1)
+    torch.testing.assert_close(_affect(moved, "ntu25"), _affect(x, "ntu25"), atol=2e-4, rtol=1e-4)
+
+
+def test_affective_features_of_a_static_clip_have_zero_speed():
+    x = _motion("kinect20")[:, :, :1].expand(-1, -1, T, -1, -1).contiguous()
+    f = _affect(x, "kinect20")
+    moving = [i for i, k in enumerate(AFFECTIVE_FEATURES) if "_speed_" in k or "_accel_" in k]
+    assert len(moving) == 24
+    torch.testing.assert_close(f[:, moving], torch.zeros(2, len(moving)), atol=1e-5, rtol=0)
+
+
+def test_affective_features_average_over_valid_frames_only():
+    x = _motion("kinect20")
+    lengths = torch.tensor([T, 10])
+    padded = x.clone()
+    padded[1, :, 10:] = 0.0
+    f = _affect(padded, "kinect20", lengths)
+    torch.testing.assert_close(f[1], _affect(x[1:, :, :10], "kinect20")[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(f[0], _affect(x[:1], "kinect20")[0], atol=1e-5, rtol=1e-5)
+
+
+def test_affective_features_have_finite_gradients_at_degenerate_poses():
+    x = _motion("gait16")
+    x[:, :, :, get_layout("gait16").index("left_hand")] = x[:, :, :, get_layout("gait16").index("left_elbow")]
+    x[:, :, 12:] = 0.0  # padding
+    x.requires_grad_(True)
+    _affect(x, "gait16").sum().backward()
+    assert torch.isfinite(x.grad).all()
+
+
+def test_affective_features_in_2d():
+    x = _motion("openpose18", c=2, m=2)
+    assert torch.isfinite(_affect(x, "openpose18")).all()
+
+
+def test_emotion_phi_is_the_same_through_any_layout():
+    """phi on an NTU-25 clip equals phi of that clip mapped to gait16 in a gait16 recognizer with the same
+    weights: the recognizer's weights do not depend on the input layout."""
+    on_ntu = _model("emotion", "ntu25", 3, 2).eval()
+    on_gait = _model("emotion", "gait16", 3, 1).eval()
+    on_gait.load_state_dict(on_ntu.state_dict())
+    x = _motion("ntu25", m=2, seed=2)
+    with torch.no_grad():
+        phi = on_ntu.forward_features(x)
+        assert isinstance(on_ntu, EmotionNet) and phi.shape == (2, on_ntu.feature_dim)
+        torch.testing.assert_close(on_gait.forward_features(to_gait16(x, "ntu25")), phi, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(on_ntu.gait_features(on_ntu.to_gait(x)), phi)
+        # Only the first person is read.
+        torch.testing.assert_close(on_ntu.forward_features(x[..., :1]), phi)
+        # The normalisation makes phi blind to where the subject stands, which way it faces and its size.
+        moved = 0.8 * torch.einsum("ij,njtvm->nitvm", _random_rotation(5), x) + 2.0
+        torch.testing.assert_close(on_ntu.forward_features(moved), phi, atol=2e-4, rtol=1e-3)
+
+
+# ---- experiments ------------------------------------------------------------------------------------
+
+# (layout, number of classes, C, M) of each data config the experiments use: the system is built without
+# loading the data.
+DATA_FACTS = {
+    "utd_mhad": ("kinect20", 27, 3, 1),
+    "emotion_gait": ("gait16", 4, 3, 1),
+    "ntu60_xsub": ("ntu25", 60, 3, 2),
+    "ntu60_xview": ("ntu25", 60, 3, 2),
+}
+EXPERIMENTS = [
+    "utd_hcn",
+    "utd_agcn_joint",
+    "utd_agcn_bone",
+    "utd_sgn",
+    "utd_stgcn",
+    "emotion_gait",
+    "ntu60_xsub_agcn_joint",
+    "ntu60_xsub_agcn_bone",
+    "ntu60_xview_agcn_joint",
+    "ntu60_xsub_stgcn",
+    "ntu60_xsub_sgn",
+    "ntu60_xsub_hcn",
+]
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_experiment_composes_and_builds(experiment, tmp_path: Path):
+    from lightning_skel.systems import ClassificationSystem
+
+    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
+        cfg = compose(
+            "train",
+            overrides=[f"experiment={experiment}", f"out_dir={tmp_path}", f"paths.cache_dir={tmp_path}"],
+        )
+    c = OmegaConf.to_container(cfg, resolve=True)
+    data, model, optim = c["data"], c["model"], c["optim"]
+    layout, num_classes, in_channels, num_persons = DATA_FACTS[data["name"]]
+    system = ClassificationSystem(
+        model=model["name"],
+        model_kwargs=model.get("kwargs") or {},
+        normalize=model.get("normalize", "center_rotate"),
+        modality=model.get("modality", "joint"),
+        num_classes=num_classes,
+        layout=layout,
+        in_channels=in_channels,
+        num_persons=num_persons,
+        window=data["window"],
+        optimizer=optim["optimizer"],
+        scheduler=optim["scheduler"],
+        label_smoothing=optim.get("label_smoothing", 0.0),
+        data_name=data["name"],
+    )
+    net = system.classifier.net
+    assert c["out_dir"] == str(tmp_path)
+    assert c["trainer"]["accelerator"] == ("gpu" if experiment.startswith("ntu60") else "cpu")
+    if model["name"] == "sgn":
+        assert net.num_frames >= data["window"]
+    if c["trainer"]["accelerator"] == "cpu":  # the CPU-sized models run on the data's window
+        x = _motion(layout, t=data["window"], m=num_persons)
+        with torch.no_grad():
+            assert system.eval()(x).shape == (2, num_classes)

@@ -58,7 +58,9 @@ def build_loggers(cfg: DictConfig, out_dir: Path) -> list[Logger]:
 
         # W&B writes to disk unless the user asks for online mode explicitly.
         os.environ.setdefault("WANDB_MODE", "offline")
-        loggers.append(WandbLogger(save_dir=str(out_dir), **OmegaConf.to_container(wandb_cfg, resolve=True)))
+        kwargs = OmegaConf.to_container(wandb_cfg, resolve=True)
+        kwargs["name"] = kwargs.get("name") or out_dir.name
+        loggers.append(WandbLogger(save_dir=str(out_dir), **kwargs))
     return loggers
 
 
@@ -144,7 +146,17 @@ def run_train(cfg: DictConfig) -> dict[str, Any]:
     )
     if trainer.is_global_zero:
         write_json(out_dir / "metrics.json", {**metrics, "versions": versions()})
+    finish_loggers(loggers)
     return metrics
+
+
+def finish_loggers(loggers: list[Logger]) -> None:
+    """Close W&B runs, so that the next run in the same process starts its own."""
+    from pytorch_lightning.loggers import WandbLogger
+
+    for lg in loggers:
+        if isinstance(lg, WandbLogger) and lg._experiment is not None:
+            lg.experiment.finish()
 
 
 # ---- attack runs ------------------------------------------------------------------------------------
@@ -244,9 +256,7 @@ def _attack_main(fabric, cfg: DictConfig) -> dict[str, Any]:
         spec=spec, batch_size=int(cfg.batch_size), targeted=targeted, seed=int(cfg.seed), emotion=emotion,
         num_classes=int(hp["num_classes"]),
     )  # fmt: skip
-    from lightning_skel.attacks import build_attack
-
-    build_attack(name, classifier, layout, targeted=targeted, **attack_cfg)  # bad attack settings fail here
+    run.build()  # bad attack settings fail here, before any work
     if rank == 0:
         run.check_out_dir()
     if fabric is not None:
@@ -303,3 +313,4 @@ def _log_attack(cfg: DictConfig, out_dir: Path, metrics: dict[str, Any], figures
                 if path.suffix == ".png":
                     lg.log_image(f"attack/{key}", images=[str(path)])
         lg.save()
+    finish_loggers(loggers)

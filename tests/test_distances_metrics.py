@@ -96,7 +96,7 @@ def test_distance_zero_at_identity_and_weights_select_terms():
 def test_distance_argument_errors():
     with pytest.raises(KeyError, match="unknown distance term"):
         DynamicDistance("ntu25", weights={"jerk": 1.0})
-    with pytest.raises(ValueError, match="no emotion_model"):
+    with pytest.raises(ValueError, match="no emotion recognizer was given"):
         DynamicDistance("ntu25", weights={"emotion": 1.0})
     with pytest.raises(ValueError, match=">= 0"):
         DynamicDistance("ntu25", weights={"bone": -1.0})

@@ -110,3 +110,11 @@ def test_argument_errors():
         generate(1, seed=0, classes=("moonwalk",))
     with pytest.raises(KeyError, match="known layouts"):
         generate(1, seed=0, layout="smpl")
+
+
+def test_emotion_labels():
+    d = generate(4, seed=0, frames=16, layout="gait16", label="emotion")
+    assert d["class_names"] == list(EMOTIONS)
+    np.testing.assert_array_equal(d["y"], d["emotion"])
+    with pytest.raises(ValueError, match="label must be"):
+        generate(1, seed=0, label="style")

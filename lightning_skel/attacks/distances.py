@@ -211,7 +211,10 @@ class DynamicDistance(nn.Module):
                 raise ValueError(f"distance weight {k} must be >= 0, got {w}")
         taus = {**DEFAULT_TAU, **(tau or {})}
         if self.weights["emotion"] > 0 and emotion_model is None:
-            raise ValueError("the emotion term has a positive weight but no emotion_model was given")
+            raise ValueError(
+                "the emotion term has a positive weight but no emotion recognizer was given "
+                "(attack.py: emotion_ckpt=PATH; the API: emotion_model=...)"
+            )
         terms: dict[str, DistanceTerm] = {
             "bone": BoneLength(taus["bone"], hinge),
             "angle": BoneAngle(taus["angle"], hinge),

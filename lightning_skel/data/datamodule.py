@@ -113,7 +113,9 @@ class SkeletonDataModule(pl.LightningDataModule):
             if not 0 <= value < 1:
                 raise ValueError(f"data {name!r}: {key} must be in [0, 1), got {value}")
         if num_folds is not None and not (num_folds >= 2 and 0 <= fold < num_folds):
-            raise ValueError(f"data {name!r}: need num_folds >= 2 and 0 <= fold < num_folds, got {num_folds}, {fold}")
+            raise ValueError(
+                f"data {name!r}: need num_folds >= 2 and 0 <= fold < num_folds, got {num_folds}, {fold}"
+            )
         if window < 2:
             raise ValueError(f"data {name!r}: window must be >= 2, got {window}")
         if temporal not in ("resample", "pad"):
@@ -219,7 +221,9 @@ class SkeletonDataModule(pl.LightningDataModule):
         ``num_folds``, the test set is fold ``fold`` of a stratified k-fold split of all rows instead."""
         if self.num_folds is not None:
             rows = np.arange(len(data["y"]))
-            folds = stratified_split(data["y"], (1.0 / self.num_folds,) * (self.num_folds - 1), self.split_seed)
+            folds = stratified_split(
+                data["y"], (1.0 / self.num_folds,) * (self.num_folds - 1), self.split_seed
+            )
             sets = {"test": SkeletonDataset(data, rows[folds[self.fold]])}
             rest = np.sort(np.concatenate([f for k, f in enumerate(folds) if k != self.fold]))
             sets["train"] = SkeletonDataset(data, rest)
@@ -233,7 +237,11 @@ class SkeletonDataModule(pl.LightningDataModule):
             sets["train"] = SkeletonDataset(data, base[parts[-1]])
         for split, ds in sets.items():
             if len(ds) == 0:
-                log.warning("data %s: the %s set is empty (too few clips per class for its fraction)", self.name, split)
+                log.warning(
+                    "data %s: the %s set is empty (too few clips per class for its fraction)",
+                    self.name,
+                    split,
+                )
         return sets
 
     def setup(self, stage: str | None = None) -> None:

@@ -364,6 +364,7 @@ def generate(
     num_subjects: int = 10,
     num_views: int = 3,
     classes: tuple[str, ...] | None = None,
+    label: str = "action",
 ) -> SkeletonData:
     """Generate ``num_per_class`` clips of each action class as a skeleton-npz dict.
 
@@ -371,7 +372,11 @@ def generate(
     frames past ``lengths`` are zero. Extra keys: ``subject`` (performer: body proportions), ``view``
     (camera: yaw -45/0/+45 degrees plus jitter), ``emotion`` with ``emotion_names``. Deterministic for a
     ``seed``. ``noise_std`` is the standard deviation of Gaussian sensor noise in metres (0: none).
+    ``label="emotion"`` makes the perceived emotion the class (``y``, ``class_names``): data for training
+    the emotion recognizer.
     """
+    if label not in ("action", "emotion"):
+        raise ValueError(f"label must be 'action' or 'emotion', got {label!r}")
     if num_per_class < 1:
         raise ValueError(f"num_per_class must be >= 1, got {num_per_class}")
     if frames < 8:
@@ -455,6 +460,8 @@ def generate(
     x = np.ascontiguousarray(
         xyz.transpose(0, 4, 1, 2, 3), dtype=np.float32
     )  # (N, T, V, M, C) -> (N, C, T, V, M)
+    if label == "emotion":
+        y, names = emotion, EMOTIONS
     data = {
         "x": x,
         "y": y.astype(np.int64),

@@ -175,9 +175,6 @@ class AttackRun:
         self.classifier.to(device)
         if self.emotion is not None:
             self.emotion.to(device)
-        kwargs = dict(self.attack_kwargs)
-        if self.emotion is not None and self.attack_name == "admm":
-            kwargs["emotion_model"] = self.emotion
         done_now = []
         mine = [b for b in range(self.num_batches(len(y))) if b % world == rank]
         todo = [b for b in mine if not self.shard_path(b).is_file()]
@@ -188,19 +185,25 @@ class AttackRun:
         for b in todo:
             sl = slice(b * self.batch_size, (b + 1) * self.batch_size)
             self._attack_batch(
-                b, x[sl].to(device), y[sl].to(device), lengths[sl].to(device), index[sl].to(device), kwargs
+                b, x[sl].to(device), y[sl].to(device), lengths[sl].to(device), index[sl].to(device)
             )
             done_now.append(b)
             if progress is not None:
                 progress()
         return done_now
 
-    def _attack_batch(self, b: int, x, y, lengths, index, kwargs) -> None:
-        if "seed" in _accepted(self.attack_name):
-            kwargs = {**kwargs, "seed": self.seed + b}
-        attack = build_attack(
-            self.attack_name, self.classifier, self.layout, targeted=self.targeted, **kwargs
-        )
+    def build(self, batch: int = 0):
+        """The attack for batch ``batch`` (seeded per batch, so results do not depend on the rank)."""
+        kwargs = dict(self.attack_kwargs)
+        accepted = _accepted(self.attack_name)
+        if "seed" in accepted:
+            kwargs["seed"] = self.seed + batch
+        if self.emotion is not None and "emotion_model" in accepted:
+            kwargs["emotion_model"] = self.emotion
+        return build_attack(self.attack_name, self.classifier, self.layout, targeted=self.targeted, **kwargs)
+
+    def _attack_batch(self, b: int, x, y, lengths, index) -> None:
+        attack = self.build(b)
         with torch.no_grad():
             pred_clean = self.classifier(x).argmax(1)
         target = (

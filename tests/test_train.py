@@ -54,6 +54,7 @@ def test_short_run_learns_generated_actions(tmp_path):
             "data.synthetic.frames=32",
             "data.window=24",
             "data.batch_size=16",
+            "data.val_fraction=0.1",
             "model.kwargs.width=32",
             "model.kwargs.feature_dim=128",
             "optim.optimizer.lr=0.003",

@@ -64,23 +64,32 @@ def build_loggers(cfg: DictConfig, out_dir: Path) -> list[Logger]:
     return loggers
 
 
-def build_callbacks(cfg: DictConfig, out_dir: Path) -> list[Callback]:
+def build_callbacks(cfg: DictConfig, out_dir: Path, layout: str | None = None) -> list[Callback]:
     cb = cfg.callbacks
+    ckpt_dir = str(out_dir / "checkpoints")
     callbacks: list[Callback] = [
         ModelCheckpoint(
-            dirpath=str(out_dir / "checkpoints"),
+            dirpath=ckpt_dir,
             filename="best-{epoch:03d}",
             monitor=cb.checkpoint.monitor,
             mode=cb.checkpoint.mode,
             save_top_k=cb.checkpoint.save_top_k,
-            save_last=True,
             auto_insert_metric_name=False,
-        )
+        ),
+        # last.ckpt after every epoch, whatever the monitored metric did (ModelCheckpoint's own save_last only
+        # refreshes it when a top-k checkpoint is written), so that ckpt_path=last resumes the latest state
+        ModelCheckpoint(dirpath=ckpt_dir, filename="last", monitor=None, save_top_k=1, enable_version_counter=False),
     ]
     if cb.get("early_stopping"):
         callbacks.append(EarlyStopping(**OmegaConf.to_container(cb.early_stopping, resolve=True)))
     if cb.get("lr_monitor"):
         callbacks.append(LearningRateMonitor(logging_interval="epoch"))
+    if cb.get("adv_training"):
+        from lightning_skel.callbacks.adversarial_training import AdversarialTraining
+
+        callbacks.append(
+            AdversarialTraining(**OmegaConf.to_container(cb.adv_training, resolve=True), layout=layout)
+        )
     if cb.get("figures"):
         from lightning_skel.callbacks.figures import ClassificationFigures
 
@@ -118,7 +127,7 @@ def run_train(cfg: DictConfig) -> dict[str, Any]:
     loggers = build_loggers(cfg, out_dir)
     for lg in loggers:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-    callbacks = build_callbacks(cfg, out_dir)
+    callbacks = build_callbacks(cfg, out_dir, dm.layout)
     trainer = pl.Trainer(
         **OmegaConf.to_container(cfg.trainer, resolve=True),
         default_root_dir=str(out_dir),
@@ -126,21 +135,24 @@ def run_train(cfg: DictConfig) -> dict[str, Any]:
         callbacks=callbacks,
     )
     trainer.fit(system, datamodule=dm, ckpt_path=ckpt_path)
-    ckpt_cb = next(c for c in callbacks if isinstance(c, ModelCheckpoint))
+    ckpt_cb, last_cb = (c for c in callbacks if isinstance(c, ModelCheckpoint))
+    # read before testing: restoring the best checkpoint also restores these callbacks' older state
     best = ckpt_cb.best_model_path or None
+    last = last_cb.best_model_path or None
+    best_score = None if ckpt_cb.best_model_score is None else float(ckpt_cb.best_model_score)
     val_metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
     trainer.test(system, datamodule=dm, ckpt_path=best, verbose=False)
     metrics: dict[str, Any] = {
         k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")
     }
     metrics.update({f"last_{k}": v for k, v in val_metrics.items()})
-    if ckpt_cb.best_model_score is not None:
-        metrics[f"best_{ckpt_cb.monitor}"] = float(ckpt_cb.best_model_score)
+    if best_score is not None:
+        metrics[f"best_{ckpt_cb.monitor}"] = best_score
     metrics.update(
         {
             "epochs": trainer.current_epoch,
             "best_checkpoint": best,
-            "last_checkpoint": ckpt_cb.last_model_path or None,
+            "last_checkpoint": last,
             "wall_time_s": round(time.perf_counter() - start, 2),
         }
     )

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from lightning_skel.data.io import SkeletonData, load_npz, save_npz
 from lightning_skel.data.transforms import random_affine, temporal_resample
@@ -27,6 +27,24 @@ from lightning_skel.data.transforms import random_affine, temporal_resample
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
+
+
+class EpochShuffleSampler(Sampler[int]):
+    """A fresh permutation every epoch, fixed by ``(seed, epoch)``: Lightning calls :meth:`set_epoch`, so a
+    run resumed from a checkpoint sees the same order as an uninterrupted one."""
+
+    def __init__(self, length: int, seed: int) -> None:
+        self.length, self.seed, self.epoch = length, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter(torch.randperm(self.length, generator=g).tolist())
+
+    def __len__(self) -> int:
+        return self.length
 
 
 class SkeletonDataset(Dataset):
@@ -292,13 +310,13 @@ class SkeletonDataModule(pl.LightningDataModule):
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         if split not in self.datasets:
             raise KeyError(f"data {self.name!r} has no {split!r} set; it has {sorted(self.datasets)}")
+        ds = self.datasets[split]
         return DataLoader(
-            self.datasets[split],
+            ds,
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            sampler=EpochShuffleSampler(len(ds), self.seed) if shuffle else None,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
-            generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
             # a last training batch of one clip would break batch norm over per-clip features
             drop_last=shuffle and len(self.datasets[split]) > self.batch_size,
         )

@@ -123,6 +123,15 @@ class ClassificationSystem(pl.LightningModule):
         x, y, _, index = batch
         return {"logits": self(x), "y": y, "index": index}
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Lightning does not save torch's global random state: dropout would diverge after a resume. The
+        # project draws nothing from numpy's or Python's global generators during training.
+        checkpoint["torch_rng_state"] = torch.get_rng_state()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "torch_rng_state" in checkpoint:
+            torch.set_rng_state(checkpoint["torch_rng_state"])
+
     def configure_optimizers(self):
         cfg = dict(self.optimizer_cfg)
         opt_cls = OPTIMIZERS[cfg.pop("name")]

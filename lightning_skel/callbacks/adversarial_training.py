@@ -1,0 +1,173 @@
+"""Adversarial training as a Lightning callback (METHOD.md section 6; ART's ``AdversarialTrainer(ratio=...)``).
+
+From ``start_epoch`` on, ``round(ratio * B)`` clips of every training batch of B are replaced, before
+``training_step`` sees the batch, by adversarial versions made by a registered attack against the current
+weights (``mode="batch"``), or by draws from a pool of adversarial clips regenerated every
+``pool_refresh_every`` epochs (``mode="pool"``, cheaper). The attack runs with the model in eval mode and
+takes gradients with respect to the input only, so the optimiser and the parameters' ``.grad`` are left
+alone. Which clips are replaced is drawn from a generator whose state is in :meth:`state_dict`, so a
+resumed run continues exactly as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+
+from lightning_skel.attacks import ATTACKS, Attack, build_attack
+from lightning_skel.attacks.metrics import per_sample_metrics
+from lightning_skel.skeleton.layouts import get_layout
+
+log = logging.getLogger(__name__)
+MODES = ("batch", "pool")
+
+
+class AdversarialTraining(pl.Callback):
+    def __init__(
+        self,
+        attack: str | Attack = "admm",
+        ratio: float = 0.5,
+        start_epoch: int = 0,
+        mode: str = "batch",
+        pool_refresh_every: int = 1,
+        pool_size: int = 256,
+        layout: str | None = None,
+        attack_kwargs: dict[str, Any] | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if not 0 < ratio <= 1:
+            raise ValueError(f"ratio must be in (0, 1], got {ratio}")
+        if start_epoch < 0:
+            raise ValueError(f"start_epoch must be >= 0, got {start_epoch}")
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if pool_refresh_every < 1 or pool_size < 1:
+            raise ValueError(
+                f"pool_refresh_every and pool_size must be >= 1, got {pool_refresh_every}, {pool_size}"
+            )
+        if isinstance(attack, str):
+            if attack not in ATTACKS:
+                raise KeyError(f"unknown attack {attack!r}; known: {', '.join(ATTACKS.names())}")
+        elif isinstance(attack, Attack):
+            if layout is not None and attack.layout.name != get_layout(layout).name:
+                raise ValueError(
+                    f"the attack's layout {attack.layout.name!r} differs from the data's {layout!r}"
+                )
+        else:
+            raise TypeError(f"attack must be a registered name or an Attack, got {type(attack).__name__}")
+        self.attack_spec = attack
+        self.ratio, self.start_epoch, self.mode = float(ratio), int(start_epoch), mode
+        self.pool_refresh_every, self.pool_size = int(pool_refresh_every), int(pool_size)
+        self.layout = layout
+        self.attack_kwargs = dict(attack_kwargs or {})
+        self.seed = seed
+        self.generator = torch.Generator().manual_seed(seed)
+        self.pool: dict[str, Tensor] | None = None
+        self._attack: Attack | None = None
+
+    # ---- setup -------------------------------------------------------------------------------------
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        data_layout = pl_module.hparams.get("layout")
+        if (
+            self.layout is not None
+            and data_layout is not None
+            and get_layout(self.layout).name != data_layout
+        ):
+            raise ValueError(
+                f"AdversarialTraining layout {self.layout!r} differs from the model's {data_layout!r}"
+            )
+        layout = data_layout or self.layout
+        if isinstance(self.attack_spec, Attack):
+            if self.attack_spec.layout.name != layout:
+                raise ValueError(
+                    f"the attack's layout {self.attack_spec.layout.name!r} differs from the model's {layout!r}"
+                )
+            self._attack = self.attack_spec
+        else:
+            self._attack = build_attack(self.attack_spec, pl_module.classifier, layout, **self.attack_kwargs)
+
+    def active(self, epoch: int) -> bool:
+        return epoch >= self.start_epoch
+
+    def num_replaced(self, batch_size: int) -> int:
+        return round(self.ratio * batch_size)
+
+    # ---- pool mode ---------------------------------------------------------------------------------
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        epoch = trainer.current_epoch
+        if (
+            self.mode != "pool"
+            or not self.active(epoch)
+            or (epoch - self.start_epoch) % self.pool_refresh_every
+        ):
+            return
+        ds = trainer.datamodule.datasets["train"]
+        rows = torch.randperm(len(ds), generator=self.generator)[: self.pool_size]
+        items = [ds[int(i)] for i in rows]
+        x = torch.stack([it[0] for it in items]).to(pl_module.device)
+        y = torch.tensor([it[1] for it in items], device=pl_module.device)
+        lengths = torch.tensor([it[2] for it in items], device=pl_module.device)
+        x, lengths = trainer.datamodule.window_batch(x, lengths, train=False)
+        start = time.perf_counter()
+        res = self._attack(x, y, lengths)
+        self.pool = {"x": res.x_adv.detach(), "y": y, "lengths": lengths}
+        pl_module.log_dict(
+            {"train/adv_pool_success": res.success.float().mean(), "train/adv_pool_time_s": time.perf_counter() - start},
+            on_step=False, on_epoch=True, batch_size=len(y),
+        )  # fmt: skip
+
+    # ---- every batch -------------------------------------------------------------------------------
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int
+    ) -> None:
+        if not self.active(trainer.current_epoch):
+            return
+        x, y, lengths, _ = batch
+        k = self.num_replaced(len(y))
+        if k == 0:
+            return
+        idx = torch.randperm(len(y), generator=self.generator)[:k].to(x.device)
+        start = time.perf_counter()
+        if self.mode == "batch":
+            res = self._attack(x[idx], y[idx], lengths[idx])
+            x_new, y_new, len_new, success = res.x_adv.detach(), y[idx], lengths[idx], res.success
+        else:
+            if self.pool is None:
+                raise RuntimeError("AdversarialTraining(mode='pool'): no pool was generated for this epoch")
+            draw = torch.randint(0, len(self.pool["y"]), (k,), generator=self.generator).to(x.device)
+            x_new, y_new, len_new = self.pool["x"][draw], self.pool["y"][draw], self.pool["lengths"][draw]
+            success = torch.ones(k, dtype=torch.bool, device=x.device)
+        spent = time.perf_counter() - start
+        dist = (
+            per_sample_metrics(x[idx], x_new, lengths[idx], pl_module.hparams.layout)
+            if self.mode == "batch"
+            else {}
+        )
+        # the batch is rewritten in place, before training_step reads it
+        x[idx] = x_new.to(x.dtype)
+        y[idx] = y_new
+        lengths[idx] = len_new
+        logs = {"train/adv_fraction": k / len(y), "train/adv_time_s": spent}
+        if self.mode == "batch":
+            logs["train/adv_success"] = success.float().mean()
+            logs.update(
+                {
+                    f"train/adv_{key}": dist[key].mean()
+                    for key in ("rms_mm", "delta_bone", "delta_angle_deg", "delta_speed")
+                }
+            )
+        pl_module.log_dict(logs, on_step=False, on_epoch=True, batch_size=len(y))
+
+    # ---- resume ------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": self.generator.get_state(), "pool": self.pool}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.generator.set_state(state_dict["generator"])
+        self.pool = state_dict.get("pool")

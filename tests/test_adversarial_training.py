@@ -1,0 +1,141 @@
+import copy
+
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from lightning_skel.attacks.base import Attack, AttackResult
+from lightning_skel.callbacks.adversarial_training import AdversarialTraining
+from lightning_skel.data.datamodule import SkeletonDataModule
+from lightning_skel.run import run_train
+from lightning_skel.systems import ClassificationSystem
+from tests.helpers import tiny_npz, train_cfg
+
+MARK = 1000.0
+
+
+class StubAttack(Attack):
+    """Moves every valid coordinate by +1000 m: replaced clips are easy to count."""
+
+    name = "stub"
+
+    def attack(self, x, y, lengths, target):
+        n = len(y)
+        ones = torch.ones(n, dtype=torch.long)
+        return AttackResult(x + MARK, torch.ones(n, dtype=torch.bool), y, ones, ones, ones)
+
+
+class Recorder(ClassificationSystem):
+    """Records, per training step, the epoch, the batch it trained on and how many clips were marked."""
+
+    def training_step(self, batch, batch_idx):
+        x = batch[0]
+        marked = int((x.flatten(1).amax(1) > MARK / 2).sum())
+        self.seen = [*getattr(self, "seen", []), (self.current_epoch, len(x), marked, copy.deepcopy(batch))]
+        return super().training_step(batch, batch_idx)
+
+
+def system(cls=ClassificationSystem):
+    torch.manual_seed(0)
+    return cls(
+        model="hcn", num_classes=12, layout="ntu25", model_kwargs={"width": 8, "feature_dim": 16, "dropout": 0.0},
+        optimizer={"name": "sgd", "lr": 0.1, "momentum": 0.0, "nesterov": False, "weight_decay": 0.0},
+        scheduler={"name": "constant"},
+    )  # fmt: skip
+
+
+def datamodule(tmp_path, batch_size=10):
+    path = tiny_npz(tmp_path / "d.npz", num_per_class=5, frames=16)
+    return SkeletonDataModule(name="d", path=str(path), window=12, batch_size=batch_size, augment={})
+
+
+def trainer(callbacks, epochs=2, **kw):
+    return pl.Trainer(
+        accelerator="cpu", max_epochs=epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0, callbacks=callbacks, **kw,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("ratio", [0.3, 0.5, 1.0])
+def test_exact_fraction_replaced_from_start_epoch_on(tmp_path, ratio):
+    model = system(Recorder)
+    stub = StubAttack(model.classifier, "ntu25")
+    trainer([AdversarialTraining(stub, ratio=ratio, start_epoch=1, layout="ntu25")]).fit(
+        model, datamodule(tmp_path)
+    )
+    assert {e for e, _, _, _ in model.seen} == {0, 1}
+    for epoch, n, marked, _ in model.seen:
+        assert marked == (round(ratio * n) if epoch >= 1 else 0)
+
+
+def test_one_step_equals_a_plain_step_on_the_modified_batch(tmp_path):
+    model = system(Recorder)
+    before = copy.deepcopy(model)
+    stub = StubAttack(model.classifier, "ntu25")
+    trainer([AdversarialTraining(stub, ratio=0.5, layout="ntu25")], epochs=1, max_steps=1).fit(
+        model, datamodule(tmp_path)
+    )
+    ((_, _, marked, batch),) = model.seen
+    assert marked == 5
+    plain = before.train()
+    opt = torch.optim.SGD(plain.parameters(), lr=0.1)
+    loss = plain.loss(plain(batch[0]), batch[1])
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    for (name, p), q in zip(model.named_parameters(), plain.parameters(), strict=True):
+        torch.testing.assert_close(p, q, msg=name)
+
+
+def test_attack_leaves_gradients_to_the_optimizer(tmp_path):
+    """The real attack runs inside the training loop; the loss still trains every parameter."""
+    model = system()
+    cb = AdversarialTraining("pgd", ratio=0.5, attack_kwargs={"eps": 0.02, "steps": 2}, layout="ntu25")
+    trainer([cb], epochs=1, max_steps=2).fit(model, datamodule(tmp_path))
+    assert model.training
+
+
+class Kill(pl.Callback):
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch == 1:
+            raise RuntimeError("killed")
+
+
+def test_killed_and_resumed_run_gives_the_same_weights(tmp_path, monkeypatch):
+    """Augmentation, dropout, the adversarial clips and their choice all continue exactly after a resume."""
+    import lightning_skel.run as run_module
+
+    common = [
+        "callbacks=adv_training", "callbacks.adv_training.attack=pgd", "+callbacks.adv_training.attack_kwargs.eps=0.02",
+        "+callbacks.adv_training.attack_kwargs.steps=2", "~callbacks.adv_training.attack_kwargs.max_iter",
+        "~callbacks.adv_training.attack_kwargs.c_growth", "trainer.deterministic=true", "callbacks.figures=null",
+        "trainer.max_epochs=2",
+    ]  # fmt: skip
+    full = run_train(train_cfg(tmp_path / "full", common))
+    build = run_module.build_callbacks
+    monkeypatch.setattr(run_module, "build_callbacks", lambda *a, **k: [*build(*a, **k), Kill()])
+    with pytest.raises(RuntimeError, match="killed"):
+        run_train(train_cfg(tmp_path / "part", common))
+    monkeypatch.setattr(run_module, "build_callbacks", build)
+    part = run_train(train_cfg(tmp_path / "part", [*common, "ckpt_path=last"]))
+    a = torch.load(full["last_checkpoint"], map_location="cpu", weights_only=False)
+    b = torch.load(part["last_checkpoint"], map_location="cpu", weights_only=False)
+    assert a["global_step"] == b["global_step"] > 0
+    for key in a["state_dict"]:
+        torch.testing.assert_close(a["state_dict"][key], b["state_dict"][key], msg=key, rtol=0, atol=0)
+
+
+def test_argument_errors():
+    model = system()
+    with pytest.raises(ValueError, match=r"ratio must be in \(0, 1\], got 1.5"):
+        AdversarialTraining("pgd", ratio=1.5)
+    with pytest.raises(ValueError, match=r"ratio must be in \(0, 1\], got 0"):
+        AdversarialTraining("pgd", ratio=0)
+    with pytest.raises(ValueError, match="start_epoch must be >= 0, got -1"):
+        AdversarialTraining("pgd", start_epoch=-1)
+    with pytest.raises(KeyError, match="unknown attack 'fgsm'"):
+        AdversarialTraining("fgsm")
+    with pytest.raises(ValueError, match="layout 'kinect20' differs from the data's 'ntu25'"):
+        AdversarialTraining(StubAttack(model.classifier, "kinect20"), layout="ntu25")
+    with pytest.raises(ValueError, match="mode must be one of"):
+        AdversarialTraining("pgd", mode="stream")

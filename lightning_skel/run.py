@@ -44,6 +44,7 @@ def build_system(cfg: DictConfig, dm: SkeletonDataModule) -> ClassificationSyste
         optimizer=optim["optimizer"],
         scheduler=optim["scheduler"],
         label_smoothing=optim.get("label_smoothing", 0.0),
+        robust_training=OmegaConf.to_container(cfg.robust_training, resolve=True) if cfg.get("robust_training") else None,
         data_name=desc["name"],
         # the data config travels with the checkpoint, so that attack.py can rebuild the data from it alone
         data_config=OmegaConf.to_container(cfg.data, resolve=True),
@@ -78,7 +79,9 @@ def build_callbacks(cfg: DictConfig, out_dir: Path, layout: str | None = None) -
         ),
         # last.ckpt after every epoch, whatever the monitored metric did (ModelCheckpoint's own save_last only
         # refreshes it when a top-k checkpoint is written), so that ckpt_path=last resumes the latest state
-        ModelCheckpoint(dirpath=ckpt_dir, filename="last", monitor=None, save_top_k=1, enable_version_counter=False),
+        ModelCheckpoint(
+            dirpath=ckpt_dir, filename="last", monitor=None, save_top_k=1, enable_version_counter=False
+        ),
     ]
     if cb.get("early_stopping"):
         callbacks.append(EarlyStopping(**OmegaConf.to_container(cb.early_stopping, resolve=True)))

@@ -139,3 +139,52 @@ def test_argument_errors():
         AdversarialTraining(StubAttack(model.classifier, "kinect20"), layout="ntu25")
     with pytest.raises(ValueError, match="mode must be one of"):
         AdversarialTraining("pgd", mode="stream")
+
+
+def robust_system(**robust):
+    torch.manual_seed(0)
+    return ClassificationSystem(
+        model="hcn", num_classes=12, layout="ntu25", model_kwargs={"width": 8, "feature_dim": 16, "dropout": 0.0},
+        robust_training=robust,
+    )  # fmt: skip
+
+
+def batch_of(tmp_path, n=8):
+    dm = datamodule(tmp_path, batch_size=n)
+    dm.setup()
+    x, y, lengths, index = next(iter(dm.train_dataloader()))
+    x, lengths = dm.window_batch(x, lengths, train=False)
+    return x, y, lengths, index
+
+
+def test_pgd_inner_maximisation_stays_in_the_ball_and_raises_the_loss(tmp_path):
+    model = robust_system(name="pgd_at", eps=0.05, steps=5)
+    x, y, lengths, _ = batch_of(tmp_path)
+    x_adv = model._pgd(x, y, lengths, model._ce_objective(y))
+    assert (x_adv - x).abs().max() <= 0.05 + 1e-6
+    assert all(p.grad is None for p in model.parameters())  # gradients w.r.t. the input only
+    assert model.classifier.training  # mode restored
+    model.eval()
+    ce = torch.nn.functional.cross_entropy
+    assert ce(model(x_adv), y) > ce(model(x), y)
+    absent = x == 0
+    assert (x_adv[absent] == 0).all()
+
+
+def test_trades_with_beta_zero_is_the_clean_loss(tmp_path):
+    batch = batch_of(tmp_path)
+    trades = robust_system(name="trades", beta=0.0)
+    plain = robust_system()
+    trades.log = plain.log = lambda *a, **k: None
+    trades.log_dict = plain.log_dict = lambda *a, **k: None
+    torch.testing.assert_close(trades.training_step(batch, 0), plain.training_step(batch, 0))
+    pgd_at = robust_system(name="pgd_at", eps=0.05)
+    pgd_at.log = pgd_at.log_dict = lambda *a, **k: None
+    assert pgd_at.training_step(batch, 0) > plain.training_step(batch, 0)
+
+
+def test_robust_training_argument_errors():
+    with pytest.raises(KeyError, match="unknown robust_training 'free_at'"):
+        robust_system(name="free_at")
+    with pytest.raises(ValueError, match="eps > 0"):
+        robust_system(name="pgd_at", eps=0.0)

@@ -20,6 +20,7 @@ from lightning_skel.models import Classifier, build_model
 
 OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 SCHEDULES = ("cosine", "step", "constant")
+ROBUST_TRAINING = ("none", "pgd_at", "trades")
 
 
 class ClassificationSystem(pl.LightningModule):
@@ -38,6 +39,7 @@ class ClassificationSystem(pl.LightningModule):
         optimizer: dict[str, Any] | None = None,
         scheduler: dict[str, Any] | None = None,
         label_smoothing: float = 0.0,
+        robust_training: dict[str, Any] | None = None,
         data_name: str | None = None,
         data_config: dict[str, Any] | None = None,
     ) -> None:
@@ -66,6 +68,22 @@ class ClassificationSystem(pl.LightningModule):
             raise KeyError(f"unknown scheduler {self.scheduler_cfg['name']!r}; known: {', '.join(SCHEDULES)}")
         if not 0 <= label_smoothing < 1:
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+        self.robust_cfg = {
+            "name": "none",
+            "eps": 0.02,
+            "steps": 5,
+            "alpha": None,
+            "beta": 6.0,
+            **(robust_training or {}),
+        }
+        if self.robust_cfg["name"] not in ROBUST_TRAINING:
+            raise KeyError(
+                f"unknown robust_training {self.robust_cfg['name']!r}; known: {', '.join(ROBUST_TRAINING)}"
+            )
+        if self.robust_cfg["name"] != "none" and (
+            self.robust_cfg["eps"] <= 0 or self.robust_cfg["steps"] < 1
+        ):
+            raise ValueError(f"robust_training needs eps > 0 and steps >= 1, got {self.robust_cfg}")
         if class_names is not None and len(class_names) != num_classes:
             raise ValueError(f"{len(class_names)} class_names for num_classes={num_classes}")
         net = build_model(
@@ -107,7 +125,51 @@ class ClassificationSystem(pl.LightningModule):
         return loss, logits
 
     def training_step(self, batch, batch_idx: int) -> Tensor:
-        return self._step(batch, "train")[0]
+        name = self.robust_cfg["name"]
+        if name == "none":
+            return self._step(batch, "train")[0]
+        x, y, lengths, _ = batch
+        if name == "pgd_at":  # Madry et al. 2018: train on the PGD adversary of the current weights
+            loss, logits = self._step(
+                (self._pgd(x, y, lengths, self._ce_objective(y)), y, lengths, None), "train"
+            )
+            return loss
+        # TRADES (Zhang et al. 2019): CE on clean clips + beta * KL(f(x) || f(x')), x' maximising that KL
+        clean_loss, logits = self._step(batch, "train")
+        target = logits.detach().softmax(1)
+        x_adv = self._pgd(
+            x,
+            y,
+            lengths,
+            lambda out: nn.functional.kl_div(out.log_softmax(1), target, reduction="none").sum(1),
+        )
+        kl = nn.functional.kl_div(self(x_adv).log_softmax(1), logits.softmax(1), reduction="batchmean")
+        self.log("train/trades_kl", kl, on_step=False, on_epoch=True, sync_dist=True, batch_size=len(y))
+        return clean_loss + self.robust_cfg["beta"] * kl
+
+    def _ce_objective(self, y: Tensor):
+        return lambda out: nn.functional.cross_entropy(out, y, reduction="none")
+
+    def _pgd(self, x: Tensor, y: Tensor, lengths: Tensor, objective) -> Tensor:
+        """The inner maximisation of PGD-AT and TRADES: signed-gradient ascent of ``objective(logits)`` in the
+        L-infinity ball of ``eps`` metres, from a random start, gradients w.r.t. the input only, model in eval
+        mode; padding and absent persons untouched."""
+        from lightning_skel.skeleton.features import valid_mask
+
+        eps, steps = self.robust_cfg["eps"], self.robust_cfg["steps"]
+        alpha = self.robust_cfg["alpha"] or 2.5 * eps / steps
+        mask = valid_mask(x, lengths).to(x.dtype)
+        was_training = self.classifier.training
+        self.classifier.eval()
+        try:
+            delta = (torch.rand_like(x) * 2 - 1) * eps * mask
+            for _ in range(steps):
+                d = delta.requires_grad_(True)
+                (g,) = torch.autograd.grad(objective(self.classifier(x + d)).sum(), d)
+                delta = (d.detach() + alpha * g.sign() * mask).clamp(-eps, eps)
+        finally:
+            self.classifier.train(was_training)
+        return (x + delta).detach()
 
     def validation_step(self, batch, batch_idx: int) -> None:
         self._step(batch, "val")

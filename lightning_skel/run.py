@@ -44,7 +44,9 @@ def build_system(cfg: DictConfig, dm: SkeletonDataModule) -> ClassificationSyste
         optimizer=optim["optimizer"],
         scheduler=optim["scheduler"],
         label_smoothing=optim.get("label_smoothing", 0.0),
-        robust_training=OmegaConf.to_container(cfg.robust_training, resolve=True) if cfg.get("robust_training") else None,
+        robust_training=OmegaConf.to_container(cfg.robust_training, resolve=True)
+        if cfg.get("robust_training")
+        else None,
         data_name=desc["name"],
         # the data config travels with the checkpoint, so that attack.py can rebuild the data from it alone
         data_config=OmegaConf.to_container(cfg.data, resolve=True),

@@ -274,26 +274,22 @@ def _limb_parts(prefix_map: dict[str, str]) -> dict[str, str]:
     return out
 
 
+_ARM = ("shoulder", "elbow", "wrist", "hand")
+_LEG = ("hip", "knee", "ankle", "foot")
+
+
+def _same(parts: tuple[str, ...]) -> dict[str, str]:
+    """Joints named like the body parts of the rest pose."""
+    return {p: p for p in parts}
+
+
 _NTU25_REST = {
     "spine_base": "pelvis",
     "spine_mid": "spine_mid",
     "spine_shoulder": "spine_top",
     "neck": "neck",
     "head": "head",
-    **_limb_parts(
-        {
-            "shoulder": "shoulder",
-            "elbow": "elbow",
-            "wrist": "wrist",
-            "hand": "hand",
-            "hip": "hip",
-            "knee": "knee",
-            "ankle": "ankle",
-            "foot": "foot",
-            "hand_tip": "hand_tip",
-            "thumb": "thumb",
-        }
-    ),
+    **_limb_parts(_same(_ARM + _LEG + ("hand_tip", "thumb"))),
 }
 
 # Kinect v1 SDK (NUI_SKELETON_POSITION_INDEX) order: UTD-MHAD, N-UCLA and MSR readers permute into it.
@@ -324,18 +320,7 @@ _KINECT20_REST = {
     "spine": "spine_mid",
     "shoulder_center": "spine_top",
     "head": "head",
-    **_limb_parts(
-        {
-            "shoulder": "shoulder",
-            "elbow": "elbow",
-            "wrist": "wrist",
-            "hand": "hand",
-            "hip": "hip",
-            "knee": "knee",
-            "ankle": "ankle",
-            "foot": "foot",
-        }
-    ),
+    **_limb_parts(_same(_ARM + _LEG)),
 }
 
 # OpenPose COCO-18 order, as in ST-GCN's Kinetics-skeleton; the tree is ST-GCN's edge list rooted at the neck.
@@ -362,18 +347,7 @@ _OPENPOSE18 = [
 _OPENPOSE18_REST = {
     "nose": "nose",
     "neck": "spine_top",
-    **_limb_parts(
-        {
-            "shoulder": "shoulder",
-            "elbow": "elbow",
-            "wrist": "wrist",
-            "hip": "hip",
-            "knee": "knee",
-            "ankle": "ankle",
-            "eye": "eye",
-            "ear": "ear",
-        }
-    ),
+    **_limb_parts(_same(("shoulder", "elbow", "wrist", "hip", "knee", "ankle", "eye", "ear"))),
 }
 
 # COCO-17 keypoints (pyskl / PoseC3D, mmpose); the tree is pyskl's coco edge list rooted at the nose.

@@ -106,16 +106,10 @@ class ADMMAttack(Attack):
             lo = torch.where(fooled, lo, torch.maximum(lo, c))
             c = torch.where(torch.isinf(hi), c * 10, (lo + hi) / 2).clamp_max(self.c_max)
         x_adv = torch.where(success.view(-1, 1, 1, 1, 1), best_x, last)
-        pred = self.predict(x_adv)
-        return AttackResult(
-            x_adv=x_adv,
-            success=is_success(pred, y, target),
-            pred_adv=pred,
-            grad_evals=counts["grad"],
-            forward_evals=counts["forward"] + 1,
-            iterations=counts["iter"],
-            extras={"distance": best_d, "grad_evals_to_success": counts["first"]},
-        )
+        return self.result(
+            x_adv, y, target, counts["grad"], counts["forward"] + 1, counts["iter"],
+            distance=best_d, grad_evals_to_success=counts["first"],
+        )  # fmt: skip
 
     def _run(self, x, y, target, mask, clean: Kinematics, c0, best_x, best_d, success, counts):
         """One ADMM run from delta = z = u = 0; updates best_x, best_d, success, counts in place and

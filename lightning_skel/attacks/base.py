@@ -145,6 +145,29 @@ class Attack:
     def predict(self, x: Tensor, batch: int = 256) -> Tensor:
         return torch.cat([self.model(x[i : i + batch]).argmax(1) for i in range(0, x.shape[0], batch)])
 
+    def result(
+        self,
+        x_adv: Tensor,
+        y: Tensor,
+        target: Tensor | None,
+        grad_evals: Tensor,
+        forward_evals: Tensor | None = None,
+        iterations: Tensor | None = None,
+        **extras: Tensor,
+    ) -> AttackResult:
+        """The :class:`AttackResult` of ``x_adv``: one final forward pass labels it and decides success.
+        By default one forward pass per sample (this one) and one iteration per gradient evaluation."""
+        pred = self.predict(x_adv)
+        return AttackResult(
+            x_adv=x_adv,
+            success=is_success(pred, y, target),
+            pred_adv=pred,
+            grad_evals=grad_evals,
+            forward_evals=torch.ones_like(grad_evals) if forward_evals is None else forward_evals,
+            iterations=grad_evals.clone() if iterations is None else iterations,
+            extras=extras,
+        )
+
     def attack(self, x: Tensor, y: Tensor, lengths: Tensor, target: Tensor | None) -> AttackResult:
         raise NotImplementedError
 

@@ -77,13 +77,4 @@ class CWAttack(Attack):
             c = torch.where(torch.isinf(hi), c * 10, (lo + hi) / 2)
         success_any = torch.isfinite(best_l2)
         x_adv = torch.where(success_any.view(-1, 1, 1, 1, 1), best_x, x + delta)
-        pred = self.predict(x_adv)
-        return AttackResult(
-            x_adv=x_adv,
-            success=is_success(pred, y, target),
-            pred_adv=pred,
-            grad_evals=grad_evals,
-            forward_evals=torch.ones_like(grad_evals),
-            iterations=grad_evals.clone(),
-            extras={"l2": best_l2},
-        )
+        return self.result(x_adv, y, target, grad_evals, l2=best_l2)

@@ -71,16 +71,7 @@ class PGDAttack(Attack):
                     # the logits were of the previous iterate; a sample that was already fooled stops
                     done = is_success(logits.argmax(1), y[active], None if target is None else target[active])
                 active = active[~done]
-        x_adv = x + delta
-        pred = self.predict(x_adv)
-        return AttackResult(
-            x_adv=x_adv,
-            success=is_success(pred, y, target),
-            pred_adv=pred,
-            grad_evals=grad_evals,
-            forward_evals=torch.ones_like(grad_evals),
-            iterations=grad_evals.clone(),
-        )
+        return self.result(x + delta, y, target, grad_evals)
 
 
 @ATTACKS.register("ifgsm")

@@ -90,12 +90,4 @@ class SMARTAttack(Attack):
             keep = (~done).to(x.dtype).view(-1, 1, 1, 1, 1)  # samples already fooled are not moved
             x_adv[active] = xa.detach() - step * keep
             active = active[~done]
-        pred = self.predict(x_adv)
-        return AttackResult(
-            x_adv=x_adv,
-            success=is_success(pred, y, target),
-            pred_adv=pred,
-            grad_evals=grad_evals,
-            forward_evals=torch.ones_like(grad_evals),
-            iterations=grad_evals.clone(),
-        )
+        return self.result(x_adv, y, target, grad_evals)

@@ -117,8 +117,10 @@ def skeletal_height(x: Tensor, layout: Layout | str, lengths: Tensor | None = No
     """Pose-independent body height ``(N,)`` of the first person: the sum of the bone lengths on the
     chain foot-knee-hip (averaged over both legs), root-spine-neck-head, measured on gait16 and averaged
     over valid frames."""
-    layout = get_layout(layout)
-    mask = valid_mask(x, lengths)
+    return _height(x, get_layout(layout), valid_mask(x, lengths))
+
+
+def _height(x: Tensor, layout: Layout, mask: Tensor) -> Tensor:
     g = to_gait16(x, layout)[..., 0]  # (N, C, T, 16)
 
     def seg(a: str, b: str) -> Tensor:
@@ -145,18 +147,26 @@ def canonical_rotation(x: Tensor, layout: Layout | str, lengths: Tensor | None =
     points along +y and right hip -> left hip along +x (the body faces +z). For 2D data the in-plane rotation
     that makes root->neck point along +y."""
     layout = get_layout(layout)
-    mask = valid_mask(x, lengths)
-    g = to_gait16(_first_valid_frame(x, mask).unsqueeze(2).unsqueeze(-1), layout)[:, :, 0, :, 0]  # (N, C, 16)
+    return _rotation(_first_pose_gait16(x, layout, valid_mask(x, lengths)))
+
+
+def _first_pose_gait16(x: Tensor, layout: Layout, mask: Tensor) -> Tensor:
+    """The first person's gait16 pose at each sample's first valid frame: ``(N, C, 16)``."""
+    return to_gait16(_first_valid_frame(x, mask).unsqueeze(2).unsqueeze(-1), layout)[:, :, 0, :, 0]
+
+
+def _rotation(g: Tensor) -> Tensor:
+    """:func:`canonical_rotation` from first-frame gait16 poses ``g (N, C, 16)``."""
     up = g[:, :, _G["neck"]] - g[:, :, _G["root"]]
-    c = x.shape[1]
+    c = g.shape[1]
     if c == 2:
-        up = _normalize_rows(up, torch.tensor([0.0, 1.0], dtype=x.dtype, device=x.device))
+        up = _normalize_rows(up, torch.tensor([0.0, 1.0], dtype=g.dtype, device=g.device))
         # rows: (x axis, y axis) = (perpendicular to up, up)
         return torch.stack([torch.stack([up[:, 1], -up[:, 0]], -1), up], dim=1)
     if c != 3:
         raise ValueError(f"canonical_rotation needs C=2 or C=3, got C={c}")
-    ey = torch.tensor([0.0, 1.0, 0.0], dtype=x.dtype, device=x.device)
-    ex = torch.tensor([1.0, 0.0, 0.0], dtype=x.dtype, device=x.device)
+    ey = torch.tensor([0.0, 1.0, 0.0], dtype=g.dtype, device=g.device)
+    ex = torch.tensor([1.0, 0.0, 0.0], dtype=g.dtype, device=g.device)
     up = _normalize_rows(up, ey)
     side = g[:, :, _G["left_hip"]] - g[:, :, _G["right_hip"]]
     side = side - (side * up).sum(-1, keepdim=True) * up
@@ -178,18 +188,15 @@ def normalize(
     (:func:`canonical_rotation`), optionally scale to unit skeletal height. Padding and absent persons stay
     zero. One transform per sample, so the relative motion of the two persons is kept."""
     layout = get_layout(layout)
-    mask = valid_mask(x, lengths)
+    mask = valid_mask(x, lengths)  # computed once and shared by the three steps
+    g0 = _first_pose_gait16(x, layout, mask)
     out = x
     if center:
-        root = to_gait16(_first_valid_frame(x, mask).unsqueeze(2).unsqueeze(-1), layout)[
-            :, :, 0, _G["root"], 0
-        ]
-        out = out - root.view(x.shape[0], x.shape[1], 1, 1, 1)
+        out = out - g0[:, :, _G["root"]].view(x.shape[0], x.shape[1], 1, 1, 1)
     if rotate:
-        r = canonical_rotation(x, layout, lengths)
-        out = torch.einsum("nij,njtvm->nitvm", r, out)
+        out = torch.einsum("nij,njtvm->nitvm", _rotation(g0), out)
     if scale:
-        h = skeletal_height(x, layout, lengths).clamp_min(1e-6)
+        h = _height(x, layout, mask).clamp_min(1e-6)
         out = out / h.view(-1, 1, 1, 1, 1)
     return out * mask.to(out.dtype)
 

@@ -17,25 +17,26 @@ def tiny_npz(path: Path, num_per_class: int = 4, frames: int = 24, seed: int = 0
     return save_npz(path, generate(num_per_class, seed=seed, frames=frames, **kw))
 
 
+def tiny_train_overrides(tmp_path: Path) -> list[str]:
+    """train.py overrides for tiny generated data in ``tmp_path`` and a tiny HCN (also for subprocess runs)."""
+    return [
+        f"out_dir={tmp_path / 'run'}",
+        f"paths.cache_dir={tmp_path / 'cache'}",
+        "data.synthetic.num_per_class=4",
+        "data.synthetic.frames=24",
+        "data.window=16",
+        "data.batch_size=8",
+        "data.val_fraction=0.25",
+        "model.kwargs.width=8",
+        "model.kwargs.feature_dim=16",
+        "trainer.enable_progress_bar=false",
+    ]
+
+
 def train_cfg(tmp_path: Path, overrides: list[str] = ()) -> DictConfig:
     """The train config on tiny generated data in ``tmp_path`` with a tiny HCN."""
     with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
-        return compose(
-            "train",
-            overrides=[
-                f"out_dir={tmp_path / 'run'}",
-                f"paths.cache_dir={tmp_path / 'cache'}",
-                "data.synthetic.num_per_class=4",
-                "data.synthetic.frames=24",
-                "data.window=16",
-                "data.batch_size=8",
-                "data.val_fraction=0.25",
-                "model.kwargs.width=8",
-                "model.kwargs.feature_dim=16",
-                "trainer.enable_progress_bar=false",
-                *overrides,
-            ],
-        )
+        return compose("train", overrides=[*tiny_train_overrides(tmp_path), *overrides])
 
 
 def attack_cfg(out_dir: Path, ckpt: Path, overrides: list[str] = ()) -> DictConfig:

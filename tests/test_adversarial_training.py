@@ -87,12 +87,15 @@ def test_one_step_equals_a_plain_step_on_the_modified_batch(tmp_path):
         torch.testing.assert_close(p, q, msg=name)
 
 
-def test_attack_leaves_gradients_to_the_optimizer(tmp_path):
-    """The real attack runs inside the training loop; the loss still trains every parameter."""
+def test_real_attack_inside_training_keeps_the_model_training(tmp_path):
+    """With a real attack in the loop, every parameter still learns from the loss and train mode comes back."""
     model = system()
+    before = {k: v.clone() for k, v in model.named_parameters()}
     cb = AdversarialTraining("pgd", ratio=0.5, attack_kwargs={"eps": 0.02, "steps": 2}, layout="ntu25")
     trainer([cb], epochs=1, max_steps=2).fit(model, datamodule(tmp_path))
     assert model.training
+    unchanged = [k for k, v in model.named_parameters() if torch.equal(v, before[k])]
+    assert not unchanged
 
 
 class Kill(pl.Callback):

@@ -82,6 +82,13 @@ def test_model_shapes_and_gradients(name, layout, c, m):
     torch.nn.functional.cross_entropy(logits, torch.tensor([0, 1])).backward()
     missing = [k for k, p in net.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
     assert not missing, f"{name}: no finite gradient for {missing}"
+    # a parameter whose gradient stays identically zero never learns (e.g. a conv bias before batch norm);
+    # checked after one step, since zero-initialised layers (SGN's graph convolutions) open the path then
+    torch.optim.SGD(net.parameters(), lr=0.1).step()
+    net.zero_grad()
+    torch.nn.functional.cross_entropy(net(x), torch.tensor([0, 1])).backward()
+    dead = [k for k, p in net.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
+    assert not dead, f"{name}: zero gradient for {dead}"
 
 
 @pytest.mark.parametrize("name", list_models())

@@ -7,7 +7,7 @@ import torch
 
 from lightning_skel.run import build_datamodule, run_train
 from lightning_skel.systems import ClassificationSystem
-from tests.helpers import train_cfg
+from tests.helpers import tiny_train_overrides, train_cfg
 
 
 def test_run_train_fast_dev_run_writes_checkpoint_and_metrics(tmp_path):
@@ -107,16 +107,7 @@ def test_ddp_two_processes_metrics_equal_single_process(tmp_path):
     import pytorch_lightning as pl
 
     overrides = [
-        f"out_dir={tmp_path / 'run'}",
-        f"paths.cache_dir={tmp_path / 'cache'}",
-        "data.synthetic.num_per_class=4",
-        "data.synthetic.frames=24",
-        "data.window=16",
-        "data.batch_size=8",
-        "data.val_fraction=0.25",
-        "model.kwargs.width=8",
-        "model.kwargs.feature_dim=16",
-        "trainer.enable_progress_bar=false",
+        *tiny_train_overrides(tmp_path),
         "trainer.max_epochs=1",
         "trainer.strategy=ddp",
         "trainer.devices=2",

@@ -21,10 +21,11 @@ def _stream(in_channels: int, num_joints: int, width: int, dropout: float) -> nn
     half = width // 2
     return nn.Sequential(
         # point level: (N*M, C, T, V)
-        nn.Conv2d(in_channels, width, kernel_size=1),
+        # no conv bias before batch norm: the norm's shift makes it redundant (its gradient is zero)
+        nn.Conv2d(in_channels, width, kernel_size=1, bias=False),
         nn.BatchNorm2d(width),
         nn.ReLU(inplace=True),
-        nn.Conv2d(width, half, kernel_size=(3, 1), padding=(1, 0)),
+        nn.Conv2d(width, half, kernel_size=(3, 1), padding=(1, 0), bias=False),
         nn.BatchNorm2d(half),
         # joints become channels: (N*M, V, T, half)
         _Permute(0, 3, 2, 1),

@@ -1,7 +1,7 @@
 """UTD-MHAD cross-subject top-1 of every classifier trained from scratch (issue: the classifier zoo).
 
-Runs ``train.py experiment=utd_<model>`` for each model (skipping runs whose ``metrics.json`` exists, so a
-killed benchmark resumes), then fuses the 2s-AGCN joint and bone streams (sum of scores) on the test split.
+Runs ``train.py experiment=utd_<model>`` for each model (skipping runs whose ``metrics.json`` exists and resuming
+unfinished ones from their ``last.ckpt``, so a killed benchmark resumes), then fuses the 2s-AGCN joint and bone streams (sum of scores) on the test split.
 Writes ``benchmarks/results/utd_train.json`` and prints a table.
 
     .venv/bin/python benchmarks/train_utd.py [--models hcn agcn_joint ...] [--runs runs/bench_utd]
@@ -34,7 +34,7 @@ def train(model: str, runs: Path, extra: list[str]) -> dict:
     if done.is_file():
         return json.loads(done.read_text())
     cmd = [sys.executable, str(ROOT / "train.py"), f"experiment=utd_{model}", f"out_dir={out}",
-           "trainer.enable_progress_bar=false", *extra]  # fmt: skip
+           "trainer.enable_progress_bar=false", "ckpt_path=last", *extra]  # fmt: skip
     print("+", " ".join(cmd), flush=True)
     start = time.perf_counter()
     subprocess.run(cmd, check=True, cwd=ROOT)

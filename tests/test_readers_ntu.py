@@ -19,8 +19,9 @@ from lightning_skel.data.readers.ntu import (
     NTUReader,
     RawSkeleton,
     _checked,
-    _decode,
     _fast,
+    _number,
+    _skip_number,
     parse_ntu_name,
     parse_skeleton,
     read_ntu_skeleton,
@@ -314,35 +315,36 @@ def test_corrupted_files_give_a_clip_or_a_read_error(data):
 
 
 _SIMPLE = re.compile(rb"-?[0-9]*\.?[0-9]*")
-
-
-def _decode_all(tokens: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
-    line = b" ".join(tokens) + b"\n" + bytes(16)
-    lens = np.array([len(t) for t in tokens])
-    starts = np.concatenate([[0], np.cumsum(lens[:-1] + 1)]).astype(np.int64)
-    values, ok = _decode(np.frombuffer(line, np.uint8), starts, lens, np.arange(len(tokens)))
-    return values.copy(), ok.copy()
+_EXPONENT = re.compile(rb"-?[0-9]*\.?[0-9]*[eE][-+]?[0-9]{1,2}")
 
 
 number_tokens = st.one_of(
     st.from_regex(rb"\A-?[0-9]{0,9}\.?[0-9]{0,8}\Z"),
     st.floats(allow_nan=False, allow_infinity=False, width=32).map(lambda v: f"{v:.7g}".encode()),
+    st.from_regex(rb"\A-?[0-9]{1,7}\.?[0-9]{0,7}[eE][-+]?[0-9]{1,2}\Z"),
     st.binary(min_size=1, max_size=18).map(lambda b: bytes(c if c > 32 else 0x2E for c in b)),
 ).filter(bool)
 
 
-@settings(max_examples=60, deadline=None)
-@given(st.lists(number_tokens, min_size=1, max_size=40))
-def test_vectorised_decimal_parser_equals_python_float(tokens):
-    values, ok = _decode_all(tokens)
-    for tok, value, good in zip(tokens, values, ok, strict=True):
-        simple = (
-            _SIMPLE.fullmatch(tok) is not None and any(c in b"0123456789" for c in tok) and len(tok) <= 15
-        )
-        assert bool(good) == simple, tok
-        if good:
-            assert value == float(tok), tok  # bit-exact, the sign of zero included
-            assert np.signbit(value) == np.signbit(float(tok)), tok
+@settings(max_examples=200, deadline=None)
+@given(number_tokens, st.sampled_from([b"", b" ", b"\r\n"]))
+def test_compiled_number_reader_equals_python_float(tok, after):
+    buf = np.frombuffer(tok + after, np.uint8)
+    value, end = _number(buf, 0)
+    assert _skip_number(buf, 0) == end  # the check without the value accepts the same tokens
+    significand, _, exponent = tok.lower().partition(b"e")
+    digits = sum(c in b"0123456789" for c in significand)
+    if _SIMPLE.fullmatch(tok) and 1 <= digits <= 15:
+        assert end == len(tok), tok  # every plain decimal of up to 15 digits is read
+    if _EXPONENT.fullmatch(tok) and 1 <= digits <= 15:
+        scale = len(significand.partition(b".")[2]) - int(exponent)  # value = integer / 10**scale
+        assert (end == len(tok)) == (abs(scale) <= 22), tok  # exponents where the result is exact
+    if end < 0:
+        return
+    assert end == len(tok), tok
+    expected = float(tok)  # raises if the reader accepted what Python does not
+    assert value == expected, tok  # bit-exact, the sign of zero included
+    assert np.signbit(value) == np.signbit(expected), tok
 
 
 # ---- body selection --------------------------------------------------------------------------------------

@@ -14,14 +14,12 @@ The file name gives setup ``S``, camera ``C`` (the view), performer ``P`` (the s
 and action ``A`` (label ``A - 1``). NTU RGB+D 60 has A001..A060 and S001..S017, NTU RGB+D 120 adds
 A061..A120 and S018..S032.
 
-Parsing (:func:`parse_skeleton`) is vectorised: the file is read once, tokenised with numpy, its line
-structure checked as a whole against the layout above, and every number of every joint line (all 12
-fields) and of every body-info line converted by a vectorised decimal decoder that gives exactly Python's
-``float``; no Python loop runs over frames, bodies or joints. Anything this fast path does not accept (a
-malformed file, or an unusual but valid one, e.g. tab separators) goes to a line-by-line reader that
-either returns the same result or raises :class:`~lightning_skel.data.readers.base.ReadError` with the
-1-based line number of the problem. The fast path keeps its temporaries in per-thread buffers reused from
-file to file (about 35 bytes per byte of the largest file read so far: 12 MB for a 360 kB file).
+Parsing (:func:`parse_skeleton`) is one compiled pass over the bytes (numba): the line structure is
+checked against the layout above, x, y, z are decoded exactly as Python's ``float`` would, and every other
+field is checked to be a number; no Python code runs per frame, body or joint. Anything this fast path
+does not accept (a malformed file, or an unusual but valid one, e.g. tab separators or numbers of more
+than 15 digits) goes to a line-by-line reader that either returns the same result or raises
+:class:`~lightning_skel.data.readers.base.ReadError` with the 1-based line number of the problem.
 
 Body selection (:func:`select_bodies`) follows the denoising of the NTU preprocessing shipped with SGN and
 CTR-GCN (``data/ntu/get_raw_denoised_data.py``): see its docstring.
@@ -32,11 +30,11 @@ from __future__ import annotations
 import math
 import os
 import re
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+import numba
 import numpy as np
 
 from lightning_skel.data.io import SkeletonData
@@ -243,300 +241,223 @@ class RawSkeleton:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Fast path: vectorised tokeniser, structure check and decimal parser.
+# Fast path: one compiled pass over the bytes.
+#
+# Written by hand because no library parses this format: numpy's text readers need one table shape, and
+# decoding every number of a file with numpy costs about 25 ns a number however it is vectorised (3x a
+# line-by-line Python reader at best). numba compiles the scan below to a single pass that decodes only
+# the coordinates and checks the other fields' spelling; compiled once per machine (``cache=True``).
 
-# Numbers are decoded with SWAR ("SIMD within a register") integer arithmetic: each token's first 16 bytes
-# are gathered as two little-endian 8-byte words and every step is one numpy operation over all words.
-_U = np.uint64
-_HIGH = _U(0x8080808080808080)  # the top bit of each byte
-_LOW7 = _U(0x7F7F7F7F7F7F7F7F)
-_ONES = _U(0x0101010101010101)
-_NIBBLES = _U(0x0F0F0F0F0F0F0F0F)
-_GE_0 = _U(0x5050505050505050)  # byte + 0x50 sets the top bit iff byte >= "0" (0x30), for bytes < 0x80
-_GE_COLON = _U(0x4646464646464646)  # byte + 0x46 sets the top bit iff byte > "9"
-_DOTS = _U(0x2E2E2E2E2E2E2E2E)
-_BYTE_INDEX = _U(0x0001020304050607)  # (flags * this) >> 56 = sum of the indices of the flagged bytes
-_MERGES = (  # pairs of digits, then of 2-digit, then of 4-digit numbers: one 8-digit number per word
-    (_U(10), _U(8), _U(0x00FF00FF00FF00FF)),
-    (_U(100), _U(16), _U(0x0000FFFF0000FFFF)),
-    (_U(10000), _U(32), _U(0x00000000FFFFFFFF)),
-)
-_FIRST = [(1 << (8 * k)) - 1 for k in range(9)]
-_FIRST_BYTES = np.array([[_FIRST[min(k, 8)], _FIRST[max(k - 8, 0)]] for k in range(17)], dtype=np.uint64)
-_DIVISOR = 10.0 ** (16 - np.arange(17))  # by the position of the decimal point
-_MAX_LEN = 15  # longer tokens take the per-token fallback
-_ID_LEN = 20  # digits of a 64-bit body ID
-_XYZ = np.arange(3)  # the first three fields of a joint line
-_SCRATCH_MAX = 1 << 24  # elements: larger buffers are not kept
+_POW10 = 10.0 ** np.arange(23)  # exact in float64
+_MAX_DIGITS = 15  # longer numbers and other spellings go to the line-by-line reader
+_ID_DIGITS = 18  # below 2**63; Kinect body IDs have 17
 
 
-class _Scratch(threading.local):
-    """Per-thread arrays reused from file to file.
-
-    The fast path's temporaries are a few hundred kB each. Allocated afresh on every call they come from
-    fresh pages (glibc returns blocks this large to the system when they are freed), and the page faults,
-    one per 4 kB, cost more than the arithmetic. So each whole-file temporary lives in a named buffer that
-    only grows; results returned to callers are copies.
-    """
-
-    def __init__(self) -> None:
-        self.buffers: dict[str, np.ndarray] = {}
-
-    def __call__(self, name: str, n: int, dtype: type) -> np.ndarray:
-        buf = self.buffers.get(name)
-        if buf is None or len(buf) < n:
-            buf = np.empty(n + n // 4, dtype)
-            if n <= _SCRATCH_MAX:
-                self.buffers[name] = buf
-        return buf[:n]
-
-    def arange(self, n: int) -> np.ndarray:
-        """``0 .. n-1`` as int32 (the fast path reads files below 2 GB only)."""
-        buf = self.buffers.get("arange")
-        if buf is None or len(buf) < n:
-            buf = np.arange(n + n // 4, dtype=np.int32)
-            if n <= _SCRATCH_MAX:
-                self.buffers["arange"] = buf
-        return buf[:n]
+@numba.njit(cache=True, nogil=True, inline="always")
+def _line_end(buf: np.ndarray, i: int) -> int:
+    """The position after the line break (LF or CRLF) at ``i``, or ``len(buf)`` at the end of the data;
+    -1 for anything else or when ``i`` is -1 (so that a failure carries through a chain of calls)."""
+    n = len(buf)
+    if i < 0 or i == n:
+        return i
+    if buf[i] == 10:
+        return i + 1
+    if buf[i] == 13 and i + 1 < n and buf[i + 1] == 10:
+        return i + 2
+    return -1
 
 
-_scratch = _Scratch()
+@numba.njit(cache=True, nogil=True, inline="always")
+def _count(buf: np.ndarray, i: int, max_digits: int) -> tuple[int, int]:
+    """``(value, end)`` of the token at ``i`` if it is 1 to ``max_digits`` decimal digits, else ``(-1, -1)``."""
+    n = len(buf)
+    if i < 0:
+        return -1, -1
+    start, value = i, 0
+    while i < n and 48 <= buf[i] <= 57:
+        value = value * 10 + (int(buf[i]) - 48)
+        i += 1
+        if i - start > max_digits:
+            return -1, -1
+    if i == start or (i < n and buf[i] > 32):
+        return -1, -1
+    return value, i
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _number(buf: np.ndarray, i: int) -> tuple[float, int]:
+    """``(value, end)`` of the token at ``i`` if it is ``-?digits[.digits][(e|E)[+-]digits]`` with 1 to 15
+    significant-part digits and a decimal exponent of at most 22 in size, else ``(0.0, -1)``.
+
+    The value equals Python's ``float`` of the token exactly (Clinger's fast path): the digits form an
+    integer below 2**53 and the power of ten is exact in float64, so their one product or quotient is
+    correctly rounded."""
+    n = len(buf)
+    if i < 0:
+        return 0.0, -1
+    negative = i < n and buf[i] == 45
+    if negative:
+        i += 1
+    mantissa, digits, point = 0, 0, -1
+    while i < n:
+        c = np.int64(buf[i]) - 48
+        if 0 <= c <= 9:
+            mantissa = mantissa * 10 + c
+            digits += 1
+        elif c == -2 and point < 0:  # a point
+            point = digits
+        else:
+            break
+        i += 1
+    exponent = digits - point if point >= 0 else 0  # value = mantissa / 10**exponent
+    if digits and i < n and (buf[i] == 69 or buf[i] == 101):  # "E", "e"
+        i += 1
+        sign = -1 if i < n and buf[i] == 45 else 1
+        if i < n and (buf[i] == 43 or buf[i] == 45):
+            i += 1
+        e, i = _count(buf, i, 3)
+        exponent -= sign * e
+        if i < 0:
+            return 0.0, -1
+    if digits == 0 or digits > _MAX_DIGITS or abs(exponent) >= len(_POW10) or (i < n and buf[i] > 32):
+        return 0.0, -1
+    value = mantissa / _POW10[exponent] if exponent >= 0 else mantissa * _POW10[-exponent]
+    return (-value if negative else value), i
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _skip_number(buf: np.ndarray, i: int) -> int:
+    """The end of the token at ``i`` if it is a number that :func:`_number` reads, else -1; without
+    computing its value (cheaper, for the fields that are checked and dropped)."""
+    n = len(buf)
+    if i < 0:
+        return -1
+    if i < n and buf[i] == 45:
+        i += 1
+    start, point = i, False
+    while i < n:
+        c = np.int64(buf[i]) - 48
+        if not 0 <= c <= 9:
+            if c != -2 or point:
+                break
+            point = True
+        i += 1
+    digits = i - start - point
+    if i < n and (buf[i] == 69 or buf[i] == 101) and digits:  # an exponent: the full reader decides
+        _, end = _number(buf, start - (start > 0 and buf[start - 1] == 45))
+        return end
+    if digits <= 0 or digits > _MAX_DIGITS or (i < n and buf[i] > 32):
+        return -1
+    return i
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _skip_number(buf: np.ndarray, i: int) -> int:
+    """The end of the token at ``i`` if it is a number that :func:`_number` reads, else -1, without
+    computing the value (for the fields that are checked and dropped)."""
+    n = len(buf)
+    if i < 0:
+        return -1
+    start = i
+    if i < n and buf[i] == 45:  # "-"
+        i += 1
+    first, point = i, False
+    while i < n:
+        c = np.int64(buf[i]) - 48
+        if not 0 <= c <= 9:
+            if c != -2 or point:  # not the first "."
+                break
+            point = True
+        i += 1
+    digits = i - first - point
+    if digits and i < n and (buf[i] == 69 or buf[i] == 101):  # an exponent
+        return _number(buf, start)[1]
+    if digits <= 0 or digits > _MAX_DIGITS or (i < n and buf[i] > 32):
+        return -1
+    return i
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _fields(buf: np.ndarray, i: int, count: int, out: np.ndarray) -> int:
+    """Check ``count`` numbers separated by single spaces from ``i`` to a line break, storing the values of
+    the first ``len(out)`` in ``out``; the position after the line break, or -1."""
+    for k in range(count):
+        if k and i >= 0:
+            i = i + 1 if i < len(buf) and buf[i] == 32 else -1
+        if k < len(out):
+            out[k], i = _number(buf, i)
+        else:
+            i = _skip_number(buf, i)
+    return _line_end(buf, i)
+
+
+@numba.njit(cache=True, nogil=True)
+def _scan(buf: np.ndarray) -> tuple:
+    """Parse a file laid out exactly as the module docstring says (single spaces, LF or CRLF line breaks,
+    only white space after the last frame): ``(ok, num_frames, frame (R,), body (R,), body_ids (B,),
+    xyz (R, 25, 3) float64)``; ``ok`` is False, and the arrays empty, for anything else."""
+    num_frames, i = _count(buf, 0, _ID_DIGITS)
+    i = _line_end(buf, i)
+    cap, r = max(2 * num_frames, 1), 0
+    frame = np.empty(cap, np.int64)
+    body_id = np.empty(cap, np.int64)
+    xyz = np.empty((cap, NUM_JOINTS, 3))
+    no_values = np.empty(0)
+    for f in range(max(num_frames, 0)):
+        bodies, i = _count(buf, i, 1)
+        i = _line_end(buf, i)
+        for _ in range(bodies):
+            if r == cap:
+                cap *= 2
+                frame = np.concatenate((frame, np.empty_like(frame)))
+                body_id = np.concatenate((body_id, np.empty_like(body_id)))
+                xyz = np.concatenate((xyz, np.empty_like(xyz)))
+            bid, i = _count(buf, i, _ID_DIGITS)
+            if i >= 0:
+                i = i + 1 if i < len(buf) and buf[i] == 32 else -1
+            i = _fields(buf, i, _INFO_FIELDS - 1, no_values)
+            joints, i = _count(buf, i, 2)
+            i = _line_end(buf, i) if joints == NUM_JOINTS else -1
+            for j in range(NUM_JOINTS):
+                i = _fields(buf, i, _JOINT_FIELDS, xyz[r, j])
+            frame[r] = f
+            body_id[r] = bid
+            r += 1
+        if i < 0:
+            break
+    ok = num_frames > 0 and i >= 0
+    for k in range(i if ok else len(buf), len(buf)):  # only white space may follow
+        if buf[k] != 32 and not 9 <= buf[k] <= 13:
+            ok = False
+    if not ok:
+        return False, 0, frame[:0].copy(), frame[:0].copy(), frame[:0].copy(), xyz[:0].copy()
+    # Number the bodies by first appearance (a file has a handful of distinct IDs).
+    body = np.empty(r, np.int64)
+    ids = np.empty(r, np.int64)
+    nb = 0
+    for k in range(r):
+        b = 0
+        while b < nb and ids[b] != body_id[k]:
+            b += 1
+        if b == nb:
+            ids[nb] = body_id[k]
+            nb += 1
+        body[k] = b
+    return True, num_frames, frame[:r].copy(), body, ids[:nb].copy(), xyz[:r].copy()
 
 
 def _is_count(token: bytes) -> bool:
     """A non-negative decimal integer of at most 20 digits (Kinect body IDs are 64-bit)."""
-    return token.isdigit() and len(token) <= _ID_LEN
-
-
-def _decode(
-    text: np.ndarray, starts: np.ndarray, lens: np.ndarray, convert: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Check the tokens at ``starts`` (lengths ``lens``) of ``text`` (uint8, followed by at least 16 bytes
-    of padding) to be decimals ``-?digits[.digits]``, and convert those at the indices ``convert``.
-
-    Returns ``(values float64 (len(convert),), ok bool (len(starts),))``, scratch arrays valid until the next
-    call in this thread. Where ``ok`` is False (another spelling, e.g. an exponent, or junk) the value is
-    garbage. Values equal Python's ``float`` of the token exactly: the digits without the point form an
-    integer below 2**54 that is a multiple of 10 (exact in float64), divided once by an exact power of ten
-    (correctly rounded).
-    """
-    k = len(starts)
-    sc = _scratch
-    w = sc("w", 2 * k, np.uint64)  # word 2i: bytes 0-7 of token i; word 2i + 1: bytes 8-15
-    windows = np.ndarray((len(text) - 15,), dtype="V16", buffer=text, strides=(1,))
-    np.take(windows, starts, out=w.view("V16"))
-    t, t2, digit, dot, inside = (sc(name, 2 * k, np.uint64) for name in ("t", "t2", "digit", "dot", "inside"))
-    neg, bad, flag = (sc(name, k, bool) for name in ("neg", "bad", "flag"))
-    t_k, t2_k = t[:k], t2[:k]
-    length = np.minimum(lens, 16, out=sc("length", k, np.intp))
-    np.take(_FIRST_BYTES, length, axis=0, out=inside.reshape(k, 2))
-    w &= inside  # bytes past the token are 0
-    inside &= _HIGH
-    np.bitwise_and(w[0::2], _U(0xFF), out=t_k)
-    np.equal(t_k, _U(0x2D), out=neg)  # a leading "-"
-    # Per byte, as its top bit: digit, point, anything else (inside the token).
-    np.add(w, _GE_0, out=digit)
-    np.add(w, _GE_COLON, out=t)
-    digit &= np.invert(t, out=t)
-    digit &= _HIGH
-    np.bitwise_xor(w, _DOTS, out=t)
-    np.bitwise_and(t, _LOW7, out=dot)
-    dot += _LOW7
-    dot |= t
-    np.invert(dot, out=dot)  # top bit set iff the byte is "." (zero after the xor)
-    dot &= inside
-    np.bitwise_or(digit, dot, out=t)
-    np.invert(t, out=t)
-    t &= inside
-    np.bitwise_and(w, _HIGH, out=t2)
-    t |= t2  # non-ASCII bytes are junk too
-    np.multiply(neg, _U(0x80), out=t2_k)
-    t[0::2] &= np.invert(t2_k, out=t2_k)  # ... but the leading "-" is fine
-    np.bitwise_or(t[0::2], t[1::2], out=t2_k)
-    np.not_equal(t2_k, 0, out=bad)
-    np.right_shift(dot, _U(7), out=t)
-    t *= _ONES
-    t >>= _U(56)  # points per word
-    np.add(t[0::2], t[1::2], out=t2_k)
-    bad |= np.greater(t2_k, 1, out=flag)
-    np.bitwise_or(digit[0::2], digit[1::2], out=t2_k)
-    bad |= np.equal(t2_k, 0, out=flag)  # no digit
-    bad |= np.greater(lens, _MAX_LEN, out=flag)
-    np.logical_not(bad, out=bad)
-
-    # Values of the tokens to convert only: their words and flags, then the same steps on fewer words.
-    k = len(convert)
-    w_all, digit_all, dot_all, neg_all, length_all = w, digit, dot, neg, length
-    w, digit, dot = (sc(name, 2 * k, np.uint64) for name in ("w_c", "digit_c", "dot_c"))
-    for src, dst in ((w_all, w), (digit_all, digit), (dot_all, dot)):
-        np.take(src.reshape(-1, 2), convert, axis=0, out=dst.reshape(k, 2))
-    neg = np.take(neg_all, convert, out=sc("neg_c", k, bool))
-    length = np.take(length_all, convert, out=sc("length_c", k, np.intp))
-    t, t2, keep = (sc(name, 2 * k, np.uint64) for name in ("t_c", "t2_c", "keep_c"))
-    t_k, t2_k, flag = t[:k], t2[:k], sc("flag_c", k, bool)
-    # The position of the point (the token length when there is none).
-    np.right_shift(dot, _U(7), out=t)
-    t *= _BYTE_INDEX
-    t >>= _U(56)
-    point = sc("point", k, np.intp)
-    np.not_equal(dot[1::2], 0, out=flag)
-    np.add(t[1::2], _U(8), out=t2_k)
-    t2_k *= flag
-    t2_k += t[0::2]
-    np.copyto(point, t2_k, casting="unsafe")
-    np.bitwise_or(dot[0::2], dot[1::2], out=t_k)
-    np.copyto(point, length, where=np.equal(t_k, 0, out=flag))
-    np.minimum(point, 16, out=point)  # junk can have many points
-    # Digit values (0 elsewhere, the "-" included), then the bytes after the point moved down by one.
-    np.right_shift(digit, _U(7), out=t)
-    t *= _U(0xFF)
-    t &= w
-    t &= _NIBBLES
-    np.take(_FIRST_BYTES, point, axis=0, out=keep.reshape(k, 2))  # the bytes before the point
-    np.right_shift(t, _U(8), out=t2)
-    np.left_shift(t[1::2], _U(56), out=digit[:k])
-    t2[0::2] |= digit[:k]
-    t &= keep
-    t2 &= np.invert(keep, out=keep)
-    t |= t2
-    for factor, shift, mask in _MERGES:
-        np.right_shift(t, shift, out=t2)
-        t *= factor
-        t += t2
-        t &= mask
-    mantissa = np.multiply(t[0::2], _U(100_000_000), out=dot[:k])
-    mantissa += t[1::2]
-    values = sc("values", k, np.float64)
-    np.divide(mantissa.view(np.int64), np.take(_DIVISOR, point, out=sc("divisor", k, np.float64)), out=values)
-    sign = np.multiply(neg, -2.0, out=sc("sign", k, np.float64))
-    sign += 1.0
-    values *= sign
-    return values, bad
-
-
-def _group_ids(text: np.ndarray, starts: np.ndarray, lens: np.ndarray) -> tuple[np.ndarray | None, list[int]]:
-    """Number the body-ID tokens at ``starts`` by first appearance: ``(body (R,), [ID, ...])``, or
-    ``(None, [])`` unless every token is 1 to 20 digits without a leading zero (the line-by-line reader then
-    decides)."""
-    if len(starts) == 0:
-        return np.zeros(0, np.int64), []
-    if lens.max() > _ID_LEN or (text[starts] == 48).any():
-        return None, []
-    windows = np.ndarray((len(text) - _ID_LEN + 1,), dtype=f"V{_ID_LEN}", buffer=text, strides=(1,))
-    chars = windows[starts].view(np.uint8).reshape(len(starts), _ID_LEN)  # a copy
-    inside = np.arange(_ID_LEN) < lens[:, None]
-    if not np.all((chars - np.uint8(48) < 10) | ~inside):
-        return None, []
-    chars[~inside] = 0
-    keys, first, inverse = np.unique(
-        chars.view(f"S{_ID_LEN}").ravel(), return_index=True, return_inverse=True
-    )
-    order = np.argsort(first)
-    rank = np.empty_like(order)
-    rank[order] = np.arange(len(order))
-    return rank[inverse.reshape(-1)], [int(k) for k in keys[order]]
+    return token.isdigit() and len(token) <= 20
 
 
 def _fast(data: bytes) -> RawSkeleton | None:
-    """Parse a well-formed file with vectorised numpy; ``None`` when anything does not fit the format
-    exactly (single spaces between fields, one line break, LF or CRLF, between lines, no blank lines)."""
-    n = len(data)
-    if n < 2 or n >= 1 << 31 or data[0] <= 32:
+    """Parse a file in the exact layout of the module docstring with the compiled scan; ``None`` when
+    anything does not fit it (the line-by-line reader then decides)."""
+    ok, num_frames, frame, body, ids, xyz = _scan(np.frombuffer(data, np.uint8))
+    if not ok:
         return None
-    sc = _scratch
-    text = sc("text", n + _ID_LEN, np.uint8)
-    text[n:] = 0
-    buf = text[:n]
-    buf[:] = np.frombuffer(data, np.uint8)
-    space = np.less_equal(buf, 32, out=sc("space", n, bool))
-    edge = np.not_equal(space[1:], space[:-1], out=sc("edge", n - 1, bool))
-    nb = int(np.count_nonzero(edge))
-    bounds = sc("bounds", nb + 1, np.int32)  # end of token 0, start of token 1, end of 1, ...
-    np.compress(edge, sc.arange(n - 1), out=bounds[:nb])
-    bounds += 1
-    bounds[nb] = n  # the end of a last token that runs to the end of the file
-    if space[-1]:
-        bounds = bounds[:nb]
-        if data[bounds[-1] :].strip():  # trailing white space other than ASCII's
-            return None
-    tokens = (len(bounds) + 1) // 2
-    starts = sc("starts", tokens, np.int64)
-    starts[0] = 0
-    starts[1:] = bounds[1::2]
-    ends = bounds[0::2]
-    lens = np.subtract(ends, starts, out=sc("lens", tokens, np.int64))
-    # The gap after each token but the last: " " (same line), "\n" or "\r\n" (next line).
-    gap = np.subtract(starts[1:], ends[:-1], out=sc("gap", tokens - 1, np.int64))
-    after = np.take(buf, ends[:-1], out=sc("after", tokens - 1, np.uint8))
-    flag, flag2 = sc("gflag", tokens - 1, bool), sc("gflag2", tokens - 1, bool)
-    same_line = np.equal(after, 32, out=sc("same_line", tokens - 1, bool))
-    ok = np.logical_or(same_line, np.equal(after, 10, out=flag), out=flag)
-    ok &= np.equal(gap, 1, out=flag2)
-    crlf = np.equal(gap, 2, out=flag2)
-    crlf &= np.equal(after, 13, out=sc("cr", tokens - 1, bool))
-    ok |= crlf
-    if not ok.all() or np.any(np.take(buf, ends[:-1][crlf] + 1) != 10):
-        return None
-    first = np.flatnonzero(~same_line)  # each line's first token, but the first line's
-    first += 1
-    first = np.concatenate(([0], first))
-    count = np.diff(first, append=tokens)  # tokens per line
-    nlines = len(first)
-
-    if count[0] != 1 or not _is_count(data[: ends[0]]):
-        return None
-    num_frames = int(data[: ends[0]])
-    info = np.flatnonzero(count == _INFO_FIELDS)
-    if info.size and info[-1] + 1 >= nlines:
-        return None
-    is_header = count == 1
-    is_header[0] = False
-    is_header[info + 1] = False  # joint-count lines
-    header = np.flatnonzero(is_header)
-    if num_frames == 0 or header.size != num_frames or header[0] != 1:
-        return None
-    h_tok = first[header]
-    bodies = buf[starts[h_tok]].astype(np.int64) - 48
-    if np.any(lens[h_tok] != 1) or bodies.min() < 0 or bodies.max() > 9:
-        return None
-    after_frame = header + 1 + _BLOCK * bodies  # the line after each frame
-    if np.any(after_frame[:-1] != header[1:]) or after_frame[-1] != nlines:
-        return None
-    r = int(bodies.sum())
-    slot = np.arange(r) - np.repeat(np.cumsum(bodies) - bodies, bodies)
-    if not np.array_equal(info, np.repeat(header + 1, bodies) + _BLOCK * slot):
-        return None
-    jc = first[info + 1]
-    if np.any(lens[jc] != 2) or np.any(buf[starts[jc]] != 50) or np.any(buf[starts[jc] + 1] != 53):  # "25"
-        return None
-    joint_lines = (info + 2)[:, None] + np.arange(NUM_JOINTS)
-    if np.any(count[joint_lines] != _JOINT_FIELDS):
-        return None
-
-    xyz_tok = (first[joint_lines][..., None] + _XYZ).reshape(-1)  # ascending
-    values, ok = _decode(text, starts, lens, xyz_tok)
-    id_tok = first[info]
-    ok[id_tok] = True  # body IDs are 17-digit integers, read below
-    for k in np.flatnonzero(~ok).tolist():  # exponents and other rare spellings: Python's float
-        try:
-            v = float(data[starts[k] : ends[k]])
-        except ValueError:
-            return None
-        if not math.isfinite(v):
-            return None
-        i = int(np.searchsorted(xyz_tok, k))
-        if i < len(xyz_tok) and xyz_tok[i] == k:
-            values[i] = v
-    body, body_ids = _group_ids(text, starts[id_tok], lens[id_tok])
-    if body is None:
-        return None
-    return RawSkeleton(
-        num_frames=num_frames,
-        frame=np.repeat(np.arange(num_frames), bodies),
-        body=body,
-        body_ids=body_ids,
-        xyz=values.reshape(r, NUM_JOINTS, 3).copy(),
-    )
+    return RawSkeleton(num_frames=num_frames, frame=frame, body=body, body_ids=ids.tolist(), xyz=xyz)
 
 
 # ---------------------------------------------------------------------------------------------------------

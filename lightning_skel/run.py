@@ -70,14 +70,23 @@ def build_loggers(cfg: DictConfig, out_dir: Path) -> list[Logger]:
 def build_callbacks(cfg: DictConfig, out_dir: Path, layout: str | None = None) -> list[Callback]:
     cb = cfg.callbacks
     ckpt_dir = str(out_dir / "checkpoints")
+    robust = cb.get("robust_validation")
+    monitor = cb.checkpoint.monitor
+    if monitor and monitor.startswith("val/robust_") and not robust:
+        raise ValueError(
+            f"callbacks.checkpoint.monitor={monitor} needs robust validation: set callbacks.robust_validation "
+            "(e.g. callbacks=adv_training)"
+        )
     callbacks: list[Callback] = [
         ModelCheckpoint(
             dirpath=ckpt_dir,
             filename="best-{epoch:03d}",
-            monitor=cb.checkpoint.monitor,
+            monitor=monitor,
             mode=cb.checkpoint.mode,
             save_top_k=cb.checkpoint.save_top_k,
             auto_insert_metric_name=False,
+            # robust accuracy is measured every few epochs only: compare checkpoints on those epochs alone
+            every_n_epochs=robust.every_n_epochs if monitor and monitor.startswith("val/robust_") else None,
         ),
         # last.ckpt after every epoch, whatever the monitored metric did (ModelCheckpoint's own save_last only
         # refreshes it when a top-k checkpoint is written), so that ckpt_path=last resumes the latest state
@@ -95,6 +104,10 @@ def build_callbacks(cfg: DictConfig, out_dir: Path, layout: str | None = None) -
         callbacks.append(
             AdversarialTraining(**OmegaConf.to_container(cb.adv_training, resolve=True), layout=layout)
         )
+    if robust:
+        from lightning_skel.callbacks.robust_validation import RobustValidation
+
+        callbacks.append(RobustValidation(**OmegaConf.to_container(robust, resolve=True)))
     if cb.get("figures"):
         from lightning_skel.callbacks.figures import ClassificationFigures
 

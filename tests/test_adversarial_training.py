@@ -191,3 +191,46 @@ def test_robust_training_argument_errors():
         robust_system(name="free_at")
     with pytest.raises(ValueError, match="eps > 0"):
         robust_system(name="pgd_at", eps=0.0)
+
+
+def test_ddp_two_processes_with_adversarial_training_and_robust_validation(tmp_path):
+    """``train.py callbacks=adv_training trainer.strategy=ddp trainer.devices=2`` on CPU (gloo): ADMM clips
+    replace half of every rank's batches, and robust validation sums its counts over both ranks."""
+    import csv
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.helpers import tiny_train_overrides
+
+    overrides = [
+        *tiny_train_overrides(tmp_path),
+        "callbacks=adv_training",
+        "callbacks.adv_training.attack_kwargs.max_iter=2",
+        "callbacks.robust_validation.every_n_epochs=1",
+        "callbacks.robust_validation.num_samples=6",
+        "callbacks.robust_validation.attacks={admm: {max_iter: 2}, pgd: {steps: 2}}",
+        "callbacks.figures=null",
+        "trainer.max_epochs=1",
+        "trainer.strategy=ddp",
+        "trainer.devices=2",
+    ]
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(
+        [sys.executable, str(root / "train.py"), *overrides],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "test/acc" in json.loads(proc.stdout.strip().splitlines()[-1])
+    (version,) = (tmp_path / "run" / "logs").iterdir()
+    rows = list(csv.DictReader((version / "metrics.csv").open()))
+    (train,) = [r for r in rows if r.get("train/adv_fraction")]
+    assert float(train["train/adv_fraction"]) == pytest.approx(0.5)
+    assert 0.0 <= float(train["train/adv_success"]) <= 1.0
+    (val,) = [r for r in rows if r.get("val/robust_clips")]
+    assert float(val["val/robust_clips"]) == 6  # 3 clips on each rank, summed
+    assert float(val["val/robust_acc_admm"]) <= float(val["val/clean_acc_subset"])

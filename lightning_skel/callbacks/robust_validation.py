@@ -1,0 +1,116 @@
+"""Robust validation: accuracy under attack on a fixed validation subset, logged beside the clean metrics.
+
+On the validation epochs where ``(epoch + 1) % every_n_epochs == 0`` (the rule of ``ModelCheckpoint``'s
+``every_n_epochs``, so that a checkpoint selected on robust accuracy is only ever compared on fresh values),
+the first ``num_samples`` validation clips (the validation loader is not shuffled, so the subset is the same
+every time; under DDP each rank takes its share of its own shard) are attacked by each configured attack
+against the current weights, and ``val/robust_acc_<name>`` is the fraction of the subset still classified
+correctly: clips the model already gets wrong count as broken. ``val/clean_acc_subset`` is the clean accuracy
+of the same clips, the ceiling of every robust accuracy, and ``val/robust_clips`` their number. Counts are
+summed over ranks before the division.
+
+Validation runs under ``torch.inference_mode``; the attacks need input gradients, so they run with inference
+mode off on copies of the batch (the model's parameters are ordinary tensors).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+
+from lightning_skel.attacks import ATTACKS, Attack, build_attack
+
+log = logging.getLogger(__name__)
+
+
+class RobustValidation(pl.Callback):
+    def __init__(
+        self,
+        attacks: dict[str, dict[str, Any] | None] | None = None,
+        every_n_epochs: int = 1,
+        num_samples: int = 64,
+    ) -> None:
+        super().__init__()
+        attacks = {"admm": {}, "pgd": {}} if attacks is None else dict(attacks)
+        if not attacks:
+            raise ValueError("RobustValidation: attacks is empty; give at least one registered attack")
+        unknown = [name for name in attacks if name not in ATTACKS]
+        if unknown:
+            raise KeyError(
+                f"RobustValidation: unknown attack(s) {unknown}; known: {', '.join(ATTACKS.names())}"
+            )
+        if every_n_epochs < 1 or num_samples < 1:
+            raise ValueError(
+                f"RobustValidation: every_n_epochs and num_samples must be >= 1, got {every_n_epochs}, {num_samples}"
+            )
+        self.attack_kwargs = {name: dict(kw or {}) for name, kw in attacks.items()}
+        self.every_n_epochs, self.num_samples = int(every_n_epochs), int(num_samples)
+        self._attacks: dict[str, Attack] = {}
+        self._due = False
+        self._seen = 0
+        self._counts: dict[str, int] = {}
+        self._spent = 0.0
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        layout = pl_module.hparams.layout
+        self._attacks = {
+            name: build_attack(name, pl_module.classifier, layout, **kw)
+            for name, kw in self.attack_kwargs.items()
+        }
+
+    def due(self, trainer: pl.Trainer) -> bool:
+        return not trainer.sanity_checking and (trainer.current_epoch + 1) % self.every_n_epochs == 0
+
+    def quota(self, trainer: pl.Trainer) -> int:
+        """The clips this rank attacks: its share of ``num_samples``."""
+        return math.ceil(self.num_samples / trainer.world_size)
+
+    def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._due = self.due(trainer)
+        self._seen, self._spent = 0, 0.0
+        self._counts = {"clean": 0, **dict.fromkeys(self._attacks, 0)}
+
+    def on_validation_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs,
+        batch,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        take = self.quota(trainer) - self._seen
+        if not self._due or take <= 0:
+            return
+        start = time.perf_counter()
+        with torch.inference_mode(False):
+            x, y, lengths = (t[:take].clone() for t in batch[:3])
+            with torch.no_grad():
+                self._counts["clean"] += int((pl_module.classifier(x).argmax(1) == y).sum())
+            for name, attack in self._attacks.items():
+                self._counts[name] += int((attack(x, y, lengths).pred_adv == y).sum())
+        self._seen += len(y)
+        self._spent += time.perf_counter() - start
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self._due:
+            return
+        names = ["clean", *self._attacks]
+        counts = torch.tensor([self._seen, *(self._counts[n] for n in names)], dtype=torch.float64)
+        counts = trainer.strategy.reduce(counts.to(pl_module.device), reduce_op="sum").cpu()
+        total = float(counts[0])
+        if total == 0:
+            log.warning("RobustValidation: the validation set is empty; no robust accuracy this epoch")
+            return
+        metrics = {"val/robust_clips": total, "val/clean_acc_subset": float(counts[1]) / total}
+        metrics.update(
+            {f"val/robust_acc_{n}": float(c) / total for n, c in zip(names[1:], counts[2:], strict=True)}
+        )
+        metrics["val/robust_time_s"] = self._spent
+        # already summed over ranks: every rank logs the same values
+        pl_module.log_dict(metrics, on_step=False, on_epoch=True, sync_dist=False)

@@ -132,6 +132,22 @@ def resolve_ckpt_path(ckpt_path: str | None, out_dir: Path) -> str | None:
     return ckpt_path
 
 
+def init_weights(system: ClassificationSystem, path: str) -> None:
+    """Start ``system`` from the classifier weights of checkpoint ``path`` (fine-tuning: the optimiser,
+    schedule and epoch count start afresh). The checkpoint must hold the same model on the same layout with
+    the same classes."""
+    from lightning_skel.systems.attack_run import CheckpointError, read_hparams
+
+    hp = read_hparams(path, "init_from")
+    mine = system.hparams
+    for key in ("model", "layout", "num_classes"):
+        if hp[key] != mine[key]:
+            raise CheckpointError(f"init_from {path}: {key} is {hp[key]!r}, this run's is {mine[key]!r}")
+    source = ClassificationSystem.load_from_checkpoint(path, map_location="cpu")
+    system.classifier.load_state_dict(source.classifier.state_dict())
+    log.info("initialised the classifier from %s", path)
+
+
 def run_train(cfg: DictConfig) -> dict[str, Any]:
     """Train and test a classifier as ``cfg`` says; write ``out_dir/metrics.json``; return the metrics."""
     start = time.perf_counter()
@@ -142,6 +158,8 @@ def run_train(cfg: DictConfig) -> dict[str, Any]:
     dm.prepare_data()
     dm.setup("fit")
     system = build_system(cfg, dm)
+    if cfg.get("init_from"):
+        init_weights(system, cfg.init_from)
     loggers = build_loggers(cfg, out_dir)
     for lg in loggers:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))

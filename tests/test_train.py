@@ -131,3 +131,34 @@ def test_ddp_two_processes_metrics_equal_single_process(tmp_path):
     (res,) = single.test(system, datamodule=dm, verbose=False)
     assert res["test/acc"] == pytest.approx(ddp["test/acc"], abs=1e-6)
     assert res["test/loss"] == pytest.approx(ddp["test/loss"], rel=1e-5)
+
+
+def test_init_from_starts_from_the_checkpoint_weights_and_refuses_another_model(tmp_path):
+    from lightning_skel.run import build_system, init_weights
+    from lightning_skel.systems.attack_run import CheckpointError
+
+    run_train(train_cfg(tmp_path, ["trainer.max_epochs=1"]))
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    source = ClassificationSystem.load_from_checkpoint(ckpt, map_location="cpu")
+    cfg = train_cfg(tmp_path, ["seed=123"])
+    dm = build_datamodule(cfg)
+    dm.setup("fit")
+    fresh = build_system(cfg, dm)
+    assert any(not torch.equal(a, b) for a, b in zip(fresh.classifier.state_dict().values(),
+                                                     source.classifier.state_dict().values(), strict=True))  # fmt: skip
+    init_weights(fresh, str(ckpt))
+    for (name, a), b in zip(
+        fresh.classifier.state_dict().items(), source.classifier.state_dict().values(), strict=True
+    ):
+        assert torch.equal(a, b), name
+    other = ClassificationSystem(
+        model="hcn", num_classes=12, layout="kinect20", model_kwargs={"width": 8, "feature_dim": 16},
+        optimizer={"name": "adam", "lr": 1e-3}, scheduler={"name": "constant"},
+    )  # fmt: skip
+    with pytest.raises(CheckpointError, match="init_from .*layout is 'ntu25'"):
+        init_weights(other, str(ckpt))
+    # and through train.py's config: a fine-tuning run starts from those weights
+    metrics = run_train(
+        train_cfg(tmp_path, ["trainer.max_epochs=1", f"init_from={ckpt}", f"out_dir={tmp_path / 'ft'}"])
+    )
+    assert metrics["epochs"] == 1

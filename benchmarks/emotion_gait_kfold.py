@@ -1,0 +1,102 @@
+"""Emotion-Gait stratified k-fold accuracy of the emotion recognizer (issue: the classifier zoo).
+
+For each fold k runs ``train.py experiment=emotion_gait data.num_folds=K data.fold=k`` (test = fold k, the
+validation clips drawn from the other folds), skipping folds whose ``metrics.json`` exists and resuming
+unfinished ones from their ``last.ckpt``. With ``--pretrain`` the recognizer is first trained on generated
+emotional motion (``data=synthetic_emotion``, the same network) and every fold starts from those weights
+(``init_from``). ``--epochs`` shortens the recipe, scaling its lr milestones (1/2, 3/4, 7/8 of training).
+Writes ``benchmarks/results/emotion_gait_kfold[_pretrain].json`` and prints a table.
+
+    .venv/bin/python benchmarks/emotion_gait_kfold.py [--folds 5] [--epochs 60] [--pretrain] [overrides ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from lightning_skel.utils import write_json
+
+ROOT = Path(__file__).resolve().parents[1]
+FLOOR = 0.62  # random forest (../shared/data/README.md)
+
+
+def train(out: Path, overrides: list[str]) -> dict:
+    done = out / "metrics.json"
+    if not done.is_file():
+        cmd = [sys.executable, str(ROOT / "train.py"), f"out_dir={out}", "trainer.enable_progress_bar=false",
+               "ckpt_path=last", *overrides]  # fmt: skip
+        print("+", " ".join(cmd), flush=True)
+        subprocess.run(cmd, check=True, cwd=ROOT)
+    return json.loads(done.read_text())
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=None, help="shorter training (default: the recipe's)")
+    parser.add_argument(
+        "--pretrain", action="store_true", help="start from weights trained on generated motion"
+    )
+    parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "bench_emotion")
+    parser.add_argument("overrides", nargs="*", help="extra train.py overrides for every fold")
+    args = parser.parse_args()
+    if args.folds < 2:
+        parser.error(f"--folds must be >= 2, got {args.folds}")
+    tag = "_pretrain" if args.pretrain else ""
+    schedule = []
+    if args.epochs is not None:
+        e = args.epochs
+        schedule = [
+            f"trainer.max_epochs={e}",
+            f"optim.scheduler.milestones=[{e // 2},{3 * e // 4},{7 * e // 8}]",
+        ]
+    overrides = [*schedule, *args.overrides]
+    runs = args.runs / f"e{args.epochs or 'recipe'}{tag}"
+    init = []
+    if args.pretrain:
+        # the recipe's network, on generated happy / angry / sad / neutral styles of every generated action
+        pre = train(runs / "pretrain", ["experiment=emotion_gait", "data=synthetic_emotion", "data.window=75",
+                                        "data.synthetic.frames=90", *overrides])  # fmt: skip
+        init = [f"init_from={pre['best_checkpoint'] or pre['last_checkpoint']}"]
+    folds = []
+    for k in range(args.folds):
+        fold = [
+            "experiment=emotion_gait",
+            f"data.num_folds={args.folds}",
+            f"data.fold={k}",
+            *init,
+            *overrides,
+        ]
+        folds.append(train(runs / f"fold{k}", fold))
+    accs = [f["test/acc"] for f in folds]
+    result = {
+        "benchmark": f"Emotion-Gait {args.folds}-fold accuracy of the emotion recognizer",
+        "floor": FLOOR,
+        "pretrain_on_generated": args.pretrain,
+        "fold_acc": accs,
+        "mean_acc": statistics.mean(accs),
+        "std_acc": statistics.stdev(accs),
+        "epochs": [f["epochs"] for f in folds],
+        "wall_time_s": [f["wall_time_s"] for f in folds],
+        "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "torch": torch.__version__},
+        "command": " ".join(sys.argv),
+    }
+    out = ROOT / "benchmarks" / "results" / f"emotion_gait_kfold{tag}.json"
+    write_json(out, result)
+    print(f"{args.folds}-fold accuracy: {result['mean_acc']:.3f} +- {result['std_acc']:.3f} "
+          f"(folds {', '.join(f'{a:.3f}' for a in accs)}; floor {FLOOR})")  # fmt: skip
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -44,21 +44,21 @@ def train(model: str, runs: Path, extra: list[str]) -> dict:
 
 
 @torch.no_grad()
-def fused_accuracy(joint_ckpt: str, bone_ckpt: str) -> float:
-    """2s-AGCN: the sum of the joint and bone streams' scores on the cross-subject test split."""
+def accuracy(*ckpts: str) -> float:
+    """Cross-subject test top-1 of one checkpoint, or of the sum of several checkpoints' scores (2s-AGCN's
+    fusion of the joint and bone streams)."""
     from lightning_skel.data.datamodule import SkeletonDataModule
     from lightning_skel.models import ScoreFusion
     from lightning_skel.systems.attack_run import load_classifier
 
-    joint, hp = load_classifier(joint_ckpt)
-    bone, _ = load_classifier(bone_ckpt)
-    fusion = ScoreFusion([joint, bone]).eval()
-    dm = SkeletonDataModule(**{**hp["data_config"], "batch_size": 64})
+    models = [load_classifier(c) for c in ckpts]
+    model = models[0][0] if len(models) == 1 else ScoreFusion([m for m, _ in models]).eval()
+    dm = SkeletonDataModule(**{**models[0][1]["data_config"], "batch_size": 64})
     dm.setup()
     correct = total = 0
     for x, y, lengths, _ in dm.test_dataloader():
         x, _ = dm.window_batch(x, lengths, train=False)
-        correct += int((fusion(x).argmax(1) == y).sum())
+        correct += int((model(x).argmax(1) == y).sum())
         total += len(y)
     return correct / total
 
@@ -71,22 +71,33 @@ def main() -> int:
     parser.add_argument("overrides", nargs="*", help="extra train.py overrides for every run")
     args = parser.parse_args()
     results = {m: train(m, args.runs, args.overrides) for m in args.models}
+    # Two figures per model: the checkpoint of best validation accuracy (what train.py tests) and the last
+    # one. UTD-MHAD has no official validation set; the 10 % drawn from the training subjects reaches 100 %
+    # within the first third of training, so "best" is the first epoch that gets there, not the best model.
     rows = {
-        m: {"test_acc": r["test/acc"], "epochs": r["epochs"], "wall_time_s": r["wall_time_s"]}
+        m: {
+            "test_acc_best_val": r["test/acc"],
+            "test_acc_last": accuracy(r["last_checkpoint"]),
+            "epochs": r["epochs"],
+            "wall_time_s": r["wall_time_s"],
+        }
         for m, r in results.items()
     }
     if {"agcn_joint", "agcn_bone"} <= set(results):
+        joint, bone = results["agcn_joint"], results["agcn_bone"]
         rows["agcn_fused"] = {
-            "test_acc": fused_accuracy(
-                results["agcn_joint"]["best_checkpoint"], results["agcn_bone"]["best_checkpoint"]
-            )
+            "test_acc_best_val": accuracy(joint["best_checkpoint"], bone["best_checkpoint"]),
+            "test_acc_last": accuracy(joint["last_checkpoint"], bone["last_checkpoint"]),
         }
     machine = {"platform": platform.platform(), "cpu_count": os.cpu_count(), "torch": torch.__version__}
     write_json(args.out, {"benchmark": "UTD-MHAD cross-subject top-1", "floor": FLOOR, "results": rows, "machine": machine,
                           "command": " ".join(sys.argv)})  # fmt: skip
-    print(f"\n{'model':<12} {'top-1':>7} {'> floor':>8}")
+    print(f"\n{'model':<12} {'best val':>9} {'last':>7} {'> floor':>8}")
     for m, r in rows.items():
-        print(f"{m:<12} {r['test_acc']:7.3f} {'yes' if r['test_acc'] > FLOOR else 'NO':>8}")
+        top1 = r["test_acc_last"]
+        print(
+            f"{m:<12} {r['test_acc_best_val']:9.3f} {r['test_acc_last']:7.3f} {'yes' if top1 > FLOOR else 'NO':>8}"
+        )
     print(f"machine: {machine}")
     return 0
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from lightning_skel.run import checkpoint_accuracy
 from lightning_skel.utils import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,23 +38,6 @@ def train(out: Path, overrides: list[str]) -> dict:
         print("+", " ".join(cmd), flush=True)
         subprocess.run(cmd, check=True, cwd=ROOT)
     return json.loads(done.read_text())
-
-
-@torch.no_grad()
-def last_accuracy(metrics: dict) -> float:
-    """Test accuracy of a fold's last checkpoint (train.py reports the best-validation one)."""
-    from lightning_skel.data.datamodule import SkeletonDataModule
-    from lightning_skel.systems.attack_run import load_classifier
-
-    model, hp = load_classifier(metrics["last_checkpoint"])
-    dm = SkeletonDataModule(**{**hp["data_config"], "batch_size": 64})
-    dm.setup()
-    correct = total = 0
-    for x, y, lengths, _ in dm.test_dataloader():
-        x, _ = dm.window_batch(x, lengths, train=False)
-        correct += int((model(x).argmax(1) == y).sum())
-        total += len(y)
-    return correct / total
 
 
 def main() -> int:
@@ -95,7 +79,7 @@ def main() -> int:
         ]
         folds.append(train(runs / f"fold{k}", fold))
     accs = [f["test/acc"] for f in folds]
-    last = [last_accuracy(f) for f in folds]
+    last = [checkpoint_accuracy(f["last_checkpoint"]) for f in folds]
     result = {
         "benchmark": f"Emotion-Gait {args.folds}-fold accuracy of the emotion recognizer",
         "floor": FLOOR,

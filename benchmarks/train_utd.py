@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from lightning_skel.run import checkpoint_accuracy
 from lightning_skel.utils import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,26 +44,6 @@ def train(model: str, runs: Path, extra: list[str]) -> dict:
     return metrics
 
 
-@torch.no_grad()
-def accuracy(*ckpts: str) -> float:
-    """Cross-subject test top-1 of one checkpoint, or of the sum of several checkpoints' scores (2s-AGCN's
-    fusion of the joint and bone streams)."""
-    from lightning_skel.data.datamodule import SkeletonDataModule
-    from lightning_skel.models import ScoreFusion
-    from lightning_skel.systems.attack_run import load_classifier
-
-    models = [load_classifier(c) for c in ckpts]
-    model = models[0][0] if len(models) == 1 else ScoreFusion([m for m, _ in models]).eval()
-    dm = SkeletonDataModule(**{**models[0][1]["data_config"], "batch_size": 64})
-    dm.setup()
-    correct = total = 0
-    for x, y, lengths, _ in dm.test_dataloader():
-        x, _ = dm.window_batch(x, lengths, train=False)
-        correct += int((model(x).argmax(1) == y).sum())
-        total += len(y)
-    return correct / total
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
@@ -77,7 +58,7 @@ def main() -> int:
     rows = {
         m: {
             "test_acc_best_val": r["test/acc"],
-            "test_acc_last": accuracy(r["last_checkpoint"]),
+            "test_acc_last": checkpoint_accuracy(r["last_checkpoint"]),
             "epochs": r["epochs"],
             "wall_time_s": r["wall_time_s"],
         }
@@ -86,8 +67,8 @@ def main() -> int:
     if {"agcn_joint", "agcn_bone"} <= set(results):
         joint, bone = results["agcn_joint"], results["agcn_bone"]
         rows["agcn_fused"] = {
-            "test_acc_best_val": accuracy(joint["best_checkpoint"], bone["best_checkpoint"]),
-            "test_acc_last": accuracy(joint["last_checkpoint"], bone["last_checkpoint"]),
+            "test_acc_best_val": checkpoint_accuracy(joint["best_checkpoint"], bone["best_checkpoint"]),
+            "test_acc_last": checkpoint_accuracy(joint["last_checkpoint"], bone["last_checkpoint"]),
         }
     machine = {"platform": platform.platform(), "cpu_count": os.cpu_count(), "torch": torch.__version__}
     write_json(args.out, {"benchmark": "UTD-MHAD cross-subject top-1", "floor": FLOOR, "results": rows, "machine": machine,

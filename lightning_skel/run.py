@@ -148,6 +148,25 @@ def init_weights(system: ClassificationSystem, path: str) -> None:
     log.info("initialised the classifier from %s", path)
 
 
+@torch.no_grad()
+def checkpoint_accuracy(*ckpts: str, split: str = "test") -> float:
+    """Top-1 on ``split`` of one classifier checkpoint, or of the sum of several checkpoints' scores (as
+    2s-AGCN fuses its joint and bone streams), on the data the first checkpoint was trained with."""
+    from lightning_skel.models import ScoreFusion
+    from lightning_skel.systems.attack_run import load_classifier
+
+    loaded = [load_classifier(c) for c in ckpts]
+    model = loaded[0][0] if len(loaded) == 1 else ScoreFusion([m for m, _ in loaded]).eval()
+    dm = SkeletonDataModule(**{**loaded[0][1]["data_config"], "batch_size": 64})
+    dm.setup()
+    correct = total = 0
+    for x, y, lengths, _ in getattr(dm, f"{split}_dataloader")():
+        x, _ = dm.window_batch(x, lengths, train=False)
+        correct += int((model(x).argmax(1) == y).sum())
+        total += len(y)
+    return correct / total
+
+
 def run_train(cfg: DictConfig) -> dict[str, Any]:
     """Train and test a classifier as ``cfg`` says; write ``out_dir/metrics.json``; return the metrics."""
     start = time.perf_counter()

@@ -33,6 +33,25 @@ def tiny_train_overrides(tmp_path: Path) -> list[str]:
     ]
 
 
+def run_train_script(tmp_path: Path, overrides: list[str]) -> dict:
+    """Run ``python train.py`` with the tiny-run overrides plus ``overrides`` in a subprocess (as a user runs
+    it, e.g. under DDP); fail with its stderr unless it exits 0; return the metrics it prints last."""
+    import json
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(
+        [sys.executable, str(root / "train.py"), *tiny_train_overrides(tmp_path), *overrides],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def train_cfg(tmp_path: Path, overrides: list[str] = ()) -> DictConfig:
     """The train config on tiny generated data in ``tmp_path`` with a tiny HCN."""
     with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):

@@ -197,35 +197,24 @@ def test_ddp_two_processes_with_adversarial_training_and_robust_validation(tmp_p
     """``train.py callbacks=adv_training trainer.strategy=ddp trainer.devices=2`` on CPU (gloo): ADMM clips
     replace half of every rank's batches, and robust validation sums its counts over both ranks."""
     import csv
-    import json
-    import subprocess
-    import sys
-    from pathlib import Path
 
-    from tests.helpers import tiny_train_overrides
+    from tests.helpers import run_train_script
 
-    overrides = [
-        *tiny_train_overrides(tmp_path),
-        "callbacks=adv_training",
-        "callbacks.adv_training.attack_kwargs.max_iter=2",
-        "callbacks.robust_validation.every_n_epochs=1",
-        "callbacks.robust_validation.num_samples=6",
-        "callbacks.robust_validation.attacks={admm: {max_iter: 2}, pgd: {steps: 2}}",
-        "callbacks.figures=null",
-        "trainer.max_epochs=1",
-        "trainer.strategy=ddp",
-        "trainer.devices=2",
-    ]
-    root = Path(__file__).resolve().parents[1]
-    proc = subprocess.run(
-        [sys.executable, str(root / "train.py"), *overrides],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    metrics = run_train_script(
+        tmp_path,
+        [
+            "callbacks=adv_training",
+            "callbacks.adv_training.attack_kwargs.max_iter=2",
+            "callbacks.robust_validation.every_n_epochs=1",
+            "callbacks.robust_validation.num_samples=6",
+            "callbacks.robust_validation.attacks={admm: {max_iter: 2}, pgd: {steps: 2}}",
+            "callbacks.figures=null",
+            "trainer.max_epochs=1",
+            "trainer.strategy=ddp",
+            "trainer.devices=2",
+        ],
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "test/acc" in json.loads(proc.stdout.strip().splitlines()[-1])
+    assert "test/acc" in metrics
     (version,) = (tmp_path / "run" / "logs").iterdir()
     rows = list(csv.DictReader((version / "metrics.csv").open()))
     (train,) = [r for r in rows if r.get("train/adv_fraction")]

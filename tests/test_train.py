@@ -1,13 +1,12 @@
 import csv
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
 from lightning_skel.run import build_datamodule, run_train
 from lightning_skel.systems import ClassificationSystem
-from tests.helpers import tiny_train_overrides, train_cfg
+from tests.helpers import train_cfg
 
 
 def test_run_train_fast_dev_run_writes_checkpoint_and_metrics(tmp_path):
@@ -101,27 +100,11 @@ def test_wandb_offline_and_figures(tmp_path, monkeypatch):
 def test_ddp_two_processes_metrics_equal_single_process(tmp_path):
     """``python train.py trainer.strategy=ddp trainer.devices=2`` on CPU (gloo), as a user runs it: training
     works, and its synchronised test metrics equal a single-process evaluation of the same checkpoint."""
-    import subprocess
-    import sys
-
     import pytorch_lightning as pl
 
-    overrides = [
-        *tiny_train_overrides(tmp_path),
-        "trainer.max_epochs=1",
-        "trainer.strategy=ddp",
-        "trainer.devices=2",
-    ]
-    root = Path(__file__).resolve().parents[1]
-    proc = subprocess.run(
-        [sys.executable, str(root / "train.py"), *overrides],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    ddp = json.loads(proc.stdout.strip().splitlines()[-1])
+    from tests.helpers import run_train_script
+
+    ddp = run_train_script(tmp_path, ["trainer.max_epochs=1", "trainer.strategy=ddp", "trainer.devices=2"])
     cfg = train_cfg(tmp_path)
     dm = build_datamodule(cfg)
     dm.setup()
@@ -162,3 +145,12 @@ def test_init_from_starts_from_the_checkpoint_weights_and_refuses_another_model(
         train_cfg(tmp_path, ["trainer.max_epochs=1", f"init_from={ckpt}", f"out_dir={tmp_path / 'ft'}"])
     )
     assert metrics["epochs"] == 1
+
+
+def test_checkpoint_accuracy_equals_lightning_test_and_fusing_a_model_with_itself_changes_nothing(tmp_path):
+    from lightning_skel.run import checkpoint_accuracy
+
+    metrics = run_train(train_cfg(tmp_path, ["trainer.max_epochs=2"]))
+    best = metrics["best_checkpoint"]
+    assert checkpoint_accuracy(best) == pytest.approx(metrics["test/acc"], abs=1e-6)
+    assert checkpoint_accuracy(best, best) == checkpoint_accuracy(best)

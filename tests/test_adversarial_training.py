@@ -68,6 +68,23 @@ def test_exact_fraction_replaced_from_start_epoch_on(tmp_path, ratio):
         assert marked == (round(ratio * n) if epoch >= 1 else 0)
 
 
+def test_pool_mode_draws_every_replaced_clip_from_the_pool(tmp_path):
+    model = system(Recorder)
+    stub = StubAttack(model.classifier, "ntu25")
+    callback = AdversarialTraining(stub, ratio=0.5, mode="pool", pool_size=7, layout="ntu25")
+    trainer([callback], epochs=2).fit(model, datamodule(tmp_path))
+    assert len(callback.pool["y"]) == 7 and bool((callback.pool["x"] > MARK / 2).any())
+    for epoch, n, marked, (x, y, _, _) in model.seen:
+        assert marked == round(0.5 * n)
+        if epoch == 0:
+            continue  # the pool is regenerated every epoch: the callback holds the last epoch's
+        # every marked clip is a clip of the pool, with its label
+        for clip, label in zip(x, y, strict=True):
+            if clip.amax() > MARK / 2:
+                hits = (callback.pool["x"] == clip).flatten(1).all(1)
+                assert hits.any() and bool((callback.pool["y"][hits] == label).all())
+
+
 def test_one_step_equals_a_plain_step_on_the_modified_batch(tmp_path):
     model = system(Recorder)
     before = copy.deepcopy(model)

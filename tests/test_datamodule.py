@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from lightning_skel.data.datamodule import SkeletonDataModule, stratified_split
+from lightning_skel.data.datamodule import SkeletonDataModule, SkeletonDataset, stratified_split
 from lightning_skel.data.io import load_npz, save_npz
 from lightning_skel.data.synthetic import generate
 from lightning_skel.data.transforms import random_affine, temporal_resample
@@ -128,3 +128,13 @@ def test_k_fold_test_sets_partition_the_data(tmp_path):
     assert sorted(seen) == list(range(60))
     with pytest.raises(ValueError, match="0 <= fold < num_folds"):
         SkeletonDataModule(name="d", path=str(path), num_folds=5, fold=5)
+
+
+def test_dataset_batch_equals_stacked_items(tmp_path):
+    data = load_npz(tiny_npz(tmp_path / "d.npz", num_per_class=2, frames=16))
+    ds = SkeletonDataset(data, np.array([5, 0, 17, 3]))
+    items = np.array([2, 0, 3])
+    x, y, lengths = ds.batch(items)
+    expected = [ds[int(i)] for i in items]
+    assert torch.equal(x, torch.stack([e[0] for e in expected]))
+    assert y.tolist() == [e[1] for e in expected] and lengths.tolist() == [e[2] for e in expected]

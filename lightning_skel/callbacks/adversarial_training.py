@@ -52,8 +52,7 @@ class AdversarialTraining(pl.Callback):
                 f"pool_refresh_every and pool_size must be >= 1, got {pool_refresh_every}, {pool_size}"
             )
         if isinstance(attack, str):
-            if attack not in ATTACKS:
-                raise KeyError(f"unknown attack {attack!r}; known: {', '.join(ATTACKS.names())}")
+            ATTACKS.get(attack)  # an unknown name is a KeyError listing the known ones
         elif isinstance(attack, Attack):
             if layout is not None and attack.layout.name != get_layout(layout).name:
                 raise ValueError(
@@ -109,10 +108,7 @@ class AdversarialTraining(pl.Callback):
             return
         ds = trainer.datamodule.datasets["train"]
         rows = torch.randperm(len(ds), generator=self.generator)[: self.pool_size]
-        items = [ds[int(i)] for i in rows]
-        x = torch.stack([it[0] for it in items]).to(pl_module.device)
-        y = torch.tensor([it[1] for it in items], device=pl_module.device)
-        lengths = torch.tensor([it[2] for it in items], device=pl_module.device)
+        x, y, lengths = (t.to(pl_module.device) for t in ds.batch(rows.numpy()))
         x, lengths = trainer.datamodule.window_batch(x, lengths, train=False)
         start = time.perf_counter()
         res = self._attack(x, y, lengths)

@@ -39,11 +39,8 @@ class RobustValidation(pl.Callback):
         attacks = {"admm": {}, "pgd": {}} if attacks is None else dict(attacks)
         if not attacks:
             raise ValueError("RobustValidation: attacks is empty; give at least one registered attack")
-        unknown = [name for name in attacks if name not in ATTACKS]
-        if unknown:
-            raise KeyError(
-                f"RobustValidation: unknown attack(s) {unknown}; known: {', '.join(ATTACKS.names())}"
-            )
+        for name in attacks:
+            ATTACKS.get(name)  # an unknown name is a KeyError listing the known ones
         if every_n_epochs < 1 or num_samples < 1:
             raise ValueError(
                 f"RobustValidation: every_n_epochs and num_samples must be >= 1, got {every_n_epochs}, {num_samples}"

@@ -67,6 +67,15 @@ class SkeletonDataset(Dataset):
             j,
         )
 
+    def batch(self, items: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Items ``items`` at once, stacked: ``(x (B, C, T, V, M), y (B,), lengths (B,))``."""
+        rows = self.indices[np.asarray(items, dtype=np.int64)]
+        return (
+            torch.from_numpy(np.ascontiguousarray(self.data["x"][rows])),
+            torch.from_numpy(self.data["y"][rows].astype(np.int64)),
+            torch.from_numpy(self.data["lengths"][rows].astype(np.int64)),
+        )
+
     @property
     def labels(self) -> np.ndarray:
         return self.data["y"][self.indices]

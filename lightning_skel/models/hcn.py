@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from lightning_skel.models.registry import MODELS
+from lightning_skel.models.stgcn import fold_persons
 from lightning_skel.skeleton.features import to_modality
 from lightning_skel.skeleton.layouts import Layout
 
@@ -86,18 +87,11 @@ class HCN(nn.Module):
         n, m = x.shape[0], x.shape[4]
         motion = to_modality(x, self.layout, "motion")
         # persons into the batch: (N, C, T, V, M) -> (N*M, C, T, V)
-        joint = self._fold(x, self.joint_bn)
-        motion = self._fold(motion, self.motion_bn)
+        joint = fold_persons(x, self.joint_bn)
+        motion = fold_persons(motion, self.motion_bn)
         h = self.fuse(torch.cat([self.joint(joint), self.motion(motion)], dim=1))
         h = self.fc7(h).view(n, m, -1)
         return h.max(dim=1).values  # persons merged by element-wise maximum
-
-    @staticmethod
-    def _fold(x: Tensor, bn: nn.BatchNorm1d) -> Tensor:
-        """(N, C, T, V, M) -> normalised (N*M, C, T, V)."""
-        n, c, t, v, m = x.shape
-        h = bn(x.permute(0, 4, 1, 3, 2).reshape(n * m, c * v, t))  # (N*M, C*V, T)
-        return h.view(n * m, c, v, t).transpose(2, 3)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.fc(self.forward_features(x))

@@ -195,7 +195,6 @@ SPLIT_ALIASES: dict[str, str] = {"xsub": "xsub60", "xview": "xview60", "xset": "
 NUM_JOINTS = 25
 _JOINT_FIELDS = 12
 _INFO_FIELDS = 10
-_BLOCK = 2 + NUM_JOINTS  # lines per body: info, joint count, joints
 
 # Body selection thresholds of SGN / CTR-GCN get_raw_denoised_data.py.
 NOISE_LEN_THRES = 11  # a body tracked in <= 11 frames is noise

@@ -5,8 +5,9 @@ import torch
 from lightning_skel.data.datamodule import SkeletonDataModule, SkeletonDataset, stratified_split
 from lightning_skel.data.io import load_npz, save_npz
 from lightning_skel.data.synthetic import generate
-from lightning_skel.data.transforms import random_affine, temporal_resample
+from lightning_skel.data.transforms import random_affine, random_mirror, temporal_resample
 from lightning_skel.skeleton import features as F
+from lightning_skel.skeleton.layouts import Layout, get_layout
 from tests.helpers import tiny_npz
 
 
@@ -80,6 +81,7 @@ def test_synthetic_source_generated_once_into_cache(tmp_path):
         ({"synthetic": {"num_per_class": 1}, "val_fraction": 1.5}, r"val_fraction must be in \[0, 1\)"),
         ({"synthetic": {"num_per_class": 1}, "temporal": "warp"}, "temporal must be"),
         ({"source": {"format": "ntu"}}, r"source needs keys \['src'\]"),
+        ({"synthetic": {"num_per_class": 1}, "augment": {"flip": True}}, r"unknown augment keys \['flip'\]"),
     ],
 )
 def test_datamodule_argument_errors(kwargs, message):
@@ -111,6 +113,41 @@ def test_random_affine_keeps_absent_persons_zero_and_is_rigid_without_scale_shea
     assert out[single, :, :, :, 1].abs().max() == 0
     torch.testing.assert_close(F.bone_lengths(out, "ntu25"), F.bone_lengths(x, "ntu25"))
     assert not torch.allclose(out, x)
+
+
+def test_random_mirror_swaps_sides_negates_x_and_keeps_bones():
+    data = generate(1, seed=0, frames=12)
+    x = torch.as_tensor(data["x"], dtype=torch.float64)
+    layout = get_layout("ntu25")
+    index = torch.as_tensor(layout.mirror_index)
+    out = random_mirror(x, index, p=1.0)
+    left, right = layout.index("left_hand"), layout.index("right_hand")
+    torch.testing.assert_close(out[:, 0, :, left], -x[:, 0, :, right])
+    torch.testing.assert_close(out[:, 1:, :, left], x[:, 1:, :, right])
+    torch.testing.assert_close(out[:, :, :, layout.index("head")] * torch.tensor([-1.0, 1, 1]).view(1, 3, 1, 1),
+                               x[:, :, :, layout.index("head")])  # fmt: skip
+    torch.testing.assert_close(random_mirror(out, index, p=1.0), x)  # an involution
+    # The mirror image of a body has its bones, left and right exchanged.
+    bones = F.bone_lengths(x, layout)
+    child, _ = layout.bone_index
+    swap = [list(child).index(layout.mirror_index[c]) for c in child]
+    torch.testing.assert_close(F.bone_lengths(out, layout), bones[:, :, swap])
+    assert torch.equal(random_mirror(x, index, p=0.0), x)
+    flipped = random_mirror(x, index, p=0.5, generator=torch.Generator().manual_seed(0))
+    changed = (flipped != x).flatten(1).any(1)
+    assert 0 < changed.sum() < len(x)
+
+
+def test_mirror_index_refuses_a_side_without_twin():
+    odd = Layout(
+        name="odd",
+        joint_names=("root", "left_hand"),
+        parents=(-1, 0),
+        gait16_map=({0: 1.0},) * 16,
+        rest_pose=((0, 0, 0), (0, 1, 0)),
+    )
+    with pytest.raises(ValueError, match="no mirror twin 'right_hand'"):
+        _ = odd.mirror_index
 
 
 def test_k_fold_test_sets_partition_the_data(tmp_path):

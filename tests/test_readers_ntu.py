@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -119,6 +121,28 @@ def test_fast_and_line_by_line_paths_agree(name):
     np.testing.assert_array_equal(fast.frame, slow.frame)
     np.testing.assert_array_equal(fast.body, slow.body)
     assert fast.body_ids == slow.body_ids and fast.num_frames == slow.num_frames
+
+
+@pytest.mark.data
+@requires_data
+def test_compiled_scan_survives_fork():
+    """The scan is compiled with numba's parallel pipeline (it has no parallel loop). Loading it from the
+    cache starts numba's threading layer; worker processes forked afterwards, as ``prepare --workers`` forks
+    them, must still parse (an OpenMP pool used across a fork would hang them)."""
+    code = (
+        "import multiprocessing as mp\n"
+        "from concurrent.futures import ProcessPoolExecutor\n"
+        "from lightning_skel.data.readers.ntu import _fast\n"
+        f"data = open({str(sample())!r}, 'rb').read()\n"
+        "xyz = _fast(data).xyz\n"
+        "with ProcessPoolExecutor(2, mp_context=mp.get_context('fork')) as pool:\n"
+        "    assert all((r.xyz == xyz).all() for r in pool.map(_fast, [data] * 4))\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert out.stdout.strip() == "ok"
 
 
 @pytest.mark.data

@@ -22,7 +22,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from lightning_skel.data.io import SkeletonData, load_npz, save_npz
-from lightning_skel.data.transforms import random_affine, temporal_resample
+from lightning_skel.data.transforms import random_affine, random_mirror, temporal_resample
+from lightning_skel.skeleton.layouts import get_layout
 
 log = logging.getLogger(__name__)
 
@@ -166,8 +167,12 @@ class SkeletonDataModule(pl.LightningDataModule):
             "scale": 0.0,
             "shear": 0.0,
             "random_crop": False,
+            "mirror": False,
             **(augment or {}),
         }
+        unknown = set(self.augment) - {"rotate_deg", "scale", "shear", "random_crop", "mirror"}
+        if unknown:
+            raise ValueError(f"data {name!r}: unknown augment keys {sorted(unknown)}")
         self.batch_size, self.num_workers = batch_size, num_workers
         self.seed = seed
         self.num_folds, self.fold = num_folds, fold
@@ -365,6 +370,9 @@ class SkeletonDataModule(pl.LightningDataModule):
                 self.augment["shear"],
                 generator=self._generator,
             )
+        if train and self.augment["mirror"]:
+            mirror = torch.as_tensor(get_layout(self.layout).mirror_index)
+            x = random_mirror(x, mirror, generator=self._generator)
         return x, lengths
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):

@@ -81,3 +81,17 @@ def random_affine(
     m = m[:, :c, :c]
     out = torch.einsum("nij,njtvm->nitvm", m, x)
     return out * valid_mask(x).to(x.dtype)
+
+
+def random_mirror(
+    x: Tensor, mirror_index: Tensor, p: float = 0.5, generator: torch.Generator | None = None
+) -> Tensor:
+    """Replace each clip, with probability ``p``, by its left-right mirror image: the first coordinate
+    negated and every ``left_*`` joint swapped with its ``right_*`` twin (``Layout.mirror_index``). Only for
+    labels that do not depend on the side (a perceived emotion does; "swipe left" does not)."""
+    flip = (torch.rand(x.shape[0], generator=generator) < p).to(x.device).view(-1, 1, 1, 1, 1)
+    mirrored = x[:, :, :, mirror_index.to(x.device)]
+    sign = torch.ones(x.shape[1], device=x.device, dtype=x.dtype)
+    sign[0] = -1.0
+    mirrored = mirrored * sign.view(1, -1, 1, 1, 1)
+    return torch.where(flip, mirrored, x)

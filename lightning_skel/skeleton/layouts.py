@@ -164,6 +164,21 @@ class Layout:
         return next(iter(entry)) if len(entry) == 1 else None
 
     @cached_property
+    def mirror_index(self) -> np.ndarray:
+        """``(V,)`` joint permutation of the left-right mirror image: each ``left_*`` joint takes its
+        ``right_*`` twin's place and vice versa, every other joint stays. Raises ``ValueError`` when a sided
+        joint has no twin."""
+        index = np.arange(self.num_joints)
+        for j, name in enumerate(self.joint_names):
+            for side, other in (("left", "right"), ("right", "left")):
+                if side in name.split("_"):
+                    twin = "_".join(other if part == side else part for part in name.split("_"))
+                    if twin not in self.joint_names:
+                        raise ValueError(f"layout {self.name!r}: joint {name!r} has no mirror twin {twin!r}")
+                    index[j] = self.joint_names.index(twin)
+        return index
+
+    @cached_property
     def rest_array(self) -> np.ndarray:
         return np.asarray(self.rest_pose, dtype=np.float32)
 

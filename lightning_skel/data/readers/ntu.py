@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -247,6 +248,10 @@ class RawSkeleton:
 # line-by-line Python reader at best). numba compiles the scan below to a single pass that decodes only
 # the coordinates and checks the other fields' spelling; compiled once per machine (``cache=True``).
 
+# The compile-time note that ``parallel=True`` found nothing to parallelise is expected (see ``_scan``).
+warnings.filterwarnings(
+    "ignore", message=r"\s*The keyword argument 'parallel=True'", category=numba.NumbaPerformanceWarning
+)
 _POW10 = 10.0 ** np.arange(23)  # exact in float64
 _MAX_DIGITS = 15  # longer numbers and other spellings go to the line-by-line reader
 _ID_DIGITS = 18  # below 2**63; Kinect body IDs have 17
@@ -326,32 +331,6 @@ def _number(buf: np.ndarray, i: int) -> tuple[float, int]:
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def _skip_number(buf: np.ndarray, i: int) -> int:
-    """The end of the token at ``i`` if it is a number that :func:`_number` reads, else -1; without
-    computing its value (cheaper, for the fields that are checked and dropped)."""
-    n = len(buf)
-    if i < 0:
-        return -1
-    if i < n and buf[i] == 45:
-        i += 1
-    start, point = i, False
-    while i < n:
-        c = np.int64(buf[i]) - 48
-        if not 0 <= c <= 9:
-            if c != -2 or point:
-                break
-            point = True
-        i += 1
-    digits = i - start - point
-    if i < n and (buf[i] == 69 or buf[i] == 101) and digits:  # an exponent: the full reader decides
-        _, end = _number(buf, start - (start > 0 and buf[start - 1] == 45))
-        return end
-    if digits <= 0 or digits > _MAX_DIGITS or (i < n and buf[i] > 32):
-        return -1
-    return i
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _skip_number(buf: np.ndarray, i: int) -> int:
     """The end of the token at ``i`` if it is a number that :func:`_number` reads, else -1, without
     computing the value (for the fields that are checked and dropped)."""
     n = len(buf)
@@ -390,7 +369,10 @@ def _fields(buf: np.ndarray, i: int, count: int, out: np.ndarray) -> int:
     return _line_end(buf, i)
 
 
-@numba.njit(cache=True, nogil=True)
+# ``parallel=True`` though the scan has no parallel loop (no ``prange``, no array expressions): numba's
+# parallel pipeline compiles it about 1.7x faster on this machine (benchmarks/bench_ntu_parse.py). It never
+# enters a parallel region, so processes forked after it ran (``prepare --workers``) parse too (tested).
+@numba.njit(cache=True, nogil=True, parallel=True)
 def _scan(buf: np.ndarray) -> tuple:
     """Parse a file laid out exactly as the module docstring says (single spaces, LF or CRLF line breaks,
     only white space after the last frame): ``(ok, num_frames, frame (R,), body (R,), body_ids (B,),

@@ -144,6 +144,24 @@ def test_admm_batched_equals_per_sample(victim):
         assert single.grad_evals.item() == batch.grad_evals[i].item()
 
 
+def test_admm_patience_stops_fooled_samples(victim):
+    """With patience 1 and an improvement no step can make (more than 100 % of D), a sample stops one outer
+    step after it is first fooled; without patience it runs on."""
+    model, x, y, lengths = victim
+    kwargs = {**FAST["admm"], "delta_steps": 2}
+    stopped = build_attack("admm", model, "ntu25", patience=1, min_improvement=1.0, **kwargs)(x, y, lengths)
+    ran_on = build_attack("admm", model, "ntu25", **kwargs)(x, y, lengths)
+    ok = stopped.success
+    assert ok.sum() >= 4
+    first = stopped.extras["grad_evals_to_success"]
+    early = ok & (first + 2 < kwargs["max_iter"] * 2)  # fooled with a step to spare
+    assert early.any()
+    assert torch.equal(stopped.grad_evals[early], first[early] + 2)
+    assert (ran_on.grad_evals[early] > stopped.grad_evals[early]).all()
+    with pytest.raises(ValueError, match="patience must be >= 1 or null"):
+        build_attack("admm", model, "ntu25", patience=0)
+
+
 def test_admm_keeps_motion_closer_than_pgd(victim):
     """The dynamic distance keeps bones and angles: far smaller changes than PGD at a similar size."""
     model, x, y, lengths = victim

@@ -10,7 +10,10 @@ gets wrong (or labels as a target) with the smallest dynamic distance ``D(x, x')
     u     <- u + delta - z
 
 The candidate after each outer step is ``x + z``; per sample the successful candidate with the smallest D
-is kept, and a sample stops once it has one whose hinge terms are all zero. ``rho`` follows residual
+is kept, and a sample stops once it has one whose hinge terms are all zero, or (with ``patience``) once it
+has been fooled and its best D has not fallen by more than ``min_improvement`` (relative) for ``patience``
+outer steps: the hinges of a fooling candidate are often not all reachable, and without this a fooled
+sample spends every remaining step polishing D. ``rho`` follows residual
 balancing (Boyd et al. 2011, section 3.4.1). ``c`` is fixed, grows for samples not yet fooled
 (``c_growth``), or is searched per sample over ``binary_search_steps`` rounds as in C&W.
 
@@ -60,6 +63,8 @@ class ADMMAttack(Attack):
         z_steps: int = 5,
         balance: float = 10.0,
         early_stop: bool = True,
+        patience: int | None = None,
+        min_improvement: float = 0.01,
     ) -> None:
         super().__init__(model, layout, targeted)
         rules = {
@@ -73,6 +78,8 @@ class ADMMAttack(Attack):
             "delta_steps": (delta_steps, delta_steps >= 1, ">= 1"),
             "z_steps": (z_steps, z_steps >= 1, ">= 1"),
             "balance": (balance, balance > 1, "> 1"),
+            "patience": (patience, patience is None or patience >= 1, ">= 1 or null"),
+            "min_improvement": (min_improvement, min_improvement >= 0, ">= 0"),
         }
         bad = [f"{k} must be {rule}, got {value}" for k, (value, ok, rule) in rules.items() if not ok]
         if bad:
@@ -84,6 +91,7 @@ class ADMMAttack(Attack):
         self.lr, self.lr_z = float(lr), float(lr_z if lr_z is not None else lr)
         self.max_iter, self.delta_steps, self.z_steps = int(max_iter), int(delta_steps), int(z_steps)
         self.balance, self.early_stop = float(balance), bool(early_stop)
+        self.patience, self.min_improvement = patience, float(min_improvement)
 
     def attack(self, x: Tensor, y: Tensor, lengths: Tensor, target: Tensor | None) -> AttackResult:
         n = x.shape[0]
@@ -125,6 +133,7 @@ class ADMMAttack(Attack):
         opt_delta = BatchAdam(delta, self.lr)
         opt_z = BatchAdam(z, self.lr_z)
         fooled = torch.zeros(n, dtype=torch.bool, device=dev)
+        stale = torch.zeros(n, dtype=torch.long, device=dev)  # outer steps since D last improved enough
         active = torch.arange(n, device=dev)
         for _ in range(self.max_iter):
             if active.numel() == 0:
@@ -164,7 +173,9 @@ class ADMMAttack(Attack):
                 total, parts = self.distance(clean_i, self.distance.kinematics(cand, clean_i.mask))
             counts["forward"][idx] += 1
             counts["iter"][idx] += 1
-            better = ok & (total < best_d[idx])
+            old = best_d[idx]
+            better = ok & (total < old)
+            improved = better & (torch.isinf(old) | (old - total > self.min_improvement * old))
             best_d[idx] = torch.where(better, total, best_d[idx])
             best_x[idx] = torch.where(better.view(-1, 1, 1, 1, 1), cand, best_x[idx])
             first = ok & (counts["first"][idx] < 0)
@@ -175,6 +186,9 @@ class ADMMAttack(Attack):
             c[idx] = torch.where(fooled[idx], c[idx], (c[idx] * self.c_growth).clamp_max(self.c_max))
             if self.early_stop:
                 finished = ok & self.distance.hinges_zero(total, parts)
+                if self.patience is not None:
+                    stale[idx] = torch.where(improved, 0, stale[idx] + fooled[idx].long())
+                    finished |= fooled[idx] & (stale[idx] >= self.patience)
                 active = idx[~finished]
         last = x + z
         return fooled, last

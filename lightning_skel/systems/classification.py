@@ -13,7 +13,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
-from torchmetrics import MetricCollection
+from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from lightning_skel.models import Classifier, build_model
@@ -106,6 +106,7 @@ class ClassificationSystem(pl.LightningModule):
         self.metrics = nn.ModuleDict(
             {f"{s}_metrics": metrics.clone(prefix=f"{s}/") for s in ("train", "val", "test")}
         )
+        self.mean_loss = nn.ModuleDict({f"{s}_loss": MeanMetric() for s in ("train", "val", "test")})
         self.confmat = MulticlassConfusionMatrix(num_classes)
 
     @property
@@ -119,10 +120,31 @@ class ClassificationSystem(pl.LightningModule):
         x, y, _, _ = batch
         logits = self(x)
         loss = self.loss(logits, y)
+        # Accumulated here and logged once per epoch (:meth:`_log_epoch`): ``self.log`` on every step was the
+        # largest per-step cost Lightning added to a small model's training step (benchmarks/throughput.py).
         self.metrics[f"{stage}_metrics"].update(logits, y)
-        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, sync_dist=True, batch_size=len(y))
-        self.log_dict(self.metrics[f"{stage}_metrics"], on_step=False, on_epoch=True, batch_size=len(y))
+        self.mean_loss[f"{stage}_loss"].update(loss.detach(), weight=len(y))
         return loss, logits
+
+    def _log_epoch(self, stage: str) -> None:
+        """Log the epoch's ``{stage}/loss`` (mean over clips) and metrics; torchmetrics' ``compute`` has
+        already reduced them over all ranks, so every rank logs the same values."""
+        meters = self.metrics[f"{stage}_metrics"]
+        if self.mean_loss[f"{stage}_loss"].update_count == 0:
+            return
+        values = {f"{stage}/loss": self.mean_loss[f"{stage}_loss"].compute(), **meters.compute()}
+        self.log_dict(values, on_step=False, on_epoch=True, sync_dist=False, rank_zero_only=False)
+        meters.reset()
+        self.mean_loss[f"{stage}_loss"].reset()
+
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
 
     def training_step(self, batch, batch_idx: int) -> Tensor:
         name = self.robust_cfg["name"]

@@ -370,8 +370,9 @@ def _fields(buf: np.ndarray, i: int, count: int, out: np.ndarray) -> int:
 
 
 # ``parallel=True`` though the scan has no parallel loop (no ``prange``, no array expressions): numba's
-# parallel pipeline compiles it about 1.7x faster on this machine (benchmarks/bench_ntu_parse.py). It never
-# enters a parallel region, so processes forked after it ran (``prepare --workers``) parse too (tested).
+# parallel pipeline compiles it to faster code (benchmarks/bench_ntu_parse.py: 8.0x -> 11.7x a line-by-line
+# reader, docs/RESULTS.md). It never enters a parallel region, so processes forked after it ran
+# (``prepare --workers``) parse too (tested).
 @numba.njit(cache=True, nogil=True, parallel=True)
 def _scan(buf: np.ndarray) -> tuple:
     """Parse a file laid out exactly as the module docstring says (single spaces, LF or CRLF line breaks,

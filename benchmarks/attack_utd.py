@@ -35,6 +35,7 @@ def plan(emotion: bool) -> dict[str, list[str]]:
     runs = {
         "admm": ["attack=admm"],
         "admm_targeted": ["attack=admm", "attack.targeted=true"],
+        "admm_patience3": ["attack=admm", "attack.patience=3"],
         "smart": ["attack=smart"],
         "pgd": ["attack=pgd"],
     }

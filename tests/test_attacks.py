@@ -162,6 +162,25 @@ def test_admm_patience_stops_fooled_samples(victim):
         build_attack("admm", model, "ntu25", patience=0)
 
 
+def test_pgd_kl_loss_moves_the_prediction_away_from_the_clean_one(victim):
+    """``loss="kl"`` (TRADES' inner maximisation) raises KL(f(x) || f(x')) inside the ball, with no label."""
+    model, x, y, lengths = victim
+    res = build_attack("pgd", model, "ntu25", eps=0.02, steps=10, loss="kl")(x, y, lengths)
+    assert (res.x_adv - x).abs().max() <= 0.02 + 1e-6
+    with torch.no_grad():
+        clean = model(x).softmax(1)
+        kl = torch.nn.functional.kl_div(model(res.x_adv).log_softmax(1), clean, reduction="batchmean")
+        kl_random = torch.nn.functional.kl_div(
+            model(build_attack("pgd", model, "ntu25", eps=0.02, steps=1, alpha=1e-12, loss="kl")(x, y, lengths)
+                  .x_adv).log_softmax(1), clean, reduction="batchmean",
+        )  # fmt: skip
+    assert kl > 10 * kl_random  # far beyond the random start alone
+    with pytest.raises(ValueError, match="loss must be one of"):
+        build_attack("pgd", model, "ntu25", loss="hinge")
+    with pytest.raises(ValueError, match="loss='kl' is untargeted"):
+        build_attack("pgd", model, "ntu25", loss="kl", targeted=True)
+
+
 def test_admm_keeps_motion_closer_than_pgd(victim):
     """The dynamic distance keeps bones and angles: far smaller changes than PGD at a similar size."""
     model, x, y, lengths = victim

@@ -3,6 +3,11 @@
 Kurakin et al. 2017 (I-FGSM) and Madry et al. 2018 (PGD): signed-gradient steps on the cross-entropy,
 projected back into ``|x' - x|_inf <= eps``; PGD starts from a uniform random point in the ball. No [0, 1]
 clamp: skeletons are not images. ``x (N, C, T, V, M)`` in metres.
+
+``loss="kl"`` ascends ``KL(f(x) || f(x'))`` instead, the clean prediction ``f(x)`` taken once in eval mode:
+TRADES' inner maximisation (Zhang et al. 2019), which needs no label. Both serve as the inner step of the
+reference defenses (``ClassificationSystem(robust_training=...)``), with ``seed=None`` so that every
+training batch draws a fresh random start from torch's generator.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ from torch import Tensor, nn
 
 from lightning_skel.attacks.base import ATTACKS, Attack, AttackResult, is_success
 from lightning_skel.skeleton.layouts import Layout
+
+LOSSES = ("ce", "kl")
 
 
 @ATTACKS.register("pgd")
@@ -29,13 +36,18 @@ class PGDAttack(Attack):
         steps: int = 20,
         random_start: bool | None = None,
         early_stop: bool = False,
-        seed: int = 0,
+        seed: int | None = 0,
+        loss: str = "ce",
     ) -> None:
         super().__init__(model, layout, targeted)
         if eps <= 0:
             raise ValueError(f"{self.name}: eps must be > 0 (metres), got {eps}")
         if steps < 1:
             raise ValueError(f"{self.name}: steps must be >= 1, got {steps}")
+        if loss not in LOSSES:
+            raise ValueError(f"{self.name}: loss must be one of {LOSSES}, got {loss!r}")
+        if loss == "kl" and targeted:
+            raise ValueError(f"{self.name}: loss='kl' is untargeted")
         self.eps = float(eps)
         self.alpha = float(alpha) if alpha is not None else self.eps / 10
         if self.alpha <= 0:
@@ -43,25 +55,31 @@ class PGDAttack(Attack):
         self.steps = int(steps)
         self.random_start = self.random_start_default if random_start is None else bool(random_start)
         self.early_stop = bool(early_stop)
-        self.seed = seed
+        self.seed, self.loss = seed, loss
 
     def attack(self, x: Tensor, y: Tensor, lengths: Tensor, target: Tensor | None) -> AttackResult:
         n = x.shape[0]
         maskf = self.mask(x, lengths).to(x.dtype)
         delta = torch.zeros_like(x)
         if self.random_start:
-            gen = torch.Generator(device="cpu").manual_seed(self.seed)
+            gen = None if self.seed is None else torch.Generator(device="cpu").manual_seed(self.seed)
             delta = (2 * torch.rand(x.shape, generator=gen) - 1).to(x) * self.eps * maskf
         grad_evals = torch.zeros(n, dtype=torch.long, device=x.device)
         active = torch.arange(n, device=x.device)
         sign = -1.0 if target is not None else 1.0  # targeted: descend the target's cross-entropy
         label = y if target is None else target
+        if self.loss == "kl":
+            with torch.no_grad():
+                clean = self.model(x).softmax(1)
         for _ in range(self.steps):
             if active.numel() == 0:
                 break
             d = delta[active].requires_grad_(True)
             logits = self.model(x[active] + d)
-            loss = nn.functional.cross_entropy(logits, label[active], reduction="none")
+            if self.loss == "kl":
+                loss = nn.functional.kl_div(logits.log_softmax(1), clean[active], reduction="none").sum(1)
+            else:
+                loss = nn.functional.cross_entropy(logits, label[active], reduction="none")
             g = self.input_grad(loss, d)
             grad_evals[active] += 1
             step = sign * self.alpha * g.sign() * maskf[active]

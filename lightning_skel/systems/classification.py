@@ -84,6 +84,7 @@ class ClassificationSystem(pl.LightningModule):
             self.robust_cfg["eps"] <= 0 or self.robust_cfg["steps"] < 1
         ):
             raise ValueError(f"robust_training needs eps > 0 and steps >= 1, got {self.robust_cfg}")
+        self._inner = None  # the inner maximisation's attack, built on first use
         if class_names is not None and len(class_names) != num_classes:
             raise ValueError(f"{len(class_names)} class_names for num_classes={num_classes}")
         net = build_model(
@@ -152,46 +153,28 @@ class ClassificationSystem(pl.LightningModule):
             return self._step(batch, "train")[0]
         x, y, lengths, _ = batch
         if name == "pgd_at":  # Madry et al. 2018: train on the PGD adversary of the current weights
-            loss, logits = self._step(
-                (self._pgd(x, y, lengths, self._ce_objective(y)), y, lengths, None), "train"
-            )
-            return loss
+            return self._step((self._inner_max(x, y, lengths), y, lengths, None), "train")[0]
         # TRADES (Zhang et al. 2019): CE on clean clips + beta * KL(f(x) || f(x')), x' maximising that KL
         clean_loss, logits = self._step(batch, "train")
-        target = logits.detach().softmax(1)
-        x_adv = self._pgd(
-            x,
-            y,
-            lengths,
-            lambda out: nn.functional.kl_div(out.log_softmax(1), target, reduction="none").sum(1),
-        )
+        x_adv = self._inner_max(x, y, lengths)
         kl = nn.functional.kl_div(self(x_adv).log_softmax(1), logits.softmax(1), reduction="batchmean")
         self.log("train/trades_kl", kl, on_step=False, on_epoch=True, sync_dist=True, batch_size=len(y))
         return clean_loss + self.robust_cfg["beta"] * kl
 
-    def _ce_objective(self, y: Tensor):
-        return lambda out: nn.functional.cross_entropy(out, y, reduction="none")
+    def _inner_max(self, x: Tensor, y: Tensor, lengths: Tensor) -> Tensor:
+        """The inner maximisation of PGD-AT (cross-entropy) and TRADES (KL to the clean prediction): the
+        registered ``pgd`` attack in the L-infinity ball of ``eps`` metres, Madry's step ``2.5 eps / steps``
+        unless ``alpha`` is set, a fresh random start per batch (torch's generator, seeded by the run)."""
+        if self._inner is None:
+            from lightning_skel.attacks import build_attack
 
-    def _pgd(self, x: Tensor, y: Tensor, lengths: Tensor, objective) -> Tensor:
-        """The inner maximisation of PGD-AT and TRADES: signed-gradient ascent of ``objective(logits)`` in the
-        L-infinity ball of ``eps`` metres, from a random start, gradients w.r.t. the input only, model in eval
-        mode; padding and absent persons untouched."""
-        from lightning_skel.skeleton.features import valid_mask
-
-        eps, steps = self.robust_cfg["eps"], self.robust_cfg["steps"]
-        alpha = self.robust_cfg["alpha"] or 2.5 * eps / steps
-        mask = valid_mask(x, lengths).to(x.dtype)
-        was_training = self.classifier.training
-        self.classifier.eval()
-        try:
-            delta = (torch.rand_like(x) * 2 - 1) * eps * mask
-            for _ in range(steps):
-                d = delta.requires_grad_(True)
-                (g,) = torch.autograd.grad(objective(self.classifier(x + d)).sum(), d)
-                delta = (d.detach() + alpha * g.sign() * mask).clamp(-eps, eps)
-        finally:
-            self.classifier.train(was_training)
-        return (x + delta).detach()
+            cfg = self.robust_cfg
+            self._inner = build_attack(
+                "pgd", self.classifier, self.hparams.layout, eps=cfg["eps"], steps=cfg["steps"],
+                alpha=cfg["alpha"] or 2.5 * cfg["eps"] / cfg["steps"], seed=None,
+                loss="ce" if cfg["name"] == "pgd_at" else "kl",
+            )  # fmt: skip
+        return self._inner(x, y, lengths).x_adv
 
     def validation_step(self, batch, batch_idx: int) -> None:
         self._step(batch, "val")

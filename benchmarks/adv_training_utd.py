@@ -19,21 +19,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-import torch
+from common import ROOT, attacked, trained
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from lightning_skel.run import run_attack
-from lightning_skel.utils import write_json
+from lightning_skel.utils import machine_info, write_json
 
-ROOT = Path(__file__).resolve().parents[1]
 DEFENSES: dict[str, list[str]] = {
     "admm_at": ["callbacks=adv_training", "callbacks.robust_validation=null"],
     "admm_at_pool": [
@@ -51,24 +46,13 @@ ATTACKS: dict[str, list[str]] = {
 
 
 def fine_tune(model: str, defense: str, init: str, epochs: int, runs: Path) -> str:
-    out = runs / f"{model}_{defense}"
-    if not (out / "metrics.json").is_file():
-        cmd = [sys.executable, str(ROOT / "train.py"), f"experiment=utd_{model}", *DEFENSES[defense],
-               f"init_from={init}", f"trainer.max_epochs={epochs}", f"out_dir={out}", "ckpt_path=last",
-               "trainer.enable_progress_bar=false", "callbacks.early_stopping=null"]  # fmt: skip
-        print("+", " ".join(cmd), flush=True)
-        subprocess.run(cmd, check=True, cwd=ROOT)
-    return json.loads((out / "metrics.json").read_text())["last_checkpoint"]
+    overrides = [f"experiment=utd_{model}", *DEFENSES[defense], f"init_from={init}", f"trainer.max_epochs={epochs}",
+                 "callbacks.early_stopping=null"]  # fmt: skip
+    return trained(runs / f"{model}_{defense}", overrides)["last_checkpoint"]
 
 
 def robust(ckpt: str, attack: str, out: Path, limit: int) -> dict:
-    if (out / "metrics.json").is_file():
-        return json.loads((out / "metrics.json").read_text())
-    overrides = [f"ckpt={ckpt}", *ATTACKS[attack], f"limit={limit}", f"out_dir={out}"]
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        cfg = compose("attack", overrides=overrides)
-    print("+ attack.py", " ".join(overrides), flush=True)
-    return run_attack(cfg)
+    return attacked(out, [f"ckpt={ckpt}", *ATTACKS[attack], f"limit={limit}"])
 
 
 def epoch_cost(model: str, init: str, batches: int) -> dict:
@@ -125,7 +109,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "adv_training_utd.json")
     args = parser.parse_args()
     results: dict = json.loads(args.out.read_text())["results"] if args.out.is_file() else {}
-    machine = {"platform": platform.platform(), "cpu_count": os.cpu_count(), "torch": torch.__version__}
+    machine = machine_info()
     for model in args.models:
         standard = args.standard / f"utd_{model}" / "checkpoints" / "last.ckpt"
         if not standard.is_file():

@@ -14,20 +14,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
+from common import ROOT, attacked
 
-from lightning_skel.run import run_attack
 from lightning_skel.systems.attack_run import load_classifier
-from lightning_skel.utils import write_json
+from lightning_skel.utils import machine_info, write_json
 
-ROOT = Path(__file__).resolve().parents[1]
 TERMS = ("bone", "angle", "speed", "emotion")
 
 
@@ -99,29 +95,18 @@ def main() -> int:
         for run_name, overrides in plan(args.emotion_ckpt is not None).items():
             if args.only and run_name not in args.only:
                 continue
-            out = args.runs / model_name / run_name
-            extra = [
-                f"ckpt={ckpt}",
-                f"out_dir={out}",
-                f"batch_size={args.batch_size}",
-                *overrides,
-                *args.overrides,
-            ]
+            extra = [f"ckpt={ckpt}", f"batch_size={args.batch_size}", *overrides, *args.overrides]
             if args.limit:
                 extra.append(f"limit={args.limit}")
             if args.emotion_ckpt:
                 extra.append(f"emotion_ckpt={args.emotion_ckpt}")
-            if (out / "metrics.json").is_file():
-                metrics = json.loads((out / "metrics.json").read_text())
-            else:
-                with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-                    cfg = compose("attack", overrides=extra)
-                print("+ attack.py", " ".join(extra), flush=True)
-                metrics = run_attack(cfg)
+            metrics = attacked(args.runs / model_name / run_name, extra)
             results.setdefault(model_name, {})[run_name] = {
                 k: v for k, v in metrics.items() if isinstance(v, (int, float))
             }
-            write_json(args.out, {"results": results, "machine": machine(), "command": " ".join(sys.argv)})
+            write_json(
+                args.out, {"results": results, "machine": machine_info(), "command": " ".join(sys.argv)}
+            )
         if args.only is None or "cost" in args.only:
             admm_cfg = _admm_defaults()
             cost = {"admm": cost_ratio(ckpt, admm_cfg, None, args.batch_size, 64)}
@@ -129,7 +114,9 @@ def main() -> int:
                 with_e = {**admm_cfg, "weights": {**admm_cfg["weights"], "emotion": 1.0}}
                 cost["admm_emotion"] = cost_ratio(ckpt, with_e, args.emotion_ckpt, args.batch_size, 64)
             results.setdefault(model_name, {})["cost"] = cost
-            write_json(args.out, {"results": results, "machine": machine(), "command": " ".join(sys.argv)})
+            write_json(
+                args.out, {"results": results, "machine": machine_info(), "command": " ".join(sys.argv)}
+            )
     print(json.dumps(results, indent=1))
     return 0
 
@@ -142,10 +129,6 @@ def _admm_defaults() -> dict:
     cfg.pop("name")
     cfg.pop("targeted")
     return cfg
-
-
-def machine() -> dict:
-    return {"platform": platform.platform(), "cpu_count": os.cpu_count(), "torch": torch.__version__}
 
 
 if __name__ == "__main__":

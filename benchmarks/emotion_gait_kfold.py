@@ -13,31 +13,16 @@ Writes ``benchmarks/results/emotion_gait_kfold[_pretrain].json`` and prints a ta
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
-import torch
+from common import ROOT, trained
 
 from lightning_skel.run import checkpoint_accuracy
-from lightning_skel.utils import write_json
+from lightning_skel.utils import machine_info, write_json
 
-ROOT = Path(__file__).resolve().parents[1]
 FLOOR = 0.62  # random forest (../shared/data/README.md)
-
-
-def train(out: Path, overrides: list[str]) -> dict:
-    done = out / "metrics.json"
-    if not done.is_file():
-        cmd = [sys.executable, str(ROOT / "train.py"), f"out_dir={out}", "trainer.enable_progress_bar=false",
-               "ckpt_path=last", *overrides]  # fmt: skip
-        print("+", " ".join(cmd), flush=True)
-        subprocess.run(cmd, check=True, cwd=ROOT)
-    return json.loads(done.read_text())
 
 
 def main() -> int:
@@ -65,7 +50,7 @@ def main() -> int:
     init = []
     if args.pretrain:
         # the recipe's network, on generated happy / angry / sad / neutral styles of every generated action
-        pre = train(runs / "pretrain", ["experiment=emotion_gait", "data=synthetic_emotion", "data.window=75",
+        pre = trained(runs / "pretrain", ["experiment=emotion_gait", "data=synthetic_emotion", "data.window=75",
                                         "data.synthetic.frames=90", *overrides])  # fmt: skip
         init = [f"init_from={pre['best_checkpoint'] or pre['last_checkpoint']}"]
     folds = []
@@ -77,7 +62,7 @@ def main() -> int:
             *init,
             *overrides,
         ]
-        folds.append(train(runs / f"fold{k}", fold))
+        folds.append(trained(runs / f"fold{k}", fold))
     accs = [f["test/acc"] for f in folds]
     last = [checkpoint_accuracy(f["last_checkpoint"]) for f in folds]
     result = {
@@ -91,7 +76,7 @@ def main() -> int:
         "mean_acc_last_checkpoint": statistics.mean(last),
         "epochs": [f["epochs"] for f in folds],
         "wall_time_s": [f["wall_time_s"] for f in folds],
-        "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "torch": torch.__version__},
+        "machine": machine_info(),
         "command": " ".join(sys.argv),
     }
     out = ROOT / "benchmarks" / "results" / f"emotion_gait_kfold{tag}.json"

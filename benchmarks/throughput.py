@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import platform
 import statistics
 import sys
 import time
@@ -27,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from lightning_skel.models import list_models
 from lightning_skel.systems import ClassificationSystem
-from lightning_skel.utils import write_json
+from lightning_skel.utils import machine_info, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = {  # the utd_* experiment sizes
@@ -130,8 +128,7 @@ def main() -> int:
         r = results[model]
         print(f"{model:<8} plain {r['samples_per_s_plain']:7.1f}/s  lightning {r['samples_per_s_lightning']:7.1f}/s  "
               f"overhead {100 * r['lightning_overhead']:+5.1f} %", flush=True)  # fmt: skip
-    machine = {"platform": platform.platform(), "cpu_count": os.cpu_count(), "torch": torch.__version__,
-               "threads": torch.get_num_threads()}  # fmt: skip
+    machine = {**machine_info(), "threads": torch.get_num_threads()}
     write_json(
         args.out, {"results": results, "machine": machine, "command": " ".join(sys.argv), "steps": args.steps}
     )

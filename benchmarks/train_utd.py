@@ -10,38 +10,20 @@ Writes ``benchmarks/results/utd_train.json`` and prints a table.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-import torch
+from common import ROOT, trained
 
 from lightning_skel.run import checkpoint_accuracy
-from lightning_skel.utils import write_json
-
-ROOT = Path(__file__).resolve().parents[1]
+from lightning_skel.utils import machine_info, write_json
 
 MODELS = ("hcn", "agcn_joint", "agcn_bone", "sgn", "stgcn")
 FLOOR = 0.837  # random forest on crude features (../shared/data/README.md)
 
 
 def train(model: str, runs: Path, extra: list[str]) -> dict:
-    out = runs / f"utd_{model}"
-    done = out / "metrics.json"
-    if done.is_file():
-        return json.loads(done.read_text())
-    cmd = [sys.executable, str(ROOT / "train.py"), f"experiment=utd_{model}", f"out_dir={out}",
-           "trainer.enable_progress_bar=false", "ckpt_path=last", *extra]  # fmt: skip
-    print("+", " ".join(cmd), flush=True)
-    start = time.perf_counter()
-    subprocess.run(cmd, check=True, cwd=ROOT)
-    metrics = json.loads(done.read_text())
-    metrics["benchmark_wall_s"] = round(time.perf_counter() - start, 1)
-    return metrics
+    return trained(runs / f"utd_{model}", [f"experiment=utd_{model}", *extra])
 
 
 def main() -> int:
@@ -70,7 +52,7 @@ def main() -> int:
             "test_acc_best_val": checkpoint_accuracy(joint["best_checkpoint"], bone["best_checkpoint"]),
             "test_acc_last": checkpoint_accuracy(joint["last_checkpoint"], bone["last_checkpoint"]),
         }
-    machine = {"platform": platform.platform(), "cpu_count": os.cpu_count(), "torch": torch.__version__}
+    machine = machine_info()
     write_json(args.out, {"benchmark": "UTD-MHAD cross-subject top-1", "floor": FLOOR, "results": rows, "machine": machine,
                           "command": " ".join(sys.argv)})  # fmt: skip
     print(f"\n{'model':<12} {'best val':>9} {'last':>7} {'> floor':>8}")

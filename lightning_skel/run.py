@@ -72,7 +72,8 @@ def build_callbacks(cfg: DictConfig, out_dir: Path, layout: str | None = None) -
     ckpt_dir = str(out_dir / "checkpoints")
     robust = cb.get("robust_validation")
     monitor = cb.checkpoint.monitor
-    if monitor and monitor.startswith("val/robust_") and not robust:
+    on_robust = bool(monitor) and monitor.startswith("val/robust_")
+    if on_robust and not robust:
         raise ValueError(
             f"callbacks.checkpoint.monitor={monitor} needs robust validation: set callbacks.robust_validation "
             "(e.g. callbacks=adv_training)"
@@ -86,7 +87,7 @@ def build_callbacks(cfg: DictConfig, out_dir: Path, layout: str | None = None) -
             save_top_k=cb.checkpoint.save_top_k,
             auto_insert_metric_name=False,
             # robust accuracy is measured every few epochs only: compare checkpoints on those epochs alone
-            every_n_epochs=robust.every_n_epochs if monitor and monitor.startswith("val/robust_") else None,
+            every_n_epochs=robust.every_n_epochs if on_robust else None,
         ),
         # last.ckpt after every epoch, whatever the monitored metric did (ModelCheckpoint's own save_last only
         # refreshes it when a top-k checkpoint is written), so that ckpt_path=last resumes the latest state

@@ -64,3 +64,10 @@ def versions() -> dict[str, str]:
         "pytorch_lightning": pytorch_lightning.__version__,
         "numpy": np.__version__,
     }
+
+
+def machine_info() -> dict[str, Any]:
+    """Where a benchmark ran: platform, CPU count, and the package versions."""
+    import platform
+
+    return {"platform": platform.platform(), "cpu_count": os.cpu_count(), **versions()}

@@ -11,7 +11,6 @@ resumed run continues exactly as an uninterrupted one.
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import Any
 
@@ -23,7 +22,6 @@ from lightning_skel.attacks import ATTACKS, Attack, build_attack
 from lightning_skel.attacks.metrics import per_sample_metrics
 from lightning_skel.skeleton.layouts import get_layout
 
-log = logging.getLogger(__name__)
 MODES = ("batch", "pool")
 
 
@@ -54,10 +52,7 @@ class AdversarialTraining(pl.Callback):
         if isinstance(attack, str):
             ATTACKS.get(attack)  # an unknown name is a KeyError listing the known ones
         elif isinstance(attack, Attack):
-            if layout is not None and attack.layout.name != get_layout(layout).name:
-                raise ValueError(
-                    f"the attack's layout {attack.layout.name!r} differs from the data's {layout!r}"
-                )
+            _check_layout(attack, layout, "data's")
         else:
             raise TypeError(f"attack must be a registered name or an Attack, got {type(attack).__name__}")
         self.attack_spec = attack
@@ -65,7 +60,6 @@ class AdversarialTraining(pl.Callback):
         self.pool_refresh_every, self.pool_size = int(pool_refresh_every), int(pool_size)
         self.layout = layout
         self.attack_kwargs = dict(attack_kwargs or {})
-        self.seed = seed
         self.generator = torch.Generator().manual_seed(seed)
         self.pool: dict[str, Tensor] | None = None
         self._attack: Attack | None = None
@@ -83,10 +77,7 @@ class AdversarialTraining(pl.Callback):
             )
         layout = data_layout or self.layout
         if isinstance(self.attack_spec, Attack):
-            if self.attack_spec.layout.name != layout:
-                raise ValueError(
-                    f"the attack's layout {self.attack_spec.layout.name!r} differs from the model's {layout!r}"
-                )
+            _check_layout(self.attack_spec, layout, "model's")
             self._attack = self.attack_spec
         else:
             self._attack = build_attack(self.attack_spec, pl_module.classifier, layout, **self.attack_kwargs)
@@ -129,35 +120,27 @@ class AdversarialTraining(pl.Callback):
         if k == 0:
             return
         idx = torch.randperm(len(y), generator=self.generator)[:k].to(x.device)
+        logs = {"train/adv_fraction": k / len(y)}
         start = time.perf_counter()
         if self.mode == "batch":
             res = self._attack(x[idx], y[idx], lengths[idx])
-            x_new, y_new, len_new, success = res.x_adv.detach(), y[idx], lengths[idx], res.success
+            x_new, y_new, len_new = res.x_adv.detach(), y[idx], lengths[idx]
+            logs["train/adv_time_s"] = time.perf_counter() - start
+            logs["train/adv_success"] = res.success.float().mean()
+            dist = per_sample_metrics(x[idx], x_new, lengths[idx], pl_module.hparams.layout)
+            logs.update(
+                {f"train/adv_{key}": dist[key].mean() for key in ("rms_mm", "delta_bone", "delta_angle_deg", "delta_speed")}
+            )  # fmt: skip
         else:
             if self.pool is None:
                 raise RuntimeError("AdversarialTraining(mode='pool'): no pool was generated for this epoch")
             draw = torch.randint(0, len(self.pool["y"]), (k,), generator=self.generator).to(x.device)
             x_new, y_new, len_new = self.pool["x"][draw], self.pool["y"][draw], self.pool["lengths"][draw]
-            success = torch.ones(k, dtype=torch.bool, device=x.device)
-        spent = time.perf_counter() - start
-        dist = (
-            per_sample_metrics(x[idx], x_new, lengths[idx], pl_module.hparams.layout)
-            if self.mode == "batch"
-            else {}
-        )
+            logs["train/adv_time_s"] = time.perf_counter() - start
         # the batch is rewritten in place, before training_step reads it
         x[idx] = x_new.to(x.dtype)
         y[idx] = y_new
         lengths[idx] = len_new
-        logs = {"train/adv_fraction": k / len(y), "train/adv_time_s": spent}
-        if self.mode == "batch":
-            logs["train/adv_success"] = success.float().mean()
-            logs.update(
-                {
-                    f"train/adv_{key}": dist[key].mean()
-                    for key in ("rms_mm", "delta_bone", "delta_angle_deg", "delta_speed")
-                }
-            )
         pl_module.log_dict(logs, on_step=False, on_epoch=True, batch_size=len(y))
 
     # ---- resume ------------------------------------------------------------------------------------
@@ -167,3 +150,9 @@ class AdversarialTraining(pl.Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.generator.set_state(state_dict["generator"])
         self.pool = state_dict.get("pool")
+
+
+def _check_layout(attack: Attack, layout: str | None, whose: str) -> None:
+    """An attack instance must work on the layout of the clips it will be given."""
+    if layout is not None and attack.layout.name != get_layout(layout).name:
+        raise ValueError(f"the attack's layout {attack.layout.name!r} differs from the {whose} {layout!r}")

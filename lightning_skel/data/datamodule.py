@@ -332,7 +332,7 @@ class SkeletonDataModule(pl.LightningDataModule):
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             # a last training batch of one clip would break batch norm over per-clip features
-            drop_last=shuffle and len(self.datasets[split]) > self.batch_size,
+            drop_last=shuffle and len(ds) > self.batch_size,
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -1,0 +1,39 @@
+"""What the benchmarks share: run ``train.py`` or an attack once per output folder, so that a killed
+benchmark resumes (a finished run is read back from its ``metrics.json``; an unfinished training resumes
+from its ``last.ckpt``)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def trained(out: Path, overrides: list[str]) -> dict:
+    """The metrics of ``train.py out_dir=out *overrides``, run in a fresh process unless already done."""
+    done = out / "metrics.json"
+    if not done.is_file():
+        cmd = [sys.executable, str(ROOT / "train.py"), f"out_dir={out}", "trainer.enable_progress_bar=false",
+               "ckpt_path=last", *overrides]  # fmt: skip
+        print("+", " ".join(cmd), flush=True)
+        subprocess.run(cmd, check=True, cwd=ROOT)
+    return json.loads(done.read_text())
+
+
+def attacked(out: Path, overrides: list[str]) -> dict:
+    """The metrics of ``attack.py out_dir=out *overrides``, run in this process unless already done."""
+    from hydra import compose, initialize_config_dir
+
+    from lightning_skel.run import run_attack
+
+    done = out / "metrics.json"
+    if done.is_file():
+        return json.loads(done.read_text())
+    overrides = [f"out_dir={out}", *overrides]
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose("attack", overrides=overrides)
+    print("+ attack.py", " ".join(overrides), flush=True)
+    return run_attack(cfg)

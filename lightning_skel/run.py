@@ -137,15 +137,14 @@ def init_weights(system: ClassificationSystem, path: str) -> None:
     """Start ``system`` from the classifier weights of checkpoint ``path`` (fine-tuning: the optimiser,
     schedule and epoch count start afresh). The checkpoint must hold the same model on the same layout with
     the same classes."""
-    from lightning_skel.systems.attack_run import CheckpointError, read_hparams
+    from lightning_skel.systems.attack_run import CheckpointError, load_classifier
 
-    hp = read_hparams(path, "init_from")
+    source, hp = load_classifier(path, "init_from")
     mine = system.hparams
     for key in ("model", "layout", "num_classes"):
         if hp[key] != mine[key]:
             raise CheckpointError(f"init_from {path}: {key} is {hp[key]!r}, this run's is {mine[key]!r}")
-    source = ClassificationSystem.load_from_checkpoint(path, map_location="cpu")
-    system.classifier.load_state_dict(source.classifier.state_dict())
+    system.classifier.load_state_dict(source.state_dict())
     log.info("initialised the classifier from %s", path)
 
 
@@ -154,11 +153,18 @@ def checkpoint_accuracy(*ckpts: str, split: str = "test") -> float:
     """Top-1 on ``split`` of one classifier checkpoint, or of the sum of several checkpoints' scores (as
     2s-AGCN fuses its joint and bone streams), on the data the first checkpoint was trained with."""
     from lightning_skel.models import ScoreFusion
-    from lightning_skel.systems.attack_run import load_classifier
+    from lightning_skel.systems.attack_run import CheckpointError, load_classifier
 
     loaded = [load_classifier(c) for c in ckpts]
+    first = loaded[0][1]
+    for path, (_, hp) in zip(ckpts[1:], loaded[1:], strict=True):
+        for key in ("layout", "num_classes", "data_name"):
+            if hp.get(key) != first.get(key):
+                raise CheckpointError(
+                    f"cannot fuse {path} with {ckpts[0]}: {key} {hp.get(key)!r} != {first.get(key)!r}"
+                )
     model = loaded[0][0] if len(loaded) == 1 else ScoreFusion([m for m, _ in loaded]).eval()
-    dm = SkeletonDataModule(**{**loaded[0][1]["data_config"], "batch_size": 64})
+    dm = SkeletonDataModule(**{**first["data_config"], "batch_size": 64})
     dm.setup()
     correct = total = 0
     for x, y, lengths, _ in getattr(dm, f"{split}_dataloader")():

@@ -140,17 +140,33 @@ def test_init_from_starts_from_the_checkpoint_weights_and_refuses_another_model(
     )  # fmt: skip
     with pytest.raises(CheckpointError, match="init_from .*layout is 'ntu25'"):
         init_weights(other, str(ckpt))
-    # and through train.py's config: a fine-tuning run starts from those weights
+    # and through train.py's config: a fine-tuning run starts from those weights (lr 0 keeps them)
     metrics = run_train(
-        train_cfg(tmp_path, ["trainer.max_epochs=1", f"init_from={ckpt}", f"out_dir={tmp_path / 'ft'}"])
+        train_cfg(
+            tmp_path,
+            [
+                "trainer.max_epochs=1",
+                f"init_from={ckpt}",
+                f"out_dir={tmp_path / 'ft'}",
+                "optim.optimizer.lr=0.0",
+            ],
+        )
     )
-    assert metrics["epochs"] == 1
+    tuned = ClassificationSystem.load_from_checkpoint(metrics["last_checkpoint"], map_location="cpu")
+    for (name, a), b in zip(tuned.classifier.named_parameters(), source.classifier.parameters(), strict=True):
+        assert torch.equal(a, b), name
 
 
-def test_checkpoint_accuracy_equals_lightning_test_and_fusing_a_model_with_itself_changes_nothing(tmp_path):
+def test_checkpoint_accuracy_equals_lightning_test_and_fuses_only_the_same_data(tmp_path):
     from lightning_skel.run import checkpoint_accuracy
+    from lightning_skel.systems.attack_run import CheckpointError
 
     metrics = run_train(train_cfg(tmp_path, ["trainer.max_epochs=2"]))
     best = metrics["best_checkpoint"]
     assert checkpoint_accuracy(best) == pytest.approx(metrics["test/acc"], abs=1e-6)
-    assert checkpoint_accuracy(best, best) == checkpoint_accuracy(best)
+    ckpt = torch.load(best, map_location="cpu", weights_only=False)
+    ckpt["hyper_parameters"]["data_name"] = "another_dataset"
+    other = tmp_path / "other.ckpt"
+    torch.save(ckpt, other)
+    with pytest.raises(CheckpointError, match="cannot fuse .*data_name 'another_dataset'"):
+        checkpoint_accuracy(best, str(other))

@@ -2,8 +2,9 @@
 
 For each model (UTD-sized: kinect20, T=64, M=1, batch 16, the utd_* experiment widths) the same
 ``ClassificationSystem`` (model, loss, metrics, Adam) is trained for the same steps on the same in-memory
-batches twice: by ``pytorch_lightning.Trainer.fit`` and by a plain loop that calls ``training_step``'s
-work by hand (forward, loss, metric update, backward, step). The two alternate ``--repeats`` times and the
+batches twice: by ``pytorch_lightning.Trainer.fit`` and by a plain loop that calls the system's own
+``training_step`` (forward, loss, metric and mean-loss updates), then zero_grad, backward and step, and
+computes the epoch's metrics at the end, as Lightning does. The two alternate ``--repeats`` times and the
 medians are compared, so both see the same machine load. Lightning's time is that of its training loop
 (on_train_start to on_train_end): the Trainer's one-off setup is not per-step overhead.
 
@@ -84,21 +85,19 @@ def run_plain(model: str, loader: DataLoader, steps: int) -> float:
     system = make_system(model)
     system.train()
     opt = torch.optim.Adam(system.parameters(), lr=1e-3)
-    metrics = system.metrics["train_metrics"]
     start = time.perf_counter()
     done = 0
     while done < steps:
-        for x, y, _, _ in loader:
-            logits = system(x)
-            loss = system.loss(logits, y)
-            metrics.update(logits, y)
+        for batch in loader:
+            loss = system.training_step(batch, done)
             opt.zero_grad()
             loss.backward()
             opt.step()
             done += 1
             if done == steps:
                 break
-    metrics.compute()
+    system.metrics["train_metrics"].compute()
+    system.mean_loss["train_loss"].compute()
     return time.perf_counter() - start
 
 

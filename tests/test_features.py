@@ -50,6 +50,25 @@ def test_bone_angle_hand_computed():
     assert F.bone_angles(x, lay)[0, 0, k, 0] == pytest.approx(math.pi, abs=1e-5)
 
 
+@pytest.mark.parametrize("layout", ["ntu25", "kinect20", "gait16", "openpose18", "coco17"])
+@pytest.mark.parametrize("channels", [3, 2])
+def test_bones_and_angles_equal_direct_indexing(layout, channels):
+    """The difference-matrix products give exactly the indexed differences, and the component-wise cross
+    product the library's."""
+    lay = get_layout(layout)
+    x = clip_batch(layout)[:, :channels]
+    child, parent = (torch.as_tensor(a) for a in lay.bone_index)
+    assert torch.equal(F.bone_vectors(x, lay), x[:, :, :, child] - x[:, :, :, parent])
+    p, j, c = (torch.as_tensor(a) for a in lay.triplet_index)
+    u, v = x[:, :, :, p] - x[:, :, :, j], x[:, :, :, c] - x[:, :, :, j]
+    if channels == 3:
+        cross2 = torch.linalg.cross(u, v, dim=1).pow(2).sum(1)
+    else:
+        cross2 = (u[:, 0] * v[:, 1] - u[:, 1] * v[:, 0]).pow(2)
+    expected = torch.atan2((cross2 + 1e-12).sqrt(), (u * v).sum(1))  # features' safe norm adds 1e-12
+    assert torch.allclose(F.bone_angles(x, lay), expected, atol=1e-12)
+
+
 @pytest.mark.parametrize("layout", ["ntu25", "kinect20", "gait16"])
 def test_lengths_and_angles_invariant_to_rigid_motion(layout):
     x = clip_batch(layout)

@@ -138,7 +138,8 @@ class ADMMAttack(Attack):
         for _ in range(self.max_iter):
             if active.numel() == 0:
                 break
-            idx = active
+            # every sample still active (most of a run): views instead of gathered copies
+            idx = slice(None) if active.numel() == n else active
             xi, mi = x[idx], maskf[idx]
             t_i = None if target is None else target[idx]
             r5 = rho[idx].view(-1, 1, 1, 1, 1)
@@ -189,6 +190,6 @@ class ADMMAttack(Attack):
                 if self.patience is not None:
                     stale[idx] = torch.where(improved, 0, stale[idx] + fooled[idx].long())
                     finished |= fooled[idx] & (stale[idx] >= self.patience)
-                active = idx[~finished]
+                active = active[~finished]
         last = x + z
         return fooled, last

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -30,10 +31,40 @@ def safe_norm(v: Tensor, dim: int, eps: float = _EPS) -> Tensor:
     return torch.sqrt((v * v).sum(dim) + eps)
 
 
+@functools.lru_cache(maxsize=64)
+def _difference_matrix(layout_name: str, kind: str, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """``(V, K)`` matrix ``W`` of 0 and +-1 with ``x @ W`` the joint differences of the layout: the bones
+    ``x[child] - x[parent]`` (``kind="bone"``, K = B) or the two bones of every triplet, ``x[parent] -
+    x[joint]`` then ``x[child] - x[joint]`` (``kind="triplet"``, K = 2 x triplets).
+
+    Written as a product rather than indexing because its backward is a product too, where indexing's
+    backward is a scatter-add: the attacks differentiate these on every step, and the product's forward
+    and backward together are about 2.7x faster on CPU (same values: one rounding per entry either way).
+    """
+    layout = get_layout(layout_name)
+    if kind == "bone":
+        child, parent = layout.bone_index
+        plus, minus = child, parent
+    elif kind == "triplet":
+        p, j, c = layout.triplet_index
+        plus, minus = np.concatenate([p, c]), np.concatenate([j, j])
+    else:
+        raise KeyError(f"unknown difference kind {kind!r}")
+    w = np.zeros((layout.num_joints, len(plus)), dtype=np.float64)
+    cols = np.arange(len(plus))
+    np.add.at(w, (plus, cols), 1.0)
+    np.add.at(w, (minus, cols), -1.0)
+    return torch.as_tensor(w, dtype=dtype, device=device)
+
+
+def _differences(x: Tensor, layout: Layout | str, kind: str) -> Tensor:
+    w = _difference_matrix(get_layout(layout).name, kind, x.device, x.dtype)
+    return torch.einsum("nctvm,vk->nctkm", x, w)
+
+
 def bone_vectors(x: Tensor, layout: Layout | str) -> Tensor:
     """``x[child] - x[parent]`` for every bone: ``(N, C, T, V, M) -> (N, C, T, B, M)``."""
-    child, parent = _indices(get_layout(layout).name, "bone_index", x.device)
-    return x[:, :, :, child] - x[:, :, :, parent]
+    return _differences(x, layout, "bone")
 
 
 def bone_lengths(x: Tensor, layout: Layout | str) -> Tensor:
@@ -44,7 +75,12 @@ def bone_lengths(x: Tensor, layout: Layout | str) -> Tensor:
 def _cross_norm(u: Tensor, v: Tensor) -> Tensor:
     """``|u x v|`` along dim 1 for 3D vectors, ``|u_x v_y - u_y v_x|`` for 2D ones."""
     if u.shape[1] == 3:
-        return safe_norm(torch.cross(u, v, dim=1), dim=1)
+        # component by component: torch.cross copies its strided inputs, which doubles the cost of this
+        # function's forward and backward (it runs on every step of the attacks)
+        u0, u1, u2 = u.unbind(1)
+        v0, v1, v2 = v.unbind(1)
+        c0, c1, c2 = u1 * v2 - u2 * v1, u2 * v0 - u0 * v2, u0 * v1 - u1 * v0
+        return torch.sqrt(c0 * c0 + c1 * c1 + c2 * c2 + _EPS)
     if u.shape[1] == 2:
         z = u[:, 0] * v[:, 1] - u[:, 1] * v[:, 0]
         return torch.sqrt(z * z + _EPS)
@@ -56,10 +92,7 @@ def bone_angles(x: Tensor, layout: Layout | str) -> Tensor:
 
     ``u = x[parent] - x[joint]`` and ``v = x[child] - x[joint]``; radians in ``[0, pi]``.
     """
-    p, j, c = _indices(get_layout(layout).name, "triplet_index", x.device)
-    xj = x[:, :, :, j]
-    u = x[:, :, :, p] - xj
-    v = x[:, :, :, c] - xj
+    u, v = _differences(x, layout, "triplet").chunk(2, dim=3)
     return torch.atan2(_cross_norm(u, v), (u * v).sum(1))
 
 

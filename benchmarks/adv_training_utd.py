@@ -40,7 +40,8 @@ DEFENSES: dict[str, list[str]] = {
     "trades": ["robust_training.name=trades"],
 }
 ATTACKS: dict[str, list[str]] = {
-    "admm": ["attack=admm", "attack.max_iter=30"],
+    # fixed c, no patience stop: the budget is the same 30 outer steps for every clip and checkpoint
+    "admm": ["attack=admm", "attack.max_iter=30", "attack.c_growth=1.0", "attack.patience=null"],
     "pgd": ["attack=pgd", "attack.eps=0.02", "attack.steps=20"],
 }
 

@@ -31,7 +31,7 @@ def plan(emotion: bool) -> dict[str, list[str]]:
     runs = {
         "admm": ["attack=admm"],
         "admm_targeted": ["attack=admm", "attack.targeted=true"],
-        "admm_patience3": ["attack=admm", "attack.patience=3"],
+        "admm_method": ["attack=admm", "attack.patience=null", "attack.c_growth=1.0"],  # METHOD's plain defaults
         "smart": ["attack=smart"],
         "pgd": ["attack=pgd"],
     }

@@ -17,6 +17,12 @@ sample spends every remaining step polishing D. ``rho`` follows residual
 balancing (Boyd et al. 2011, section 3.4.1). ``c`` is fixed, grows for samples not yet fooled
 (``c_growth``), or is searched per sample over ``binary_search_steps`` rounds as in C&W.
 
+The emotion term needs the emotion recognizer's forward and backward on every z step, which can cost more
+than the classifier's. ``emotion_every = k > 1`` linearises it: its gradient is recomputed every k z steps
+and reused in between, and the one that starts a z block is taken where the previous candidate was scored
+(that candidate is where the block starts), so ``k = z_steps`` runs the recognizer once per outer step
+instead of ``z_steps + 1`` times. A stale gradient can overshoot when the emotion weight dominates D.
+
 Shapes: ``x (N, C, T, V, M)``; every per-sample quantity ``(N,)``. Only the samples still being attacked go
 through the networks.
 """
@@ -65,6 +71,7 @@ class ADMMAttack(Attack):
         early_stop: bool = True,
         patience: int | None = None,
         min_improvement: float = 0.01,
+        emotion_every: int = 1,
     ) -> None:
         super().__init__(model, layout, targeted)
         rules = {
@@ -80,6 +87,7 @@ class ADMMAttack(Attack):
             "balance": (balance, balance > 1, "> 1"),
             "patience": (patience, patience is None or patience >= 1, ">= 1 or null"),
             "min_improvement": (min_improvement, min_improvement >= 0, ">= 0"),
+            "emotion_every": (emotion_every, emotion_every >= 1, ">= 1"),
         }
         bad = [f"{k} must be {rule}, got {value}" for k, (value, ok, rule) in rules.items() if not ok]
         if bad:
@@ -92,12 +100,13 @@ class ADMMAttack(Attack):
         self.max_iter, self.delta_steps, self.z_steps = int(max_iter), int(delta_steps), int(z_steps)
         self.balance, self.early_stop = float(balance), bool(early_stop)
         self.patience, self.min_improvement = patience, float(min_improvement)
+        self.emotion_every = int(emotion_every)
 
     def attack(self, x: Tensor, y: Tensor, lengths: Tensor, target: Tensor | None) -> AttackResult:
         n = x.shape[0]
         dev = x.device
         mask = self.mask(x, lengths)
-        clean = self.distance.kinematics(x, mask)
+        clean = self.distance.reference(x, mask)
         best_x = x.clone()
         best_d = torch.full((n,), float("inf"), device=dev)
         success = torch.zeros(n, dtype=torch.bool, device=dev)
@@ -132,6 +141,12 @@ class ADMMAttack(Attack):
         c = c0.clone()
         opt_delta = BatchAdam(delta, self.lr)
         opt_z = BatchAdam(z, self.lr_z)
+        # linearised emotion term: its gradient is recomputed every `emotion_every` z steps and reused in
+        # between; the one at the start of a z block comes from the previous candidate's evaluation (the z
+        # block starts where that candidate is), and at z = 0 it is exactly 0 (d_E is a squared difference)
+        lazy_emotion = self.emotion_every > 1 and "emotion" in self.distance.active
+        g_emotion = torch.zeros_like(x) if lazy_emotion else None
+        w_emotion = self.distance.weights["emotion"]
         fooled = torch.zeros(n, dtype=torch.bool, device=dev)
         stale = torch.zeros(n, dtype=torch.long, device=dev)  # outer steps since D last improved enough
         active = torch.arange(n, device=dev)
@@ -153,11 +168,22 @@ class ADMMAttack(Attack):
             # z block: D(x, x + z) + rho/2 |delta - z + u|^2
             clean_i = clean.subset(idx)
             z_prev = z[idx].clone()
-            for _ in range(self.z_steps):
+            for step in range(self.z_steps):
                 zz = z[idx].requires_grad_(True)
-                total, _ = self.distance(clean_i, self.distance.kinematics(xi + zz, clean_i.mask))
-                g = self.input_grad(total, zz) + r5 * (zz.detach() - delta[idx] - u[idx])
-                opt_z.step(idx, g, mi)
+                if lazy_emotion:
+                    if step and step % self.emotion_every == 0:
+                        adv = self.distance.kinematics(xi + zz, clean_i.mask)
+                        g_emotion[idx] = self.input_grad(
+                            w_emotion * self.distance.terms["emotion"](clean_i, adv), zz
+                        )
+                    total, _ = self.distance(
+                        clean_i, self.distance.kinematics(xi + zz, clean_i.mask), ("emotion",)
+                    )
+                    g = self.input_grad(total, zz) + g_emotion[idx]
+                else:
+                    total, _ = self.distance(clean_i, self.distance.kinematics(xi + zz, clean_i.mask))
+                    g = self.input_grad(total, zz)
+                opt_z.step(idx, g + r5 * (zz.detach() - delta[idx] - u[idx]), mi)
             u[idx] += delta[idx] - z[idx]
             # residual balancing of rho, with the scaled dual rescaled to match
             r = _norm(delta[idx] - z[idx])
@@ -171,7 +197,14 @@ class ADMMAttack(Attack):
             with torch.no_grad():
                 cand = xi + z[idx]
                 ok = is_success(self.model(cand).argmax(1), y[idx], t_i)
-                total, parts = self.distance(clean_i, self.distance.kinematics(cand, clean_i.mask))
+            if lazy_emotion:  # D of the candidate, and the emotion gradient there for the next z block
+                zc = z[idx].requires_grad_(True)
+                total, parts = self.distance(clean_i, self.distance.kinematics(xi + zc, clean_i.mask))
+                g_emotion[idx] = self.input_grad(w_emotion * parts["emotion"], zc)
+                total, parts = total.detach(), {k: v.detach() for k, v in parts.items()}
+            else:
+                with torch.no_grad():
+                    total, parts = self.distance(clean_i, self.distance.kinematics(cand, clean_i.mask))
             counts["forward"][idx] += 1
             counts["iter"][idx] += 1
             old = best_d[idx]

@@ -173,12 +173,17 @@ class EmotionDistance(DistanceTerm):
     def phi(self, x: Tensor) -> Tensor:
         return self.emotion_model.forward_features(x)
 
-    def forward(self, clean: Kinematics, adv: Kinematics) -> Tensor:
+    def reference(self, clean: Kinematics) -> Tensor:
+        """phi of the clean clips, computed once and cached with their kinematics (and so with every
+        :meth:`Kinematics.subset` taken afterwards)."""
         ref = clean.__dict__.get("phi")
-        if ref is None:  # computed once per clean batch and cached with its kinematics
+        if ref is None:
             with torch.no_grad():
                 ref = clean.__dict__["phi"] = self.phi(clean.x)
-        return (self.phi(adv.x) - ref).pow(2).mean(1)
+        return ref
+
+    def forward(self, clean: Kinematics, adv: Kinematics) -> Tensor:
+        return (self.phi(adv.x) - self.reference(clean)).pow(2).mean(1)
 
 
 HINGED = ("bone", "angle", "speed")
@@ -232,8 +237,24 @@ class DynamicDistance(nn.Module):
     def kinematics(self, x: Tensor, mask: Tensor) -> Kinematics:
         return Kinematics(x, self.layout, mask)
 
-    def forward(self, clean: Kinematics, adv: Kinematics) -> tuple[Tensor, dict[str, Tensor]]:
-        parts = {k: self.terms[k](clean, adv) for k in self.active}
+    def reference(self, x: Tensor, mask: Tensor) -> Kinematics:
+        """The clean side's kinematics with everything the active terms read computed now, so that the
+        subsets an attack takes step after step slice them instead of recomputing them."""
+        clean = self.kinematics(x, mask)
+        needs = {"bone": ("bone_lengths", "frame_mask"), "angle": ("bone_angles", "frame_mask"),
+                 "speed": ("velocity", "speed", "velocity_mask")}  # fmt: skip
+        for term in self.active:
+            for name in needs.get(term, ()):
+                getattr(clean, name)
+        if "emotion" in self.active:
+            self.terms["emotion"].reference(clean)
+        return clean
+
+    def forward(
+        self, clean: Kinematics, adv: Kinematics, skip: tuple[str, ...] = ()
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """The weighted total and each active term, leaving out the terms named in ``skip``."""
+        parts = {k: self.terms[k](clean, adv) for k in self.active if k not in skip}
         total = sum((self.weights[k] * v for k, v in parts.items()), torch.zeros_like(adv.x[:, 0, 0, 0, 0]))
         return total, parts
 

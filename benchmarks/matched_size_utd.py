@@ -1,0 +1,146 @@
+"""ADMM against SMART and PGD at matched perturbation size on UTD-MHAD cross-subject (issue: the ADMM attack).
+
+METHOD.md section 5: "a comparison either tunes each method to the same median ``rms_mm``, or plots each
+dynamic metric against ``rms_mm`` across a sweep". Each baseline is run over a sweep of its size knob
+(PGD: the L-infinity radius ``eps``; SMART: its step ``lr``, which sets how far it overshoots the decision
+boundary), giving curves of ``delta_bone``, ``delta_angle_deg`` and ``delta_speed`` (means over the fooled
+clips) against the median ``rms_mm``. Each ADMM configuration is one point; the baselines' curves are
+interpolated (linearly, between the two sweep points that bracket it) at ADMM's median ``rms_mm``, and the
+ratio ADMM / baseline is reported: the issue asks for at most 1/3 on bone length and at most 1/2 on angle
+and speed. A point outside a baseline's sweep is reported as not bracketed, never extrapolated.
+
+Every run is an ``attack.py`` run on the same test clips (``--limit``), resumable (finished runs are read
+back from their ``metrics.json``). Writes a JSON of every point and ratio, and a figure of the curves.
+
+    .venv/bin/python benchmarks/matched_size_utd.py --ckpt hcn=runs/bench_utd/utd_hcn/checkpoints/last.ckpt \
+        [--limit 64] [--batch-size 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from common import ROOT, attacked
+
+from lightning_skel.utils import machine_info, write_json
+
+METRICS = ("delta_bone", "delta_angle_deg", "delta_speed")
+TARGET_RATIO = {"delta_bone": 1 / 3, "delta_angle_deg": 1 / 2, "delta_speed": 1 / 2}
+ADMM: dict[str, list[str]] = {
+    "admm": ["attack=admm"],
+    "admm_tau0": ["attack=admm", "attack.tau.bone=0", "attack.tau.angle=0", "attack.tau.speed=0"],
+}
+SWEEPS: dict[str, tuple[str, list[float]]] = {
+    "pgd": ("eps", [0.003, 0.005, 0.008, 0.012, 0.02]),
+    "smart": ("lr", [0.003, 0.01, 0.03, 0.1]),
+}
+
+
+def interpolate(points: list[dict], rms: float, metric: str) -> float | None:
+    """The baseline's ``metric`` at median rms ``rms``, linear between the two bracketing sweep points."""
+    pts = sorted((p["rms_mm_median"], p[metric]) for p in points if p["num_success"] > 0)
+    xs = np.array([p[0] for p in pts])
+    if len(xs) < 2 or not xs[0] <= rms <= xs[-1]:
+        return None
+    return float(np.interp(rms, xs, [p[1] for p in pts]))
+
+
+def compare(admm: dict, baseline: list[dict]) -> dict:
+    out = {}
+    for metric in METRICS:
+        base = interpolate(baseline, admm["rms_mm_median"], metric)
+        ratio = None if base is None or base == 0 else admm[metric] / base
+        out[metric] = {
+            "admm": admm[metric],
+            "baseline_at_matched_rms": base,
+            "ratio": ratio,
+            "target": TARGET_RATIO[metric],
+            "met": None if ratio is None else ratio <= TARGET_RATIO[metric],
+        }
+    return out
+
+
+def figure(model: str, admm: dict[str, dict], sweeps: dict[str, list[dict]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(METRICS), figsize=(4.2 * len(METRICS), 3.6))
+    for ax, metric in zip(axes, METRICS, strict=True):
+        for name, points in sweeps.items():
+            pts = sorted((p["rms_mm_median"], p[metric]) for p in points if p["num_success"] > 0)
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=name)
+        for name, res in admm.items():
+            ax.plot(res["rms_mm_median"], res[metric], "*", markersize=14, label=name)
+        ax.set_xlabel("median rms_mm")
+        ax.set_ylabel(metric)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"{model}: dynamic metrics against perturbation size (UTD-MHAD cross-subject)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ckpt", nargs="+", required=True, help="NAME=PATH of trained UTD classifiers")
+    parser.add_argument("--limit", type=int, default=64, help="attack only the first N test clips")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "bench_matched")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "matched_size_utd.json")
+    args = parser.parse_args()
+    for spec in args.ckpt:
+        if "=" not in spec or not Path(spec.split("=", 1)[1]).is_file():
+            parser.error(f"--ckpt {spec!r}: expected NAME=PATH of an existing checkpoint")
+    results: dict = json.loads(args.out.read_text())["results"] if args.out.is_file() else {}
+
+    def save() -> None:
+        write_json(args.out, {"results": results, "machine": machine_info(), "command": " ".join(sys.argv)})
+
+    for spec in args.ckpt:
+        model, ckpt = spec.split("=", 1)
+        common = [f"ckpt={ckpt}", f"batch_size={args.batch_size}", f"limit={args.limit}"]
+        row = results.setdefault(model, {"admm": {}, "sweeps": {}, "compare": {}})
+        for name, overrides in ADMM.items():
+            row["admm"][name] = _numbers(attacked(args.runs / model / name, [*common, *overrides]))
+            save()
+        for attack, (knob, values) in SWEEPS.items():
+            row["sweeps"][attack] = [
+                {knob: v, **_numbers(attacked(args.runs / model / f"{attack}_{knob}{v:g}",
+                                              [*common, f"attack={attack}", f"attack.{knob}={v}"]))}
+                for v in values
+            ]  # fmt: skip
+            save()
+        row["compare"] = {
+            name: {attack: compare(res, row["sweeps"][attack]) for attack in SWEEPS}
+            for name, res in row["admm"].items()
+        }
+        save()
+        figure(model, row["admm"], row["sweeps"], args.out.with_name(f"matched_size_{model}.png"))
+        for name, per_attack in row["compare"].items():
+            for attack, cmp in per_attack.items():
+                cells = "  ".join(
+                    f"{m} {'n/a' if c['ratio'] is None else format(c['ratio'], '.2f')}" for m, c in cmp.items()
+                )
+                print(f"{model} {name} vs {attack} at {row['admm'][name]['rms_mm_median']:.1f} mm: {cells}")
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _numbers(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

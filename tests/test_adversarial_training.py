@@ -203,6 +203,21 @@ def test_trades_with_beta_zero_is_the_clean_loss(tmp_path):
     assert pgd_at.training_step(batch, 0) > plain.training_step(batch, 0)
 
 
+def test_trades_gradients_finite_for_a_saturated_classifier(tmp_path):
+    """A confident model's softmax underflows to exact zeros; the TRADES loss and its gradients stay finite
+    (with probabilities as the KL target, the gradient through the clean side was NaN there)."""
+    batch = batch_of(tmp_path)
+    trades = robust_system(name="trades", beta=6.0, eps=0.02, steps=2)
+    trades.log = trades.log_dict = lambda *a, **k: None
+    with torch.no_grad():
+        trades.classifier.net.fc.weight.mul_(1e4)  # logits hundreds apart: softmax has exact zeros
+        assert (trades(batch[0]).softmax(1) == 0).any()
+    loss = trades.training_step(batch, 0)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(torch.isfinite(p.grad).all() for p in trades.parameters() if p.grad is not None)
+
+
 def test_robust_training_argument_errors():
     with pytest.raises(KeyError, match="unknown robust_training 'free_at'"):
         robust_system(name="free_at")

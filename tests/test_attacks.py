@@ -227,7 +227,7 @@ class CountingEmotion(nn.Module):
         return self.proj(x * 10)
 
 
-@pytest.mark.parametrize("every, per_outer_step", [(1, 5 + 1), (5, 1)])
+@pytest.mark.parametrize(("every", "per_outer_step"), [(1, 5 + 1), (5, 1)])
 def test_admm_emotion_evaluations_per_outer_step(victim, every, per_outer_step):
     """Exact (every z step): phi runs for each of the 5 z steps and the candidate; linearised over the z
     block (emotion_every = z_steps): once per outer step, at the candidate, whose gradient starts the next
@@ -240,7 +240,7 @@ def test_admm_emotion_evaluations_per_outer_step(victim, every, per_outer_step):
     assert emotion.calls == 1 + 3 * per_outer_step
 
 
-@pytest.mark.parametrize("every, weight", [(1, 50.0), (2, 50.0), (5, 5.0)])
+@pytest.mark.parametrize(("every", "weight"), [(1, 50.0), (2, 50.0), (5, 5.0)])
 def test_admm_emotion_term_keeps_emotion_features(victim, every, weight):
     """With the emotion term (exact, or linearised over 2 or 5 z steps) the fooling clips' phi stays closer
     to the clean one. (Linearised over the whole z block at weight 50 the stale gradient overshoots on this

@@ -70,14 +70,16 @@ class PGDAttack(Attack):
         label = y if target is None else target
         if self.loss == "kl":
             with torch.no_grad():
-                clean = self.model(x).softmax(1)
+                clean = self.model(x).log_softmax(1)
         for _ in range(self.steps):
             if active.numel() == 0:
                 break
             d = delta[active].requires_grad_(True)
             logits = self.model(x[active] + d)
             if self.loss == "kl":
-                loss = nn.functional.kl_div(logits.log_softmax(1), clean[active], reduction="none").sum(1)
+                loss = nn.functional.kl_div(
+                    logits.log_softmax(1), clean[active], reduction="none", log_target=True
+                ).sum(1)
             else:
                 loss = nn.functional.cross_entropy(logits, label[active], reduction="none")
             g = self.input_grad(loss, d)

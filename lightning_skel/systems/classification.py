@@ -157,7 +157,11 @@ class ClassificationSystem(pl.LightningModule):
         # TRADES (Zhang et al. 2019): CE on clean clips + beta * KL(f(x) || f(x')), x' maximising that KL
         clean_loss, logits = self._step(batch, "train")
         x_adv = self._inner_max(x, y, lengths)
-        kl = nn.functional.kl_div(self(x_adv).log_softmax(1), logits.softmax(1), reduction="batchmean")
+        # log-probabilities on both sides: with probabilities as the target, the gradient through the clean
+        # side is log(p) + 1, -inf (then NaN) wherever a confident model's softmax underflows to 0
+        kl = nn.functional.kl_div(
+            self(x_adv).log_softmax(1), logits.log_softmax(1), reduction="batchmean", log_target=True
+        )
         self.log("train/trades_kl", kl, on_step=False, on_epoch=True, sync_dist=True, batch_size=len(y))
         return clean_loss + self.robust_cfg["beta"] * kl
 

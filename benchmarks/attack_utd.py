@@ -1,8 +1,10 @@
 """Attack benchmark on UTD-MHAD cross-subject test clips (issue: the ADMM attack).
 
 For each trained classifier (checkpoints from benchmarks/train_utd.py) it runs attack.py's ``run_attack``
-with ADMM (untargeted and targeted), SMART and PGD, the ADMM ablation (each term switched off in turn),
-and measures the cost per classifier gradient evaluation: the attack's wall time divided by
+with ADMM at the project's defaults (``attack=admm``), at METHOD's plain defaults (``admm_method``) and
+asking for exact preservation (``attack=admm_strict``), untargeted and targeted; with the emotion term,
+exact and linearised (``emotion_every``); SMART and PGD; the ADMM ablation (each term switched off in
+turn); and measures the cost per classifier gradient evaluation: the attack's wall time divided by
 (grad_evals x the time of one classifier forward+backward on the same batch), both measured in this run.
 Runs whose metrics.json exists are not repeated (a killed benchmark resumes).
 
@@ -31,12 +33,19 @@ def plan(emotion: bool) -> dict[str, list[str]]:
     runs = {
         "admm": ["attack=admm"],
         "admm_targeted": ["attack=admm", "attack.targeted=true"],
-        "admm_method": ["attack=admm", "attack.patience=null", "attack.c_growth=1.0"],  # METHOD's plain defaults
+        "admm_method": [
+            "attack=admm",
+            "attack.patience=null",
+            "attack.c_growth=1.0",
+        ],  # METHOD's plain defaults
+        "admm_strict": ["attack=admm_strict"],
+        "admm_strict_targeted": ["attack=admm_strict", "attack.targeted=true"],
         "smart": ["attack=smart"],
         "pgd": ["attack=pgd"],
     }
     if emotion:
         runs["admm_emotion"] = ["attack=admm", "attack.weights.emotion=1.0"]
+        runs["admm_emotion_linear"] = ["attack=admm", "attack.weights.emotion=1.0", "attack.emotion_every=5"]
     for term in TERMS:
         if term == "emotion" and not emotion:
             continue
@@ -113,6 +122,8 @@ def main() -> int:
             if args.emotion_ckpt:
                 with_e = {**admm_cfg, "weights": {**admm_cfg["weights"], "emotion": 1.0}}
                 cost["admm_emotion"] = cost_ratio(ckpt, with_e, args.emotion_ckpt, args.batch_size, 64)
+                linear = {**with_e, "emotion_every": with_e["z_steps"]}
+                cost["admm_emotion_linear"] = cost_ratio(ckpt, linear, args.emotion_ckpt, args.batch_size, 64)
             results.setdefault(model_name, {})["cost"] = cost
             write_json(
                 args.out, {"results": results, "machine": machine_info(), "command": " ".join(sys.argv)}

@@ -32,7 +32,7 @@ METRICS = ("delta_bone", "delta_angle_deg", "delta_speed")
 TARGET_RATIO = {"delta_bone": 1 / 3, "delta_angle_deg": 1 / 2, "delta_speed": 1 / 2}
 ADMM: dict[str, list[str]] = {
     "admm": ["attack=admm"],
-    "admm_tau0": ["attack=admm", "attack.tau.bone=0", "attack.tau.angle=0", "attack.tau.speed=0"],
+    "admm_strict": ["attack=admm_strict"],
 }
 SWEEPS: dict[str, tuple[str, list[float]]] = {
     "pgd": ("eps", [0.003, 0.005, 0.008, 0.012, 0.02]),
@@ -69,6 +69,7 @@ def figure(model: str, admm: dict[str, dict], sweeps: dict[str, list[dict]], pat
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, axes = plt.subplots(1, len(METRICS), figsize=(4.2 * len(METRICS), 3.6))
     for ax, metric in zip(axes, METRICS, strict=True):
@@ -81,6 +82,8 @@ def figure(model: str, admm: dict[str, dict], sweeps: dict[str, list[dict]], pat
         ax.set_ylabel(metric)
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.grid(True, which="both", alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.suptitle(f"{model}: dynamic metrics against perturbation size (UTD-MHAD cross-subject)")
@@ -111,7 +114,7 @@ def main() -> int:
     for spec in args.ckpt:
         model, ckpt = spec.split("=", 1)
         common = [f"ckpt={ckpt}", f"batch_size={args.batch_size}", f"limit={args.limit}"]
-        row = results.setdefault(model, {"admm": {}, "sweeps": {}, "compare": {}})
+        row = results[model] = {"admm": {}, "sweeps": {}, "compare": {}}  # rebuilt from the runs on disk
         for name, overrides in ADMM.items():
             row["admm"][name] = _numbers(attacked(args.runs / model / name, [*common, *overrides]))
             save()
@@ -131,7 +134,8 @@ def main() -> int:
         for name, per_attack in row["compare"].items():
             for attack, cmp in per_attack.items():
                 cells = "  ".join(
-                    f"{m} {'n/a' if c['ratio'] is None else format(c['ratio'], '.2f')}" for m, c in cmp.items()
+                    f"{m} {'n/a' if c['ratio'] is None else format(c['ratio'], '.2f')}"
+                    for m, c in cmp.items()
                 )
                 print(f"{model} {name} vs {attack} at {row['admm'][name]['rms_mm_median']:.1f} mm: {cells}")
     print(f"wrote {args.out}")

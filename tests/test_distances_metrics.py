@@ -150,3 +150,16 @@ def test_attack_metrics_aggregation():
         x, adv, None, "gait16", y, pred_clean, pred_adv, target=torch.tensor([1, 2, 1, 1])
     )
     assert targeted["success_rate"] == pytest.approx(1 / 3)
+
+
+def test_robust_accuracy_within_a_budget_hand_computed():
+    from lightning_skel.attacks.metrics import robust_accuracy_within
+
+    y = torch.tensor([0, 1, 2, 3, 4])
+    pred_clean = torch.tensor([0, 1, 2, 3, 0])  # the last clip is wrong before any attack
+    pred_adv = torch.tensor([5, 1, 5, 5, 0])  # clip 1 not fooled
+    rms = torch.tensor([4.0, 1.0, 12.0, 10.0, 0.0])
+    # within 10 mm clips 0 and 3 are fooled, clip 2 needed 12 mm: robust are 1 and 2
+    assert robust_accuracy_within(y, pred_clean, pred_adv, rms, 10.0) == pytest.approx(2 / 5)
+    assert robust_accuracy_within(y, pred_clean, pred_adv, rms, 3.0) == pytest.approx(4 / 5)
+    assert robust_accuracy_within(y, pred_clean, pred_adv, rms, float("inf")) == pytest.approx(1 / 5)

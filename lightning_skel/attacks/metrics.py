@@ -129,3 +129,16 @@ def attack_metrics(
         out["grad_evals"] = _mean(grad_evals.double(), won)
         out["grad_evals_all"] = _mean(grad_evals.double(), attacked)
     return out
+
+
+def robust_accuracy_within(
+    y: Tensor, pred_clean: Tensor, pred_adv: Tensor, size: Tensor, budget: float
+) -> float:
+    """Accuracy under an attack whose success counts only where its adversarial clip is within ``budget``
+    (``size`` per sample, e.g. ``rms_mm``, in the budget's unit): a clip is robust when the clean model is
+    right and the attack either failed or needed more than ``budget``. For a minimum-distance attack such
+    as ADMM, which fools every clip given room, this is the robust accuracy at a perturbation size; swept
+    over budgets it is the robust-accuracy curve."""
+    correct = pred_clean == y
+    fooled = (pred_adv != y) & (size <= budget)
+    return float((correct & ~fooled).double().mean()) if y.numel() else float("nan")

@@ -160,6 +160,9 @@ def main() -> int:
     parser.add_argument("--models", nargs="+", default=["hcn", "agcn_joint"])
     parser.add_argument("--epochs", type=int, default=10, help="fine-tuning epochs per defense")
     parser.add_argument("--limit", type=int, default=128, help="test clips attacked per checkpoint")
+    parser.add_argument("--defenses", nargs="+", default=list(DEFENSES), choices=list(DEFENSES))
+    parser.add_argument("--no-epoch-cost", dest="epoch_cost", action="store_false",
+                        help="skip timing the adversarial-training epochs")  # fmt: skip
     parser.add_argument("--budgets", type=float, nargs="+", default=[5.0, 10.0, 15.0, 20.0, 30.0],
                         help="rms budgets (mm) of the robust accuracy under ADMM")  # fmt: skip
     parser.add_argument(
@@ -175,7 +178,7 @@ def main() -> int:
         if not standard.is_file():
             parser.error(f"{standard} does not exist: run benchmarks/train_utd.py --models {model} first")
         ckpts = {"standard": str(standard)}
-        ckpts.update({d: fine_tune(model, d, str(standard), args.epochs, args.runs) for d in DEFENSES})
+        ckpts.update({d: fine_tune(model, d, str(standard), args.epochs, args.runs) for d in args.defenses})
         rows = results.setdefault(model, {})
         for name, ckpt in ckpts.items():
             res = {
@@ -191,7 +194,7 @@ def main() -> int:
             }
             write_json(args.out, {"results": results, "machine": machine, "command": " ".join(sys.argv)})
         figure(model, {n: rows[n] for n in ckpts}, args.out.with_name(f"adv_training_{model}.png"))
-        if "pool_refresh_every_1_vs_clean" not in rows.get("epoch_cost", {}):
+        if args.epoch_cost and "pool_refresh_every_1_vs_clean" not in rows.get("epoch_cost", {}):
             rows["epoch_cost"] = epoch_cost(model, str(standard))
             write_json(args.out, {"results": results, "machine": machine, "command": " ".join(sys.argv)})
         within = "".join(f"{'ADMM<=' + b + 'mm':>13}" for b in rows["standard"]["robust_acc_admm_within_mm"])
@@ -202,7 +205,9 @@ def main() -> int:
             print(
                 f"{'':<{len(model) + 2}}{name:<14}{r['clean_acc']:8.3f}{r['robust_acc_admm']:8.3f}{r['robust_acc_pgd']:8.3f}{cells}"
             )
-        cost = rows["epoch_cost"]
+        cost = rows.get("epoch_cost")
+        if cost is None or "pool_refresh_every_1_vs_clean" not in cost:
+            continue
         print(f"epoch cost vs clean: batch {cost['batch_vs_clean']:.1f}x, pool {cost['pool_refresh_every_1_vs_clean']:.1f}x "
               f"(pool refreshed every 5 epochs: {cost['pool_refresh_every_5_vs_clean']:.1f}x)")  # fmt: skip
     print(f"wrote {args.out}")

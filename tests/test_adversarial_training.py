@@ -85,6 +85,25 @@ def test_pool_mode_draws_every_replaced_clip_from_the_pool(tmp_path):
                 assert hits.any() and bool((callback.pool["y"][hits] == label).all())
 
 
+def test_pool_is_attacked_a_training_batch_at_a_time(tmp_path):
+    """A pool larger than a batch is attacked in chunks of the training batch size, and every clip of the
+    pool comes back attacked, in the order drawn."""
+    sizes = []
+
+    class Sizes(StubAttack):
+        def attack(self, x, y, lengths, target):
+            sizes.append(len(y))
+            return super().attack(x, y, lengths, target)
+
+    model = system()
+    callback = AdversarialTraining(
+        Sizes(model.classifier, "ntu25"), ratio=0.5, mode="pool", pool_size=25, layout="ntu25"
+    )
+    trainer([callback], epochs=1).fit(model, datamodule(tmp_path, batch_size=10))
+    assert sizes == [10, 10, 5]  # pool mode makes no per-batch attack calls
+    assert len(callback.pool["y"]) == 25 and bool((callback.pool["x"].flatten(1).amax(1) > MARK / 2).all())
+
+
 def test_one_step_equals_a_plain_step_on_the_modified_batch(tmp_path):
     model = system(Recorder)
     before = copy.deepcopy(model)

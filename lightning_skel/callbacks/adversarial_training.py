@@ -102,10 +102,18 @@ class AdversarialTraining(pl.Callback):
         x, y, lengths = (t.to(pl_module.device) for t in ds.batch(rows.numpy()))
         x, lengths = trainer.datamodule.window_batch(x, lengths, train=False)
         start = time.perf_counter()
-        res = self._attack(x, y, lengths)
-        self.pool = {"x": res.x_adv.detach(), "y": y, "lengths": lengths}
+        # attacked a training batch at a time: one call on the whole pool holds every clip's activations at
+        # once (a 256-clip pool took 5x longer per clip than batch mode for 2s-AGCN on CPU)
+        chunk = max(1, int(getattr(trainer.datamodule, "batch_size", len(y))))
+        parts = [
+            self._attack(x[i : i + chunk], y[i : i + chunk], lengths[i : i + chunk])
+            for i in range(0, len(y), chunk)
+        ]
+        x_adv = torch.cat([r.x_adv.detach() for r in parts])
+        success = torch.cat([r.success for r in parts])
+        self.pool = {"x": x_adv, "y": y, "lengths": lengths}
         pl_module.log_dict(
-            {"train/adv_pool_success": res.success.float().mean(), "train/adv_pool_time_s": time.perf_counter() - start},
+            {"train/adv_pool_success": success.float().mean(), "train/adv_pool_time_s": time.perf_counter() - start},
             on_step=False, on_epoch=True, batch_size=len(y),
         )  # fmt: skip
 

@@ -36,7 +36,7 @@ ADMM: dict[str, list[str]] = {
 }
 SWEEPS: dict[str, tuple[str, list[float]]] = {
     "pgd": ("eps", [0.003, 0.005, 0.008, 0.012, 0.02]),
-    "smart": ("lr", [0.003, 0.01, 0.03, 0.1]),
+    "smart": ("lr", [0.003, 0.01, 0.03, 0.1, 0.3]),
 }
 
 

@@ -66,8 +66,9 @@ def main(argv: list[str] | None = None) -> int:
         # the showcase: ADMM with the emotion term, c growing until every clip is fooled
         "admm_emotion": ["attack=admm", f"emotion_ckpt={emotion_ckpt}", "attack.weights.emotion=1.0",
                          "attack.max_iter=30", "attack.c_growth=1.5"],
-        # robust accuracy needs a fixed budget: ADMM at its fixed c (configs/attack/admm.yaml), 30 steps
-        "admm": ["attack=admm", "attack.max_iter=30"],
+        # robust accuracy needs a fixed budget: ADMM at a fixed c = 1, 30 outer steps, no patience stop (as
+        # benchmarks/adv_training_utd.py)
+        "admm": ["attack=admm", "attack.max_iter=30", "attack.c_growth=1.0", "attack.patience=null"],
         "pgd": ["attack=pgd"],  # configs/attack/pgd.yaml: 2 cm L-infinity ball, 20 steps
     }  # fmt: skip
 

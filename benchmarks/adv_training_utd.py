@@ -133,12 +133,12 @@ def budget_curve(per_sample: Path, budgets: list[float]) -> dict[str, float]:
 
 
 def figure(model: str, rows: dict, path: Path) -> None:
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from lightning_skel.viz import save_figure
 
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    fig = Figure(figsize=(5.5, 3.8))
+    ax = fig.subplots()
     for name, row in rows.items():
         if "robust_acc_admm_within_mm" in row:
             curve = row["robust_acc_admm_within_mm"]
@@ -149,10 +149,7 @@ def figure(model: str, rows: dict, path: Path) -> None:
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path)
 
 
 def main() -> int:

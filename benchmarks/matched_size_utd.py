@@ -65,13 +65,13 @@ def compare(admm: dict, baseline: list[dict]) -> dict:
 
 
 def figure(model: str, admm: dict[str, dict], sweeps: dict[str, list[dict]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import matplotlib.ticker
+    from matplotlib.figure import Figure
 
-    fig, axes = plt.subplots(1, len(METRICS), figsize=(4.2 * len(METRICS), 3.6))
+    from lightning_skel.viz import save_figure
+
+    fig = Figure(figsize=(4.2 * len(METRICS), 3.6))
+    axes = fig.subplots(1, len(METRICS))
     for ax, metric in zip(axes, METRICS, strict=True):
         for name, points in sweeps.items():
             pts = sorted((p["rms_mm_median"], p[metric]) for p in points if p["num_success"] > 0)
@@ -88,11 +88,7 @@ def figure(model: str, admm: dict[str, dict], sweeps: dict[str, list[dict]], pat
     axes[0].legend(fontsize=8)
     fig.suptitle(f"{model}: dynamic metrics against perturbation size (UTD-MHAD cross-subject)")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path)
 
 
 def main() -> int:

@@ -1,0 +1,101 @@
+"""Forward+backward time of the dynamic distance's kinematics: the project's forms against the direct ones.
+
+The attacks differentiate bone vectors and bone angles on every step. ``lightning_skel.skeleton.features``
+computes bones and triplet bones as products with a +-1 difference matrix and the cross product component
+by component; the direct forms index the joints (whose backward is a scatter-add) and call
+``torch.linalg.cross``. Both are timed here side by side, alternating, on UTD-sized batches (kinect20,
+T=64, 32 clips), with the whole ADMM distance (bone, angle and speed terms) on top of each.
+
+    .venv/bin/python benchmarks/distance_grad.py [--batch 32] [--repeats 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+from unittest import mock
+
+import torch
+
+from lightning_skel.attacks.distances import DynamicDistance
+from lightning_skel.skeleton import features as F
+from lightning_skel.skeleton.layouts import get_layout
+from lightning_skel.utils import machine_info, write_json
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def direct_bone_vectors(x, layout):
+    child, parent = F._indices(get_layout(layout).name, "bone_index", x.device)  # cached, as before
+    return x[:, :, :, child] - x[:, :, :, parent]
+
+
+def direct_bone_angles(x, layout):
+    p, j, c = F._indices(get_layout(layout).name, "triplet_index", x.device)
+    u, v = x[:, :, :, p] - x[:, :, :, j], x[:, :, :, c] - x[:, :, :, j]
+    return torch.atan2(F.safe_norm(torch.linalg.cross(u, v, dim=1), dim=1), (u * v).sum(1))
+
+
+def seconds(fn, n: int) -> float:
+    fn()
+    start = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return (time.perf_counter() - start) / n
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--calls", type=int, default=50, help="timed calls per repeat")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "distance_grad.json")
+    args = parser.parse_args()
+    layout = get_layout("kinect20")
+    gen = torch.Generator().manual_seed(0)
+    rest = torch.as_tensor(layout.rest_array, dtype=torch.float32).T
+    x = rest[None, :, None, :, None] + 0.02 * torch.randn(
+        args.batch, 3, 64, layout.num_joints, 1, generator=gen
+    )
+    z = (0.003 * torch.randn(x.shape, generator=gen)).requires_grad_(True)
+    mask = F.valid_mask(x)
+    dist = DynamicDistance(layout)
+
+    def distance_step() -> None:
+        total, _ = dist(dist.kinematics(x, mask), dist.kinematics(x + z, mask))
+        torch.autograd.grad(total.sum(), z)
+
+    def bones_step() -> None:
+        torch.autograd.grad(F.bone_vectors(x + z, layout).pow(2).sum(), z)
+
+    def angles_step() -> None:
+        torch.autograd.grad(F.bone_angles(x + z, layout).sum(), z)
+
+    direct = (
+        mock.patch.object(F, "bone_vectors", direct_bone_vectors),
+        mock.patch.object(F, "bone_angles", direct_bone_angles),
+    )
+    cases = {"bones": bones_step, "angles": angles_step, "distance": distance_step}
+    times: dict[str, dict[str, list[float]]] = {k: {"project": [], "direct": []} for k in cases}
+    for _ in range(args.repeats):
+        for name, fn in cases.items():
+            times[name]["project"].append(seconds(fn, args.calls))
+            with direct[0], direct[1]:
+                times[name]["direct"].append(seconds(fn, args.calls))
+    results = {}
+    for name, t in times.items():
+        p, d = statistics.median(t["project"]), statistics.median(t["direct"])
+        results[name] = {"project_ms": 1e3 * p, "direct_ms": 1e3 * d, "speedup": d / p}
+        print(f"{name:<9} project {1e3 * p:6.2f} ms  direct {1e3 * d:6.2f} ms  speed-up {d / p:4.2f}x")
+    machine = {**machine_info(), "threads": torch.get_num_threads()}
+    write_json(
+        args.out, {"results": results, "machine": machine, "command": " ".join(sys.argv), "batch": args.batch}
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

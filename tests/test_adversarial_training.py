@@ -87,7 +87,7 @@ def test_pool_mode_draws_every_replaced_clip_from_the_pool(tmp_path):
 
 def test_pool_is_attacked_a_training_batch_at_a_time(tmp_path):
     """A pool larger than a batch is attacked in chunks of the training batch size, and every clip of the
-    pool comes back attacked, in the order drawn."""
+    pool comes back attacked."""
     sizes = []
 
     class Sizes(StubAttack):

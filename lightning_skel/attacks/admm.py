@@ -147,6 +147,7 @@ class ADMMAttack(Attack):
         lazy_emotion = self.emotion_every > 1 and "emotion" in self.distance.active
         g_emotion = torch.zeros_like(x) if lazy_emotion else None
         w_emotion = self.distance.weights["emotion"]
+        skip = ("emotion",) if lazy_emotion else ()  # the z steps' exact terms
         fooled = torch.zeros(n, dtype=torch.bool, device=dev)
         stale = torch.zeros(n, dtype=torch.long, device=dev)  # outer steps since D last improved enough
         active = torch.arange(n, device=dev)
@@ -170,19 +171,14 @@ class ADMMAttack(Attack):
             z_prev = z[idx].clone()
             for step in range(self.z_steps):
                 zz = z[idx].requires_grad_(True)
+                adv = self.distance.kinematics(xi + zz, clean_i.mask)
+                total, _ = self.distance(clean_i, adv, skip)
+                g = self.input_grad(total, zz)
                 if lazy_emotion:
                     if step and step % self.emotion_every == 0:
-                        adv = self.distance.kinematics(xi + zz, clean_i.mask)
-                        g_emotion[idx] = self.input_grad(
-                            w_emotion * self.distance.terms["emotion"](clean_i, adv), zz
-                        )
-                    total, _ = self.distance(
-                        clean_i, self.distance.kinematics(xi + zz, clean_i.mask), ("emotion",)
-                    )
-                    g = self.input_grad(total, zz) + g_emotion[idx]
-                else:
-                    total, _ = self.distance(clean_i, self.distance.kinematics(xi + zz, clean_i.mask))
-                    g = self.input_grad(total, zz)
+                        emotion = w_emotion * self.distance.terms["emotion"](clean_i, adv)
+                        g_emotion[idx] = self.input_grad(emotion, zz)
+                    g = g + g_emotion[idx]
                 opt_z.step(idx, g + r5 * (zz.detach() - delta[idx] - u[idx]), mi)
             u[idx] += delta[idx] - z[idx]
             # residual balancing of rho, with the scaled dual rescaled to match
@@ -194,17 +190,16 @@ class ADMMAttack(Attack):
             rho[idx] = rho[idx] * factor
             u[idx] = u[idx] / factor.view(-1, 1, 1, 1, 1)
             # candidate x + z: keep the successful one with the smallest D
+            zc = z[idx].requires_grad_(lazy_emotion)
+            cand = (xi + zc).detach()
             with torch.no_grad():
-                cand = xi + z[idx]
                 ok = is_success(self.model(cand).argmax(1), y[idx], t_i)
-            if lazy_emotion:  # D of the candidate, and the emotion gradient there for the next z block
-                zc = z[idx].requires_grad_(True)
+            # D of the candidate; linearised, also the emotion gradient there, which starts the next z block
+            with torch.set_grad_enabled(lazy_emotion):
                 total, parts = self.distance(clean_i, self.distance.kinematics(xi + zc, clean_i.mask))
+            if lazy_emotion:
                 g_emotion[idx] = self.input_grad(w_emotion * parts["emotion"], zc)
                 total, parts = total.detach(), {k: v.detach() for k, v in parts.items()}
-            else:
-                with torch.no_grad():
-                    total, parts = self.distance(clean_i, self.distance.kinematics(cand, clean_i.mask))
             counts["forward"][idx] += 1
             counts["iter"][idx] += 1
             old = best_d[idx]

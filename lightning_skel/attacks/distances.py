@@ -118,6 +118,12 @@ class DistanceTerm(nn.Module):
         """Per-entry ratios ``r`` and their validity mask (broadcastable)."""
         raise NotImplementedError
 
+    @torch.no_grad()
+    def prepare(self, clean: Kinematics) -> None:
+        """Compute and cache now what this term reads of the clean side (by comparing it with itself), so
+        that every :meth:`Kinematics.subset` an attack takes later slices it instead of recomputing it."""
+        self.entries(clean, clean)
+
     def forward(self, clean: Kinematics, adv: Kinematics) -> Tensor:
         r, mask = self.entries(clean, adv)
         if self.hinge == "entry":
@@ -154,6 +160,9 @@ class L2(DistanceTerm):
 
     name = "l2"
 
+    def prepare(self, clean: Kinematics) -> None:
+        """Nothing to cache: the term reads the clean clips and their mask only."""
+
     def forward(self, clean: Kinematics, adv: Kinematics) -> Tensor:
         d = (adv.x - clean.x) * clean.mask.to(adv.x.dtype)
         return d.pow(2).flatten(1).sum(1)
@@ -172,6 +181,9 @@ class EmotionDistance(DistanceTerm):
 
     def phi(self, x: Tensor) -> Tensor:
         return self.emotion_model.forward_features(x)
+
+    def prepare(self, clean: Kinematics) -> None:
+        self.reference(clean)
 
     def reference(self, clean: Kinematics) -> Tensor:
         """phi of the clean clips, computed once and cached with their kinematics (and so with every
@@ -241,13 +253,8 @@ class DynamicDistance(nn.Module):
         """The clean side's kinematics with everything the active terms read computed now, so that the
         subsets an attack takes step after step slice them instead of recomputing them."""
         clean = self.kinematics(x, mask)
-        needs = {"bone": ("bone_lengths", "frame_mask"), "angle": ("bone_angles", "frame_mask"),
-                 "speed": ("velocity", "speed", "velocity_mask")}  # fmt: skip
         for term in self.active:
-            for name in needs.get(term, ()):
-                getattr(clean, name)
-        if "emotion" in self.active:
-            self.terms["emotion"].reference(clean)
+            self.terms[term].prepare(clean)
         return clean
 
     def forward(

@@ -32,12 +32,11 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from common import ROOT, attacked, trained
+from common import ROOT, attacked, save_results, trained
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from lightning_skel.attacks.metrics import robust_accuracy_within
-from lightning_skel.utils import machine_info, write_json
 
 DEFENSES: dict[str, list[str]] = {
     "admm_at": ["callbacks=adv_training", "callbacks.robust_validation=null"],
@@ -169,7 +168,6 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "adv_training_utd.json")
     args = parser.parse_args()
     results: dict = json.loads(args.out.read_text())["results"] if args.out.is_file() else {}
-    machine = machine_info()
     for model in args.models:
         standard = args.standard / f"utd_{model}" / "checkpoints" / "last.ckpt"
         if not standard.is_file():
@@ -189,11 +187,11 @@ def main() -> int:
                     args.runs / f"{model}_{name}" / "attack_admm" / "per_sample.csv", args.budgets
                 ),
             }
-            write_json(args.out, {"results": results, "machine": machine, "command": " ".join(sys.argv)})
+            save_results(args.out, {"results": results})
         figure(model, {n: rows[n] for n in ckpts}, args.out.with_name(f"adv_training_{model}.png"))
         if args.epoch_cost and "pool_refresh_every_1_vs_clean" not in rows.get("epoch_cost", {}):
             rows["epoch_cost"] = epoch_cost(model, str(standard))
-            write_json(args.out, {"results": results, "machine": machine, "command": " ".join(sys.argv)})
+            save_results(args.out, {"results": results})
         within = "".join(f"{'ADMM<=' + b + 'mm':>13}" for b in rows["standard"]["robust_acc_admm_within_mm"])
         print(f"\n{model}: {'defense':<14}{'clean':>8}{'ADMM':>8}{'PGD':>8}{within}")
         for name in ckpts:

@@ -21,10 +21,9 @@ import time
 from pathlib import Path
 
 import torch
-from common import ROOT, attacked
+from common import ROOT, attacked, save_results
 
 from lightning_skel.systems.attack_run import load_classifier
-from lightning_skel.utils import machine_info, write_json
 
 TERMS = ("bone", "angle", "speed", "emotion")
 
@@ -113,9 +112,7 @@ def main() -> int:
             results.setdefault(model_name, {})[run_name] = {
                 k: v for k, v in metrics.items() if isinstance(v, (int, float))
             }
-            write_json(
-                args.out, {"results": results, "machine": machine_info(), "command": " ".join(sys.argv)}
-            )
+            save_results(args.out, {"results": results})
         if args.only is None or "cost" in args.only:
             admm_cfg = _admm_defaults()
             cost = {"admm": cost_ratio(ckpt, admm_cfg, None, args.batch_size, 64)}
@@ -125,9 +122,7 @@ def main() -> int:
                 linear = {**with_e, "emotion_every": with_e["z_steps"]}
                 cost["admm_emotion_linear"] = cost_ratio(ckpt, linear, args.emotion_ckpt, args.batch_size, 64)
             results.setdefault(model_name, {})["cost"] = cost
-            write_json(
-                args.out, {"results": results, "machine": machine_info(), "command": " ".join(sys.argv)}
-            )
+            save_results(args.out, {"results": results})
     print(json.dumps(results, indent=1))
     return 0
 

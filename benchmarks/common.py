@@ -1,6 +1,6 @@
 """What the benchmarks share: run ``train.py`` or an attack once per output folder, so that a killed
 benchmark resumes (a finished run is read back from its ``metrics.json``; an unfinished training resumes
-from its ``last.ckpt``)."""
+from its ``last.ckpt``); and write results with the command and machine that produced them."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+
+from lightning_skel.utils import machine_info, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,3 +39,8 @@ def attacked(out: Path, overrides: list[str]) -> dict:
         cfg = compose("attack", overrides=overrides)
     print("+ attack.py", " ".join(overrides), flush=True)
     return run_attack(cfg)
+
+
+def save_results(out: Path, payload: dict) -> None:
+    """Write ``payload`` to ``out`` (atomically) with the command that produced it and the machine."""
+    write_json(out, {**payload, "machine": machine_info(), "command": " ".join(sys.argv)})

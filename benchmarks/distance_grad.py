@@ -19,13 +19,11 @@ from pathlib import Path
 from unittest import mock
 
 import torch
+from common import ROOT, save_results
 
 from lightning_skel.attacks.distances import DynamicDistance
 from lightning_skel.skeleton import features as F
 from lightning_skel.skeleton.layouts import get_layout
-from lightning_skel.utils import machine_info, write_json
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def direct_bone_vectors(x, layout):
@@ -90,10 +88,7 @@ def main() -> int:
         p, d = statistics.median(t["project"]), statistics.median(t["direct"])
         results[name] = {"project_ms": 1e3 * p, "direct_ms": 1e3 * d, "speedup": d / p}
         print(f"{name:<9} project {1e3 * p:6.2f} ms  direct {1e3 * d:6.2f} ms  speed-up {d / p:4.2f}x")
-    machine = {**machine_info(), "threads": torch.get_num_threads()}
-    write_json(
-        args.out, {"results": results, "machine": machine, "command": " ".join(sys.argv), "batch": args.batch}
-    )
+    save_results(args.out, {"results": results, "batch": args.batch})
     return 0
 
 

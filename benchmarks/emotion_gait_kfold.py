@@ -17,10 +17,9 @@ import statistics
 import sys
 from pathlib import Path
 
-from common import ROOT, trained
+from common import ROOT, save_results, trained
 
 from lightning_skel.run import checkpoint_accuracy
-from lightning_skel.utils import machine_info, write_json
 
 FLOOR = 0.62  # random forest (../shared/data/README.md)
 
@@ -76,11 +75,9 @@ def main() -> int:
         "mean_acc_last_checkpoint": statistics.mean(last),
         "epochs": [f["epochs"] for f in folds],
         "wall_time_s": [f["wall_time_s"] for f in folds],
-        "machine": machine_info(),
-        "command": " ".join(sys.argv),
     }
     out = ROOT / "benchmarks" / "results" / f"emotion_gait_kfold{tag}.json"
-    write_json(out, result)
+    save_results(out, result)
     print(f"{args.folds}-fold accuracy (best-val checkpoints): {result['mean_acc']:.3f} +- {result['std_acc']:.3f} "
           f"(folds {', '.join(f'{a:.3f}' for a in accs)}; floor {FLOOR}); last checkpoints "
           f"{result['mean_acc_last_checkpoint']:.3f}")  # fmt: skip

@@ -24,9 +24,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from common import ROOT, attacked
-
-from lightning_skel.utils import machine_info, write_json
+from common import ROOT, attacked, save_results
 
 METRICS = ("delta_bone", "delta_angle_deg", "delta_speed")
 TARGET_RATIO = {"delta_bone": 1 / 3, "delta_angle_deg": 1 / 2, "delta_speed": 1 / 2}
@@ -105,7 +103,7 @@ def main() -> int:
     results: dict = json.loads(args.out.read_text())["results"] if args.out.is_file() else {}
 
     def save() -> None:
-        write_json(args.out, {"results": results, "machine": machine_info(), "command": " ".join(sys.argv)})
+        save_results(args.out, {"results": results})
 
     for spec in args.ckpt:
         model, ckpt = spec.split("=", 1)

@@ -22,13 +22,12 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+from common import ROOT, save_results
 from torch.utils.data import DataLoader, Dataset
 
 from lightning_skel.models import list_models
 from lightning_skel.systems import ClassificationSystem
-from lightning_skel.utils import machine_info, write_json
 
-ROOT = Path(__file__).resolve().parents[1]
 SIZES = {  # the utd_* experiment sizes
     "hcn": {"width": 32, "feature_dim": 128},
     "stgcn": {"channels": 32, "num_blocks": 6},
@@ -127,10 +126,7 @@ def main() -> int:
         r = results[model]
         print(f"{model:<8} plain {r['samples_per_s_plain']:7.1f}/s  lightning {r['samples_per_s_lightning']:7.1f}/s  "
               f"overhead {100 * r['lightning_overhead']:+5.1f} %", flush=True)  # fmt: skip
-    machine = {**machine_info(), "threads": torch.get_num_threads()}
-    write_json(
-        args.out, {"results": results, "machine": machine, "command": " ".join(sys.argv), "steps": args.steps}
-    )
+    save_results(args.out, {"results": results, "steps": args.steps})
     return 0
 
 

@@ -13,10 +13,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from common import ROOT, trained
+from common import ROOT, save_results, trained
 
 from lightning_skel.run import checkpoint_accuracy
-from lightning_skel.utils import machine_info, write_json
 
 MODELS = ("hcn", "agcn_joint", "agcn_bone", "sgn", "stgcn")
 FLOOR = 0.837  # random forest on crude features (../shared/data/README.md)
@@ -52,16 +51,13 @@ def main() -> int:
             "test_acc_best_val": checkpoint_accuracy(joint["best_checkpoint"], bone["best_checkpoint"]),
             "test_acc_last": checkpoint_accuracy(joint["last_checkpoint"], bone["last_checkpoint"]),
         }
-    machine = machine_info()
-    write_json(args.out, {"benchmark": "UTD-MHAD cross-subject top-1", "floor": FLOOR, "results": rows, "machine": machine,
-                          "command": " ".join(sys.argv)})  # fmt: skip
+    save_results(args.out, {"benchmark": "UTD-MHAD cross-subject top-1", "floor": FLOOR, "results": rows})
     print(f"\n{'model':<12} {'best val':>9} {'last':>7} {'> floor':>8}")
     for m, r in rows.items():
         top1 = r["test_acc_last"]
         print(
             f"{m:<12} {r['test_acc_best_val']:9.3f} {r['test_acc_last']:7.3f} {'yes' if top1 > FLOOR else 'NO':>8}"
         )
-    print(f"machine: {machine}")
     return 0
 
 

@@ -67,7 +67,10 @@ def versions() -> dict[str, str]:
 
 
 def machine_info() -> dict[str, Any]:
-    """Where a benchmark ran: platform, CPU count, and the package versions."""
+    """Where a benchmark ran: platform, CPU count, torch's intra-op threads, and the package versions."""
     import platform
 
-    return {"platform": platform.platform(), "cpu_count": os.cpu_count(), **versions()}
+    import torch
+
+    return {"platform": platform.platform(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            **versions()}  # fmt: skip

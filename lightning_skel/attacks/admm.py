@@ -108,13 +108,13 @@ class ADMMAttack(Attack):
         mask = self.mask(x, lengths)
         clean = self.distance.reference(x, mask)
         best_x = x.clone()
-        best_d = torch.full((n,), float("inf"), device=dev)
+        best_d = torch.full((n,), float("inf"), device=dev, dtype=x.dtype)
         success = torch.zeros(n, dtype=torch.bool, device=dev)
         counts = {k: torch.zeros(n, dtype=torch.long, device=dev) for k in ("grad", "forward", "iter")}
         counts["first"] = torch.full((n,), -1, dtype=torch.long, device=dev)  # grad evals at first success
-        c = torch.full((n,), self.c, device=dev)
-        lo = torch.zeros(n, device=dev)
-        hi = torch.full((n,), float("inf"), device=dev)
+        c = torch.full((n,), self.c, device=dev, dtype=x.dtype)
+        lo = torch.zeros(n, device=dev, dtype=x.dtype)
+        hi = torch.full((n,), float("inf"), device=dev, dtype=x.dtype)
         last = x.clone()
         for _ in range(self.binary_search_steps):
             fooled, last = self._run(x, y, target, mask, clean, c, best_x, best_d, success, counts)
@@ -130,17 +130,21 @@ class ADMMAttack(Attack):
 
     def _run(self, x, y, target, mask, clean: Kinematics, c0, best_x, best_d, success, counts):
         """One ADMM run from delta = z = u = 0; updates best_x, best_d, success, counts in place and
-        returns (succeeded in this run, last candidate)."""
+        returns (succeeded in this run, last candidate).
+
+        The state of the samples still being attacked is kept compact: when samples finish, every
+        per-sample tensor (the iterates, the dual, Adam's moments, rho, c, the clean side's kinematics) is
+        cut down to the remaining rows once, so that the inner steps run on whole tensors, without gathering
+        and scattering rows at every step."""
         n = x.shape[0]
         dev = x.device
-        maskf = mask.to(x.dtype)
-        delta = torch.zeros_like(x)
-        z = torch.zeros_like(x)
-        u = torch.zeros_like(x)
-        rho = torch.full((n,), self.rho0, device=dev)
+        rows = torch.arange(n, device=dev)  # the sample of each row of the compact state
+        xs, ms, ys, ts, cl = x, mask.to(x.dtype), y, target, clean
+        rho = torch.full((n,), self.rho0, device=dev, dtype=x.dtype)
         c = c0.clone()
-        opt_delta = BatchAdam(delta, self.lr)
-        opt_z = BatchAdam(z, self.lr_z)
+        opt_delta = BatchAdam(torch.zeros_like(x), self.lr)
+        opt_z = BatchAdam(torch.zeros_like(x), self.lr_z)
+        delta, z, u = opt_delta.param, opt_z.param, torch.zeros_like(x)
         # linearised emotion term: its gradient is recomputed every `emotion_every` z steps and reused in
         # between; the one at the start of a z block comes from the previous candidate's evaluation (the z
         # block starts where that candidate is), and at z = 0 it is exactly 0 (d_E is a squared difference)
@@ -148,76 +152,98 @@ class ADMMAttack(Attack):
         g_emotion = torch.zeros_like(x) if lazy_emotion else None
         w_emotion = self.distance.weights["emotion"]
         skip = ("emotion",) if lazy_emotion else ()  # the z steps' exact terms
+        fooled_run = torch.zeros(n, dtype=torch.bool, device=dev)
         fooled = torch.zeros(n, dtype=torch.bool, device=dev)
         stale = torch.zeros(n, dtype=torch.long, device=dev)  # outer steps since D last improved enough
-        active = torch.arange(n, device=dev)
+        last = x.clone()
+        every = slice(None)
         for _ in range(self.max_iter):
-            if active.numel() == 0:
+            if rows.numel() == 0:
                 break
-            # every sample still active (most of a run): views instead of gathered copies
-            idx = slice(None) if active.numel() == n else active
-            xi, mi = x[idx], maskf[idx]
-            t_i = None if target is None else target[idx]
-            r5 = rho[idx].view(-1, 1, 1, 1, 1)
+            r5 = rho.view(-1, 1, 1, 1, 1)
             # delta block: c * L_cls + rho/2 |delta - z + u|^2 (the quadratic's gradient is analytic)
+            centre = z - u
             for _ in range(self.delta_steps):
-                d = delta[idx].requires_grad_(True)
-                loss = margin_loss(self.model(xi + d), y[idx], t_i, self.kappa)
-                g = self.input_grad(c[idx] * loss, d) + r5 * (d.detach() - z[idx] + u[idx])
-                opt_delta.step(idx, g, mi)
-            counts["grad"][idx] += self.delta_steps
-            # z block: D(x, x + z) + rho/2 |delta - z + u|^2
-            clean_i = clean.subset(idx)
-            z_prev = z[idx].clone()
+                d = delta.detach().requires_grad_(True)
+                loss = margin_loss(self.model(xs + d), ys, ts, self.kappa)
+                g = self.input_grad(c * loss, d) + r5 * (delta - centre)
+                opt_delta.step(every, g, ms)
+            counts["grad"][rows] += self.delta_steps
+            # z block: D(x, x + z) + rho/2 |delta - z + u|^2, D's gradient in closed form where it has one
+            centre = delta + u
+            z_prev = z.clone()
             for step in range(self.z_steps):
-                zz = z[idx].requires_grad_(True)
-                adv = self.distance.kinematics(xi + zz, clean_i.mask)
-                total, _ = self.distance(clean_i, adv, skip)
-                g = self.input_grad(total, zz)
+                adv = self.distance.kinematics(xs + z, cl.mask)
+                _, _, g = self.distance.value_and_grad(cl, adv, skip)
                 if lazy_emotion:
                     if step and step % self.emotion_every == 0:
-                        emotion = w_emotion * self.distance.terms["emotion"](clean_i, adv)
-                        g_emotion[idx] = self.input_grad(emotion, zz)
-                    g = g + g_emotion[idx]
-                opt_z.step(idx, g + r5 * (zz.detach() - delta[idx] - u[idx]), mi)
-            u[idx] += delta[idx] - z[idx]
+                        g_emotion = w_emotion * self.distance.terms["emotion"].value_and_grad(cl, adv)[1]
+                    g = g + g_emotion
+                opt_z.step(every, g + r5 * (z - centre), ms)
+            u += delta - z
             # residual balancing of rho, with the scaled dual rescaled to match
-            r = _norm(delta[idx] - z[idx])
-            s = rho[idx] * _norm(z[idx] - z_prev)
-            up = r > self.balance * s
-            down = s > self.balance * r
-            factor = torch.where(up, 2.0, torch.where(down, 0.5, 1.0))
-            rho[idx] = rho[idx] * factor
-            u[idx] = u[idx] / factor.view(-1, 1, 1, 1, 1)
-            # candidate x + z: keep the successful one with the smallest D
-            zc = z[idx].requires_grad_(lazy_emotion)
-            cand = (xi + zc).detach()
-            with torch.no_grad():
-                ok = is_success(self.model(cand).argmax(1), y[idx], t_i)
-            # D of the candidate; linearised, also the emotion gradient there, which starts the next z block
-            with torch.set_grad_enabled(lazy_emotion):
-                total, parts = self.distance(clean_i, self.distance.kinematics(xi + zc, clean_i.mask))
+            r = _norm(delta - z)
+            s = rho * _norm(z - z_prev)
+            factor = torch.where(r > self.balance * s, 2.0, torch.where(s > self.balance * r, 0.5, 1.0))
+            rho = rho * factor
+            u /= factor.view(-1, 1, 1, 1, 1)
+            # candidate x + z: its D first (linearised, also the emotion gradient there, which starts the
+            # next z block), then the classifier on the rows whose verdict can change something
+            cand = xs + z
+            adv = self.distance.kinematics(cand, cl.mask)
+            known = {}
             if lazy_emotion:
-                g_emotion[idx] = self.input_grad(w_emotion * parts["emotion"], zc)
-                total, parts = total.detach(), {k: v.detach() for k, v in parts.items()}
-            counts["forward"][idx] += 1
-            counts["iter"][idx] += 1
-            old = best_d[idx]
+                known["emotion"], g = self.distance.terms["emotion"].value_and_grad(cl, adv)
+                g_emotion = w_emotion * g
+            with torch.no_grad():
+                total, parts = self.distance(cl, adv, known=known)
+            old = best_d[rows]
+            hinges = self.distance.hinges_zero(total, parts)
+            # a sample already fooled in this run whose candidate is no closer and leaves a hinge open keeps
+            # its best, its c and its patience count whatever the classifier says: skip its forward pass
+            check = ~fooled | (total < old) | hinges
+            ok = self._fooled(cand, ys, ts, check)
+            counts["forward"][rows] += check.long()
+            counts["iter"][rows] += 1
             better = ok & (total < old)
             improved = better & (torch.isinf(old) | (old - total > self.min_improvement * old))
-            best_d[idx] = torch.where(better, total, best_d[idx])
-            best_x[idx] = torch.where(better.view(-1, 1, 1, 1, 1), cand, best_x[idx])
-            first = ok & (counts["first"][idx] < 0)
-            counts["first"][idx] = torch.where(first, counts["grad"][idx], counts["first"][idx])
-            success[idx] |= ok
-            fooled[idx] |= ok
+            best_d[rows] = torch.where(better, total, old)
+            if better.any():
+                best_x[rows[better]] = cand[better]
+            first = ok & (counts["first"][rows] < 0)
+            counts["first"][rows] = torch.where(first, counts["grad"][rows], counts["first"][rows])
+            success[rows] |= ok
+            fooled |= ok
             # c schedule: samples not yet fooled weigh the classification loss more
-            c[idx] = torch.where(fooled[idx], c[idx], (c[idx] * self.c_growth).clamp_max(self.c_max))
-            if self.early_stop:
-                finished = ok & self.distance.hinges_zero(total, parts)
-                if self.patience is not None:
-                    stale[idx] = torch.where(improved, 0, stale[idx] + fooled[idx].long())
-                    finished |= fooled[idx] & (stale[idx] >= self.patience)
-                active = active[~finished]
-        last = x + z
-        return fooled, last
+            c = torch.where(fooled, c, (c * self.c_growth).clamp_max(self.c_max))
+            if not self.early_stop:
+                continue
+            finished = ok & hinges
+            if self.patience is not None:
+                stale = torch.where(improved, 0, stale + fooled.long())
+                finished |= fooled & (stale >= self.patience)
+            if finished.any():
+                last[rows[finished]] = cand[finished]
+                fooled_run[rows[finished]] = True
+                keep = ~finished
+                rows, xs, ms, ys, cl = rows[keep], xs[keep], ms[keep], ys[keep], cl.subset(keep)
+                ts = None if ts is None else ts[keep]
+                delta, z = opt_delta.keep(keep), opt_z.keep(keep)
+                u, rho, c, fooled, stale = u[keep], rho[keep], c[keep], fooled[keep], stale[keep]
+                if lazy_emotion:
+                    g_emotion = g_emotion[keep]
+        last[rows] = xs + z
+        fooled_run[rows] = fooled
+        return fooled_run, last
+
+    @torch.no_grad()
+    def _fooled(self, cand: Tensor, y: Tensor, target: Tensor | None, rows: Tensor) -> Tensor:
+        """``(n,)`` bool: the classifier is fooled by ``cand``, evaluated on the ``rows`` only (False elsewhere)."""
+        if bool(rows.all()):
+            return is_success(self.model(cand).argmax(1), y, target)
+        ok = torch.zeros_like(rows)
+        pick = rows.nonzero().squeeze(1)
+        if pick.numel():
+            t = None if target is None else target[pick]
+            ok[pick] = is_success(self.model(cand[pick]).argmax(1), y[pick], t)
+        return ok

@@ -61,27 +61,33 @@ class BatchAdam:
         self.v = torch.zeros_like(param)
         self.t = torch.zeros(param.shape[0], device=param.device, dtype=param.dtype)
 
-    def step(self, idx: Tensor, grad: Tensor, mask: Tensor | None = None) -> None:
-        """Descend ``param[idx]`` along ``grad`` (rows ``idx``); ``mask`` zeroes the update where false."""
+    def step(self, idx: Tensor | slice, grad: Tensor, mask: Tensor | None = None) -> None:
+        """Descend ``param[idx]`` along ``grad`` (rows ``idx``, or ``slice(None)`` for every row, updated in
+        place without gathering); ``mask`` zeroes the update where false."""
         b1, b2 = self.betas
-        t = self.t[idx] + 1
-        self.t[idx] = t
-        m = self.m[idx].mul_(b1).add_(grad, alpha=1 - b1)
-        v = self.v[idx].mul_(b2).addcmul_(grad, grad, value=1 - b2)
-        self.m[idx], self.v[idx] = m, v
+        if isinstance(idx, slice):
+            t, m, v = self.t[idx].add_(1), self.m[idx], self.v[idx]
+            m.mul_(b1).add_(grad, alpha=1 - b1)
+            v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
+        else:
+            t = self.t[idx] + 1
+            self.t[idx] = t
+            m = self.m[idx].mul_(b1).add_(grad, alpha=1 - b1)
+            v = self.v[idx].mul_(b2).addcmul_(grad, grad, value=1 - b2)
+            self.m[idx], self.v[idx] = m, v
         shape = (-1,) + (1,) * (grad.dim() - 1)
-        c1 = (1 - b1**t).view(shape)
-        c2 = (1 - b2**t).view(shape)
-        update = self.lr * (m / c1) / ((v / c2).sqrt() + self.eps)
+        step_size = (self.lr / (1 - b1**t)).view(shape)
+        root_c2 = (1 - b2**t).sqrt().view(shape)
+        update = m * step_size / (v.sqrt() / root_c2 + self.eps)
         if mask is not None:
             update = update * mask
         self.param[idx] -= update
 
-    def rescale(self, idx: Tensor) -> None:
-        """Forget the moments of rows ``idx`` (used when the objective they follow changes)."""
-        self.m[idx] = 0
-        self.v[idx] = 0
-        self.t[idx] = 0
+    def keep(self, rows: Tensor) -> Tensor:
+        """Keep only ``rows`` (indices or a boolean mask) of the parameter and its state; returns the new,
+        smaller parameter, which later steps update."""
+        self.param, self.m, self.v, self.t = (a[rows] for a in (self.param, self.m, self.v, self.t))
+        return self.param
 
 
 class Attack:

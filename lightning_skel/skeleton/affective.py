@@ -16,6 +16,7 @@ from torch import Tensor
 from lightning_skel.skeleton.features import (
     _cross_norm,
     acceleration,
+    angle_between,
     normalize,
     safe_norm,
     temporal_mask,
@@ -77,11 +78,6 @@ def normalized_gait16(x: Tensor, layout: Layout | str, lengths: Tensor | None = 
     return normalize(g, "gait16", lengths, scale=True)
 
 
-def _angle(u: Tensor, v: Tensor) -> Tensor:
-    """Angle between vectors along dim 1, ``atan2(|u x v|, u . v)`` in ``[0, pi]`` (finite gradients)."""
-    return torch.atan2(_cross_norm(u, v), (u * v).sum(1))
-
-
 def _masked_mean(f: Tensor, m: Tensor) -> Tensor:
     """Mean over frames (dim 1) of ``f: (N, T, K)`` where ``m: (N, T)`` holds."""
     w = m.to(f.dtype).unsqueeze(-1)
@@ -119,12 +115,12 @@ def affective_features(g: Tensor, lengths: Tensor | None = None) -> Tensor:
         return x[:, :, :, names]  # (N, C, T, K)
 
     a, j, b = (_idx(*col) for col in zip(*_ANGLES, strict=True))
-    angles = _angle(at(a) - at(j), at(b) - at(j))  # (N, T, K)
+    angles = angle_between(at(a) - at(j), at(b) - at(j))  # (N, T, K)
     lo, hi = (_idx(*col) for col in zip(*_TILTS, strict=True))
     seg = at(hi) - at(lo)
     up = torch.zeros_like(seg)
     up[:, 1] = 1.0
-    tilts = _angle(seg, up)
+    tilts = angle_between(seg, up)
     p, q = (_idx(*col) for col in zip(*_DISTANCES, strict=True))
     dists = safe_norm(at(p) - at(q), dim=1)
     a, j, b = (_idx(*col) for col in zip(*_TRIANGLES, strict=True))

@@ -63,6 +63,13 @@ def _differences(x: Tensor, layout: Layout | str, kind: str) -> Tensor:
     return torch.einsum("nctvm,vk->nctkm", x, w)
 
 
+def differences_adjoint(g: Tensor, layout: Layout | str, kind: str) -> Tensor:
+    """The adjoint of the joint differences ``kind`` ("bone" or "triplet"): a gradient with respect to the
+    differences ``(N, C, T, K, M)`` mapped to one with respect to the joints ``(N, C, T, V, M)``."""
+    w = _difference_matrix(get_layout(layout).name, kind, g.device, g.dtype)
+    return torch.einsum("nctkm,vk->nctvm", g, w)
+
+
 def bone_vectors(x: Tensor, layout: Layout | str) -> Tensor:
     """``x[child] - x[parent]`` for every bone: ``(N, C, T, V, M) -> (N, C, T, B, M)``."""
     return _differences(x, layout, "bone")
@@ -73,19 +80,49 @@ def bone_lengths(x: Tensor, layout: Layout | str) -> Tensor:
     return safe_norm(bone_vectors(x, layout), dim=1)
 
 
+def _cross3(a: tuple[Tensor, ...], b: tuple[Tensor, ...]) -> tuple[Tensor, Tensor, Tensor]:
+    """``a x b`` of 3D vectors given component by component."""
+    a0, a1, a2 = a
+    b0, b1, b2 = b
+    return a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0
+
+
+def cross_components(u: Tensor, v: Tensor) -> tuple[Tensor, ...]:
+    """The components of ``u x v`` along dim 1: three for 3D vectors, one (``u_x v_y - u_y v_x``) for 2D.
+
+    Component by component: torch.cross copies its strided inputs, which doubles the cost of the angles'
+    forward and backward (they run on every step of the attacks)."""
+    if u.shape[1] == 3:
+        return _cross3(u.unbind(1), v.unbind(1))
+    if u.shape[1] == 2:
+        return (u[:, 0] * v[:, 1] - u[:, 1] * v[:, 0],)
+    raise ValueError(f"bone angles need 2 or 3 coordinate channels, got C={u.shape[1]}")
+
+
+def norm_of_components(w: tuple[Tensor, ...]) -> Tensor:
+    """``sqrt(sum w_i^2 + eps)`` of a vector given component by component (as :func:`safe_norm`)."""
+    sq = w[0] * w[0]
+    for c in w[1:]:
+        sq = sq + c * c
+    return torch.sqrt(sq + _EPS)
+
+
 def _cross_norm(u: Tensor, v: Tensor) -> Tensor:
     """``|u x v|`` along dim 1 for 3D vectors, ``|u_x v_y - u_y v_x|`` for 2D ones."""
-    if u.shape[1] == 3:
-        # component by component: torch.cross copies its strided inputs, which doubles the cost of this
-        # function's forward and backward (it runs on every step of the attacks)
-        u0, u1, u2 = u.unbind(1)
-        v0, v1, v2 = v.unbind(1)
-        c0, c1, c2 = u1 * v2 - u2 * v1, u2 * v0 - u0 * v2, u0 * v1 - u1 * v0
-        return torch.sqrt(c0 * c0 + c1 * c1 + c2 * c2 + _EPS)
-    if u.shape[1] == 2:
-        z = u[:, 0] * v[:, 1] - u[:, 1] * v[:, 0]
-        return torch.sqrt(z * z + _EPS)
-    raise ValueError(f"bone angles need 2 or 3 coordinate channels, got C={u.shape[1]}")
+    return norm_of_components(cross_components(u, v))
+
+
+def triplet_bones(x: Tensor, layout: Layout | str) -> tuple[Tensor, Tensor]:
+    """The two bones of every angle triplet, ``u = x[parent] - x[joint]`` and ``v = x[child] - x[joint]``:
+    each ``(N, C, T, K, M)``."""
+    u, v = _differences(x, layout, "triplet").chunk(2, dim=3)
+    return u, v
+
+
+def angle_between(u: Tensor, v: Tensor) -> Tensor:
+    """Angle between vectors along dim 1, ``atan2(|u x v|, u . v)`` in ``[0, pi]`` (stable where acos is
+    not, with finite gradients for collinear vectors)."""
+    return torch.atan2(_cross_norm(u, v), (u * v).sum(1))
 
 
 def bone_angles(x: Tensor, layout: Layout | str) -> Tensor:
@@ -93,13 +130,19 @@ def bone_angles(x: Tensor, layout: Layout | str) -> Tensor:
 
     ``u = x[parent] - x[joint]`` and ``v = x[child] - x[joint]``; radians in ``[0, pi]``.
     """
-    u, v = _differences(x, layout, "triplet").chunk(2, dim=3)
-    return torch.atan2(_cross_norm(u, v), (u * v).sum(1))
+    return angle_between(*triplet_bones(x, layout))
 
 
 def velocity(x: Tensor) -> Tensor:
     """``v_t = x_{t+1} - x_t``: ``(N, C, T, V, M) -> (N, C, T-1, V, M)``."""
     return x[:, :, 1:] - x[:, :, :-1]
+
+
+def velocity_adjoint(g: Tensor) -> Tensor:
+    """The adjoint of :func:`velocity`: a gradient ``(N, C, T-1, V, M)`` with respect to the velocity mapped
+    to one ``(N, C, T, V, M)`` with respect to the positions."""
+    pad = (0, 0, 0, 0)  # M and V untouched
+    return torch.nn.functional.pad(g, (*pad, 1, 0)) - torch.nn.functional.pad(g, (*pad, 0, 1))
 
 
 def acceleration(x: Tensor) -> Tensor:

@@ -10,7 +10,10 @@ ratio ADMM / baseline is reported: the issue asks for at most 1/3 on bone length
 and speed. A point outside a baseline's sweep is reported as not bracketed, never extrapolated.
 
 Every run is an ``attack.py`` run on the same test clips (``--limit``), resumable (finished runs are read
-back from their ``metrics.json``). Writes a JSON of every point and ratio, and a figure of the curves.
+back from their ``metrics.json``). The ADMM points are the attack benchmark's runs of the same names
+(``--admm-runs``, ``benchmarks/attack_utd.py``'s run folder, with the same ``NAME=`` per checkpoint), run
+here only where that benchmark has not run them. Writes a JSON of every point and ratio, and a figure of
+the curves.
 
     .venv/bin/python benchmarks/matched_size_utd.py --ckpt hcn=runs/bench_utd/utd_hcn/checkpoints/last.ckpt \
         [--limit 64] [--batch-size 32]
@@ -95,6 +98,8 @@ def main() -> int:
     parser.add_argument("--limit", type=int, default=64, help="attack only the first N test clips")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "bench_matched")
+    parser.add_argument("--admm-runs", type=Path, default=ROOT / "runs" / "bench_attack",
+                        help="where the ADMM runs are (attack_utd.py's --runs)")  # fmt: skip
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "matched_size_utd.json")
     args = parser.parse_args()
     for spec in args.ckpt:
@@ -110,7 +115,7 @@ def main() -> int:
         common = [f"ckpt={ckpt}", f"batch_size={args.batch_size}", f"limit={args.limit}"]
         row = results[model] = {"admm": {}, "sweeps": {}, "compare": {}}  # rebuilt from the runs on disk
         for name, overrides in ADMM.items():
-            row["admm"][name] = _numbers(attacked(args.runs / model / name, [*common, *overrides]))
+            row["admm"][name] = _numbers(attacked(args.admm_runs / model / name, [*common, *overrides]))
             save()
         for attack, (knob, values) in SWEEPS.items():
             row["sweeps"][attack] = [

@@ -125,10 +125,10 @@ class DistanceTerm(nn.Module):
     implemented, and the benchmark (docs/RESULTS.md) reports why the default is ``mean``.
 
     The bone, angle, speed and l2 terms give their gradient in closed form. ADMM differentiates D on every z
-    step, and autograd's graph for it is about 120 small kernels whose fixed cost dominates once few clips
-    are still being attacked (2.2 ms against 0.9 ms for 2 clips, 6.3 against 5.1 ms for 32: one CPU thread,
-    UTD-sized clips); the closed forms are tested equal to autograd's (tests/test_distance_grad.py).
-    Other terms fall back to autograd.
+    step, and autograd's graph for it is about 120 small kernels whose fixed cost weighs most once few clips
+    are still being attacked: the closed forms are 1.6x faster on 2 UTD-sized clips and 1.2x on 32
+    (benchmarks/distance_grad.py, one CPU thread) and are tested equal to autograd's
+    (tests/test_distance_grad.py). Other terms fall back to autograd.
     """
 
     name: str = ""

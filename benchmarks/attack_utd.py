@@ -15,6 +15,7 @@ Runs whose metrics.json exists are not repeated (a killed benchmark resumes).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import sys
@@ -100,8 +101,12 @@ def cost_ratios(
             evals = float(res.grad_evals.sum()) / len(y)
             runs[name].append({"wall_s": wall, "fwd_bwd_s": t_fb, "batch_equivalent_grad_evals": evals,
                                "ratio": wall / (evals * t_fb)})  # fmt: skip
+    breakdown = {
+        name: cost_breakdown(attack, model, x, y, lengths, fwd_bwd()) for name, attack in attacks.items()
+    }
     return {
         name: {
+            "breakdown": breakdown[name],
             "ratio": statistics.median(r["ratio"] for r in rs),
             "wall_s": statistics.median(r["wall_s"] for r in rs),
             "fwd_bwd_s": statistics.median(r["fwd_bwd_s"] for r in rs),
@@ -111,6 +116,59 @@ def cost_ratios(
             "repeats": rs,
         }
         for name, rs in runs.items()
+    }
+
+
+def cost_breakdown(attack, model, x, y, lengths, t_fb: float) -> dict[str, float]:
+    """Where one more (instrumented) run of ``attack`` spends its time, each part in units of the ratio's
+    denominator (grad_evals x one forward+backward): the classifier's forward and backward inside the
+    gradient evaluations, its forward-only candidate checks, the distance's value and gradient in the z
+    steps (with the exact emotion term, its recognizer's passes), the linearised emotion term's passes, the
+    Adam steps, and the rest (bookkeeping, the candidates' distances, the rho and dual updates)."""
+    from unittest import mock
+
+    from lightning_skel.attacks.base import BatchAdam
+
+    spent: dict[str, float] = dict.fromkeys(
+        ("forward", "backward", "candidate_forward", "z_distance", "adam"), 0.0
+    )
+
+    def timed(key, fn):
+        def run(*args, **kwargs):
+            start = time.perf_counter()
+            out = fn(*args, **kwargs)
+            spent[key if key != "forward" or torch.is_grad_enabled() else "candidate_forward"] += (
+                time.perf_counter() - start
+            )
+            return out
+
+        return run
+
+    patches = [
+        mock.patch.object(model, "forward", timed("forward", model.forward)),
+        mock.patch.object(attack, "input_grad", timed("backward", attack.input_grad)),
+        mock.patch.object(
+            attack.distance, "value_and_grad", timed("z_distance", attack.distance.value_and_grad)
+        ),
+        mock.patch.object(BatchAdam, "step", timed("adam", BatchAdam.step)),
+    ]
+    if attack.emotion_every > 1 and "emotion" in attack.distance.active:  # the linearised term's own passes
+        spent["emotion_linearised"] = 0.0
+        term = attack.distance.terms["emotion"]
+        patches.append(
+            mock.patch.object(term, "value_and_grad", timed("emotion_linearised", term.value_and_grad))
+        )
+    with contextlib.ExitStack() as stack:
+        for patch in patches:
+            stack.enter_context(patch)
+        start = time.perf_counter()
+        res = attack(x, y, lengths)
+        wall = time.perf_counter() - start
+    unit = float(res.grad_evals.sum()) / len(y) * t_fb
+    return {
+        **{k: v / unit for k, v in spent.items()},
+        "rest": (wall - sum(spent.values())) / unit,
+        "total": wall / unit,
     }
 
 

@@ -35,10 +35,13 @@ def direct_bone_vectors(x, layout):
     return x[:, :, :, child] - x[:, :, :, parent]
 
 
-def direct_bone_angles(x, layout):
+def direct_triplet_bones(x, layout):
     p, j, c = F._indices(get_layout(layout).name, "triplet_index", x.device)
-    u, v = x[:, :, :, p] - x[:, :, :, j], x[:, :, :, c] - x[:, :, :, j]
-    return torch.atan2(F.safe_norm(torch.linalg.cross(u, v, dim=1), dim=1), (u * v).sum(1))
+    return x[:, :, :, p] - x[:, :, :, j], x[:, :, :, c] - x[:, :, :, j]
+
+
+def direct_cross_components(u, v):
+    return torch.linalg.cross(u, v, dim=1).unbind(1)
 
 
 def seconds(fn, n: int) -> float:
@@ -79,7 +82,8 @@ def main() -> int:
 
     direct = (
         mock.patch.object(F, "bone_vectors", direct_bone_vectors),
-        mock.patch.object(F, "bone_angles", direct_bone_angles),
+        mock.patch.object(F, "triplet_bones", direct_triplet_bones),
+        mock.patch.object(F, "cross_components", direct_cross_components),
     )
     cases = {"bones": bones_step, "angles": angles_step, "distance": distance_step}
     times: dict[str, dict[str, list[float]]] = {k: {"project": [], "direct": []} for k in cases}
@@ -101,7 +105,7 @@ def main() -> int:
     for _ in range(args.repeats):
         for name, fn in cases.items():
             times[name]["project"].append(seconds(fn, args.calls))
-            with direct[0], direct[1]:
+            with direct[0], direct[1], direct[2]:
                 times[name]["direct"].append(seconds(fn, args.calls))
         for n, fns in grads.items():
             for k, fn in fns.items():

@@ -42,5 +42,14 @@ def attacked(out: Path, overrides: list[str]) -> dict:
 
 
 def save_results(out: Path, payload: dict) -> None:
-    """Write ``payload`` to ``out`` (atomically) with the command that produced it and the machine."""
-    write_json(out, {**payload, "machine": machine_info(), "command": " ".join(sys.argv)})
+    """Write ``payload`` to ``out`` (atomically) with the command that produced it and the machine. A
+    benchmark that adds to results already in ``out`` keeps the earlier commands too (``commands``, in the
+    order they ran; ``command`` is the latest)."""
+    command = " ".join(sys.argv)
+    commands = []
+    if out.is_file():
+        before = json.loads(out.read_text())
+        commands = before.get("commands") or ([before["command"]] if "command" in before else [])
+    if command not in commands:
+        commands.append(command)
+    write_json(out, {**payload, "machine": machine_info(), "command": command, "commands": commands})

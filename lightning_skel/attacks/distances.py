@@ -126,7 +126,7 @@ class DistanceTerm(nn.Module):
 
     The bone, angle, speed and l2 terms give their gradient in closed form. ADMM differentiates D on every z
     step, and autograd's graph for it is about 120 small kernels whose fixed cost weighs most once few clips
-    are still being attacked: the closed forms are 1.6x faster on 2 UTD-sized clips and 1.2x on 32
+    are still being attacked: the closed forms are 1.6x faster on 2 UTD-sized clips and 1.3x on 32
     (benchmarks/distance_grad.py, one CPU thread) and are tested equal to autograd's
     (tests/test_distance_grad.py). Other terms fall back to autograd.
     """

@@ -39,7 +39,7 @@ def _difference_matrix(layout_name: str, kind: str, device: torch.device, dtype:
 
     Written as a product rather than indexing because its backward is a product too, where indexing's
     backward is a scatter-add: the attacks differentiate these on every step, and the product's forward
-    and backward together are 5x faster on CPU (benchmarks/distance_grad.py; the same values: one
+    and backward together are 3.6x faster on CPU (benchmarks/distance_grad.py; the same values: one
     rounding per entry either way).
     """
     layout = get_layout(layout_name)

@@ -3,13 +3,14 @@
 For each model it takes the standard checkpoint of ``benchmarks/train_utd.py`` and fine-tunes it for
 ``--epochs`` epochs with each defense (``init_from``: on CPU a from-scratch adversarial run of 100 epochs
 costs hours): ADMM adversarial training per batch and from a pool (``callbacks=adv_training``), PGD-AT and
-TRADES (``robust_training.name``), and as a control the same fine-tuning on clean clips (``clean_ft``). Every checkpoint (the standard one included) is then attacked on the same
-``--limit`` test clips with the same budgets: ADMM at its fixed c for 30 outer steps, and PGD in a 2 cm
-L-infinity ball for 20 steps; the table gives clean accuracy and robust accuracy (accuracy on the attacked
-clips over all evaluated clips). ADMM is a minimum-distance attack that fools nearly every clip given
-room, so its robust accuracy is also given within PGD's budget (a clip whose ADMM adversary leaves the
-2 cm L-infinity ball counts as robust) and within rms budgets (``--budgets``, millimetres), drawn against
-the budget for every defense. Finally
+TRADES (``robust_training.name``, ``beta`` 6 and 1), and as a control the same fine-tuning on clean clips
+(``clean_ft``). Every checkpoint (the standard one included) is then attacked on the same ``--limit`` test
+clips with the same budgets: ADMM at its fixed c for 30 outer steps, and PGD for 20 steps
+in each L-infinity ball of ``--linf-budgets`` (millimetres); the table gives clean accuracy and robust
+accuracy (accuracy on the attacked clips over all evaluated clips). ADMM is a minimum-distance attack that
+fools nearly every clip given room, so its robust accuracy is given within the same L-infinity budgets as
+PGD's (a clip whose ADMM adversary leaves the ball counts as robust) and within rms budgets
+(``--budgets``), drawn against the budget for every defense. Finally
 the cost of a full training epoch with the ADMM callback in ``batch`` and ``pool`` mode relative to a clean
 epoch is measured in one process (two rounds, medians); a pool run's epochs are timed separately when it
 regenerates its pool and when it reuses it, and the pool's cost per epoch is given for a refresh every
@@ -49,13 +50,14 @@ DEFENSES: dict[str, list[str]] = {
     ],
     "pgd_at": ["robust_training.name=pgd_at"],
     "trades": ["robust_training.name=trades"],
+    "trades_beta1": ["robust_training.name=trades", "robust_training.beta=1.0"],  # beta 6 costs HCN 30 points
 }
-PGD_EPS_MM = 20.0
-ATTACKS: dict[str, list[str]] = {
-    # fixed c, no patience stop: the budget is the same 30 outer steps for every clip and checkpoint
-    "admm": ["attack=admm", "attack.max_iter=30", "attack.c_growth=1.0", "attack.patience=null"],
-    "pgd": ["attack=pgd", f"attack.eps={PGD_EPS_MM / 1000:g}", "attack.steps=20"],
-}
+# fixed c, no patience stop: the budget is the same 30 outer steps for every clip and checkpoint
+ADMM = ["attack=admm", "attack.max_iter=30", "attack.c_growth=1.0", "attack.patience=null"]
+
+
+def pgd(eps_mm: float) -> list[str]:
+    return ["attack=pgd", f"attack.eps={eps_mm / 1000:g}", "attack.steps=20"]
 
 
 def fine_tune(model: str, defense: str, init: str, epochs: int, runs: Path) -> str:
@@ -64,8 +66,8 @@ def fine_tune(model: str, defense: str, init: str, epochs: int, runs: Path) -> s
     return trained(runs / f"{model}_{defense}", overrides)["last_checkpoint"]
 
 
-def robust(ckpt: str, attack: str, out: Path, limit: int) -> dict:
-    return attacked(out, [f"ckpt={ckpt}", *ATTACKS[attack], f"limit={limit}"])
+def robust(ckpt: str, attack: list[str], out: Path, limit: int) -> dict:
+    return attacked(out, [f"ckpt={ckpt}", *attack, f"limit={limit}"])
 
 
 class EpochTimer(pl.Callback):
@@ -137,24 +139,64 @@ def budget_curve(per_sample: Path, budgets: list[float], size: str = "rms_mm") -
     return {f"{b:g}": robust_accuracy_within(y, pred_clean, pred_adv, sizes, b) for b in budgets}
 
 
+def by_budget(curve: dict[str, float]) -> tuple[list[float], list[float]]:
+    """A curve's budgets and values in increasing budget (a results file's keys are sorted as strings)."""
+    points = sorted((float(b), v) for b, v in curve.items())
+    return [b for b, _ in points], [v for _, v in points]
+
+
 def figure(model: str, rows: dict, path: Path) -> None:
+    """Robust accuracy against the size budget, under ADMM by rms and by L-infinity size, and under PGD
+    (its L-infinity balls, drawn on the second panel as squares of each defense's colour)."""
     from matplotlib.figure import Figure
 
     from lightning_skel.viz import save_figure
 
-    fig = Figure(figsize=(5.5, 3.8))
-    ax = fig.subplots()
-    for name, row in rows.items():
-        if "robust_acc_admm_within_mm" in row:
-            curve = row["robust_acc_admm_within_mm"]
-            ax.plot([float(b) for b in curve], list(curve.values()), "o-", label=name)
-    ax.set_xlabel("rms budget of the ADMM perturbation (mm)")
-    ax.set_ylabel("robust accuracy")
-    ax.set_title(f"{model}: robust accuracy under ADMM within a size budget")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
+    fig = Figure(figsize=(10, 3.8))
+    rms_ax, linf_ax = fig.subplots(1, 2, sharey=True)
+    for i, (name, row) in enumerate(rows.items()):
+        colour = f"C{i}"
+        for ax, key in ((rms_ax, "robust_acc_admm_within_mm"), (linf_ax, "robust_acc_admm_within_linf_mm")):
+            ax.plot(*by_budget(row[key]), "o-", color=colour, label=name)
+        linf_ax.plot(*by_budget(row["robust_acc_pgd"]), "s--", color=colour, alpha=0.6)
+    rms_ax.set_xlabel("rms budget of the ADMM perturbation (mm)")
+    linf_ax.set_xlabel("L-infinity budget (mm): ADMM o-, PGD s--")
+    rms_ax.set_ylabel("robust accuracy")
+    fig.suptitle(f"{model}: robust accuracy within a size budget")
+    for ax in (rms_ax, linf_ax):
+        ax.grid(True, alpha=0.3)
+    rms_ax.legend(fontsize=8)
     fig.tight_layout()
     save_figure(fig, path)
+
+
+def pgd_dir(eps_mm: float) -> str:
+    # the first PGD runs of this benchmark, at 20 mm only, were written to attack_pgd
+    return "attack_pgd" if eps_mm == 20.0 else f"attack_pgd_{eps_mm:g}mm"
+
+
+def print_table(model: str, rows: dict, cost: dict | None) -> None:
+    first = next(iter(rows.values()))
+    heads = [f"PGD<={b}" for b in first["robust_acc_pgd"]]
+    heads += [f"ADMM<={b}inf" for b in first["robust_acc_admm_within_linf_mm"]]
+    heads += [f"ADMM<={b}rms" for b in first["robust_acc_admm_within_mm"]]
+    lead = f"{model} (budgets in mm): "
+    print(f"\n{lead}{'defense':<14}{'clean':>7}{'ADMM':>7}" + "".join(f"{h:>13}" for h in heads))
+    for name, r in rows.items():
+        cells = [*r["robust_acc_pgd"].values(), *r["robust_acc_admm_within_linf_mm"].values(),
+                 *r["robust_acc_admm_within_mm"].values()]  # fmt: skip
+        print(f"{'':<{len(lead)}}{name:<14}{r['clean_acc']:7.3f}{r['robust_acc_admm']:7.3f}"
+              + "".join(f"{v:13.3f}" for v in cells))  # fmt: skip
+    if cost is None or "pool_refresh_every_1_vs_clean" not in cost:
+        return
+    pool = ", ".join(
+        f"every {k.split('_')[3]} epochs {v:.1f}x"
+        for k, v in cost.items()
+        if k.startswith("pool_refresh_every_")
+    )
+    print(
+        f"epoch cost vs clean: batch {cost['batch_vs_clean']:.1f}x; pool of {cost['pool_size']} refreshed {pool}"
+    )
 
 
 def main() -> int:
@@ -167,6 +209,8 @@ def main() -> int:
                         help="skip timing the adversarial-training epochs")  # fmt: skip
     parser.add_argument("--budgets", type=float, nargs="+", default=[5.0, 10.0, 15.0, 20.0, 30.0],
                         help="rms budgets (mm) of the robust accuracy under ADMM")  # fmt: skip
+    parser.add_argument("--linf-budgets", type=float, nargs="+", default=[10.0, 20.0, 30.0],
+                        help="L-infinity budgets (mm): PGD's balls, and ADMM's robust accuracy within each")  # fmt: skip
     parser.add_argument(
         "--standard", type=Path, default=ROOT / "runs" / "bench_utd", help="train_utd.py's runs"
     )
@@ -182,44 +226,29 @@ def main() -> int:
         ckpts.update({d: fine_tune(model, d, str(standard), args.epochs, args.runs) for d in args.defenses})
         rows = results.setdefault(model, {})
         for name, ckpt in ckpts.items():
-            res = {
-                a: robust(ckpt, a, args.runs / f"{model}_{name}" / f"attack_{a}", args.limit) for a in ATTACKS
+            runs = args.runs / f"{model}_{name}"
+            admm = robust(ckpt, ADMM, runs / "attack_admm", args.limit)
+            pgd_acc = {
+                f"{eps:g}": robust(ckpt, pgd(eps), runs / pgd_dir(eps), args.limit)["robust_accuracy"]
+                for eps in args.linf_budgets
             }
-            per_sample = args.runs / f"{model}_{name}" / "attack_admm" / "per_sample.csv"
+            per_sample = runs / "attack_admm" / "per_sample.csv"
             rows[name] = {
-                "clean_acc": res["admm"]["clean_accuracy"],
-                "robust_acc_admm": res["admm"]["robust_accuracy"],
-                "robust_acc_pgd": res["pgd"]["robust_accuracy"],
+                "clean_acc": admm["clean_accuracy"],
+                "robust_acc_admm": admm["robust_accuracy"],
+                "robust_acc_pgd": pgd_acc,
                 "robust_acc_admm_within_mm": budget_curve(per_sample, args.budgets),
-                # the same budget as PGD's: ADMM's fooling clips count only within the L-infinity ball
-                "robust_acc_admm_linf": budget_curve(per_sample, [PGD_EPS_MM], "linf_mm")[f"{PGD_EPS_MM:g}"],
+                # PGD's budgets: ADMM's fooling clips count only within each L-infinity ball
+                "robust_acc_admm_within_linf_mm": budget_curve(per_sample, args.linf_budgets, "linf_mm"),
             }
             save_results(args.out, {"results": results})
-        figure(model, {n: rows[n] for n in ckpts}, args.out.with_name(f"adv_training_{model}.png"))
+        order = ["standard", *DEFENSES]  # every defense measured, in a fixed order
+        curves = {n: rows[n] for n in order if "robust_acc_admm_within_mm" in rows.get(n, {})}
+        figure(model, curves, args.out.with_name(f"adv_training_{model}.png"))
         if args.epoch_cost and "pool_refresh_every_1_vs_clean" not in rows.get("epoch_cost", {}):
             rows["epoch_cost"] = epoch_cost(model, str(standard))
             save_results(args.out, {"results": results})
-        within = "".join(f"{'ADMM<=' + b + 'mm':>13}" for b in rows["standard"]["robust_acc_admm_within_mm"])
-        linf = f"ADMM<={PGD_EPS_MM:g}mm inf"
-        print(f"\n{model}: {'defense':<14}{'clean':>8}{'ADMM':>8}{'PGD':>8}{linf:>18}{within}")
-        for name in ckpts:
-            r = rows[name]
-            cells = "".join(f"{v:13.3f}" for v in r["robust_acc_admm_within_mm"].values())
-            print(
-                f"{'':<{len(model) + 2}}{name:<14}{r['clean_acc']:8.3f}{r['robust_acc_admm']:8.3f}{r['robust_acc_pgd']:8.3f}"
-                f"{r['robust_acc_admm_linf']:18.3f}{cells}"
-            )
-        cost = rows.get("epoch_cost")
-        if cost is None or "pool_refresh_every_1_vs_clean" not in cost:
-            continue
-        pool = ", ".join(
-            f"every {k.split('_')[3]} epochs {v:.1f}x"
-            for k, v in cost.items()
-            if k.startswith("pool_refresh_every_")
-        )
-        print(
-            f"epoch cost vs clean: batch {cost['batch_vs_clean']:.1f}x; pool of {cost['pool_size']} refreshed {pool}"
-        )
+        print_table(model, curves, rows.get("epoch_cost"))
     print(f"wrote {args.out}")
     return 0
 

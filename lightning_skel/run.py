@@ -278,11 +278,13 @@ def _attack_data(cfg: DictConfig, hp: dict[str, Any]) -> tuple[SkeletonDataModul
 def _attack_main(fabric, cfg: DictConfig) -> dict[str, Any]:
     from rich.progress import Progress
 
-    from lightning_skel.attacks.metrics import attack_metrics
+    from lightning_skel.attacks.metrics import attack_metrics, check_budgets
     from lightning_skel.report import write_outputs, write_report
     from lightning_skel.systems.attack_run import AttackRun, load_classifier, load_emotion
 
     start = time.perf_counter()
+    budgets = OmegaConf.to_container(cfg.budgets, resolve=True) if cfg.get("budgets") else None
+    check_budgets(budgets)
     rank = fabric.global_rank if fabric is not None else 0
     world = fabric.world_size if fabric is not None else 1
     device = fabric.device if fabric is not None else torch_device(cfg)
@@ -357,6 +359,7 @@ def _attack_main(fabric, cfg: DictConfig) -> dict[str, Any]:
     metrics = attack_metrics(
         t(merged["x"]), t(merged["x_adv"]), t(merged["lengths"]), layout, t(merged["y"]), t(merged["pred_clean"]),
         t(merged["pred_adv"]), target=target, grad_evals=t(merged["grad_evals"]), per_sample=per_sample,
+        budgets=budgets,
     )  # fmt: skip
     metrics["wall_time_s"] = round(time.perf_counter() - start, 2)
     extra = {"config": OmegaConf.to_container(cfg, resolve=True), "versions": versions(), "spec": spec}

@@ -38,6 +38,7 @@ def test_attack_run_writes_every_output(tmp_path, ckpt):
     assert {"rms_mm", "delta_bone", "grad_evals"} <= set(rows[0])
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["success_rate"] == pytest.approx(metrics["success_rate"])
+    assert "robust_accuracy_linf_mm_le_20" not in saved  # no budgets asked for
     assert "config" in saved
     assert "versions" in saved
     report = (out / "report.md").read_text()
@@ -102,10 +103,25 @@ def test_bad_checkpoints_and_layouts_fail_before_work(tmp_path, ckpt):
         run_attack(attack_cfg(tmp_path / "o4", ckpt, [*PGD, f"emotion_ckpt={ckpt}"]))
     with pytest.raises(ValueError, match="eps must be > 0"):
         run_attack(attack_cfg(tmp_path / "o5", ckpt, [*PGD, "attack.eps=0"]))
-    for name in ("o1", "o2", "o3", "o4", "o5"):
+    with pytest.raises(ValueError, match="budgets: 'linf' is not a distance metric"):
+        run_attack(attack_cfg(tmp_path / "o6", ckpt, [*PGD, "budgets={linf: [20]}"]))
+    for name in ("o1", "o2", "o3", "o4", "o5", "o6"):
         assert not (tmp_path / name / "shards").exists() or not list(
             (tmp_path / name / "shards").glob("batch_*")
         )
+
+
+def test_budgets_give_robust_accuracy_within_each_size(tmp_path, ckpt):
+    """The run's metrics carry one robust accuracy per budget (the arithmetic is tested by hand in
+    test_distances_metrics): within 600 mm L-infinity, more than PGD's 50 mm ball, it is the unbudgeted
+    one; within a size under any perturbation it is the clean accuracy."""
+    out = tmp_path / "b"
+    metrics = run_attack(attack_cfg(out, ckpt, [*PGD, "budgets={linf_mm: [600, 1e-6]}"]))
+    assert metrics["robust_accuracy_linf_mm_le_600"] == pytest.approx(metrics["robust_accuracy"])
+    assert metrics["robust_accuracy_linf_mm_le_1e-06"] == pytest.approx(metrics["clean_accuracy"])
+    assert json.loads((out / "metrics.json").read_text())["robust_accuracy_linf_mm_le_600"] == pytest.approx(
+        metrics["robust_accuracy"]
+    )
 
 
 def test_targeted_run_reaches_targets(tmp_path, ckpt):

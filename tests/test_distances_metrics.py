@@ -150,6 +150,14 @@ def test_attack_metrics_aggregation():
         x, adv, None, "gait16", y, pred_clean, pred_adv, target=torch.tensor([1, 2, 1, 1])
     )
     assert targeted["success_rate"] == pytest.approx(1 / 3)
+    # within 15 mm L-infinity only sample 1 (10 mm) is fooled: samples 0 and 2 are robust
+    budgeted = attack_metrics(x, adv, None, "gait16", y, pred_clean, pred_adv, budgets={"linf_mm": [15, 25]})
+    assert budgeted["robust_accuracy_linf_mm_le_15"] == pytest.approx(2 / 4)
+    assert budgeted["robust_accuracy_linf_mm_le_25"] == pytest.approx(1 / 4)
+    for bad, match in (({"linf": [1]}, "not a distance metric"), ({"linf_mm": []}, "non-empty list"),
+                       ({"linf_mm": [0]}, "> 0"), ({"linf_mm": 5}, "non-empty list")):  # fmt: skip
+        with pytest.raises(ValueError, match=match):
+            attack_metrics(x, adv, None, "gait16", y, pred_clean, pred_adv, budgets=bad)
 
 
 def test_robust_accuracy_within_a_budget_hand_computed():

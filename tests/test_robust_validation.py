@@ -3,6 +3,7 @@ checkpoints."""
 
 import csv
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -34,12 +35,26 @@ class AlwaysWrong(Attack):
         return res
 
 
+class ShiftWrong(Attack):
+    """Moves every coordinate by 10 mm and claims a wrong label: its L-infinity size is 10 mm."""
+
+    name = "test_shift_wrong"
+
+    def attack(self, x, y, lengths, target):
+        res = self.result(x + 0.01, y, target, grad_evals=torch.ones_like(y))
+        res.pred_adv = (y + 1) % 12
+        return res
+
+
+STUBS = (Identity, AlwaysWrong, ShiftWrong)
+
+
 @pytest.fixture
 def stub_attacks():
-    for cls in (Identity, AlwaysWrong):
+    for cls in STUBS:
         ATTACKS.register(cls.name)(cls)
     yield
-    for cls in (Identity, AlwaysWrong):
+    for cls in STUBS:
         ATTACKS._items.pop(cls.name)
 
 
@@ -48,11 +63,9 @@ def rows(run: Path) -> list[dict]:
     return list(csv.DictReader((version / "metrics.csv").open()))
 
 
-def robust_overrides(attacks: str, every: int = 1, num: int = 6) -> list[str]:
-    return [
-        f"+callbacks.robust_validation={{every_n_epochs: {every}, num_samples: {num}, attacks: {attacks}}}",
-        "callbacks.figures=null",
-    ]
+def robust_overrides(attacks: str, every: int = 1, num: int = 6, budgets: str = "null") -> list[str]:
+    spec = f"every_n_epochs: {every}, num_samples: {num}, attacks: {attacks}, budgets: {budgets}"
+    return [f"+callbacks.robust_validation={{{spec}}}", "callbacks.figures=null"]
 
 
 def test_bad_arguments_are_refused_at_construction():
@@ -62,6 +75,55 @@ def test_bad_arguments_are_refused_at_construction():
         RobustValidation({"pgd": {}}, every_n_epochs=0)
     with pytest.raises(ValueError, match="empty"):
         RobustValidation({})
+    with pytest.raises(ValueError, match="'smart' is not one of the attacks"):
+        RobustValidation({"pgd": {}}, budgets={"smart": {"linf_mm": 20}})
+    with pytest.raises(ValueError, match="'linf' is not a distance metric"):
+        RobustValidation({"admm": {}}, budgets={"admm": {"linf": 20}})
+    with pytest.raises(ValueError, match="> 0"):
+        RobustValidation({"admm": {}}, budgets={"admm": {"linf_mm": 0}})
+    with pytest.raises(ValueError, match="one distance metric"):
+        RobustValidation({"admm": {}}, budgets={"admm": {"linf_mm": 20, "rms_mm": 10}})
+
+
+class LabelInInput(torch.nn.Module):
+    """Predicts the class written in the first coordinate of each clip (rounded)."""
+
+    def forward(self, x):
+        return torch.nn.functional.one_hot(x[:, 0, 0, 0, 0].round().long(), 12).float()
+
+
+def validate(callback: RobustValidation, x, y, lengths) -> dict[str, float]:
+    """One validation epoch of ``callback`` on one batch, outside a Trainer: the metrics it logs."""
+    trainer = SimpleNamespace(sanity_checking=False, current_epoch=0, world_size=1,
+                              strategy=SimpleNamespace(reduce=lambda t, reduce_op: t))  # fmt: skip
+    logged = {}
+    module = SimpleNamespace(classifier=LabelInInput(), hparams=SimpleNamespace(layout="ntu25"),
+                             device=x.device, log_dict=lambda m, **kw: logged.update(m))  # fmt: skip
+    callback.setup(trainer, module, "fit")
+    callback.on_validation_epoch_start(trainer, module)
+    callback.on_validation_batch_end(trainer, module, None, (x, y, lengths), 0)
+    callback.on_validation_epoch_end(trainer, module)
+    return logged
+
+
+def test_budget_counts_only_fooling_clips_within_it(stub_attacks):
+    """A fooling attack that moves every coordinate by 10 mm on 6 clips, 4 of them classified right: it
+    breaks all 4 unbudgeted or within 20 mm L-infinity (or 20 mm rms: its rms is 17.3 mm), none within 5 mm
+    L-infinity or 9 mm rms."""
+    x = torch.full((6, 3, 8, 25, 1), 0.5)  # every joint present (an all-zero person is absent)
+    y = torch.tensor([0, 1, 2, 3, 4, 5])
+    x[:, 0, 0, 0, 0] = torch.tensor([0.0, 1, 2, 3, 7, 7])  # the last two clips are misclassified
+    lengths = torch.full((6,), 8)
+    robust = {}
+    for budget in (None, {"linf_mm": 5}, {"linf_mm": 20}, {"rms_mm": 20}, {"rms_mm": 9}):
+        cb = RobustValidation(
+            {"test_shift_wrong": {}}, num_samples=6, budgets=budget and {"test_shift_wrong": budget}
+        )
+        logged = validate(cb, x, y, lengths)
+        assert logged["val/clean_acc_subset"] == pytest.approx(4 / 6)
+        robust[str(budget)] = logged["val/robust_acc_test_shift_wrong"]
+    assert robust == {"None": 0.0, "{'linf_mm': 5}": pytest.approx(4 / 6), "{'linf_mm': 20}": 0.0,
+                      "{'rms_mm': 20}": 0.0, "{'rms_mm': 9}": pytest.approx(4 / 6)}  # fmt: skip
 
 
 def test_checkpoint_on_robust_accuracy_needs_robust_validation(tmp_path):

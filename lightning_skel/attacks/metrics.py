@@ -13,6 +13,7 @@ clips; ``grad_evals`` mean over successful clips (``grad_evals_all`` over attack
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -102,10 +103,13 @@ def attack_metrics(
     grad_evals: Tensor | None = None,
     emotion_model: nn.Module | None = None,
     per_sample: dict[str, Tensor] | None = None,
+    budgets: Mapping[str, Sequence[float]] | None = None,
 ) -> dict[str, float]:
     """Aggregate metrics of an attack on a batch (see the module docstring for what is averaged over
     what). ``target`` (or entries of -1) marks a targeted attack. ``per_sample`` may pass precomputed
-    :func:`per_sample_metrics`."""
+    :func:`per_sample_metrics`. ``budgets`` maps distance metrics to sizes, e.g. ``{"linf_mm": [20]}``,
+    and adds ``robust_accuracy_<metric>_le_<size>`` for each (:func:`robust_accuracy_within`)."""
+    check_budgets(budgets)
     ps = (
         per_sample if per_sample is not None else per_sample_metrics(x, x_adv, lengths, layout, emotion_model)
     )
@@ -128,17 +132,38 @@ def attack_metrics(
     if grad_evals is not None:
         out["grad_evals"] = _mean(grad_evals.double(), won)
         out["grad_evals_all"] = _mean(grad_evals.double(), attacked)
+    for key, sizes in (budgets or {}).items():
+        for b in sizes:
+            out[f"robust_accuracy_{key}_le_{b:g}"] = robust_accuracy_within(
+                y, pred_clean, pred_adv, ps[key], b
+            )
     return out
+
+
+def check_budgets(budgets: Mapping[str, Sequence[float]] | None, what: str = "budgets") -> None:
+    """A clear error unless ``budgets`` maps metrics of :data:`DISTANCE_METRICS` to lists of sizes > 0."""
+    for key, sizes in (budgets or {}).items():
+        if key not in DISTANCE_METRICS:
+            raise ValueError(f"{what}: {key!r} is not a distance metric; use one of {DISTANCE_METRICS}")
+        if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence) or not sizes:
+            raise ValueError(f"{what}.{key} must be a non-empty list of sizes, got {sizes!r}")
+        bad = [b for b in sizes if not isinstance(b, (int, float)) or not b > 0]
+        if bad:
+            raise ValueError(f"{what}.{key}: every size must be a number > 0, got {bad}")
+
+
+def robust_within(y: Tensor, pred_clean: Tensor, pred_adv: Tensor, size: Tensor, budget: float) -> Tensor:
+    """``(N,)`` bool: the clip withstands an attack whose success counts only where its adversarial clip is
+    within ``budget`` (``size`` per sample, e.g. ``rms_mm``, in the budget's unit): the clean model is right
+    and the attack either failed or needed more than ``budget``."""
+    return (pred_clean == y) & ~((pred_adv != y) & (size <= budget))
 
 
 def robust_accuracy_within(
     y: Tensor, pred_clean: Tensor, pred_adv: Tensor, size: Tensor, budget: float
 ) -> float:
-    """Accuracy under an attack whose success counts only where its adversarial clip is within ``budget``
-    (``size`` per sample, e.g. ``rms_mm``, in the budget's unit): a clip is robust when the clean model is
-    right and the attack either failed or needed more than ``budget``. For a minimum-distance attack such
-    as ADMM, which fools every clip given room, this is the robust accuracy at a perturbation size; swept
-    over budgets it is the robust-accuracy curve."""
-    correct = pred_clean == y
-    fooled = (pred_adv != y) & (size <= budget)
-    return float((correct & ~fooled).double().mean()) if y.numel() else float("nan")
+    """The fraction of clips :func:`robust_within` a budget. For a minimum-distance attack such as ADMM,
+    which fools every clip given room, this is the robust accuracy at a perturbation size; swept over
+    budgets it is the robust-accuracy curve."""
+    robust = robust_within(y, pred_clean, pred_adv, size, budget)
+    return float(robust.double().mean()) if y.numel() else float("nan")

@@ -9,6 +9,11 @@ correctly: clips the model already gets wrong count as broken. ``val/clean_acc_s
 of the same clips, the ceiling of every robust accuracy, and ``val/robust_clips`` their number. Counts are
 summed over ranks before the division.
 
+A minimum-distance attack such as ADMM fools nearly every clip given room, so its robust accuracy without a
+budget is about 0 for any model and selects nothing. ``budgets`` gives an attack a size budget, e.g.
+``{"admm": {"linf_mm": 20}}`` (PGD's 2 cm ball): a clip it fools counts as broken only if its adversarial
+clip is within the budget (``attacks.metrics.robust_within``, sizes from ``per_sample_metrics``).
+
 Validation runs under ``torch.inference_mode``; the attacks need input gradients, so they run with inference
 mode off on copies of the batch (the model's parameters are ordinary tensors).
 """
@@ -24,6 +29,7 @@ import pytorch_lightning as pl
 import torch
 
 from lightning_skel.attacks import ATTACKS, Attack, build_attack
+from lightning_skel.attacks.metrics import check_budgets, per_sample_metrics, robust_within
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +40,7 @@ class RobustValidation(pl.Callback):
         attacks: dict[str, dict[str, Any] | None] | None = None,
         every_n_epochs: int = 1,
         num_samples: int = 64,
+        budgets: dict[str, dict[str, float]] | None = None,
     ) -> None:
         super().__init__()
         attacks = {"admm": {}, "pgd": {}} if attacks is None else dict(attacks)
@@ -41,6 +48,20 @@ class RobustValidation(pl.Callback):
             raise ValueError("RobustValidation: attacks is empty; give at least one registered attack")
         for name in attacks:
             ATTACKS.get(name)  # an unknown name is a KeyError listing the known ones
+        self.budgets: dict[str, tuple[str, float]] = {}
+        for name, budget in (budgets or {}).items():
+            if name not in attacks:
+                raise ValueError(
+                    f"RobustValidation: budgets[{name!r}]: {name!r} is not one of the attacks {sorted(attacks)}"
+                )
+            items = list((budget or {}).items())
+            if len(items) != 1:
+                raise ValueError(
+                    f"RobustValidation: budgets[{name!r}] must name one distance metric and its size "
+                    f"(e.g. {{linf_mm: 20}}), got {budget}"
+                )
+            check_budgets({items[0][0]: [items[0][1]]}, f"RobustValidation: budgets[{name!r}]")
+            self.budgets[name] = (items[0][0], float(items[0][1]))
         if every_n_epochs < 1 or num_samples < 1:
             raise ValueError(
                 f"RobustValidation: every_n_epochs and num_samples must be >= 1, got {every_n_epochs}, {num_samples}"
@@ -88,9 +109,16 @@ class RobustValidation(pl.Callback):
         with torch.inference_mode(False):
             x, y, lengths = (t[:take].clone() for t in batch[:3])
             with torch.no_grad():
-                self._counts["clean"] += int((pl_module.classifier(x).argmax(1) == y).sum())
+                pred = pl_module.classifier(x).argmax(1)
+            self._counts["clean"] += int((pred == y).sum())
             for name, attack in self._attacks.items():
-                self._counts[name] += int((attack(x, y, lengths).pred_adv == y).sum())
+                res = attack(x, y, lengths)
+                if name in self.budgets:
+                    size, budget = self.budgets[name]
+                    sizes = per_sample_metrics(x, res.x_adv, lengths, attack.layout)[size]
+                    self._counts[name] += int(robust_within(y, pred, res.pred_adv, sizes, budget).sum())
+                else:
+                    self._counts[name] += int((res.pred_adv == y).sum())
         self._seen += len(y)
         self._spent += time.perf_counter() - start
 

@@ -22,6 +22,8 @@ from rich.table import Table
 
 from lightning_skel.run import run_attack, run_train
 
+log = logging.getLogger(__name__)
+
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 ATTACK_METRICS = (
     "clean_accuracy", "success_rate", "robust_accuracy", "rms_mm", "linf_mm", "delta_bone", "delta_angle_deg",
@@ -44,6 +46,17 @@ def _table(title: str, metrics: dict, keys) -> Table:
     return table
 
 
+def _train(cfg: DictConfig) -> dict:
+    """``run_train(cfg)`` from scratch: a previous demo's checkpoints in its ``out_dir`` are removed first
+    (otherwise ModelCheckpoint writes ``best-008-v1.ckpt`` beside the old ``best-008.ckpt``, and
+    ``last.ckpt`` would be a stale run's until overwritten)."""
+    old = Path(cfg.out_dir) / "checkpoints"
+    if old.is_dir():
+        log.info("removing the previous demo run's checkpoints in %s", old)
+        shutil.rmtree(old)
+    return run_train(cfg)
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     console = Console()
@@ -51,12 +64,12 @@ def main(argv: list[str] | None = None) -> int:
 
     console.rule("[bold]1/4 HCN action classifier on generated motion")
     cls_cfg = _compose("train", ["experiment=demo", *extra])
-    cls = run_train(cls_cfg)
+    cls = _train(cls_cfg)
     console.print(_table("action classifier, held-out generated clips", cls, ("test/acc", "test/acc_top5")))
 
     console.rule("[bold]2/4 emotion recognizer on generated emotional motion")
     emo_cfg = _compose("train", ["experiment=demo_emotion", *extra])
-    emo = run_train(emo_cfg)
+    emo = _train(emo_cfg)
     console.print(_table("emotion recognizer, held-out generated clips", emo, ("test/acc",)))
 
     console.rule("[bold]3/4 ADMM attack on the classifier, emotion term on")
@@ -91,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
 
     console.rule("[bold]4/4 ADMM adversarial fine-tune of the classifier")
     adv_cfg = _compose("train", ["experiment=demo_adv", f"init_from={cls_ckpt}", *extra])
-    adv = run_train(adv_cfg)
+    adv = _train(adv_cfg)
     adv_ckpt = adv["last_checkpoint"]  # see configs/experiment/demo_adv.yaml
     limit = None  # the whole test split: its clips are ordered by class, so the first few cover few classes
     table = Table(

@@ -56,26 +56,41 @@ def plan(emotion: bool) -> dict[str, list[str]]:
 
 
 def cost_ratios(
-    ckpt: str, configs: dict[str, dict], emotion_ckpt: str | None, batch: int, repeats: int
+    ckpt: str,
+    configs: dict[str, dict],
+    emotion_ckpt: str | None,
+    batch: int,
+    repeats: int,
+    device: str = "cpu",
 ) -> dict:
     """Per ADMM configuration: wall time of the attack on one batch of correctly classified test clips
     divided by (the batch-equivalent number of classifier gradient evaluations x one forward+backward of the
     classifier on that batch). The classifier, the clips and the recognizer are loaded once; every repeat
     times the forward+backward (10 calls) right before each attack, so that both halves of a ratio see the
-    same machine state, and the median of ``repeats`` ratios is reported (with every repeat's figures)."""
+    same machine state, and the median of ``repeats`` ratios is reported (with every repeat's figures).
+    On a GPU every timing ends with a synchronisation, and the breakdown (CPU timers around asynchronous
+    kernels) is not taken."""
     from lightning_skel.attacks import build_attack
     from lightning_skel.data.datamodule import SkeletonDataModule
     from lightning_skel.systems.attack_run import load_emotion
 
+    dev = torch.device(device)
+
+    def sync() -> None:
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+
     model, hp = load_classifier(ckpt)
-    dm = SkeletonDataModule(**{**hp["data_config"], "batch_size": 256})
+    model.to(dev)
+    dm = SkeletonDataModule(**{**hp["data_config"], "batch_size": max(256, 2 * batch)})
     dm.setup()
     x, y, lengths, _ = next(iter(dm.test_dataloader()))
+    x, y, lengths = x.to(dev), y.to(dev), lengths.to(dev)
     x, lengths = dm.window_batch(x, lengths, train=False)
     with torch.no_grad():
         keep = model(x).argmax(1) == y
     x, y, lengths = x[keep][:batch], y[keep][:batch], lengths[keep][:batch]
-    emotion = load_emotion(emotion_ckpt, hp["layout"]) if emotion_ckpt else None
+    emotion = load_emotion(emotion_ckpt, hp["layout"]).to(dev) if emotion_ckpt else None
     attacks = {
         name: build_attack("admm", model, hp["layout"], **kw, emotion_model=emotion if kw["weights"].get("emotion") else None)
         for name, kw in configs.items()
@@ -84,9 +99,11 @@ def cost_ratios(
 
     def fwd_bwd() -> float:
         torch.autograd.grad(model(xx).sum(), xx)  # warm-up
+        sync()
         start = time.perf_counter()
         for _ in range(10):
             torch.autograd.grad(model(xx).sum(), xx)
+        sync()
         return (time.perf_counter() - start) / 10
 
     runs: dict[str, list[dict]] = {name: [] for name in attacks}
@@ -97,16 +114,19 @@ def cost_ratios(
             t_fb = fwd_bwd()
             start = time.perf_counter()
             res = attack(x, y, lengths)
+            sync()
             wall = time.perf_counter() - start
             evals = float(res.grad_evals.sum()) / len(y)
             runs[name].append({"wall_s": wall, "fwd_bwd_s": t_fb, "batch_equivalent_grad_evals": evals,
                                "ratio": wall / (evals * t_fb)})  # fmt: skip
     breakdown = {
-        name: cost_breakdown(attack, model, x, y, lengths, fwd_bwd()) for name, attack in attacks.items()
+        name: cost_breakdown(attack, model, x, y, lengths, fwd_bwd()) if dev.type == "cpu" else None
+        for name, attack in attacks.items()
     }
     return {
         name: {
             "breakdown": breakdown[name],
+            "device": str(dev) if dev.type == "cpu" else torch.cuda.get_device_name(dev),
             "ratio": statistics.median(r["ratio"] for r in rs),
             "wall_s": statistics.median(r["wall_s"] for r in rs),
             "fwd_bwd_s": statistics.median(r["fwd_bwd_s"] for r in rs),
@@ -191,6 +211,7 @@ def main() -> int:
     parser.add_argument("--limit", type=int, default=None, help="attack only the first N test clips")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--cost-repeats", type=int, default=5, help="repeats of the cost measurement")
+    parser.add_argument("--device", default="cpu", help="the cost measurement's device (cpu, cuda)")
     parser.add_argument("--only", nargs="*", default=None, help="run only these entries of the plan")
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "bench_attack")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "attack_utd.json")
@@ -214,7 +235,9 @@ def main() -> int:
             save_results(args.out, {"results": results})
         if args.only is None or "cost" in args.only:
             configs = cost_configs(args.emotion_ckpt is not None)
-            cost = cost_ratios(ckpt, configs, args.emotion_ckpt, args.batch_size, args.cost_repeats)
+            cost = cost_ratios(
+                ckpt, configs, args.emotion_ckpt, args.batch_size, args.cost_repeats, args.device
+            )
             results.setdefault(model_name, {})["cost"] = cost
             save_results(args.out, {"results": results})
     print(json.dumps(results, indent=1))

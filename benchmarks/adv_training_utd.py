@@ -2,7 +2,8 @@
 
 For each model it takes the standard checkpoint of ``benchmarks/train_utd.py`` and fine-tunes it for
 ``--epochs`` epochs with each defense (``init_from``: on CPU a from-scratch adversarial run of 100 epochs
-costs hours): ADMM adversarial training per batch and from a pool (``callbacks=adv_training``), PGD-AT and
+costs hours): ADMM adversarial training per batch and from a pool (``callbacks=adv_training``; the pool
+regenerated every 2 epochs, its default, and every epoch: ``admm_at_pool_r1``), PGD-AT and
 TRADES (``robust_training.name``, ``beta`` 6 and 1), and as a control the same fine-tuning on clean clips
 (``clean_ft``). Every checkpoint (the standard one included) is then attacked on the same ``--limit`` test
 clips with the same budgets: ADMM at its fixed c for 30 outer steps, and PGD for 20 steps
@@ -47,6 +48,12 @@ DEFENSES: dict[str, list[str]] = {
         "callbacks=adv_training",
         "callbacks.robust_validation=null",
         "callbacks.adv_training.mode=pool",
+    ],
+    "admm_at_pool_r1": [  # the pool regenerated every epoch (the default: every 2)
+        "callbacks=adv_training",
+        "callbacks.robust_validation=null",
+        "callbacks.adv_training.mode=pool",
+        "callbacks.adv_training.pool_refresh_every=1",
     ],
     "pgd_at": ["robust_training.name=pgd_at"],
     "trades": ["robust_training.name=trades"],

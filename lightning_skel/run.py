@@ -310,7 +310,7 @@ def _attack_main(fabric, cfg: DictConfig) -> dict[str, Any]:
     if split not in dm.datasets:
         raise ValueError(f"data split {split!r} not found; the data has {sorted(dm.datasets)}")
     ds = dm.datasets[split]
-    rows = np.arange(len(ds)) if cfg.get("limit") is None else np.arange(min(int(cfg.limit), len(ds)))
+    rows = attack_rows(len(ds), cfg.get("limit"), cfg.get("subset", "first"))
     attack_cfg = OmegaConf.to_container(cfg.attack, resolve=True)
     name = attack_cfg.pop("name")
     targeted = bool(attack_cfg.pop("targeted", False))
@@ -323,6 +323,8 @@ def _attack_main(fabric, cfg: DictConfig) -> dict[str, Any]:
         "targeted": targeted,
         "split": split,
         "num_samples": int(rows.size),
+        # which clips: recorded only when not the first ones, so that earlier runs' shards still resume
+        **({"subset": cfg.subset} if cfg.get("subset", "first") != "first" else {}),
         "batch_size": int(cfg.batch_size),
         "seed": int(cfg.seed),
         "data": dm.describe(),
@@ -370,6 +372,21 @@ def _attack_main(fabric, cfg: DictConfig) -> dict[str, Any]:
     _log_attack(cfg, out_dir, metrics, figures)
     log.info("attack outputs written to %s", out_dir)
     return metrics
+
+
+def attack_rows(n: int, limit: int | None, subset: str = "first") -> np.ndarray:
+    """The positions in a split of ``n`` clips that an attack run takes: all of them, or ``limit`` of them,
+    the first ones (``subset="first"``) or spread evenly over the split (``"spread"``: datasets are stored
+    ordered by class, so the first clips cover few classes)."""
+    if subset not in ("first", "spread"):
+        raise ValueError(f"subset must be 'first' or 'spread', got {subset!r}")
+    if limit is None or int(limit) >= n:
+        return np.arange(n)
+    if int(limit) < 1:
+        raise ValueError(f"limit must be >= 1 or null, got {limit}")
+    if subset == "first":
+        return np.arange(int(limit))
+    return np.linspace(0, n - 1, int(limit)).round().astype(np.int64)
 
 
 def torch_device(cfg: DictConfig) -> torch.device:

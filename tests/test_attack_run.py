@@ -7,7 +7,7 @@ import torch
 
 from lightning_skel.data.io import save_npz
 from lightning_skel.data.synthetic import generate
-from lightning_skel.run import run_attack, run_train
+from lightning_skel.run import attack_rows, run_attack, run_train
 from lightning_skel.systems.attack_run import AttackRun, CheckpointError
 from tests.helpers import attack_cfg, train_cfg
 
@@ -122,6 +122,32 @@ def test_budgets_give_robust_accuracy_within_each_size(tmp_path, ckpt):
     assert json.loads((out / "metrics.json").read_text())["robust_accuracy_linf_mm_le_600"] == pytest.approx(
         metrics["robust_accuracy"]
     )
+
+
+def test_attack_rows_first_or_spread():
+    assert attack_rows(10, None).tolist() == list(range(10))
+    assert attack_rows(10, 3).tolist() == [0, 1, 2]
+    assert attack_rows(10, 4, "spread").tolist() == [0, 3, 6, 9]
+    assert attack_rows(10, 1, "spread").tolist() == [0]
+    assert attack_rows(10, 25, "spread").tolist() == list(range(10))
+    spread = attack_rows(430, 64, "spread")
+    assert len(set(spread.tolist())) == 64 and spread[0] == 0 and spread[-1] == 429
+    with pytest.raises(ValueError, match="subset must be"):
+        attack_rows(10, 3, "random")
+    with pytest.raises(ValueError, match="limit must be >= 1"):
+        attack_rows(10, 0)
+
+
+def test_spread_subset_attacks_clips_across_the_split(tmp_path, ckpt):
+    """``index`` is each clip's position in the source file: the spread run starts at the split's first clip,
+    as the first-N run does, and reaches past the first run's last one."""
+    run_attack(attack_cfg(tmp_path / "s", ckpt, [*PGD, "subset=spread"]))
+    run_attack(attack_cfg(tmp_path / "f", ckpt, PGD))
+    spread, first = load(tmp_path / "s")["index"], load(tmp_path / "f")["index"]
+    assert len(spread) == len(set(spread.tolist())) == 10
+    assert spread[0] == first[0] and spread.max() > first.max()
+    with pytest.raises(ValueError, match="subset must be"):
+        run_attack(attack_cfg(tmp_path / "bad", ckpt, [*PGD, "subset=random"]))
 
 
 def test_targeted_run_reaches_targets(tmp_path, ckpt):

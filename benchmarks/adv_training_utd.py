@@ -21,6 +21,7 @@ Runs whose ``metrics.json`` exists are not repeated (a killed benchmark resumes)
 resume from their ``last.ckpt``.
 
     .venv/bin/python benchmarks/adv_training_utd.py [--models hcn agcn_joint] [--epochs 10] [--limit 128]
+        [--subset first|spread]   (spread: the --limit clips spread over the class-ordered test split)
 """
 
 from __future__ import annotations
@@ -73,8 +74,13 @@ def fine_tune(model: str, defense: str, init: str, epochs: int, runs: Path) -> s
     return trained(runs / f"{model}_{defense}", overrides)["last_checkpoint"]
 
 
-def robust(ckpt: str, attack: list[str], out: Path, limit: int) -> dict:
-    return attacked(out, [f"ckpt={ckpt}", *attack, f"limit={limit}"])
+def robust(ckpt: str, attack: list[str], out: Path, limit: int, subset: str) -> dict:
+    return attacked(out, [f"ckpt={ckpt}", *attack, f"limit={limit}", f"subset={subset}"])
+
+
+def attack_dir(runs: Path, name: str, subset: str) -> Path:
+    # the first-N runs keep the folder names they were written under
+    return runs / (name if subset == "first" else f"{name}_{subset}")
 
 
 class EpochTimer(pl.Callback):
@@ -211,6 +217,8 @@ def main() -> int:
     parser.add_argument("--models", nargs="+", default=["hcn", "agcn_joint"])
     parser.add_argument("--epochs", type=int, default=10, help="fine-tuning epochs per defense")
     parser.add_argument("--limit", type=int, default=128, help="test clips attacked per checkpoint")
+    parser.add_argument("--subset", choices=["first", "spread"], default="first",
+                        help="the first --limit test clips, or --limit spread over the split (all classes)")  # fmt: skip
     parser.add_argument("--defenses", nargs="+", default=list(DEFENSES), choices=list(DEFENSES))
     parser.add_argument("--no-epoch-cost", dest="epoch_cost", action="store_false",
                         help="skip timing the adversarial-training epochs")  # fmt: skip
@@ -234,12 +242,15 @@ def main() -> int:
         rows = results.setdefault(model, {})
         for name, ckpt in ckpts.items():
             runs = args.runs / f"{model}_{name}"
-            admm = robust(ckpt, ADMM, runs / "attack_admm", args.limit)
+            admm_dir = attack_dir(runs, "attack_admm", args.subset)
+            admm = robust(ckpt, ADMM, admm_dir, args.limit, args.subset)
             pgd_acc = {
-                f"{eps:g}": robust(ckpt, pgd(eps), runs / pgd_dir(eps), args.limit)["robust_accuracy"]
+                f"{eps:g}": robust(
+                    ckpt, pgd(eps), attack_dir(runs, pgd_dir(eps), args.subset), args.limit, args.subset
+                )["robust_accuracy"]
                 for eps in args.linf_budgets
             }
-            per_sample = runs / "attack_admm" / "per_sample.csv"
+            per_sample = admm_dir / "per_sample.csv"
             rows[name] = {
                 "clean_acc": admm["clean_accuracy"],
                 "robust_acc_admm": admm["robust_accuracy"],
@@ -251,7 +262,8 @@ def main() -> int:
             save_results(args.out, {"results": results})
         order = ["standard", *DEFENSES]  # every defense measured, in a fixed order
         curves = {n: rows[n] for n in order if "robust_acc_admm_within_mm" in rows.get(n, {})}
-        figure(model, curves, args.out.with_name(f"adv_training_{model}.png"))
+        suffix = "" if args.subset == "first" else f"_{args.subset}"
+        figure(model, curves, args.out.with_name(f"adv_training_{model}{suffix}.png"))
         if args.epoch_cost and "pool_refresh_every_1_vs_clean" not in rows.get("epoch_cost", {}):
             rows["epoch_cost"] = epoch_cost(model, str(standard))
             save_results(args.out, {"results": results})

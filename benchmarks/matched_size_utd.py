@@ -16,7 +16,7 @@ here only where that benchmark has not run them. Writes a JSON of every point an
 the curves.
 
     .venv/bin/python benchmarks/matched_size_utd.py --ckpt hcn=runs/bench_utd/utd_hcn/checkpoints/last.ckpt \
-        [--limit 64] [--batch-size 32]
+        [--limit 64] [--batch-size 32] [--subset first|spread]
 """
 
 from __future__ import annotations
@@ -95,7 +95,9 @@ def figure(model: str, admm: dict[str, dict], sweeps: dict[str, list[dict]], pat
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ckpt", nargs="+", required=True, help="NAME=PATH of trained UTD classifiers")
-    parser.add_argument("--limit", type=int, default=64, help="attack only the first N test clips")
+    parser.add_argument("--limit", type=int, default=64, help="attack only N test clips")
+    parser.add_argument("--subset", choices=["first", "spread"], default="first",
+                        help="the first --limit test clips, or --limit spread over the split (all classes)")  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "bench_matched")
     parser.add_argument("--admm-runs", type=Path, default=ROOT / "runs" / "bench_attack",
@@ -112,7 +114,12 @@ def main() -> int:
 
     for spec in args.ckpt:
         model, ckpt = spec.split("=", 1)
-        common = [f"ckpt={ckpt}", f"batch_size={args.batch_size}", f"limit={args.limit}"]
+        common = [
+            f"ckpt={ckpt}",
+            f"batch_size={args.batch_size}",
+            f"limit={args.limit}",
+            f"subset={args.subset}",
+        ]
         row = results[model] = {"admm": {}, "sweeps": {}, "compare": {}}  # rebuilt from the runs on disk
         for name, overrides in ADMM.items():
             row["admm"][name] = _numbers(attacked(args.admm_runs / model / name, [*common, *overrides]))
@@ -129,7 +136,8 @@ def main() -> int:
             for name, res in row["admm"].items()
         }
         save()
-        figure(model, row["admm"], row["sweeps"], args.out.with_name(f"matched_size_{model}.png"))
+        suffix = "" if args.subset == "first" else f"_{args.subset}"
+        figure(model, row["admm"], row["sweeps"], args.out.with_name(f"matched_size_{model}{suffix}.png"))
         for name, per_attack in row["compare"].items():
             for attack, cmp in per_attack.items():
                 cells = "  ".join(

@@ -194,11 +194,11 @@ def print_table(model: str, rows: dict, cost: dict | None) -> None:
     heads += [f"ADMM<={b}inf" for b in first["robust_acc_admm_within_linf_mm"]]
     heads += [f"ADMM<={b}rms" for b in first["robust_acc_admm_within_mm"]]
     lead = f"{model} (budgets in mm): "
-    print(f"\n{lead}{'defense':<14}{'clean':>7}{'ADMM':>7}" + "".join(f"{h:>13}" for h in heads))
+    print(f"\n{lead}{'defense':<16}{'clean':>7}{'ADMM':>7}" + "".join(f"{h:>13}" for h in heads))
     for name, r in rows.items():
         cells = [*r["robust_acc_pgd"].values(), *r["robust_acc_admm_within_linf_mm"].values(),
                  *r["robust_acc_admm_within_mm"].values()]  # fmt: skip
-        print(f"{'':<{len(lead)}}{name:<14}{r['clean_acc']:7.3f}{r['robust_acc_admm']:7.3f}"
+        print(f"{'':<{len(lead)}}{name:<16}{r['clean_acc']:7.3f}{r['robust_acc_admm']:7.3f}"
               + "".join(f"{v:13.3f}" for v in cells))  # fmt: skip
     if cost is None or "pool_refresh_every_1_vs_clean" not in cost:
         return

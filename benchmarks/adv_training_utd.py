@@ -36,7 +36,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from common import ROOT, attacked, save_results, trained
+from common import ROOT, add_subset_argument, attacked, save_results, subset_suffix, trained
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
@@ -79,8 +79,7 @@ def robust(ckpt: str, attack: list[str], out: Path, limit: int, subset: str) -> 
 
 
 def attack_dir(runs: Path, name: str, subset: str) -> Path:
-    # the first-N runs keep the folder names they were written under
-    return runs / (name if subset == "first" else f"{name}_{subset}")
+    return runs / f"{name}{subset_suffix(subset)}"
 
 
 class EpochTimer(pl.Callback):
@@ -217,8 +216,7 @@ def main() -> int:
     parser.add_argument("--models", nargs="+", default=["hcn", "agcn_joint"])
     parser.add_argument("--epochs", type=int, default=10, help="fine-tuning epochs per defense")
     parser.add_argument("--limit", type=int, default=128, help="test clips attacked per checkpoint")
-    parser.add_argument("--subset", choices=["first", "spread"], default="first",
-                        help="the first --limit test clips, or --limit spread over the split (all classes)")  # fmt: skip
+    add_subset_argument(parser)
     parser.add_argument("--defenses", nargs="+", default=list(DEFENSES), choices=list(DEFENSES))
     parser.add_argument("--no-epoch-cost", dest="epoch_cost", action="store_false",
                         help="skip timing the adversarial-training epochs")  # fmt: skip
@@ -262,7 +260,7 @@ def main() -> int:
             save_results(args.out, {"results": results})
         order = ["standard", *DEFENSES]  # every defense measured, in a fixed order
         curves = {n: rows[n] for n in order if "robust_acc_admm_within_mm" in rows.get(n, {})}
-        suffix = "" if args.subset == "first" else f"_{args.subset}"
+        suffix = subset_suffix(args.subset)
         figure(model, curves, args.out.with_name(f"adv_training_{model}{suffix}.png"))
         if args.epoch_cost and "pool_refresh_every_1_vs_clean" not in rows.get("epoch_cost", {}):
             rows["epoch_cost"] = epoch_cost(model, str(standard))

@@ -4,11 +4,13 @@ from its ``last.ckpt``); and write results with the command and machine that pro
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+from lightning_skel.run import SUBSETS
 from lightning_skel.utils import machine_info, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,6 +41,17 @@ def attacked(out: Path, overrides: list[str]) -> dict:
         cfg = compose("attack", overrides=overrides)
     print("+ attack.py", " ".join(overrides), flush=True)
     return run_attack(cfg)
+
+
+def add_subset_argument(parser: argparse.ArgumentParser) -> None:
+    """``--subset``: attack.py's ``subset`` for every attack run of a benchmark."""
+    parser.add_argument("--subset", choices=SUBSETS, default="first",
+                        help="the first --limit test clips, or --limit spread over the split (all classes)")  # fmt: skip
+
+
+def subset_suffix(subset: str) -> str:
+    """What names a non-default subset's run folders and figures apart (the first-N ones keep their names)."""
+    return "" if subset == "first" else f"_{subset}"
 
 
 def save_results(out: Path, payload: dict) -> None:

@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from common import ROOT, attacked, save_results
+from common import ROOT, add_subset_argument, attacked, save_results, subset_suffix
 
 METRICS = ("delta_bone", "delta_angle_deg", "delta_speed")
 TARGET_RATIO = {"delta_bone": 1 / 3, "delta_angle_deg": 1 / 2, "delta_speed": 1 / 2}
@@ -96,8 +96,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ckpt", nargs="+", required=True, help="NAME=PATH of trained UTD classifiers")
     parser.add_argument("--limit", type=int, default=64, help="attack only N test clips")
-    parser.add_argument("--subset", choices=["first", "spread"], default="first",
-                        help="the first --limit test clips, or --limit spread over the split (all classes)")  # fmt: skip
+    add_subset_argument(parser)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "bench_matched")
     parser.add_argument("--admm-runs", type=Path, default=ROOT / "runs" / "bench_attack",
@@ -136,7 +135,7 @@ def main() -> int:
             for name, res in row["admm"].items()
         }
         save()
-        suffix = "" if args.subset == "first" else f"_{args.subset}"
+        suffix = subset_suffix(args.subset)
         figure(model, row["admm"], row["sweeps"], args.out.with_name(f"matched_size_{model}{suffix}.png"))
         for name, per_attack in row["compare"].items():
             for attack, cmp in per_attack.items():

@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     console.rule("[bold]3/4 ADMM attack on the classifier, emotion term on")
     emotion_ckpt = emo["best_checkpoint"] or emo["last_checkpoint"]
     root = Path(cls_cfg.out_dir).parent
-    budgets = {
+    presets = {
         # the showcase: ADMM with the emotion term, c growing until every clip is fooled
         "admm_emotion": ["attack=admm", f"emotion_ckpt={emotion_ckpt}", "attack.weights.emotion=1.0",
                          "attack.max_iter=30", "attack.c_growth=1.5"],
@@ -86,12 +86,12 @@ def main(argv: list[str] | None = None) -> int:
         "pgd": ["attack=pgd"],  # configs/attack/pgd.yaml: 2 cm L-infinity ball, 20 steps
     }  # fmt: skip
 
-    def attack(ckpt: str, budget: str, out: Path, limit: int | None) -> dict:
+    def attack(ckpt: str, preset: str, out: Path, limit: int | None) -> dict:
         if out.exists():  # the demo retrains its classifiers: earlier attack shards are stale
             shutil.rmtree(out)
         overrides = [
             f"ckpt={ckpt}",
-            *budgets[budget],
+            *presets[preset],
             f"limit={'null' if limit is None else limit}",
             f"out_dir={out}",
             "logger=wandb",

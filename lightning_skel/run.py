@@ -310,7 +310,8 @@ def _attack_main(fabric, cfg: DictConfig) -> dict[str, Any]:
     if split not in dm.datasets:
         raise ValueError(f"data split {split!r} not found; the data has {sorted(dm.datasets)}")
     ds = dm.datasets[split]
-    rows = attack_rows(len(ds), cfg.get("limit"), cfg.get("subset", "first"))
+    subset = cfg.get("subset", "first")
+    rows = attack_rows(len(ds), cfg.get("limit"), subset)
     attack_cfg = OmegaConf.to_container(cfg.attack, resolve=True)
     name = attack_cfg.pop("name")
     targeted = bool(attack_cfg.pop("targeted", False))
@@ -324,7 +325,7 @@ def _attack_main(fabric, cfg: DictConfig) -> dict[str, Any]:
         "split": split,
         "num_samples": int(rows.size),
         # which clips: recorded only when not the first ones, so that earlier runs' shards still resume
-        **({"subset": cfg.subset} if cfg.get("subset", "first") != "first" else {}),
+        **({"subset": subset} if subset != "first" else {}),
         "batch_size": int(cfg.batch_size),
         "seed": int(cfg.seed),
         "data": dm.describe(),
@@ -374,12 +375,15 @@ def _attack_main(fabric, cfg: DictConfig) -> dict[str, Any]:
     return metrics
 
 
+SUBSETS = ("first", "spread")  # attack.yaml's `subset`: which `limit` clips of a split an attack run takes
+
+
 def attack_rows(n: int, limit: int | None, subset: str = "first") -> np.ndarray:
     """The positions in a split of ``n`` clips that an attack run takes: all of them, or ``limit`` of them,
     the first ones (``subset="first"``) or spread evenly over the split (``"spread"``: datasets are stored
     ordered by class, so the first clips cover few classes)."""
-    if subset not in ("first", "spread"):
-        raise ValueError(f"subset must be 'first' or 'spread', got {subset!r}")
+    if subset not in SUBSETS:
+        raise ValueError(f"subset must be one of {SUBSETS}, got {subset!r}")
     if limit is None or int(limit) >= n:
         return np.arange(n)
     if int(limit) < 1:

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from lightning_skel.attacks import ATTACKS, Attack
 from lightning_skel.data.io import save_npz
 from lightning_skel.data.synthetic import generate
 from lightning_skel.run import attack_rows, run_attack, run_train
@@ -111,16 +112,35 @@ def test_bad_checkpoints_and_layouts_fail_before_work(tmp_path, ckpt):
         )
 
 
+class ShiftWrong(Attack):
+    """Moves every valid coordinate by 10 mm (its L-infinity size) and claims a wrong label."""
+
+    name = "test_shift_wrong"
+
+    def __init__(self, model, layout, targeted=False, **ignored):
+        super().__init__(model, layout, targeted)
+
+    def attack(self, x, y, lengths, target):
+        res = self.result(x + 0.01 * self.mask(x, lengths), y, target, grad_evals=torch.ones_like(y))
+        res.pred_adv = (y + 1) % 12
+        return res
+
+
 def test_budgets_give_robust_accuracy_within_each_size(tmp_path, ckpt):
-    """The run's metrics carry one robust accuracy per budget (the arithmetic is tested by hand in
-    test_distances_metrics): within 600 mm L-infinity, more than PGD's 50 mm ball, it is the unbudgeted
-    one; within a size under any perturbation it is the clean accuracy."""
-    out = tmp_path / "b"
-    metrics = run_attack(attack_cfg(out, ckpt, [*PGD, "budgets={linf_mm: [600, 1e-6]}"]))
-    assert metrics["robust_accuracy_linf_mm_le_600"] == pytest.approx(metrics["robust_accuracy"])
-    assert metrics["robust_accuracy_linf_mm_le_1e-06"] == pytest.approx(metrics["clean_accuracy"])
-    assert json.loads((out / "metrics.json").read_text())["robust_accuracy_linf_mm_le_600"] == pytest.approx(
-        metrics["robust_accuracy"]
+    """A 10 mm attack that fools every clip it attacks: within 5 mm L-infinity the robust accuracy is the
+    clean accuracy, within 20 mm it is 0 (the arithmetic is tested by hand in test_distances_metrics)."""
+    ATTACKS.register(ShiftWrong.name)(ShiftWrong)
+    try:
+        out = tmp_path / "b"
+        overrides = [*PGD, "limit=null", "attack.name=test_shift_wrong", "budgets={linf_mm: [5, 20]}"]
+        metrics = run_attack(attack_cfg(out, ckpt, overrides))
+    finally:
+        ATTACKS._items.pop(ShiftWrong.name)
+    assert metrics["clean_accuracy"] > 0 and metrics["robust_accuracy"] == 0.0
+    assert metrics["robust_accuracy_linf_mm_le_5"] == pytest.approx(metrics["clean_accuracy"])
+    assert metrics["robust_accuracy_linf_mm_le_20"] == 0.0
+    assert json.loads((out / "metrics.json").read_text())["robust_accuracy_linf_mm_le_5"] == pytest.approx(
+        metrics["clean_accuracy"]
     )
 
 

@@ -62,10 +62,13 @@ def cost_ratios(
     batch: int,
     repeats: int,
     device: str = "cpu",
+    clips: int | None = None,
 ) -> dict:
-    """Per ADMM configuration: wall time of the attack on one batch of correctly classified test clips
-    divided by (the batch-equivalent number of classifier gradient evaluations x one forward+backward of the
-    classifier on that batch). The classifier, the clips and the recognizer are loaded once; every repeat
+    """Per ADMM configuration: wall time of the attack on ``clips`` correctly classified test clips streamed
+    through ``batch`` rows (``max_rows``; ``clips = batch``: one batch attacked at once) divided by (the
+    batch-equivalent number of classifier gradient evaluations, their sum over the clips / ``batch``, x one
+    forward+backward of the classifier on ``batch`` clips). The classifier, the clips and the recognizer are
+    loaded once; every repeat
     times the forward+backward (10 calls) right before each attack, so that both halves of a ratio see the
     same machine state, and the median of ``repeats`` ratios is reported (with every repeat's figures).
     On a GPU every timing ends with a synchronisation, and the breakdown (CPU timers around asynchronous
@@ -82,20 +85,21 @@ def cost_ratios(
 
     model, hp = load_classifier(ckpt)
     model.to(dev)
-    dm = SkeletonDataModule(**{**hp["data_config"], "batch_size": max(256, 2 * batch)})
+    clips = batch if clips is None else clips
+    dm = SkeletonDataModule(**{**hp["data_config"], "batch_size": max(512, 2 * clips)})
     dm.setup()
     x, y, lengths, _ = next(iter(dm.test_dataloader()))
     x, y, lengths = x.to(dev), y.to(dev), lengths.to(dev)
     x, lengths = dm.window_batch(x, lengths, train=False)
     with torch.no_grad():
         keep = model(x).argmax(1) == y
-    x, y, lengths = x[keep][:batch], y[keep][:batch], lengths[keep][:batch]
+    x, y, lengths = x[keep][:clips], y[keep][:clips], lengths[keep][:clips]
     emotion = load_emotion(emotion_ckpt, hp["layout"]).to(dev) if emotion_ckpt else None
     attacks = {
-        name: build_attack("admm", model, hp["layout"], **kw, emotion_model=emotion if kw["weights"].get("emotion") else None)
+        name: build_attack("admm", model, hp["layout"], **{**kw, "max_rows": batch}, emotion_model=emotion if kw["weights"].get("emotion") else None)
         for name, kw in configs.items()
     }  # fmt: skip
-    xx = x.clone().requires_grad_(True)
+    xx = x[:batch].clone().requires_grad_(True)
 
     def fwd_bwd() -> float:
         torch.autograd.grad(model(xx).sum(), xx)  # warm-up
@@ -108,7 +112,7 @@ def cost_ratios(
 
     runs: dict[str, list[dict]] = {name: [] for name in attacks}
     for attack in attacks.values():
-        attack(x, y, lengths)  # warm-up: first calls build the backends' kernels for every batch size
+        attack(x[:batch], y[:batch], lengths[:batch])  # warm-up: first calls build the backends' kernels for every batch size
     for _ in range(repeats):
         for name, attack in attacks.items():
             t_fb = fwd_bwd()
@@ -116,11 +120,11 @@ def cost_ratios(
             res = attack(x, y, lengths)
             sync()
             wall = time.perf_counter() - start
-            evals = float(res.grad_evals.sum()) / len(y)
+            evals = float(res.grad_evals.sum()) / batch
             runs[name].append({"wall_s": wall, "fwd_bwd_s": t_fb, "batch_equivalent_grad_evals": evals,
                                "ratio": wall / (evals * t_fb)})  # fmt: skip
     breakdown = {
-        name: cost_breakdown(attack, model, x, y, lengths, fwd_bwd()) if dev.type == "cpu" else None
+        name: cost_breakdown(attack, model, x, y, lengths, fwd_bwd(), batch) if dev.type == "cpu" else None
         for name, attack in attacks.items()
     }
     return {
@@ -131,7 +135,8 @@ def cost_ratios(
             "wall_s": statistics.median(r["wall_s"] for r in rs),
             "fwd_bwd_s": statistics.median(r["fwd_bwd_s"] for r in rs),
             "batch_equivalent_grad_evals": statistics.median(r["batch_equivalent_grad_evals"] for r in rs),
-            "batch": len(y),
+            "batch": batch,
+            "clips": len(y),
             "threads": torch.get_num_threads(),
             "repeats": rs,
         }
@@ -139,7 +144,7 @@ def cost_ratios(
     }
 
 
-def cost_breakdown(attack, model, x, y, lengths, t_fb: float) -> dict[str, float]:
+def cost_breakdown(attack, model, x, y, lengths, t_fb: float, batch: int) -> dict[str, float]:
     """Where one more (instrumented) run of ``attack`` spends its time, each part in units of the ratio's
     denominator (grad_evals x one forward+backward): the classifier's forward and backward inside the
     gradient evaluations, its forward-only candidate checks, the distance's value and gradient in the z
@@ -184,7 +189,7 @@ def cost_breakdown(attack, model, x, y, lengths, t_fb: float) -> dict[str, float
         start = time.perf_counter()
         res = attack(x, y, lengths)
         wall = time.perf_counter() - start
-    unit = float(res.grad_evals.sum()) / len(y) * t_fb
+    unit = float(res.grad_evals.sum()) / batch * t_fb
     return {
         **{k: v / unit for k, v in spent.items()},
         "rest": (wall - sum(spent.values())) / unit,
@@ -210,6 +215,8 @@ def main() -> int:
     parser.add_argument("--emotion-ckpt", default=None)
     parser.add_argument("--limit", type=int, default=None, help="attack only the first N test clips")
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--cost-clips", type=int, default=None,
+                        help="clips streamed through --batch-size rows in the cost measurement (default: one batch)")
     parser.add_argument("--cost-repeats", type=int, default=5, help="repeats of the cost measurement")
     parser.add_argument("--device", default="cpu", help="the cost measurement's device (cpu, cuda)")
     parser.add_argument("--only", nargs="*", default=None, help="run only these entries of the plan")
@@ -236,7 +243,8 @@ def main() -> int:
         if args.only is None or "cost" in args.only:
             configs = cost_configs(args.emotion_ckpt is not None)
             cost = cost_ratios(
-                ckpt, configs, args.emotion_ckpt, args.batch_size, args.cost_repeats, args.device
+                ckpt, configs, args.emotion_ckpt, args.batch_size, args.cost_repeats, args.device,
+                args.cost_clips,
             )
             results.setdefault(model_name, {})["cost"] = cost
             save_results(args.out, {"results": results})

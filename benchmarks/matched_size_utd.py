@@ -16,7 +16,8 @@ here only where that benchmark has not run them. Writes a JSON of every point an
 the curves.
 
     .venv/bin/python benchmarks/matched_size_utd.py --ckpt hcn=runs/bench_utd/utd_hcn/checkpoints/last.ckpt \
-        [--limit 64] [--batch-size 32] [--subset first|spread]
+        [--limit 64] [--batch-size 32] [--subset first|spread] [--split test|train] \
+        [--variant admm_strict_bone20 attack=admm_strict attack.weights.bone=20]
 """
 
 from __future__ import annotations
@@ -95,7 +96,11 @@ def figure(model: str, admm: dict[str, dict], sweeps: dict[str, list[dict]], pat
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ckpt", nargs="+", required=True, help="NAME=PATH of trained UTD classifiers")
-    parser.add_argument("--limit", type=int, default=64, help="attack only N test clips")
+    parser.add_argument("--limit", type=int, default=64, help="attack only N clips of the split")
+    parser.add_argument("--split", default="test",
+                        help="the split attacked (train: choose an ADMM configuration without the test clips)")
+    parser.add_argument("--variant", nargs="+", action="append", default=[], metavar=("NAME", "OVERRIDE"),
+                        help="one more ADMM point: its run name, then its attack.py overrides")  # fmt: skip
     add_subset_argument(parser)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "bench_matched")
@@ -106,6 +111,11 @@ def main() -> int:
     for spec in args.ckpt:
         if "=" not in spec or not Path(spec.split("=", 1)[1]).is_file():
             parser.error(f"--ckpt {spec!r}: expected NAME=PATH of an existing checkpoint")
+    variants = dict(ADMM)
+    for name, *overrides in args.variant:
+        if not overrides:
+            parser.error(f"--variant {name}: give its attack.py overrides after the name")
+        variants[name] = overrides
     results: dict = json.loads(args.out.read_text())["results"] if args.out.is_file() else {}
 
     def save() -> None:
@@ -118,9 +128,10 @@ def main() -> int:
             f"batch_size={args.batch_size}",
             f"limit={args.limit}",
             f"subset={args.subset}",
+            f"data.split={args.split}",
         ]
         row = results[model] = {"admm": {}, "sweeps": {}, "compare": {}}  # rebuilt from the runs on disk
-        for name, overrides in ADMM.items():
+        for name, overrides in variants.items():
             row["admm"][name] = _numbers(attacked(args.admm_runs / model / name, [*common, *overrides]))
             save()
         for attack, (knob, values) in SWEEPS.items():

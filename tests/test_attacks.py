@@ -156,6 +156,48 @@ def test_admm_batched_equals_per_sample(victim, patience):
         torch.testing.assert_close(single.extras["distance"][0], batch.extras["distance"][i])
 
 
+@pytest.mark.parametrize("search", [1, 2])
+def test_admm_streamed_equals_per_sample(victim, search):
+    """With at most 2 rows in flight, the 6 clips (and with a search over c, each clip's second run) wait
+    for a row and each still gets what attacking it alone gives."""
+    model, x, y, lengths = victim
+    model, x = copy.deepcopy(model).double(), x.double()
+    kwargs = {**FAST["admm"], "patience": 1, "binary_search_steps": search}
+    streamed = build_attack("admm", model, "ntu25", **kwargs, max_rows=2)(x[:6], y[:6], lengths[:6])
+    alone = build_attack("admm", model, "ntu25", **kwargs)
+    for i in range(6):
+        single = alone(x[i : i + 1], y[i : i + 1], lengths[i : i + 1])
+        torch.testing.assert_close(single.x_adv[0], streamed.x_adv[i], atol=1e-9, rtol=0)
+        assert single.grad_evals.item() == streamed.grad_evals[i].item()
+        assert single.iterations.item() == streamed.iterations[i].item()
+        assert single.success.item() == streamed.success[i].item()
+    assert streamed.iterations.sum() > 30 * search  # the stream really ran several runs through 2 rows
+
+
+def test_admm_stream_keeps_rows_full(victim):
+    """The classifier's gradient passes see exactly `max_rows` clips while clips wait, then the last rows
+    drain; every clip's evaluations are accounted for."""
+    model, x, y, lengths = victim
+    sizes = []
+
+    def record(module, args):
+        if torch.is_grad_enabled():
+            sizes.append(args[0].shape[0])
+
+    handle = model.register_forward_pre_hook(record)
+    try:
+        res = build_attack("admm", model, "ntu25", **FAST["admm"], patience=1, max_rows=5)(x, y, lengths)
+    finally:
+        handle.remove()
+    assert max(sizes) == 5
+    drop = next(i for i, s in enumerate(sizes) if s < 5)
+    assert all(a >= b for a, b in zip(sizes[drop:], sizes[drop + 1 :]))  # no refill once the queue is empty
+    assert (res.grad_evals > 0).all()  # 16 clips through 5 rows: each waiting clip got a row
+    assert sum(sizes) == int(res.grad_evals.sum())
+    with pytest.raises(ValueError, match="max_rows must be >= 1 or null"):
+        build_attack("admm", model, "ntu25", max_rows=0)
+
+
 def test_admm_patience_stops_fooled_samples(victim):
     """With patience 1 and an improvement no step can make (more than 100 % of D), a sample stops one outer
     step after it is first fooled; without patience it runs on."""

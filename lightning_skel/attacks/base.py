@@ -83,6 +83,14 @@ class BatchAdam:
             update = update * mask
         self.param[idx] -= update
 
+    def grow(self, k: int) -> Tensor:
+        """Append ``k`` fresh rows (zero parameter, zero moments, step 0); returns the new, larger parameter."""
+        if k:
+            fresh = self.param.new_zeros((k, *self.param.shape[1:]))
+            self.param, self.m, self.v = (torch.cat([a, fresh]) for a in (self.param, self.m, self.v))
+            self.t = torch.cat([self.t, self.t.new_zeros(k)])
+        return self.param
+
     def keep(self, rows: Tensor) -> Tensor:
         """Keep only ``rows`` (indices or a boolean mask) of the parameter and its state; returns the new,
         smaller parameter, which later steps update."""

@@ -7,7 +7,8 @@ emotional motion (``data=synthetic_emotion``, the same network) and every fold s
 (``init_from``). ``--epochs`` shortens the recipe, scaling its lr milestones (1/2, 3/4, 7/8 of training).
 Writes ``benchmarks/results/emotion_gait_kfold[_pretrain].json`` and prints a table.
 
-    .venv/bin/python benchmarks/emotion_gait_kfold.py [--folds 5] [--epochs 60] [--pretrain] [overrides ...]
+    .venv/bin/python benchmarks/emotion_gait_kfold.py [--folds 5] [--epochs 60] [--pretrain] [--out JSON] \
+        [overrides ...]   # e.g. model=emotion_slim
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ def main() -> int:
         "--pretrain", action="store_true", help="start from weights trained on generated motion"
     )
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "bench_emotion")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="results JSON (default benchmarks/results/emotion_gait_kfold[_pretrain].json)")
     parser.add_argument("overrides", nargs="*", help="extra train.py overrides for every fold")
     args = parser.parse_args()
     if args.folds < 2:
@@ -76,7 +79,7 @@ def main() -> int:
         "epochs": [f["epochs"] for f in folds],
         "wall_time_s": [f["wall_time_s"] for f in folds],
     }
-    out = ROOT / "benchmarks" / "results" / f"emotion_gait_kfold{tag}.json"
+    out = args.out or ROOT / "benchmarks" / "results" / f"emotion_gait_kfold{tag}.json"
     save_results(out, result)
     print(f"{args.folds}-fold accuracy (best-val checkpoints): {result['mean_acc']:.3f} +- {result['std_acc']:.3f} "
           f"(folds {', '.join(f'{a:.3f}' for a in accs)}; floor {FLOOR}); last checkpoints "

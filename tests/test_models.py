@@ -331,6 +331,7 @@ EXPERIMENTS = [
     "utd_sgn",
     "utd_stgcn",
     "emotion_gait",
+    "emotion_gait model=emotion_slim",
     "ntu60_xsub_agcn_joint",
     "ntu60_xsub_agcn_bone",
     "ntu60_xview_agcn_joint",
@@ -340,14 +341,15 @@ EXPERIMENTS = [
 ]
 
 
-@pytest.mark.parametrize("experiment", EXPERIMENTS)
-def test_experiment_composes_and_builds(experiment, tmp_path: Path):
+@pytest.mark.parametrize("spec", EXPERIMENTS)
+def test_experiment_composes_and_builds(spec, tmp_path: Path):
     from lightning_skel.systems import ClassificationSystem
 
+    experiment, *extra = spec.split()
     with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
         cfg = compose(
             "train",
-            overrides=[f"experiment={experiment}", f"out_dir={tmp_path}", f"paths.cache_dir={tmp_path}"],
+            overrides=[f"experiment={experiment}", f"out_dir={tmp_path}", f"paths.cache_dir={tmp_path}", *extra],
         )
     c = OmegaConf.to_container(cfg, resolve=True)
     data, model, optim = c["data"], c["model"], c["optim"]
@@ -372,6 +374,9 @@ def test_experiment_composes_and_builds(experiment, tmp_path: Path):
     assert c["trainer"]["accelerator"] == ("gpu" if experiment.startswith("ntu60") else "cpu")
     if model["name"] == "sgn":
         assert net.num_frames >= data["window"]
+    if extra == ["model=emotion_slim"]:  # the slim recognizer: STEP's network at a fraction of its size
+        assert model["kwargs"]["channels"] == 16 and model["kwargs"]["temporal_kernel"] == 9
+        assert sum(p.numel() for p in net.parameters()) < 0.1 * 731_616
     if c["trainer"]["accelerator"] == "cpu":  # the CPU-sized models run on the data's window
         x = _motion(layout, t=data["window"], m=num_persons)
         with torch.no_grad():

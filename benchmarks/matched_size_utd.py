@@ -37,7 +37,7 @@ ADMM: dict[str, list[str]] = {
     "admm_strict": ["attack=admm_strict"],
 }
 SWEEPS: dict[str, tuple[str, list[float]]] = {
-    "pgd": ("eps", [0.003, 0.005, 0.008, 0.012, 0.02]),
+    "pgd": ("eps", [0.002, 0.003, 0.005, 0.008, 0.012, 0.02]),
     "smart": ("lr", [0.003, 0.01, 0.03, 0.1, 0.3]),
 }
 

@@ -1,4 +1,5 @@
 import copy
+import itertools
 
 import pytest
 import torch
@@ -191,7 +192,7 @@ def test_admm_stream_keeps_rows_full(victim):
         handle.remove()
     assert max(sizes) == 5
     drop = next(i for i, s in enumerate(sizes) if s < 5)
-    assert all(a >= b for a, b in zip(sizes[drop:], sizes[drop + 1 :]))  # no refill once the queue is empty
+    assert all(a >= b for a, b in itertools.pairwise(sizes[drop:]))  # no refill once the queue is empty
     assert (res.grad_evals > 0).all()  # 16 clips through 5 rows: each waiting clip got a row
     assert sum(sizes) == int(res.grad_evals.sum())
     with pytest.raises(ValueError, match="max_rows must be >= 1 or null"):

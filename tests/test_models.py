@@ -349,7 +349,12 @@ def test_experiment_composes_and_builds(spec, tmp_path: Path):
     with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
         cfg = compose(
             "train",
-            overrides=[f"experiment={experiment}", f"out_dir={tmp_path}", f"paths.cache_dir={tmp_path}", *extra],
+            overrides=[
+                f"experiment={experiment}",
+                f"out_dir={tmp_path}",
+                f"paths.cache_dir={tmp_path}",
+                *extra,
+            ],
         )
     c = OmegaConf.to_container(cfg, resolve=True)
     data, model, optim = c["data"], c["model"], c["optim"]

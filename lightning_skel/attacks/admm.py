@@ -37,7 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from lightning_skel.attacks.base import ATTACKS, Attack, AttackResult, BatchAdam, is_success, margin_loss
-from lightning_skel.attacks.distances import DynamicDistance, Kinematics
+from lightning_skel.attacks.distances import DynamicDistance
 from lightning_skel.skeleton.layouts import Layout
 
 
@@ -246,9 +246,9 @@ class ADMMAttack(Attack):
             won, c0 = fooled[finished], c_start[done]
             hi[done] = torch.where(won, torch.minimum(hi[done], c0), hi[done])
             lo[done] = torch.where(won, lo[done], torch.maximum(lo[done], c0))
-            c_start[done] = torch.where(
-                torch.isinf(hi[done]), c0 * 10, (lo[done] + hi[done]) / 2
-            ).clamp_max(self.c_max)
+            c_start[done] = torch.where(torch.isinf(hi[done]), c0 * 10, (lo[done] + hi[done]) / 2).clamp_max(
+                self.c_max
+            )
             runs_done[done] += 1
             pending = torch.cat([pending, done[runs_done[done] < self.binary_search_steps]])
             keep = ~finished

@@ -112,7 +112,9 @@ def cost_ratios(
 
     runs: dict[str, list[dict]] = {name: [] for name in attacks}
     for attack in attacks.values():
-        attack(x[:batch], y[:batch], lengths[:batch])  # warm-up: first calls build the backends' kernels for every batch size
+        attack(
+            x[:batch], y[:batch], lengths[:batch]
+        )  # warm-up: first calls build the backends' kernels for every batch size
     for _ in range(repeats):
         for name, attack in attacks.items():
             t_fb = fwd_bwd()
@@ -215,8 +217,12 @@ def main() -> int:
     parser.add_argument("--emotion-ckpt", default=None)
     parser.add_argument("--limit", type=int, default=None, help="attack only the first N test clips")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--cost-clips", type=int, default=None,
-                        help="clips streamed through --batch-size rows in the cost measurement (default: one batch)")
+    parser.add_argument(
+        "--cost-clips",
+        type=int,
+        default=None,
+        help="clips streamed through --batch-size rows in the cost measurement (default: one batch)",
+    )
     parser.add_argument("--cost-repeats", type=int, default=5, help="repeats of the cost measurement")
     parser.add_argument("--device", default="cpu", help="the cost measurement's device (cpu, cuda)")
     parser.add_argument("--only", nargs="*", default=None, help="run only these entries of the plan")
@@ -243,7 +249,12 @@ def main() -> int:
         if args.only is None or "cost" in args.only:
             configs = cost_configs(args.emotion_ckpt is not None)
             cost = cost_ratios(
-                ckpt, configs, args.emotion_ckpt, args.batch_size, args.cost_repeats, args.device,
+                ckpt,
+                configs,
+                args.emotion_ckpt,
+                args.batch_size,
+                args.cost_repeats,
+                args.device,
                 args.cost_clips,
             )
             results.setdefault(model_name, {})["cost"] = cost

@@ -33,8 +33,12 @@ def main() -> int:
         "--pretrain", action="store_true", help="start from weights trained on generated motion"
     )
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "bench_emotion")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="results JSON (default benchmarks/results/emotion_gait_kfold[_pretrain].json)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="results JSON (default benchmarks/results/emotion_gait_kfold[_pretrain].json)",
+    )
     parser.add_argument("overrides", nargs="*", help="extra train.py overrides for every fold")
     args = parser.parse_args()
     if args.folds < 2:

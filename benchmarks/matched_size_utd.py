@@ -97,8 +97,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ckpt", nargs="+", required=True, help="NAME=PATH of trained UTD classifiers")
     parser.add_argument("--limit", type=int, default=64, help="attack only N clips of the split")
-    parser.add_argument("--split", default="test",
-                        help="the split attacked (train: choose an ADMM configuration without the test clips)")
+    parser.add_argument(
+        "--split",
+        default="test",
+        help="the split attacked (train: choose an ADMM configuration without the test clips)",
+    )
     parser.add_argument("--variant", nargs="+", action="append", default=[], metavar=("NAME", "OVERRIDE"),
                         help="one more ADMM point: its run name, then its attack.py overrides")  # fmt: skip
     add_subset_argument(parser)

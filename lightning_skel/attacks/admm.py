@@ -26,7 +26,7 @@ instead of ``z_steps + 1`` times. A stale gradient can overshoot when the emotio
 Shapes: ``x (N, C, T, V, M)``; every per-sample quantity ``(N,)``. Only the samples still being attacked go
 through the networks, at most ``max_rows`` at a time: a call with more samples streams them, each finished
 sample's row going to the next waiting one, so the networks see full batches until the last runs drain
-(on one CPU thread this took HCN's cost per gradient evaluation from 1.29 to 1.23, docs/RESULTS.md).
+(on one CPU thread this took HCN's cost per gradient evaluation from 1.31 to 1.25, docs/RESULTS.md).
 """
 
 from __future__ import annotations

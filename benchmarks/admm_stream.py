@@ -13,12 +13,10 @@ from __future__ import annotations
 import argparse
 import time
 
-import torch
 from attack_utd import _admm_defaults
+from common import correct_test_clips, synchronize
 
 from lightning_skel.attacks import build_attack
-from lightning_skel.data.datamodule import SkeletonDataModule
-from lightning_skel.systems.attack_run import load_classifier
 
 
 def main() -> None:
@@ -27,30 +25,15 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--rows", type=int, nargs="+", default=[0, 256, 64, 32])
     args = parser.parse_args()
-    dev = torch.device(args.device)
-
-    def sync() -> None:
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-
-    model, hp = load_classifier(args.ckpt)
-    model.to(dev)
-    dm = SkeletonDataModule(**{**hp["data_config"], "batch_size": 512})
-    dm.setup()
-    x, y, lengths, _ = next(iter(dm.test_dataloader()))
-    x, y, lengths = x.to(dev), y.to(dev), lengths.to(dev)
-    x, lengths = dm.window_batch(x, lengths, train=False)
-    with torch.no_grad():
-        keep = model(x).argmax(1) == y
-    x, y, lengths = x[keep], y[keep], lengths[keep]
-    print(f"{len(y)} clips on {dev}")
+    model, layout, x, y, lengths = correct_test_clips(args.ckpt, args.device)
+    print(f"{len(y)} clips on {args.device}")
     results = {}
     for rows in args.rows:
-        attack = build_attack("admm", model, hp["layout"], **{**_admm_defaults(), "max_rows": rows or None})
-        sync()
+        attack = build_attack("admm", model, layout, **{**_admm_defaults(), "max_rows": rows or None})
+        synchronize(args.device)
         start = time.perf_counter()
         res = attack(x, y, lengths)
-        sync()
+        synchronize(args.device)
         wall = time.perf_counter() - start
         results[rows] = res
         print(f"max_rows={rows or 'all'}: wall {wall:.2f} s, success {res.success.float().mean():.3f}, "

@@ -23,9 +23,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import ROOT, attacked, save_results
-
-from lightning_skel.systems.attack_run import load_classifier
+from common import ROOT, attacked, correct_test_clips, save_results, synchronize
 
 TERMS = ("bone", "angle", "speed", "emotion")
 
@@ -74,40 +72,26 @@ def cost_ratios(
     On a GPU every timing ends with a synchronisation, and the breakdown (CPU timers around asynchronous
     kernels) is not taken."""
     from lightning_skel.attacks import build_attack
-    from lightning_skel.data.datamodule import SkeletonDataModule
     from lightning_skel.systems.attack_run import load_emotion
 
     dev = torch.device(device)
 
-    def sync() -> None:
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-
-    model, hp = load_classifier(ckpt)
-    model.to(dev)
     clips = batch if clips is None else clips
-    dm = SkeletonDataModule(**{**hp["data_config"], "batch_size": max(512, 2 * clips)})
-    dm.setup()
-    x, y, lengths, _ = next(iter(dm.test_dataloader()))
-    x, y, lengths = x.to(dev), y.to(dev), lengths.to(dev)
-    x, lengths = dm.window_batch(x, lengths, train=False)
-    with torch.no_grad():
-        keep = model(x).argmax(1) == y
-    x, y, lengths = x[keep][:clips], y[keep][:clips], lengths[keep][:clips]
-    emotion = load_emotion(emotion_ckpt, hp["layout"]).to(dev) if emotion_ckpt else None
+    model, layout, x, y, lengths = correct_test_clips(ckpt, device, clips, max(512, 2 * clips))
+    emotion = load_emotion(emotion_ckpt, layout).to(dev) if emotion_ckpt else None
     attacks = {
-        name: build_attack("admm", model, hp["layout"], **{**kw, "max_rows": batch}, emotion_model=emotion if kw["weights"].get("emotion") else None)
+        name: build_attack("admm", model, layout, **{**kw, "max_rows": batch}, emotion_model=emotion if kw["weights"].get("emotion") else None)
         for name, kw in configs.items()
     }  # fmt: skip
     xx = x[:batch].clone().requires_grad_(True)
 
     def fwd_bwd() -> float:
         torch.autograd.grad(model(xx).sum(), xx)  # warm-up
-        sync()
+        synchronize(dev)
         start = time.perf_counter()
         for _ in range(10):
             torch.autograd.grad(model(xx).sum(), xx)
-        sync()
+        synchronize(dev)
         return (time.perf_counter() - start) / 10
 
     runs: dict[str, list[dict]] = {name: [] for name in attacks}
@@ -120,7 +104,7 @@ def cost_ratios(
             t_fb = fwd_bwd()
             start = time.perf_counter()
             res = attack(x, y, lengths)
-            sync()
+            synchronize(dev)
             wall = time.perf_counter() - start
             evals = float(res.grad_evals.sum()) / batch
             runs[name].append({"wall_s": wall, "fwd_bwd_s": t_fb, "batch_equivalent_grad_evals": evals,

@@ -43,6 +43,37 @@ def attacked(out: Path, overrides: list[str]) -> dict:
     return run_attack(cfg)
 
 
+def correct_test_clips(ckpt: str, device: str = "cpu", limit: int | None = None, batch: int = 512):
+    """The classifier of ``ckpt`` on ``device`` with its layout, and the first ``limit`` (all if None) of the
+    first ``batch`` test clips it classifies correctly, windowed as attack.py windows them:
+    ``(model, layout, x, y, lengths)``."""
+    import torch
+
+    from lightning_skel.data.datamodule import SkeletonDataModule
+    from lightning_skel.systems.attack_run import load_classifier
+
+    dev = torch.device(device)
+    model, hp = load_classifier(ckpt)
+    model.to(dev)
+    dm = SkeletonDataModule(**{**hp["data_config"], "batch_size": batch})
+    dm.setup()
+    x, y, lengths, _ = next(iter(dm.test_dataloader()))
+    x, y, lengths = x.to(dev), y.to(dev), lengths.to(dev)
+    x, lengths = dm.window_batch(x, lengths, train=False)
+    with torch.no_grad():
+        keep = model(x).argmax(1) == y
+    return model, hp["layout"], x[keep][:limit], y[keep][:limit], lengths[keep][:limit]
+
+
+def synchronize(device) -> None:
+    """Wait for ``device``'s queued kernels (a no-op on CPU), so that a timer around them measures them."""
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def add_subset_argument(parser: argparse.ArgumentParser) -> None:
     """``--subset``: attack.py's ``subset`` for every attack run of a benchmark."""
     parser.add_argument("--subset", choices=SUBSETS, default="first",

@@ -36,7 +36,15 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
-from lightning_skel.attacks.base import ATTACKS, Attack, AttackResult, BatchAdam, is_success, margin_loss
+from lightning_skel.attacks.base import (
+    ATTACKS,
+    Attack,
+    AttackResult,
+    BatchAdam,
+    append_rows,
+    is_success,
+    margin_loss,
+)
 from lightning_skel.attacks.distances import DynamicDistance
 from lightning_skel.skeleton.layouts import Layout
 
@@ -162,13 +170,10 @@ class ADMMAttack(Attack):
                 k = new.numel()
                 rows = torch.cat([rows, new])
                 delta, z = opt_delta.grow(k), opt_z.grow(k)
-                u = torch.cat([u, u.new_zeros((k, *u.shape[1:]))])
-                rho = torch.cat([rho, rho.new_full((k,), self.rho0)])
-                c = torch.cat([c, c_start[new]])
-                fooled = torch.cat([fooled, fooled.new_zeros(k)])
-                stale, it = (torch.cat([a, a.new_zeros(k)]) for a in (stale, it))
+                u, fooled, stale, it = (append_rows(a, k) for a in (u, fooled, stale, it))
+                rho, c = append_rows(rho, k, self.rho0), torch.cat([c, c_start[new]])
                 if lazy_emotion:
-                    g_emotion = torch.cat([g_emotion, g_emotion.new_zeros((k, *g_emotion.shape[1:]))])
+                    g_emotion = append_rows(g_emotion, k)
                 xs = None
             if rows.numel() == 0:
                 break

@@ -48,6 +48,11 @@ def is_success(pred: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
     return pred != y if target is None else pred == target
 
 
+def append_rows(a: Tensor, k: int, fill: float | bool = 0) -> Tensor:
+    """``a`` with ``k`` more rows, each filled with ``fill`` (the state of samples joining a batch)."""
+    return torch.cat([a, a.new_full((k, *a.shape[1:]), fill)]) if k else a
+
+
 class BatchAdam:
     """Adam on the rows of one tensor, with a step count per row, so that each step updates only the
     samples still being attacked. ``torch.optim.Adam`` keeps one step count per tensor and updates every
@@ -85,10 +90,7 @@ class BatchAdam:
 
     def grow(self, k: int) -> Tensor:
         """Append ``k`` fresh rows (zero parameter, zero moments, step 0); returns the new, larger parameter."""
-        if k:
-            fresh = self.param.new_zeros((k, *self.param.shape[1:]))
-            self.param, self.m, self.v = (torch.cat([a, fresh]) for a in (self.param, self.m, self.v))
-            self.t = torch.cat([self.t, self.t.new_zeros(k)])
+        self.param, self.m, self.v, self.t = (append_rows(a, k) for a in (self.param, self.m, self.v, self.t))
         return self.param
 
     def keep(self, rows: Tensor) -> Tensor:

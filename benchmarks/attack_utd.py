@@ -209,11 +209,22 @@ def main() -> int:
     )
     parser.add_argument("--cost-repeats", type=int, default=5, help="repeats of the cost measurement")
     parser.add_argument("--device", default="cpu", help="the cost measurement's device (cpu, cuda)")
+    parser.add_argument(
+        "--cost-configs",
+        nargs="+",
+        default=None,
+        help="measure the cost of these configurations only (admm, admm_emotion, admm_emotion_linear); "
+        "the others already in --out are kept",
+    )
     parser.add_argument("--only", nargs="*", default=None, help="run only these entries of the plan")
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "bench_attack")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "attack_utd.json")
     parser.add_argument("overrides", nargs="*", help="extra attack.py overrides for every run")
     args = parser.parse_args()
+    all_configs = cost_configs(args.emotion_ckpt is not None)
+    unknown = sorted(set(args.cost_configs or ()) - set(all_configs))
+    if unknown:
+        parser.error(f"--cost-configs: unknown {unknown}; known here: {sorted(all_configs)}")
     results: dict = json.loads(args.out.read_text())["results"] if args.out.is_file() else {}
     for spec in args.ckpt:
         model_name, ckpt = spec.split("=", 1)
@@ -231,7 +242,7 @@ def main() -> int:
             }
             save_results(args.out, {"results": results})
         if args.only is None or "cost" in args.only:
-            configs = cost_configs(args.emotion_ckpt is not None)
+            configs = {k: v for k, v in all_configs.items() if k in (args.cost_configs or all_configs)}
             cost = cost_ratios(
                 ckpt,
                 configs,
@@ -241,7 +252,7 @@ def main() -> int:
                 args.device,
                 args.cost_clips,
             )
-            results.setdefault(model_name, {})["cost"] = cost
+            results.setdefault(model_name, {}).setdefault("cost", {}).update(cost)
             save_results(args.out, {"results": results})
     print(json.dumps(results, indent=1))
     return 0

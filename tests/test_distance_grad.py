@@ -68,6 +68,43 @@ def test_closed_form_gradients_equal_autograd(layout, channels, hinge, tau, scal
         assert any(v.eq(0).any() for k, v in parts.items() if k != "l2")
 
 
+@pytest.mark.parametrize("hinge", ["mean", "entry"])
+def test_gradients_are_computed_on_the_open_samples_only(monkeypatch, hinge):
+    """Samples whose hinge is closed have a zero gradient: the closed forms compute the chain rule on the
+    others only, and the result equals computing every sample, bit for bit."""
+    from lightning_skel.attacks import distances as D
+
+    x, lengths = clips("ntu25", 3)
+    mask = F.valid_mask(x, lengths)
+    dist = DynamicDistance("ntu25", {"bone": 1.0, "angle": 2.0, "speed": 0.5}, hinge=hinge)
+    clean = dist.reference(x, mask)
+    # samples 0 and 2 barely moved (every hinge closed at the default thresholds), 1 and 3 moved a lot
+    scale = torch.tensor([1e-5, 0.05, 1e-5, 0.05], dtype=x.dtype).view(-1, 1, 1, 1, 1)
+    x_adv = x + scale * (perturbed(x, mask, 1.0, seed=8) - x)
+    adv = dist.kinematics(x_adv, mask)
+    for name in ("bone", "angle", "speed"):
+        _, rows, g = dist.terms[name].value_and_row_grad(clean, adv)
+        assert rows.tolist() == [1, 3], name
+        assert g.shape[0] == 2 and g.abs().max() > 0
+    total, parts, grad = dist.value_and_grad(clean, adv)
+    assert grad[[0, 2]].eq(0).all() and grad[[1, 3]].abs().amax((1, 2, 3, 4)).gt(0).all()
+    monkeypatch.setattr(D, "active_rows", lambda slope: None)
+    total_all, parts_all, grad_all = dist.value_and_grad(clean, dist.kinematics(x_adv, mask))
+    assert torch.equal(total, total_all) and torch.equal(grad, grad_all)
+    assert all(torch.equal(parts[k], parts_all[k]) for k in parts)
+
+
+def test_active_rows():
+    from lightning_skel.attacks.distances import active_rows
+
+    slope = torch.zeros(3, 4, 2)
+    assert active_rows(slope).tolist() == []
+    slope[1, 2, 0] = 0.5
+    assert active_rows(slope).tolist() == [1]
+    slope[[0, 2], 0, 1] = 1.0
+    assert active_rows(slope) is None  # every sample open: no gather
+
+
 def test_gradients_of_a_subset_equal_those_of_the_whole():
     """ADMM takes subsets of the clean side's cached kinematics and weights as samples finish."""
     x, lengths = clips("ntu25", 3)
@@ -120,6 +157,20 @@ def test_adjoints_are_adjoint(kind):
     v = F.velocity(x)
     h = torch.randn(v.shape, generator=gen, dtype=torch.float64)
     torch.testing.assert_close((v * h).sum(), (x * F.velocity_adjoint(h)).sum())
+
+
+@pytest.mark.parametrize("frames", [1, 2, 3])
+def test_velocity_adjoint_of_short_clips(frames):
+    """The velocity's adjoint at the shortest clips: <v(x), h> = <x, v*(h)>, and 0 for one frame."""
+    gen = torch.Generator().manual_seed(frames)
+    x = torch.randn(2, 3, frames, 4, 2, generator=gen, dtype=torch.float64)
+    v = F.velocity(x)
+    h = torch.randn(v.shape, generator=gen, dtype=torch.float64)
+    back = F.velocity_adjoint(h)
+    assert back.shape == x.shape
+    torch.testing.assert_close((v * h).sum(), (x * back).sum())
+    if frames > 1:
+        assert back.abs().max() > 0
 
 
 class Linear(nn.Module):

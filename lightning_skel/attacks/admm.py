@@ -186,7 +186,7 @@ class ADMMAttack(Attack):
             for _ in range(self.delta_steps):
                 d = delta.detach().requires_grad_(True)
                 loss = margin_loss(self.model(xs + d), ys, ts, self.kappa)
-                g = self.input_grad(c * loss, d) + r5 * (delta - centre)
+                g = self.input_grad(c * loss, d).addcmul_(r5, delta - centre)
                 opt_delta.step(every, g, ms)
             counts["grad"][rows] += self.delta_steps
             # z block: D(x, x + z) + rho/2 |delta - z + u|^2, D's gradient in closed form where it has one
@@ -198,8 +198,8 @@ class ADMMAttack(Attack):
                 if lazy_emotion:
                     if step and step % self.emotion_every == 0:
                         g_emotion = w_emotion * self.distance.terms["emotion"].value_and_grad(cl, adv)[1]
-                    g = g + g_emotion
-                opt_z.step(every, g + r5 * (z - centre), ms)
+                    g.add_(g_emotion)
+                opt_z.step(every, g.addcmul_(r5, z - centre), ms)
             u += delta - z
             # residual balancing of rho, with the scaled dual rescaled to match
             r = _norm(delta - z)

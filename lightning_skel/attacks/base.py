@@ -83,10 +83,13 @@ class BatchAdam:
         shape = (-1,) + (1,) * (grad.dim() - 1)
         step_size = (self.lr / (1 - b1**t)).view(shape)
         root_c2 = (1 - b2**t).sqrt().view(shape)
-        update = m * step_size / (v.sqrt() / root_c2 + self.eps)
-        if mask is not None:
-            update = update * mask
-        self.param[idx] -= update
+        denom = v.sqrt().div_(root_c2).add_(self.eps)
+        if mask is not None:  # the small (N, 1, T, 1, M) factor first, then one pass over the big tensors
+            step_size = step_size * mask
+        if isinstance(idx, slice):
+            self.param[idx].addcdiv_(m * step_size, denom, value=-1)
+        else:
+            self.param[idx] -= m * step_size / denom
 
     def grow(self, k: int) -> Tensor:
         """Append ``k`` fresh rows (zero parameter, zero moments, step 0); returns the new, larger parameter."""

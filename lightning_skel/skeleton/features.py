@@ -140,9 +140,18 @@ def velocity(x: Tensor) -> Tensor:
 
 def velocity_adjoint(g: Tensor) -> Tensor:
     """The adjoint of :func:`velocity`: a gradient ``(N, C, T-1, V, M)`` with respect to the velocity mapped
-    to one ``(N, C, T, V, M)`` with respect to the positions."""
-    pad = (0, 0, 0, 0)  # M and V untouched
-    return torch.nn.functional.pad(g, (*pad, 1, 0)) - torch.nn.functional.pad(g, (*pad, 0, 1))
+    to one ``(N, C, T, V, M)`` with respect to the positions: ``g_{t-1} - g_t``, with ``g`` zero outside its
+    frames. Written into one output (the inner frames one subtraction, the two end frames copied) rather
+    than as the difference of two padded copies, which is three passes over the tensor instead of one;
+    the values are the same."""
+    n, c, t, v, m = g.shape
+    if t == 0:  # a one-frame clip has no velocity
+        return g.new_zeros((n, c, 1, v, m))
+    out = g.new_empty((n, c, t + 1, v, m))
+    torch.sub(g[:, :, :-1], g[:, :, 1:], out=out[:, :, 1:-1])
+    torch.neg(g[:, :, 0], out=out[:, :, 0])
+    out[:, :, -1] = g[:, :, -1]
+    return out
 
 
 def acceleration(x: Tensor) -> Tensor:

@@ -66,9 +66,10 @@ def cost_ratios(
     through ``batch`` rows (``max_rows``; ``clips = batch``: one batch attacked at once) divided by (the
     batch-equivalent number of classifier gradient evaluations, their sum over the clips / ``batch``, x one
     forward+backward of the classifier on ``batch`` clips). The classifier, the clips and the recognizer are
-    loaded once; every repeat
-    times the forward+backward (10 calls) right before each attack, so that both halves of a ratio see the
-    same machine state, and the median of ``repeats`` ratios is reported (with every repeat's figures).
+    loaded once; every repeat times the forward+backward (10 calls) right before and right after each
+    attack and takes the mean of the two, so that both halves of a ratio see the same machine state (on
+    this shared machine its speed drifts by 10-30 % within minutes), and the median of ``repeats`` ratios
+    is reported (with every repeat's figures).
     On a GPU every timing ends with a synchronisation, and the breakdown (CPU timers around asynchronous
     kernels) is not taken."""
     from lightning_skel.attacks import build_attack
@@ -101,13 +102,16 @@ def cost_ratios(
         )  # warm-up: first calls build the backends' kernels for every batch size
     for _ in range(repeats):
         for name, attack in attacks.items():
-            t_fb = fwd_bwd()
+            before = fwd_bwd()
             start = time.perf_counter()
             res = attack(x, y, lengths)
             synchronize(dev)
             wall = time.perf_counter() - start
+            after = fwd_bwd()
+            t_fb = (before + after) / 2
             evals = float(res.grad_evals.sum()) / batch
-            runs[name].append({"wall_s": wall, "fwd_bwd_s": t_fb, "batch_equivalent_grad_evals": evals,
+            runs[name].append({"wall_s": wall, "fwd_bwd_s": t_fb, "fwd_bwd_before_s": before,
+                               "fwd_bwd_after_s": after, "batch_equivalent_grad_evals": evals,
                                "ratio": wall / (evals * t_fb)})  # fmt: skip
     breakdown = {
         name: cost_breakdown(attack, model, x, y, lengths, fwd_bwd(), batch) if dev.type == "cpu" else None

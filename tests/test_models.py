@@ -206,6 +206,31 @@ def test_temporal_conv_is_a_same_padded_convolution():
         TemporalConv(4, 6, kernel=8)
 
 
+@pytest.mark.parametrize(("c_in", "c_out"), [(3, 8), (8, 8), (8, 4)])
+def test_graph_conv_is_st_gcn_s_operator(c_in, c_out):
+    """The block's graph convolution, computed graph first, equals ST-GCN's order (the 1x1 convolution to
+    K * C_out channels, then each subset's adjacency times its edge importance over joints), bias included,
+    and so do its gradients with respect to the input, the weights and the edge importance."""
+    from lightning_skel.models.graph import spatial_partition
+
+    torch.manual_seed(0)
+    block = STGCNBlock(c_in, c_out, spatial_partition(get_layout("kinect20"))).double()
+    with torch.no_grad():
+        block.importance.uniform_(0.5, 1.5)
+        block.gcn.bias.normal_()
+    x = torch.randn(2, c_in, 6, 20, dtype=torch.float64, requires_grad=True)
+    h = block.gcn(x).view(2, block.num_subsets, c_out, 6, 20)
+    want = torch.einsum("nkctj,kij->ncti", h, block.adjacency)
+    got = block.graph_conv(x)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    seed = torch.randn_like(want)
+    params = (x, block.gcn.weight, block.gcn.bias, block.importance)
+    g_want = torch.autograd.grad((want * seed).sum(), params)
+    g_got = torch.autograd.grad((got * seed).sum(), params)
+    for a, b in zip(g_got, g_want, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
 # ---- model-specific behaviour ----------------------------------------------------------------------
 
 

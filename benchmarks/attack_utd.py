@@ -69,7 +69,8 @@ def cost_ratios(
     loaded once; every repeat times the forward+backward (10 calls) right before and right after each
     attack and takes the mean of the two, so that both halves of a ratio see the same machine state (on
     this shared machine its speed drifts by 10-30 % within minutes), and the median of ``repeats`` ratios
-    is reported (with every repeat's figures).
+    is reported (with every repeat's figures). ``ratio_in_run`` divides by the median full-batch gradient
+    evaluation timed inside the attack instead (:func:`full_batch_gradient_times`; CPU only).
     On a GPU every timing ends with a synchronisation, and the breakdown (CPU timers around asynchronous
     kernels) is not taken."""
     from lightning_skel.attacks import build_attack
@@ -103,16 +104,21 @@ def cost_ratios(
     for _ in range(repeats):
         for name, attack in attacks.items():
             before = fwd_bwd()
-            start = time.perf_counter()
-            res = attack(x, y, lengths)
-            synchronize(dev)
-            wall = time.perf_counter() - start
+            with full_batch_gradient_times(attack, model, batch, dev) as in_run:
+                start = time.perf_counter()
+                res = attack(x, y, lengths)
+                synchronize(dev)
+                wall = time.perf_counter() - start
             after = fwd_bwd()
             t_fb = (before + after) / 2
             evals = float(res.grad_evals.sum()) / batch
-            runs[name].append({"wall_s": wall, "fwd_bwd_s": t_fb, "fwd_bwd_before_s": before,
-                               "fwd_bwd_after_s": after, "batch_equivalent_grad_evals": evals,
-                               "ratio": wall / (evals * t_fb)})  # fmt: skip
+            rec = {"wall_s": wall, "fwd_bwd_s": t_fb, "fwd_bwd_before_s": before, "fwd_bwd_after_s": after,
+                   "batch_equivalent_grad_evals": evals, "ratio": wall / (evals * t_fb)}  # fmt: skip
+            if in_run:
+                t_in = statistics.median(in_run)
+                rec.update(fwd_bwd_in_run_s=t_in, full_batch_grad_evals=len(in_run),
+                           ratio_in_run=wall / (evals * t_in))  # fmt: skip
+            runs[name].append(rec)
     breakdown = {
         name: cost_breakdown(attack, model, x, y, lengths, fwd_bwd(), batch) if dev.type == "cpu" else None
         for name, attack in attacks.items()
@@ -122,6 +128,9 @@ def cost_ratios(
             "breakdown": breakdown[name],
             "device": str(dev) if dev.type == "cpu" else torch.cuda.get_device_name(dev),
             "ratio": statistics.median(r["ratio"] for r in rs),
+            "ratio_in_run": statistics.median(r["ratio_in_run"] for r in rs)
+            if "ratio_in_run" in rs[0]
+            else None,
             "wall_s": statistics.median(r["wall_s"] for r in rs),
             "fwd_bwd_s": statistics.median(r["fwd_bwd_s"] for r in rs),
             "batch_equivalent_grad_evals": statistics.median(r["batch_equivalent_grad_evals"] for r in rs),
@@ -132,6 +141,40 @@ def cost_ratios(
         }
         for name, rs in runs.items()
     }
+
+
+@contextlib.contextmanager
+def full_batch_gradient_times(attack, model, batch: int, dev: torch.device):
+    """Yields a list that fills, while the block runs ``attack``, with the time of each of its classifier
+    gradient evaluations on a full batch of ``batch`` clips (from the forward pass to the input gradient):
+    the ratio's denominator measured inside the attack itself, at the machine state the attack ran in (the
+    forward+backward timed before and after an attack drifts by 10-30 % on this shared machine). Left empty
+    on a GPU, where timing single evaluations would add synchronisations to the attack."""
+    from unittest import mock
+
+    times: list[float] = []
+    if dev.type != "cpu":
+        yield times
+        return
+    start: list[float] = []
+    forward, input_grad = model.forward, attack.input_grad
+
+    def timed_forward(x, *args, **kwargs):
+        if torch.is_grad_enabled() and x.shape[0] == batch:
+            start.append(time.perf_counter())
+        return forward(x, *args, **kwargs)
+
+    def timed_grad(loss, inputs):
+        g = input_grad(loss, inputs)
+        if start:
+            times.append(time.perf_counter() - start.pop())
+        return g
+
+    with (
+        mock.patch.object(model, "forward", timed_forward),
+        mock.patch.object(attack, "input_grad", timed_grad),
+    ):
+        yield times
 
 
 def cost_breakdown(attack, model, x, y, lengths, t_fb: float, batch: int) -> dict[str, float]:

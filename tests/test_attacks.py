@@ -195,8 +195,20 @@ def test_admm_stream_keeps_rows_full(victim):
     assert all(a >= b for a, b in itertools.pairwise(sizes[drop:]))  # no refill once the queue is empty
     assert (res.grad_evals > 0).all()  # 16 clips through 5 rows: each waiting clip got a row
     assert sum(sizes) == int(res.grad_evals.sum())
-    with pytest.raises(ValueError, match="max_rows must be >= 1 or null"):
-        build_attack("admm", model, "ntu25", max_rows=0)
+    for bad in (0, "all"):
+        with pytest.raises(ValueError, match="max_rows must be >= 1, 'auto' or null"):
+            build_attack("admm", model, "ntu25", max_rows=bad)
+
+
+def test_admm_auto_rows_follow_the_device(victim):
+    """``max_rows="auto"`` (the config's default) is 32 rows on a CPU and 256 on a GPU; ints and null are
+    taken as given, whatever the device."""
+    model = victim[0]
+    auto = build_attack("admm", model, "ntu25", max_rows="auto")
+    assert auto.rows_for(torch.device("cpu")) == 32
+    assert auto.rows_for(torch.device("cuda", 0)) == 256
+    assert build_attack("admm", model, "ntu25", max_rows=7).rows_for(torch.device("cuda")) == 7
+    assert build_attack("admm", model, "ntu25").rows_for(torch.device("cpu")) is None
 
 
 def test_admm_patience_stops_fooled_samples(victim):

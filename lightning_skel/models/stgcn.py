@@ -108,23 +108,24 @@ class STGCNBlock(nn.Module):
         """``sum_k (A_k * importance_k)`` applied over joints to the k-th ``C_out`` channels of ``gcn(x)``:
         ``(N, C_in, T, V) -> (N, C_out, T, V)``.
 
-        Computed in the other order, which the linearity of both maps allows: each partition subset is
-        applied to the input over joints first (a product on the last dimension, no copy), then one 1x1
-        convolution with ``gcn``'s weight regrouped by subset maps the ``K * C_in`` channels to ``C_out``, and
-        ``gcn``'s bias, which the original order sends through the graph too, is added as its image
-        ``sum_k b_k (row sums of A_k)``. Applying the graph to ``gcn``'s ``K * C_out`` channels instead needs
+        Computed in the other order, which the linearity of both maps allows: the K partition subsets are
+        applied to the input over joints first (one matrix product on the last dimension, joints to K x
+        joints), then one 1x1 convolution with ``gcn``'s weight regrouped by subset maps the ``C_in * K``
+        channels to ``C_out``, and ``gcn``'s bias, which the original order sends through the graph too, is
+        added as its image ``sum_k b_k (row sums of A_k)``. Applying the graph to ``gcn``'s ``K * C_out`` channels instead needs
         them moved next to the joints (a copy forward and backward) and ``C_out / C_in`` times the work: on
-        UTD-sized clips the slim emotion recognizer's forward+backward is 8 % faster this way
+        UTD-sized clips the slim emotion recognizer's forward+backward is faster this way
         (benchmarks/graph_conv_order.py, docs/RESULTS.md), with the same parameters and the same values up
         to rounding (tests/test_models.py)."""
         n, c_in, t, v = x.shape
         a = self.adjacency  # (K, V, V)
         k = self.num_subsets
-        xa = torch.matmul(x.unsqueeze(1), a.transpose(1, 2).unsqueeze(1))  # (N, K, C_in, T, V)
+        # one product (N C_in T, V) x (V, K V), M[j, k V + i] = A[k, i, j]: a batch of small products is slower
+        xa = x.reshape(-1, v).matmul(a.permute(2, 0, 1).reshape(v, k * v))
+        xa = xa.view(n, c_in, t, k, v).transpose(2, 3).reshape(n, c_in * k, t, v)  # channels (c_in, k)
         w = self.gcn.weight.view(k, -1, c_in)  # (K, C_out, C_in)
         c_out = w.shape[1]
-        weight = w.transpose(0, 1).reshape(c_out, k * c_in, 1, 1)
-        h = F.conv2d(xa.view(n, k * c_in, t, v), weight)
+        h = F.conv2d(xa, w.permute(1, 2, 0).reshape(c_out, c_in * k, 1, 1))
         if self.gcn.bias is not None:
             h = h + torch.einsum("kc,ki->ci", self.gcn.bias.view(k, c_out), a.sum(2)).unsqueeze(1)
         return h

@@ -18,12 +18,24 @@ import sys
 from pathlib import Path
 
 
-def strict_overrides(code: Path) -> dict:
-    """What ``configs/attack/admm_strict.yaml`` of ``code`` changes in ``admm.yaml``: its weights and thresholds."""
+def configs(code: Path) -> dict[str, dict]:
+    """ADMMAttack's arguments for ``attack=admm`` and ``attack=admm_strict`` from ``code``'s configs (the
+    strict one merged over admm.yaml, as Hydra's defaults list does). Read here, not with
+    ``common.admm_kwargs``: ``common`` imports the package, and this script must import ``code``'s."""
     from omegaconf import OmegaConf
 
-    cfg = OmegaConf.to_container(OmegaConf.load(code / "configs" / "attack" / "admm_strict.yaml"))
-    return {k: v for k, v in cfg.items() if k != "defaults"}
+    folder = code / "configs" / "attack"
+    admm = OmegaConf.load(folder / "admm.yaml")
+    strict = OmegaConf.load(folder / "admm_strict.yaml")
+    out = {}
+    for name, cfg in (
+        ("admm", admm),
+        ("admm_strict", OmegaConf.merge(admm, {k: v for k, v in strict.items() if k != "defaults"})),
+    ):
+        kwargs = OmegaConf.to_container(cfg)
+        kwargs.pop("name"), kwargs.pop("targeted")
+        out[name] = kwargs
+    return out
 
 
 def run(code: Path, ckpts: list[str], limit: int, save: Path) -> None:
@@ -35,20 +47,17 @@ def run(code: Path, ckpts: list[str], limit: int, save: Path) -> None:
 
     if not Path(lightning_skel.__file__).resolve().is_relative_to(code.resolve()):
         raise SystemExit(f"--code {code}: imported lightning_skel from {lightning_skel.__file__} instead")
-    from attack_utd import _admm_defaults
     from common import correct_test_clips
 
     from lightning_skel.attacks import build_attack
 
     torch.set_num_threads(1)
     out = {}
-    admm = _admm_defaults()
-    strict = strict_overrides(code)
+    kwargs_of = configs(code)
     for spec in ckpts:
         name, ckpt = spec.split("=", 1)
         model, layout, x, y, lengths = correct_test_clips(ckpt, "cpu", limit)
-        for config, extra in (("admm", {}), ("admm_strict", strict)):
-            kwargs = {**admm, **{k: {**admm[k], **v} if isinstance(v, dict) else v for k, v in extra.items()}}
+        for config, kwargs in kwargs_of.items():
             res = build_attack("admm", model, layout, **kwargs)(x, y, lengths)
             out[f"{name}/{config}"] = {
                 "x_adv": res.x_adv, "success": res.success, "grad_evals": res.grad_evals,

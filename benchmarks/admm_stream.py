@@ -13,8 +13,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from attack_utd import _admm_defaults
-from common import correct_test_clips, synchronize
+from common import admm_kwargs, correct_test_clips, synchronize
 
 from lightning_skel.attacks import build_attack
 
@@ -29,7 +28,7 @@ def main() -> None:
     print(f"{len(y)} clips on {args.device}")
     results = {}
     for rows in args.rows:
-        attack = build_attack("admm", model, layout, **{**_admm_defaults(), "max_rows": rows or None})
+        attack = build_attack("admm", model, layout, **{**admm_kwargs(), "max_rows": rows or None})
         synchronize(args.device)
         start = time.perf_counter()
         res = attack(x, y, lengths)

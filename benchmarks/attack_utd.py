@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import ROOT, attacked, correct_test_clips, save_results, synchronize
+from common import ROOT, admm_kwargs, attacked, correct_test_clips, save_results, synchronize
 
 TERMS = ("bone", "angle", "speed", "emotion")
 
@@ -98,9 +98,8 @@ def cost_ratios(
 
     runs: dict[str, list[dict]] = {name: [] for name in attacks}
     for attack in attacks.values():
-        attack(
-            x[:batch], y[:batch], lengths[:batch]
-        )  # warm-up: first calls build the backends' kernels for every batch size
+        # warm-up: the first calls build the backends' kernels for every batch size
+        attack(x[:batch], y[:batch], lengths[:batch])
     for _ in range(repeats):
         for name, attack in attacks.items():
             before = fwd_bwd()
@@ -233,7 +232,7 @@ def cost_breakdown(attack, model, x, y, lengths, t_fb: float, batch: int) -> dic
 def cost_configs(emotion: bool) -> dict[str, dict]:
     """The ADMM configurations whose cost is measured: configs/attack/admm.yaml, and with the emotion term,
     exact and linearised over each z block."""
-    admm = _admm_defaults()
+    admm = admm_kwargs()
     configs = {"admm": admm}
     if emotion:
         with_e = {**admm, "weights": {**admm["weights"], "emotion": 1.0}}
@@ -303,16 +302,6 @@ def main() -> int:
             save_results(args.out, {"results": results})
     print(json.dumps(results, indent=1))
     return 0
-
-
-def _admm_defaults() -> dict:
-    """configs/attack/admm.yaml as constructor arguments."""
-    from omegaconf import OmegaConf
-
-    cfg = OmegaConf.to_container(OmegaConf.load(ROOT / "configs" / "attack" / "admm.yaml"))
-    cfg.pop("name")
-    cfg.pop("targeted")
-    return cfg
 
 
 if __name__ == "__main__":

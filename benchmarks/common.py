@@ -43,6 +43,23 @@ def attacked(out: Path, overrides: list[str]) -> dict:
     return run_attack(cfg)
 
 
+def admm_kwargs(variant: str = "admm", root: Path = ROOT) -> dict:
+    """ADMMAttack's arguments as attack.py builds them for ``attack=<variant>``: ``configs/attack/admm.yaml``
+    under ``root``, with ``<variant>.yaml`` (e.g. ``admm_strict``, whose Hydra defaults list is admm)
+    merged over it."""
+    from omegaconf import OmegaConf
+
+    folder = Path(root) / "configs" / "attack"
+    cfg = OmegaConf.load(folder / "admm.yaml")
+    if variant != "admm":
+        over = OmegaConf.load(folder / f"{variant}.yaml")
+        cfg = OmegaConf.merge(cfg, {k: v for k, v in over.items() if k != "defaults"})
+    kwargs = OmegaConf.to_container(cfg)
+    kwargs.pop("name")
+    kwargs.pop("targeted")
+    return kwargs
+
+
 def correct_test_clips(ckpt: str, device: str = "cpu", limit: int | None = None, batch: int = 512):
     """The classifier of ``ckpt`` on ``device`` with its layout, and the first ``limit`` (all if None) of the
     first ``batch`` test clips it classifies correctly, windowed as attack.py windows them:

@@ -24,9 +24,10 @@ and reused in between, and the one that starts a z block is taken where the prev
 instead of ``z_steps + 1`` times. A stale gradient can overshoot when the emotion weight dominates D.
 
 Shapes: ``x (N, C, T, V, M)``; every per-sample quantity ``(N,)``. Only the samples still being attacked go
-through the networks, at most ``max_rows`` at a time (``"auto"``: by device, :meth:`ADMMAttack.rows_for`): a call with more samples streams them, each finished
-sample's row going to the next waiting one, so the networks see full batches until the last runs drain
-(on one CPU thread this took HCN's cost per gradient evaluation from 1.31 to 1.25, docs/RESULTS.md).
+through the networks, at most ``max_rows`` at a time (``"auto"``: by device, :meth:`ADMMAttack.rows_for`):
+a call with more samples streams them, each finished sample's row going to the next waiting one, so the
+networks see full batches until the last runs drain (on one CPU thread this took HCN's cost per gradient
+evaluation from 1.31 to 1.25, docs/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -125,8 +126,8 @@ class ADMMAttack(Attack):
     def rows_for(self, device: torch.device) -> int | None:
         """The clips in flight on ``device``: ``max_rows``, or for ``"auto"`` the measured best of each kind
         of device (docs/RESULTS.md): 32 on a CPU (one thread: 32 and 64 rows attack HCN's test clips within 5 %
-        of each other and 1.3-1.5x faster than all at once), 256 on a GPU (an H200 runs 256 rows as fast as
-        all 399 clips at once and 32 rows 4-7x slower: the small classifiers are launch-bound there)."""
+        of each other and 1.3-1.5x faster than all at once), 256 on a GPU (an H200 runs 256 rows about as fast
+        as all 399 clips at once and 32 rows 4-7x slower: the small classifiers are launch-bound there)."""
         if self.max_rows == "auto":
             return AUTO_ROWS.get(device.type, AUTO_ROWS["cuda"])
         return self.max_rows

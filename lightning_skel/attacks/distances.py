@@ -205,9 +205,9 @@ def active_rows(slope: Tensor) -> Tensor | None:
     everywhere, as indices, or ``None`` when that is every sample.
 
     A hinge closes the gradient of every sample whose term is within its threshold, and the closed forms
-    then compute the rest of the chain rule on the open samples only: with ADMM's defaults on UTD-MHAD the
-    angle hinge is open for 2 % of the clips in the z steps (and for none in 79 % of the steps), the bone
-    hinge for half. On a GPU every sample is computed: finding the rows makes the host wait for the device,
+    then compute the rest of the chain rule on the open samples only: with ADMM's defaults on UTD-MHAD
+    against HCN the angle hinge is open for 2 % of the clips in the z steps (and for none in 79 % of the
+    steps), the bone hinge for half (benchmarks/hinge_activity.py). On a GPU every sample is computed: finding the rows makes the host wait for the device,
     which costs more there than the arithmetic it saves."""
     if slope.device.type != "cpu":
         return None

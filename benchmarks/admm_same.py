@@ -1,7 +1,7 @@
 """Does a change to the attack code change what ADMM finds? Runs ADMM at ``configs/attack/admm.yaml`` and at
 ``admm_strict``'s weights and thresholds on the first correctly classified UTD-MHAD test clips of each
 checkpoint, with the ``lightning_skel`` of ``--code`` (a checkout, e.g. a ``git worktree`` of an earlier
-commit), and saves every clip's adversarial example, success, gradient evaluations and distance; with two
+commit), and saves every clip's adversarial example, label, success, gradient evaluations and distance; with two
 saves it compares them clip by clip.
 
     git worktree add /tmp/before HEAD~1
@@ -61,7 +61,7 @@ def run(code: Path, ckpts: list[str], limit: int, save: Path) -> None:
             res = build_attack("admm", model, layout, **kwargs)(x, y, lengths)
             out[f"{name}/{config}"] = {
                 "x_adv": res.x_adv, "success": res.success, "grad_evals": res.grad_evals,
-                "distance": res.extras["distance"],
+                "distance": res.extras["distance"], "pred_adv": res.pred_adv,
             }  # fmt: skip
             print(f"{name}/{config}: success {res.success.float().mean():.3f}", flush=True)
     save.parent.mkdir(parents=True, exist_ok=True)
@@ -79,7 +79,8 @@ def compare(a_path: Path, b_path: Path) -> int:
             differ += 1
             continue
         same = (a[key]["x_adv"] == b[key]["x_adv"]).flatten(1).all(1)
-        equal = {k: torch.equal(a[key][k], b[key][k]) for k in ("success", "grad_evals", "distance")}
+        fields = [k for k in ("success", "grad_evals", "distance", "pred_adv") if k in a[key] and k in b[key]]
+        equal = {k: torch.equal(a[key][k], b[key][k]) for k in fields}
         print(
             f"{key}: {int(same.sum())}/{len(same)} clips bit-identical; "
             + ", ".join(f"{k} {'equal' if v else 'DIFFER'}" for k, v in equal.items())

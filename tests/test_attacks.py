@@ -81,6 +81,27 @@ def test_batch_adam_updates_only_given_rows():
     assert opt.t.tolist() == [1.0, 0.0, 1.0]
 
 
+def test_result_labels_only_what_the_attack_did_not(victim):
+    """An attack passes the labels it already has; the final forward pass labels the others only."""
+    model, x, y, _ = victim
+    attack = build_attack("pgd", model, "ntu25")
+    with torch.no_grad():
+        truth = model(x).argmax(1)
+    seen = []
+    hook = model.register_forward_pre_hook(lambda m, args: seen.append(len(args[0])))
+    try:
+        known = torch.where(torch.arange(len(y)) % 3 == 0, -1, truth)
+        res = attack.result(x, y, None, torch.zeros_like(y), pred=known)
+        assert seen == [int((known < 0).sum())]
+        seen.clear()
+        attack.result(x, y, None, torch.zeros_like(y), pred=truth)
+        assert seen == []
+    finally:
+        hook.remove()
+    assert torch.equal(res.pred_adv, truth)
+    assert torch.equal(res.success, truth != y)
+
+
 @pytest.mark.parametrize("name", ["admm", "smart", "pgd", "ifgsm", "cw"])
 def test_untargeted_attack_flips_labels(victim, name):
     model, x, y, lengths = victim

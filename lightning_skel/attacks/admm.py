@@ -159,6 +159,8 @@ class ADMMAttack(Attack):
         hi = torch.full((n,), float("inf"), device=dev, dtype=x.dtype)
         runs_done = torch.zeros(n, dtype=torch.long, device=dev)
         last = x.clone()  # each sample's last candidate of its last run
+        # the classifier's labels of best_x and last, known from the candidates' checks (-1: not checked)
+        pred_best, pred_last = (torch.full((n,), -1, dtype=torch.long, device=dev) for _ in range(2))
         rows_max = self.rows_for(dev)
         width = n if rows_max is None else min(n, rows_max)
         pending = torch.arange(n, device=dev)  # samples waiting for a row, first come first served
@@ -204,7 +206,9 @@ class ADMMAttack(Attack):
             for _ in range(self.delta_steps):
                 d = delta.detach().requires_grad_(True)
                 loss = margin_loss(self.model(xs + d), ys, ts, self.kappa)
-                g = self.input_grad(c * loss, d).addcmul_(r5, delta - centre)
+                # the proximal term first: classifiers' input gradients are often strided (HCN's is joint-
+                # major), and Adam's passes over a contiguous gradient are 1.6x faster (the same sums)
+                g = (delta - centre).mul_(r5).add_(self.input_grad(c * loss, d))
                 opt_delta.step(every, g, ms)
             counts["grad"][rows] += self.delta_steps
             # z block: D(x, x + z) + rho/2 |delta - z + u|^2, D's gradient in closed form where it has one
@@ -240,7 +244,7 @@ class ADMMAttack(Attack):
             # a sample already fooled in this run whose candidate is no closer and leaves a hinge open keeps
             # its best, its c and its patience count whatever the classifier says: skip its forward pass
             check = ~fooled | (total < old) | hinges
-            ok = self._fooled(cand, ys, ts, check)
+            ok, pred = self._fooled(cand, ys, ts, check)
             counts["forward"][rows] += check.long()
             counts["iter"][rows] += 1
             it += 1
@@ -249,6 +253,7 @@ class ADMMAttack(Attack):
             best_d[rows] = torch.where(better, total, old)
             if better.any():
                 best_x[rows[better]] = cand[better]
+                pred_best[rows[better]] = pred[better]
             first = ok & (counts["first"][rows] < 0)
             counts["first"][rows] = torch.where(first, counts["grad"][rows], counts["first"][rows])
             success[rows] |= ok
@@ -265,6 +270,7 @@ class ADMMAttack(Attack):
                 continue
             done = rows[finished]
             last[done] = cand[finished]
+            pred_last[done] = pred[finished]
             # C&W-style search: the next run's c shrinks where this run succeeded and grows where it did not
             won, c0 = fooled[finished], c_start[done]
             hi[done] = torch.where(won, torch.minimum(hi[done], c0), hi[done])
@@ -281,19 +287,26 @@ class ADMMAttack(Attack):
                 g_emotion = g_emotion[keep]
             xs = None
         x_adv = torch.where(success.view(-1, 1, 1, 1, 1), best_x, last)
+        # a sample that was never fooled had every candidate checked, the last one included, so every
+        # label is known and no final forward pass is needed; result() labels any that is not
+        pred = torch.where(success, pred_best, pred_last)
         return self.result(
-            x_adv, y, target, counts["grad"], counts["forward"] + 1, counts["iter"],
-            distance=best_d, grad_evals_to_success=counts["first"],
+            x_adv, y, target, counts["grad"], counts["forward"] + (pred < 0).long(), counts["iter"],
+            pred=pred, distance=best_d, grad_evals_to_success=counts["first"],
         )  # fmt: skip
 
     @torch.no_grad()
-    def _fooled(self, cand: Tensor, y: Tensor, target: Tensor | None, rows: Tensor) -> Tensor:
-        """``(n,)`` bool: the classifier is fooled by ``cand``, evaluated on the ``rows`` only (False elsewhere)."""
+    def _fooled(self, cand: Tensor, y: Tensor, target: Tensor | None, rows: Tensor) -> tuple[Tensor, Tensor]:
+        """``(n,)`` bool: the classifier is fooled by ``cand``, and ``(n,)`` its label, both evaluated on the
+        ``rows`` only (elsewhere False and -1)."""
         if bool(rows.all()):
-            return is_success(self.model(cand).argmax(1), y, target)
+            pred = self.model(cand).argmax(1)
+            return is_success(pred, y, target), pred
         ok = torch.zeros_like(rows)
+        pred = torch.full(rows.shape, -1, dtype=torch.long, device=rows.device)
         pick = rows.nonzero().squeeze(1)
         if pick.numel():
             t = None if target is None else target[pick]
-            ok[pick] = is_success(self.model(cand[pick]).argmax(1), y[pick], t)
-        return ok
+            pred[pick] = self.model(cand[pick]).argmax(1)
+            ok[pick] = is_success(pred[pick], y[pick], t)
+        return ok, pred

@@ -172,11 +172,19 @@ class Attack:
         grad_evals: Tensor,
         forward_evals: Tensor | None = None,
         iterations: Tensor | None = None,
+        pred: Tensor | None = None,
         **extras: Tensor,
     ) -> AttackResult:
-        """The :class:`AttackResult` of ``x_adv``: one final forward pass labels it and decides success.
-        By default one forward pass per sample (this one) and one iteration per gradient evaluation."""
-        pred = self.predict(x_adv)
+        """The :class:`AttackResult` of ``x_adv``: its labels decide success. An attack that has already
+        run the classifier on a sample's ``x_adv`` passes that label in ``pred``; a final forward pass
+        labels the rest (``pred`` None or -1). By default one forward pass per sample (this one) and one
+        iteration per gradient evaluation."""
+        if pred is None:
+            pred = self.predict(x_adv)
+        elif bool((pred < 0).any()):
+            todo = (pred < 0).nonzero().squeeze(1)
+            pred = pred.clone()
+            pred[todo] = self.predict(x_adv[todo])
         return AttackResult(
             x_adv=x_adv,
             success=is_success(pred, y, target),

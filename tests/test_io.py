@@ -3,7 +3,8 @@ import pickle
 import numpy as np
 import pytest
 
-from lightning_skel.data.io import load_npz, save_npz
+from lightning_skel.data.io import load_npz, pad_concat, save_npz
+from lightning_skel.data.readers.base import Clip, stack_clips
 
 
 def tiny(n=4, t=8, v=25, m=2):
@@ -86,3 +87,26 @@ def test_save_validates_and_leaves_nothing_on_error(tmp_path):
 def test_missing_file_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.npz"):
         load_npz(tmp_path / "nope.npz")
+
+
+def test_pad_concat_pads_every_axis_but_the_first():
+    a = np.ones((1, 2, 3), dtype=np.float32)
+    b = np.full((2, 1, 4), 2.0)
+    out = pad_concat([a, b])
+    assert out.shape == (3, 2, 4) and out.dtype == np.float32
+    np.testing.assert_array_equal(out[0], [[1, 1, 1, 0], [1, 1, 1, 0]])
+    np.testing.assert_array_equal(out[1:], [[[2, 2, 2, 2], [0, 0, 0, 0]]] * 2)
+    assert pad_concat([a, np.zeros((1, 0, 0))], (3, 5)).shape == (2, 3, 5)  # a shape given: empty rows pad
+
+
+def test_stack_clips_pads_clips_and_their_scores():
+    rng = np.random.default_rng(0)
+    short = Clip(rng.normal(size=(2, 3, 17, 1)).astype(np.float32), 0, "a", score=np.full((3, 17, 1), 0.5))
+    long = Clip(rng.normal(size=(2, 5, 17, 2)).astype(np.float32), 1, "b")  # no scores
+    d = stack_clips([short, long], "coco17", ["p", "q"])
+    assert d["x"].shape == (2, 2, 5, 17, 2) and d["lengths"].tolist() == [3, 5]
+    np.testing.assert_array_equal(d["x"][0, :, :3, :, :1], short.x)
+    assert not d["x"][0, :, 3:].any() and not d["x"][0, ..., 1].any()
+    np.testing.assert_array_equal(d["x"][1], long.x)
+    assert d["score"].shape == (2, 5, 17, 2)
+    assert (d["score"][0, :3, :, 0] == 0.5).all() and d["score"].sum() == 0.5 * 3 * 17

@@ -22,6 +22,7 @@ from lightning_skel.data.prepare import (
     PrepareError,
     PrepareReport,
     Skipped,
+    _concat,
     load_readers,
     main,
     prepare,
@@ -331,6 +332,21 @@ def test_array_results_are_concatenated(boom, tmp_path, workers):
     assert d["split"].tolist() == ["test", "train", "test"] and d["sample_name"].tolist() == ["0", "2", "3"]
     limited = prepare("boom", boom, tmp_path / "l.npz", limit=3)
     assert limited.num_clips == 2  # 3 files read, one skipped
+
+
+def test_concat_pads_files_and_scores():
+    """Files of different lengths and person counts stack into one padded array; a file without scores
+    gets zero scores."""
+    a = {"x": np.ones((1, 2, 3, 17, 1), np.float32), "y": np.array([0]), "lengths": np.array([3]),
+         "layout": "coco17", "score": np.full((1, 3, 17, 1), 0.5, np.float32)}  # fmt: skip
+    b = {"x": np.full((2, 2, 4, 17, 2), 2.0, np.float32), "y": np.array([1, 1]), "lengths": np.array([4, 2]),
+         "layout": "coco17"}  # fmt: skip
+    out = _concat([a, b])
+    assert out["x"].shape == (3, 2, 4, 17, 2) and out["lengths"].tolist() == [3, 4, 2]
+    assert out["x"][0].sum() == 2 * 3 * 17 and (out["x"][1:] == 2).all()
+    assert out["score"].shape == (3, 4, 17, 2) and out["score"].sum() == 0.5 * 3 * 17
+    with pytest.raises(ValueError, match="joint count V"):
+        _concat([a, {**b, "x": np.zeros((2, 2, 4, 25, 1), np.float32)}])
 
 
 # ---- data configs --------------------------------------------------------------------------------------

@@ -39,6 +39,20 @@ OPTIONAL = (*PER_SAMPLE_INT, *PER_SAMPLE_STR, "score", "emotion_names")
 SkeletonData = dict[str, Any]
 
 
+def pad_concat(blocks: list[np.ndarray], shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """Concatenate ``blocks`` along axis 0, zero-padding every other axis to ``shape`` (default: the largest
+    size of each axis among the blocks), as float32: clips of different lengths and person counts stacked
+    into one ``(N, C, T, V, M)`` array, or their ``(N, T, V, M)`` scores. One block copy per block."""
+    if shape is None:
+        shape = tuple(int(s) for s in np.max([b.shape[1:] for b in blocks], axis=0))
+    out = np.zeros((sum(len(b) for b in blocks), *shape), dtype=np.float32)
+    start = 0
+    for b in blocks:
+        out[(slice(start, start + len(b)), *(slice(0, s) for s in b.shape[1:]))] = b
+        start += len(b)
+    return out
+
+
 def validate(data: SkeletonData, source: str | os.PathLike = "<memory>") -> SkeletonData:
     """Check a skeleton-npz dict; return it with ``layout`` as ``str`` and names as lists.
 

@@ -33,7 +33,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from lightning_skel.data import readers as readers_pkg
-from lightning_skel.data.io import PER_SAMPLE_INT, PER_SAMPLE_STR, SkeletonData, save_npz, validate
+from lightning_skel.data.io import (
+    PER_SAMPLE_INT,
+    PER_SAMPLE_STR,
+    SkeletonData,
+    pad_concat,
+    save_npz,
+    validate,
+)
 from lightning_skel.data.readers import READERS
 from lightning_skel.data.readers.base import Clip, Reader, ReadError
 from lightning_skel.data.safe_pickle import UnsafePickleError
@@ -151,21 +158,13 @@ def _concat(parts: list[SkeletonData]) -> SkeletonData:
     c, v = first["x"].shape[1], first["x"].shape[3]
     if any(p["x"].shape[1] != c or p["x"].shape[3] != v for p in parts):
         raise ValueError("the files disagree on the coordinate channels C or the joint count V")
-    n = sum(len(p["y"]) for p in parts)
-    t = max(p["x"].shape[2] for p in parts)
-    m = max(p["x"].shape[4] for p in parts)
     out: SkeletonData = {k: first[k] for k in ("layout", "class_names", "emotion_names") if k in first}
-    out["x"] = np.zeros((n, c, t, v, m), dtype=np.float32)
-    if any("score" in p for p in parts):
-        out["score"] = np.zeros((n, t, v, m), dtype=np.float32)
-    start = 0
-    for p in parts:  # one block copy per file
-        x = p["x"]
-        stop = start + x.shape[0]
-        out["x"][start:stop, :, : x.shape[2], :, : x.shape[4]] = x
-        if "score" in p:
-            out["score"][start:stop, : x.shape[2], :, : x.shape[4]] = p["score"]
-        start = stop
+    out["x"] = pad_concat([p["x"] for p in parts])
+    if any("score" in p for p in parts):  # files without scores: zeros, padded like their clips
+        _, _, t, _, m = out["x"].shape
+        out["score"] = pad_concat(
+            [p["score"] if "score" in p else np.zeros((len(p["y"]), 0, v, 0)) for p in parts], (t, v, m)
+        )
     out["y"] = np.concatenate([p["y"] for p in parts])
     out["lengths"] = np.concatenate([p["lengths"] for p in parts])
     for key in PER_SAMPLE_INT:

@@ -15,7 +15,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from lightning_skel.data.io import SkeletonData, validate
+from lightning_skel.data.io import SkeletonData, pad_concat, validate
 
 
 class ReadError(ValueError):
@@ -89,19 +89,12 @@ class Reader:
 
 
 def stack_clips(clips: list[Clip], layout: str, class_names: list[str], split_fn=None) -> SkeletonData:
-    c = clips[0].x.shape[0]
-    v = clips[0].x.shape[2]
-    t = max(cl.x.shape[1] for cl in clips)
-    m = max(cl.x.shape[3] for cl in clips)
-    x = np.zeros((len(clips), c, t, v, m), dtype=np.float32)
-    lengths = np.zeros(len(clips), dtype=np.int64)
-    for i, cl in enumerate(clips):  # one copy per clip: assembly, not a per-step loop
-        x[i, :, : cl.x.shape[1], :, : cl.x.shape[3]] = cl.x
-        lengths[i] = cl.x.shape[1]
+    x = pad_concat([cl.x[None] for cl in clips])  # one copy per clip: assembly, not a per-step loop
+    _, _, t, v, m = x.shape
     data: SkeletonData = {
         "x": x,
         "y": np.array([cl.label for cl in clips], dtype=np.int64),
-        "lengths": lengths,
+        "lengths": np.array([cl.x.shape[1] for cl in clips], dtype=np.int64),
         "layout": layout,
         "class_names": class_names,
         "sample_name": np.array([cl.name for cl in clips]),
@@ -114,10 +107,7 @@ def stack_clips(clips: list[Clip], layout: str, class_names: list[str], split_fn
         data["split"] = np.array([split_fn(cl) for cl in clips])
     elif any(cl.split is not None for cl in clips):
         data["split"] = np.array([cl.split or "" for cl in clips])
-    if any(cl.score is not None for cl in clips):
-        score = np.zeros((len(clips), t, v, m), dtype=np.float32)
-        for i, cl in enumerate(clips):
-            if cl.score is not None:
-                score[i, : cl.score.shape[0], :, : cl.score.shape[2]] = cl.score
-        data["score"] = score
+    if any(cl.score is not None for cl in clips):  # clips without scores: zeros
+        none = np.zeros((1, 0, v, 0))
+        data["score"] = pad_concat([none if cl.score is None else cl.score[None] for cl in clips], (t, v, m))
     return validate(data, f"<{layout} clips>")

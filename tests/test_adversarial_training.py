@@ -275,3 +275,37 @@ def test_ddp_two_processes_with_adversarial_training_and_robust_validation(tmp_p
     (val,) = [r for r in rows if r.get("val/robust_clips")]
     assert float(val["val/robust_clips"]) == 6  # 3 clips on each rank, summed
     assert float(val["val/robust_acc_admm"]) <= float(val["val/clean_acc_subset"])
+
+
+def test_ddp_pool_is_attacked_once_across_ranks_and_equals_one_process(tmp_path):
+    """Pool mode under ``trainer.strategy=ddp trainer.devices=2``: each rank attacks its share of the pool
+    (4 and 3 of 7 clips) and gathers the other's, so the pool every rank holds equals the one a single
+    process makes, and the ranks together attack each clip once."""
+    import csv
+
+    from tests.helpers import run_train_script
+
+    overrides = [
+        "callbacks=adv_training",
+        "callbacks.adv_training.mode=pool",
+        "callbacks.adv_training.pool_size=7",
+        "callbacks.adv_training.attack_kwargs.max_iter=2",
+        "callbacks.figures=null",
+        "trainer.max_epochs=1",
+    ]
+    runs = {}
+    for name, extra in (("one", []), ("two", ["trainer.strategy=ddp", "trainer.devices=2"])):
+        (tmp_path / name).mkdir()
+        metrics = run_train_script(tmp_path / name, [*overrides, *extra])
+        ckpt = torch.load(metrics["best_checkpoint"], map_location="cpu", weights_only=False)
+        (state,) = [v for k, v in ckpt["callbacks"].items() if k.startswith("AdversarialTraining")]
+        (version,) = (tmp_path / name / "run" / "logs").iterdir()
+        (row,) = [
+            r for r in csv.DictReader((version / "metrics.csv").open()) if r.get("train/adv_pool_attacked")
+        ]
+        runs[name] = state["pool"], float(row["train/adv_pool_attacked"])
+    (pool_one, attacked_one), (pool_two, attacked_two) = runs["one"], runs["two"]
+    assert attacked_one == attacked_two == 7
+    assert torch.equal(pool_one["y"], pool_two["y"]) and torch.equal(pool_one["lengths"], pool_two["lengths"])
+    assert not torch.equal(pool_two["x"][6], torch.zeros_like(pool_two["x"][6]))  # the padding row is cut
+    torch.testing.assert_close(pool_two["x"], pool_one["x"], rtol=0, atol=1e-5)

@@ -3,9 +3,9 @@
 From ``start_epoch`` on, ``round(ratio * B)`` clips of every training batch of B are replaced, before
 ``training_step`` sees the batch, by adversarial versions made by a registered attack against the current
 weights (``mode="batch"``), or by draws from a pool of adversarial clips regenerated every
-``pool_refresh_every`` epochs (``mode="pool"``, cheaper). The attack runs with the model in eval mode and
-takes gradients with respect to the input only, so the optimiser and the parameters' ``.grad`` are left
-alone. Which clips are replaced is drawn from a generator whose state is in :meth:`state_dict`, so a
+``pool_refresh_every`` epochs (``mode="pool"``, cheaper; under DDP each rank attacks its share of the pool
+and gathers the others'). The attack runs with the model in eval mode and takes gradients with respect to
+the input only, so the optimiser and the parameters' ``.grad`` are left alone. Which clips are replaced is drawn from a generator whose state is in :meth:`state_dict`, so a
 resumed run continues exactly as an uninterrupted one.
 """
 
@@ -102,20 +102,36 @@ class AdversarialTraining(pl.Callback):
         x, y, lengths = (t.to(pl_module.device) for t in ds.batch(rows.numpy()))
         x, lengths = trainer.datamodule.window_batch(x, lengths, train=False)
         start = time.perf_counter()
+        # under DDP each rank attacks its share of the pool (consecutive rows) and the shares are gathered, so
+        # that every rank holds the whole pool, as one process would
+        world, rank = trainer.world_size, trainer.global_rank
+        per = -(-len(y) // world)
+        lo, hi = min(rank * per, len(y)), min((rank + 1) * per, len(y))
         # attacked a training batch at a time: one call on the whole pool holds every clip's activations at
         # once (a 256-clip pool took about 4x longer per clip than batch mode for 2s-AGCN on CPU: 610 s against
         # 5 s per batch of 8 attacked clips, from the runs' train/adv_pool_time_s and train/adv_time_s)
         chunk = max(1, int(getattr(trainer.datamodule, "batch_size", len(y))))
-        parts = [
-            self._attack(x[i : i + chunk], y[i : i + chunk], lengths[i : i + chunk])
-            for i in range(0, len(y), chunk)
-        ]
-        x_adv = torch.cat([r.x_adv.detach() for r in parts])
-        success = torch.cat([r.success for r in parts])
+        bounds = [(i, min(i + chunk, hi)) for i in range(lo, hi, chunk)]
+        parts = [self._attack(x[i:j], y[i:j], lengths[i:j]) for i, j in bounds]
+        x_adv = torch.cat([x[lo:lo], *(r.x_adv.detach() for r in parts)])
+        success = torch.cat([y.new_zeros(0, dtype=torch.bool), *(r.success for r in parts)]).float()
+        if world > 1:  # the last shares may be short or empty: padded to `per` rows, cut after the gather
+            pad = per - (hi - lo)
+            shares = pl_module.all_gather(
+                {"x": torch.cat([x_adv, x_adv.new_zeros((pad, *x.shape[1:]))]),
+                 "success": torch.cat([success, success.new_zeros(pad)])}
+            )  # fmt: skip
+            x_adv = shares["x"].reshape(world * per, *x.shape[1:])[: len(y)]
+            success = shares["success"].reshape(-1)[: len(y)]
         self.pool = {"x": x_adv, "y": y, "lengths": lengths}
         pl_module.log_dict(
-            {"train/adv_pool_success": success.float().mean(), "train/adv_pool_time_s": time.perf_counter() - start},
+            {"train/adv_pool_success": success.mean(), "train/adv_pool_time_s": time.perf_counter() - start},
             on_step=False, on_epoch=True, batch_size=len(y),
+        )  # fmt: skip
+        # the clips this rank attacked, summed over the ranks: the pool size when no clip is attacked twice
+        pl_module.log(
+            "train/adv_pool_attacked", float(hi - lo), on_step=False, on_epoch=True, sync_dist=True,
+            reduce_fx="sum", batch_size=1,
         )  # fmt: skip
 
     # ---- every batch -------------------------------------------------------------------------------

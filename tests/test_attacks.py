@@ -91,10 +91,11 @@ def test_result_labels_only_what_the_attack_did_not(victim):
     hook = model.register_forward_pre_hook(lambda m, args: seen.append(len(args[0])))
     try:
         known = torch.where(torch.arange(len(y)) % 3 == 0, -1, truth)
-        res = attack.result(x, y, None, torch.zeros_like(y), pred=known)
+        res = attack.result(x, y, None, torch.zeros_like(y), torch.full_like(y, 2), pred=known)
         assert seen == [int((known < 0).sum())]
+        assert torch.equal(res.forward_evals, 2 + (known < 0).long())  # the labelling pass where it ran
         seen.clear()
-        attack.result(x, y, None, torch.zeros_like(y), pred=truth)
+        assert torch.equal(attack.result(x, y, None, torch.zeros_like(y), pred=truth).forward_evals, 0 * y)
         assert seen == []
     finally:
         hook.remove()

@@ -177,20 +177,22 @@ class Attack:
     ) -> AttackResult:
         """The :class:`AttackResult` of ``x_adv``: its labels decide success. An attack that has already
         run the classifier on a sample's ``x_adv`` passes that label in ``pred``; a final forward pass
-        labels the rest (``pred`` None or -1). By default one forward pass per sample (this one) and one
-        iteration per gradient evaluation."""
+        labels the rest (``pred`` None or -1). ``forward_evals`` counts the attack's own forward-only passes
+        (default none), to which this labelling pass is added where it runs; ``iterations`` defaults to one
+        per gradient evaluation."""
+        todo = torch.ones_like(y, dtype=torch.bool) if pred is None else pred < 0
         if pred is None:
             pred = self.predict(x_adv)
-        elif bool((pred < 0).any()):
-            todo = (pred < 0).nonzero().squeeze(1)
+        elif bool(todo.any()):
             pred = pred.clone()
             pred[todo] = self.predict(x_adv[todo])
+        own = torch.zeros_like(grad_evals) if forward_evals is None else forward_evals
         return AttackResult(
             x_adv=x_adv,
             success=is_success(pred, y, target),
             pred_adv=pred,
             grad_evals=grad_evals,
-            forward_evals=torch.ones_like(grad_evals) if forward_evals is None else forward_evals,
+            forward_evals=own + todo.long(),
             iterations=grad_evals.clone() if iterations is None else iterations,
             extras=extras,
         )

@@ -207,8 +207,9 @@ def active_rows(slope: Tensor) -> Tensor | None:
     A hinge closes the gradient of every sample whose term is within its threshold, and the closed forms
     then compute the rest of the chain rule on the open samples only: with ADMM's defaults on UTD-MHAD
     against HCN the angle hinge is open for 2 % of the clips in the z steps (and for none in 79 % of the
-    steps), the bone hinge for half (benchmarks/hinge_activity.py). On a GPU every sample is computed: finding the rows makes the host wait for the device,
-    which costs more there than the arithmetic it saves."""
+    steps), the bone hinge for half (benchmarks/hinge_activity.py). On a GPU every sample is computed:
+    finding the rows makes the host wait for the device, which costs more there than the arithmetic it
+    saves."""
     if slope.device.type != "cpu":
         return None
     active = slope.flatten(1).ne(0).any(1)

@@ -5,8 +5,9 @@ From ``start_epoch`` on, ``round(ratio * B)`` clips of every training batch of B
 weights (``mode="batch"``), or by draws from a pool of adversarial clips regenerated every
 ``pool_refresh_every`` epochs (``mode="pool"``, cheaper; under DDP each rank attacks its share of the pool
 and gathers the others'). The attack runs with the model in eval mode and takes gradients with respect to
-the input only, so the optimiser and the parameters' ``.grad`` are left alone. Which clips are replaced is drawn from a generator whose state is in :meth:`state_dict`, so a
-resumed run continues exactly as an uninterrupted one.
+the input only, so the optimiser and the parameters' ``.grad`` are left alone. Which clips are replaced is
+drawn from a generator whose state is in :meth:`state_dict`, so a resumed run continues exactly as an
+uninterrupted one.
 """
 
 from __future__ import annotations
@@ -113,8 +114,8 @@ class AdversarialTraining(pl.Callback):
         chunk = max(1, int(getattr(trainer.datamodule, "batch_size", len(y))))
         bounds = [(i, min(i + chunk, hi)) for i in range(lo, hi, chunk)]
         parts = [self._attack(x[i:j], y[i:j], lengths[i:j]) for i, j in bounds]
-        x_adv = torch.cat([x[lo:lo], *(r.x_adv.detach() for r in parts)])
-        success = torch.cat([y.new_zeros(0, dtype=torch.bool), *(r.success for r in parts)]).float()
+        x_adv = torch.cat([x[lo:lo], *(r.x_adv.detach() for r in parts)])  # x[lo:lo]: an empty share
+        success = torch.cat([torch.zeros(0, device=y.device), *(r.success.float() for r in parts)])
         if world > 1:  # the last shares may be short or empty: padded to `per` rows, cut after the gather
             pad = per - (hi - lo)
             shares = pl_module.all_gather(

@@ -112,11 +112,11 @@ class STGCNBlock(nn.Module):
         applied to the input over joints first (one matrix product on the last dimension, joints to K x
         joints), then one 1x1 convolution with ``gcn``'s weight regrouped by subset maps the ``C_in * K``
         channels to ``C_out``, and ``gcn``'s bias, which the original order sends through the graph too, is
-        added as its image ``sum_k b_k (row sums of A_k)``. Applying the graph to ``gcn``'s ``K * C_out`` channels instead needs
-        them moved next to the joints (a copy forward and backward) and ``C_out / C_in`` times the work: on
-        UTD-sized clips the slim emotion recognizer's forward+backward is faster this way
-        (benchmarks/graph_conv_order.py, docs/RESULTS.md), with the same parameters and the same values up
-        to rounding (tests/test_models.py)."""
+        added as its image ``sum_k b_k (row sums of A_k)``. Applying the graph to ``gcn``'s ``K * C_out``
+        channels instead needs them moved next to the joints (a copy forward and backward) and
+        ``C_out / C_in`` times the work: on UTD-sized clips the slim emotion recognizer's forward+backward
+        is faster this way (benchmarks/graph_conv_order.py, docs/RESULTS.md), with the same parameters and
+        the same values up to rounding (tests/test_models.py)."""
         n, c_in, t, v = x.shape
         a = self.adjacency  # (K, V, V)
         k = self.num_subsets

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import ROOT, admm_kwargs, attacked, correct_test_clips, save_results, synchronize
+from common import ROOT, admm_kwargs, attacked, ckpt_override, correct_test_clips, save_results, synchronize
 
 TERMS = ("bone", "angle", "speed", "emotion")
 
@@ -243,7 +243,13 @@ def cost_configs(emotion: bool) -> dict[str, dict]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ckpt", nargs="+", required=True, help="NAME=PATH of trained UTD classifiers")
+    parser.add_argument(
+        "--ckpt",
+        nargs="+",
+        required=True,
+        help="NAME=PATH of trained UTD classifiers; NAME=PATH,PATH attacks the sum of their scores "
+        "(2s-AGCN's joint and bone streams)",
+    )
     parser.add_argument("--emotion-ckpt", default=None)
     parser.add_argument("--limit", type=int, default=None, help="attack only the first N test clips")
     parser.add_argument("--batch-size", type=int, default=32)
@@ -277,7 +283,7 @@ def main() -> int:
         for run_name, overrides in plan(args.emotion_ckpt is not None).items():
             if args.only and run_name not in args.only:
                 continue
-            extra = [f"ckpt={ckpt}", f"batch_size={args.batch_size}", *overrides, *args.overrides]
+            extra = [ckpt_override(ckpt), f"batch_size={args.batch_size}", *overrides, *args.overrides]
             if args.limit:
                 extra.append(f"limit={args.limit}")
             if args.emotion_ckpt:

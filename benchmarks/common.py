@@ -60,17 +60,24 @@ def admm_kwargs(variant: str = "admm", root: Path = ROOT) -> dict:
     return kwargs
 
 
+def ckpt_override(ckpt: str) -> str:
+    """attack.py's ``ckpt=`` for a benchmark's ``PATH`` or ``PATH,PATH,...`` (checkpoints whose scores are
+    added, as 2s-AGCN's joint and bone streams)."""
+    paths = ckpt.split(",")
+    return f"ckpt={paths[0]}" if len(paths) == 1 else f"ckpt=[{','.join(paths)}]"
+
+
 def correct_test_clips(ckpt: str, device: str = "cpu", limit: int | None = None, batch: int = 512):
-    """The classifier of ``ckpt`` on ``device`` with its layout, and the first ``limit`` (all if None) of the
-    first ``batch`` test clips it classifies correctly, windowed as attack.py windows them:
-    ``(model, layout, x, y, lengths)``."""
+    """The classifier of ``ckpt`` (a path, or ``PATH,PATH,...``: the fusion of their scores) on ``device``
+    with its layout, and the first ``limit`` (all if None) of the first ``batch`` test clips it classifies
+    correctly, windowed as attack.py windows them: ``(model, layout, x, y, lengths)``."""
     import torch
 
     from lightning_skel.data.datamodule import SkeletonDataModule
-    from lightning_skel.systems.attack_run import load_classifier
+    from lightning_skel.systems.attack_run import load_classifiers
 
     dev = torch.device(device)
-    model, hp = load_classifier(ckpt)
+    model, hp = load_classifiers(ckpt.split(","))
     model.to(dev)
     dm = SkeletonDataModule(**{**hp["data_config"], "batch_size": batch})
     dm.setup()

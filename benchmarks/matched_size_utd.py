@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from common import ROOT, add_subset_argument, attacked, save_results, subset_suffix
+from common import ROOT, add_subset_argument, attacked, ckpt_override, save_results, subset_suffix
 
 METRICS = ("delta_bone", "delta_angle_deg", "delta_speed")
 TARGET_RATIO = {"delta_bone": 1 / 3, "delta_angle_deg": 1 / 2, "delta_speed": 1 / 2}
@@ -95,7 +95,8 @@ def figure(model: str, admm: dict[str, dict], sweeps: dict[str, list[dict]], pat
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ckpt", nargs="+", required=True, help="NAME=PATH of trained UTD classifiers")
+    parser.add_argument("--ckpt", nargs="+", required=True,
+                        help="NAME=PATH of trained UTD classifiers (NAME=PATH,PATH: the sum of their scores)")  # fmt: skip
     parser.add_argument("--limit", type=int, default=64, help="attack only N clips of the split")
     parser.add_argument(
         "--split",
@@ -112,8 +113,8 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "matched_size_utd.json")
     args = parser.parse_args()
     for spec in args.ckpt:
-        if "=" not in spec or not Path(spec.split("=", 1)[1]).is_file():
-            parser.error(f"--ckpt {spec!r}: expected NAME=PATH of an existing checkpoint")
+        if "=" not in spec or not all(Path(p).is_file() for p in spec.split("=", 1)[1].split(",")):
+            parser.error(f"--ckpt {spec!r}: expected NAME=PATH[,PATH...] of existing checkpoints")
     variants = dict(ADMM)
     for name, *overrides in args.variant:
         if not overrides:
@@ -127,7 +128,7 @@ def main() -> int:
     for spec in args.ckpt:
         model, ckpt = spec.split("=", 1)
         common = [
-            f"ckpt={ckpt}",
+            ckpt_override(ckpt),
             f"batch_size={args.batch_size}",
             f"limit={args.limit}",
             f"subset={args.subset}",

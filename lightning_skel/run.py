@@ -152,19 +152,10 @@ def init_weights(system: ClassificationSystem, path: str) -> None:
 def checkpoint_accuracy(*ckpts: str, split: str = "test") -> float:
     """Top-1 on ``split`` of one classifier checkpoint, or of the sum of several checkpoints' scores (as
     2s-AGCN fuses its joint and bone streams), on the data the first checkpoint was trained with."""
-    from lightning_skel.models import ScoreFusion
-    from lightning_skel.systems.attack_run import CheckpointError, load_classifier
+    from lightning_skel.systems.attack_run import load_classifiers
 
-    loaded = [load_classifier(c) for c in ckpts]
-    first = loaded[0][1]
-    for path, (_, hp) in zip(ckpts[1:], loaded[1:], strict=True):
-        for key in ("layout", "num_classes", "data_name"):
-            if hp.get(key) != first.get(key):
-                raise CheckpointError(
-                    f"cannot fuse {path} with {ckpts[0]}: {key} {hp.get(key)!r} != {first.get(key)!r}"
-                )
-    model = loaded[0][0] if len(loaded) == 1 else ScoreFusion([m for m, _ in loaded]).eval()
-    dm = SkeletonDataModule(**{**first["data_config"], "batch_size": 64})
+    model, hp = load_classifiers(ckpts)
+    dm = SkeletonDataModule(**{**hp["data_config"], "batch_size": 64})
     dm.setup()
     correct = total = 0
     for x, y, lengths, _ in getattr(dm, f"{split}_dataloader")():
@@ -259,6 +250,15 @@ def run_attack(cfg: DictConfig) -> dict[str, Any]:
     return _attack_main(None, cfg)
 
 
+def attack_checkpoints(cfg: DictConfig) -> list[str]:
+    """attack.yaml's ``ckpt``: one checkpoint, or a list of them whose scores are added (``ckpt=[a,b]``)."""
+    ckpt = cfg.ckpt
+    paths = [ckpt] if isinstance(ckpt, (str, Path)) else list(OmegaConf.to_container(ckpt, resolve=True))
+    if not paths or not all(isinstance(p, (str, Path)) and str(p) for p in paths):
+        raise ValueError(f"ckpt must be a checkpoint path or a list of them, got {ckpt!r}")
+    return [str(p) for p in paths]
+
+
 def _attack_data(cfg: DictConfig, hp: dict[str, Any]) -> tuple[SkeletonDataModule, str]:
     """The data module to attack (the checkpoint's own data unless ``data.path`` names an npz) and the split."""
     data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
@@ -269,7 +269,9 @@ def _attack_data(cfg: DictConfig, hp: dict[str, Any]) -> tuple[SkeletonDataModul
     elif hp.get("data_config"):
         dm_cfg = dict(hp["data_config"])
     else:
-        raise ValueError(f"ckpt {cfg.ckpt}: the checkpoint records no data config; pass data.path=FILE.npz")
+        raise ValueError(
+            f"ckpt {attack_checkpoints(cfg)[0]}: the checkpoint records no data config; pass data.path=FILE.npz"
+        )
     dm_cfg.update({k: v for k, v in data_cfg.items() if v is not None})
     dm_cfg.update(batch_size=int(cfg.batch_size), num_workers=0)
     return SkeletonDataModule(**dm_cfg), split
@@ -280,7 +282,7 @@ def _attack_main(fabric, cfg: DictConfig) -> dict[str, Any]:
 
     from lightning_skel.attacks.metrics import attack_metrics, check_budgets
     from lightning_skel.report import write_outputs, write_report
-    from lightning_skel.systems.attack_run import AttackRun, load_classifier, load_emotion
+    from lightning_skel.systems.attack_run import AttackRun, load_classifiers, load_emotion
 
     start = time.perf_counter()
     budgets = OmegaConf.to_container(cfg.budgets, resolve=True) if cfg.get("budgets") else None
@@ -290,7 +292,11 @@ def _attack_main(fabric, cfg: DictConfig) -> dict[str, Any]:
     device = fabric.device if fabric is not None else torch_device(cfg)
     out_dir = Path(cfg.out_dir)
     # -- every input checked before any work --
-    classifier, hp = load_classifier(cfg.ckpt)
+    ckpts = attack_checkpoints(cfg)
+    fusion = cfg.get("fusion_weights")
+    fusion = None if fusion is None else [float(w) for w in fusion]
+    classifier, hp = load_classifiers(ckpts, fusion)
+    shown = " + ".join(ckpts)
     layout = hp["layout"]
     dm, split = _attack_data(cfg, hp)
     if rank == 0:
@@ -300,11 +306,11 @@ def _attack_main(fabric, cfg: DictConfig) -> dict[str, Any]:
     dm.setup()
     if dm.layout != layout:
         raise ValueError(
-            f"data layout {dm.layout!r} does not match the checkpoint's layout {layout!r} ({cfg.ckpt})"
+            f"data layout {dm.layout!r} does not match the checkpoint's layout {layout!r} ({shown})"
         )
     if dm.num_classes != hp["num_classes"]:
         raise ValueError(
-            f"data has {dm.num_classes} classes but the checkpoint {cfg.ckpt} has {hp['num_classes']}"
+            f"data has {dm.num_classes} classes but the checkpoint {shown} has {hp['num_classes']}"
         )
     emotion = load_emotion(cfg.emotion_ckpt, layout) if cfg.get("emotion_ckpt") else None
     if split not in dm.datasets:
@@ -316,8 +322,8 @@ def _attack_main(fabric, cfg: DictConfig) -> dict[str, Any]:
     name = attack_cfg.pop("name")
     targeted = bool(attack_cfg.pop("targeted", False))
     spec = {
-        "ckpt": str(Path(cfg.ckpt).resolve()),
-        "ckpt_size": Path(cfg.ckpt).stat().st_size,
+        # one checkpoint is recorded as a path (as before fusions existed, so that earlier runs resume)
+        **_checkpoint_spec(ckpts, fusion),
         "emotion_ckpt": str(Path(cfg.emotion_ckpt).resolve()) if cfg.get("emotion_ckpt") else None,
         "attack": name,
         "attack_kwargs": attack_cfg,
@@ -373,6 +379,19 @@ def _attack_main(fabric, cfg: DictConfig) -> dict[str, Any]:
     _log_attack(cfg, out_dir, metrics, figures)
     log.info("attack outputs written to %s", out_dir)
     return metrics
+
+
+def _checkpoint_spec(ckpts: list[str], fusion: list[float] | None) -> dict[str, Any]:
+    """What identifies the attacked model in a run's spec: its checkpoint files (path and size) and, for a
+    fusion of several, each one's weight."""
+    files = [Path(c) for c in ckpts]
+    if len(files) == 1:
+        return {"ckpt": str(files[0].resolve()), "ckpt_size": files[0].stat().st_size}
+    return {
+        "ckpt": [str(f.resolve()) for f in files],
+        "ckpt_size": [f.stat().st_size for f in files],
+        "fusion_weights": fusion or [1.0] * len(files),
+    }
 
 
 SUBSETS = ("first", "spread")  # attack.yaml's `subset`: which `limit` clips of a split an attack run takes

@@ -191,3 +191,60 @@ def test_ddp_two_processes_equal_single_process(tmp_path, ckpt):
     a, b = load(single), load(multi)
     for key in a:
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+@pytest.fixture(scope="module")
+def bone_ckpt(tmp_path_factory):
+    """A second classifier on the victim's data: the bone modality, another seed (a two-stream pair)."""
+    tmp = tmp_path_factory.mktemp("bone")
+    run_train(
+        train_cfg(
+            tmp, ["trainer.max_epochs=2", "model.modality=bone", "seed=1", f"paths.cache_dir={tmp / 'cache'}"]
+        )
+    )
+    return tmp / "run" / "checkpoints" / "last.ckpt"
+
+
+def _scores(path, x):
+    from lightning_skel.systems.attack_run import load_classifier
+
+    with torch.no_grad():
+        return load_classifier(path)[0](torch.as_tensor(x))
+
+
+def test_fused_checkpoints_are_attacked_as_one_model(tmp_path, ckpt, bone_ckpt):
+    """``ckpt=[a,b]`` attacks the sum of the two classifiers' scores: the clean and adversarial labels are
+    the fusion's, the spec names both files, and ``fusion_weights`` weigh the streams (``[1, 0]`` is the
+    first classifier alone)."""
+    out = tmp_path / "fused"
+    run_attack(attack_cfg(out, f"[{ckpt},{bone_ckpt}]", PGD))
+    adv = load(out)
+    a, b = _scores(ckpt, adv["x"]), _scores(bone_ckpt, adv["x"])
+    np.testing.assert_array_equal(adv["pred_clean"], (a + b).argmax(1).numpy())
+    assert not np.array_equal((a + b).argmax(1).numpy(), a.argmax(1).numpy()), "the streams should disagree"
+    fooled = _scores(ckpt, adv["x_adv"]) + _scores(bone_ckpt, adv["x_adv"])
+    np.testing.assert_array_equal(adv["pred_adv"], fooled.argmax(1).numpy())
+    spec = json.loads((out / "metrics.json").read_text())["spec"]
+    assert spec["ckpt"] == [str(ckpt.resolve()), str(bone_ckpt.resolve())]
+    assert spec["fusion_weights"] == [1.0, 1.0]
+    # other weights are another run: refused in the same out_dir, and [1, 0] is the first stream alone
+    with pytest.raises(ValueError, match="holds shards of another attack run"):
+        run_attack(attack_cfg(out, f"[{ckpt},{bone_ckpt}]", [*PGD, "fusion_weights=[1,0]"]))
+    alone = tmp_path / "alone"
+    run_attack(attack_cfg(alone, f"[{ckpt},{bone_ckpt}]", [*PGD, "fusion_weights=[1,0]"]))
+    np.testing.assert_array_equal(load(alone)["pred_clean"], a.argmax(1).numpy())
+
+
+def test_fusion_of_checkpoints_on_other_data_fails_before_work(tmp_path, ckpt, bone_ckpt):
+    raw = torch.load(bone_ckpt, map_location="cpu", weights_only=False)
+    raw["hyper_parameters"]["window"] = 32
+    other = tmp_path / "other_window.ckpt"
+    torch.save(raw, other)
+    with pytest.raises(CheckpointError, match=r"cannot fuse .*other_window.ckpt .*window 32 != 16"):
+        run_attack(attack_cfg(tmp_path / "o1", f"[{ckpt},{other}]", PGD))
+    with pytest.raises(ValueError, match="fusion_weights: 1 weights for 2 checkpoints"):
+        run_attack(attack_cfg(tmp_path / "o2", f"[{ckpt},{bone_ckpt}]", [*PGD, "fusion_weights=[1]"]))
+    with pytest.raises(ValueError, match="fusion_weights weigh the streams of several checkpoints"):
+        run_attack(attack_cfg(tmp_path / "o3", ckpt, [*PGD, "fusion_weights=[1]"]))
+    for name in ("o1", "o2", "o3"):
+        assert not (tmp_path / name / "shards").exists()

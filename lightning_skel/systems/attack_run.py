@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from torch import Tensor, nn
 
 from lightning_skel.attacks import build_attack
 from lightning_skel.attacks.metrics import per_sample_metrics
+from lightning_skel.models import ScoreFusion
 from lightning_skel.skeleton.features import to_gait16
 from lightning_skel.systems.classification import ClassificationSystem
 from lightning_skel.utils import write_json, write_npz
@@ -73,6 +75,50 @@ def load_classifier(path: str | os.PathLike, what: str = "ckpt") -> tuple[nn.Mod
     hp = read_hparams(path, what)
     system = ClassificationSystem.load_from_checkpoint(path, map_location="cpu")
     return system.classifier.eval(), hp
+
+
+# what the streams of a score fusion must share: the clips each sees are windowed once, as the first
+# checkpoint's data says, and their scores are added class by class
+FUSION_KEYS = ("layout", "num_classes", "class_names", "data_name", "window")
+
+
+def load_classifiers(
+    paths: str | os.PathLike | Sequence[str | os.PathLike],
+    weights: Sequence[float] | None = None,
+    what: str = "ckpt",
+) -> tuple[nn.Module, dict[str, Any]]:
+    """The classifier of one checkpoint, or the late fusion of several (2s-AGCN: the joint and the bone
+    stream, each a checkpoint of its own), as one model: ``sum_s weights[s] * stream_s(x)``, weights 1 by
+    default. Returns the model (eval mode, on CPU) and the hyper-parameters of the first checkpoint, with
+    ``model`` naming every stream (``"agcn+agcn"``) and ``streams`` listing each one's model and modality.
+
+    Streams that do not share :data:`FUSION_KEYS` are refused with a :class:`CheckpointError` naming both
+    files; ``weights`` must give one weight per checkpoint."""
+    paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    if not paths:
+        raise CheckpointError(f"{what}: no checkpoint given")
+    if weights is not None and len(weights) != len(paths):
+        raise ValueError(f"fusion_weights: {len(weights)} weights for {len(paths)} checkpoints ({what})")
+    loaded = [load_classifier(p, what) for p in paths]
+    if len(loaded) == 1:
+        if weights is not None:
+            raise ValueError(f"fusion_weights weigh the streams of several checkpoints; {what} names one")
+        return loaded[0]
+    first = loaded[0][1]
+    for path, (_, hp) in zip(paths[1:], loaded[1:], strict=True):
+        for key in FUSION_KEYS:
+            if hp.get(key) != first.get(key):
+                raise CheckpointError(
+                    f"cannot fuse {path} with {paths[0]}: {key} {hp.get(key)!r} != {first.get(key)!r}"
+                )
+    fused = ScoreFusion([m for m, _ in loaded], weights).eval()
+    hp = {
+        **first,
+        "model": "+".join(h["model"] for _, h in loaded),
+        "streams": [{"ckpt": str(p), "model": h["model"], "modality": h.get("modality")} for p, (_, h) in
+                    zip(paths, loaded, strict=True)],
+    }  # fmt: skip
+    return fused, hp
 
 
 class EmotionFeatures(nn.Module):

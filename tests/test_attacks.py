@@ -359,6 +359,12 @@ def test_attack_argument_errors(victim):
         build_attack("pgd", model, "ntu25")(x, y, lengths, target=y)
     with pytest.raises(ValueError, match="V=25 joints but layout 'kinect20'"):
         build_attack("pgd", model, "kinect20")(x, y, lengths)
+    holes = x.clone()
+    holes[2, 0, 3, 5, 0] = float("nan")
+    holes[4, 1, 0, 0, 0] = float("inf")
+    for name in ("admm", "pgd"):
+        with pytest.raises(ValueError, match=r"NaN or infinite coordinates in clip\(s\) \[2, 4\]"):
+            build_attack(name, model, "ntu25")(holes, y, lengths)
     with pytest.raises(ValueError, match="eps must be > 0"):
         build_attack("pgd", model, "ntu25", eps=0)
     with pytest.raises(ValueError, match="invalid hyper-parameter"):

@@ -130,6 +130,14 @@ class Attack:
             raise ValueError(
                 f"{self.name}: x has V={x.shape[3]} joints but layout {self.layout.name!r} has {self.layout.num_joints}"
             )
+        bad = ~torch.isfinite(x).flatten(1).all(1)
+        if bool(bad.any()):
+            clips = bad.nonzero().squeeze(1).tolist()
+            raise ValueError(
+                f"{self.name}: x has NaN or infinite coordinates in clip(s) {clips[:10]}"
+                f"{' ...' if len(clips) > 10 else ''}: mark missing joints and absent persons with zeros (the "
+                "bone, angle and speed terms combine the joints of a frame, so one NaN spreads over the clip)"
+            )
         if self.targeted and target is None:
             raise ValueError(f"{self.name}: a targeted attack needs target labels")
         if not self.targeted and target is not None:

@@ -287,6 +287,10 @@ def _attack_main(fabric, cfg: DictConfig) -> dict[str, Any]:
     start = time.perf_counter()
     budgets = OmegaConf.to_container(cfg.budgets, resolve=True) if cfg.get("budgets") else None
     check_budgets(budgets)
+    if int(cfg.batch_size) < 1:
+        raise ValueError(
+            f"batch_size must be >= 1 (clips per attack call and per shard), got {cfg.batch_size}"
+        )
     rank = fabric.global_rank if fabric is not None else 0
     world = fabric.world_size if fabric is not None else 1
     device = fabric.device if fabric is not None else torch_device(cfg)

@@ -182,6 +182,12 @@ class AttackRun:
     emotion: nn.Module | None = None
     num_classes: int = 0
 
+    def __post_init__(self) -> None:
+        if int(self.batch_size) < 1:
+            raise ValueError(
+                f"batch_size must be >= 1 (clips per attack call and per shard), got {self.batch_size}"
+            )
+
     @property
     def shard_dir(self) -> Path:
         return self.out_dir / "shards"

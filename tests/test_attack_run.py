@@ -13,12 +13,15 @@ from lightning_skel.systems.attack_run import AttackRun, CheckpointError
 from tests.helpers import attack_cfg, train_cfg
 
 PGD = ["attack=pgd", "attack.eps=0.05", "attack.steps=5", "limit=10", "batch_size=4"]
+# a victim that has learnt something (above chance on the tiny generated data), so that runs attack clips
+LEARNT = ["trainer.max_epochs=15", "optim.optimizer.lr=0.003", "data.synthetic.num_per_class=8",
+          "model.kwargs.width=16", "model.kwargs.feature_dim=32"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("victim")
-    run_train(train_cfg(tmp, ["trainer.max_epochs=2", f"paths.cache_dir={tmp / 'cache'}"]))
+    run_train(train_cfg(tmp, [*LEARNT, f"paths.cache_dir={tmp / 'cache'}"]))
     return tmp / "run" / "checkpoints" / "last.ckpt"
 
 
@@ -199,11 +202,7 @@ def test_ddp_two_processes_equal_single_process(tmp_path, ckpt):
 def bone_ckpt(tmp_path_factory):
     """A second classifier on the victim's data: the bone modality, another seed (a two-stream pair)."""
     tmp = tmp_path_factory.mktemp("bone")
-    run_train(
-        train_cfg(
-            tmp, ["trainer.max_epochs=2", "model.modality=bone", "seed=1", f"paths.cache_dir={tmp / 'cache'}"]
-        )
-    )
+    run_train(train_cfg(tmp, [*LEARNT, "model.modality=bone", "seed=1", f"paths.cache_dir={tmp / 'cache'}"]))
     return tmp / "run" / "checkpoints" / "last.ckpt"
 
 
@@ -216,8 +215,8 @@ def _scores(path, x):
 
 def test_fused_checkpoints_are_attacked_as_one_model(tmp_path, ckpt, bone_ckpt):
     """``ckpt=[a,b]`` attacks the sum of the two classifiers' scores: the clean and adversarial labels are
-    the fusion's, the spec names both files, and ``fusion_weights`` weigh the streams (``[1, 0]`` is the
-    first classifier alone)."""
+    the fusion's, the clips it gets right are fooled, the spec names both files, and ``fusion_weights``
+    weigh the streams (``[1, 0]`` is the first classifier alone)."""
     out = tmp_path / "fused"
     run_attack(attack_cfg(out, f"[{ckpt},{bone_ckpt}]", PGD))
     adv = load(out)
@@ -226,6 +225,10 @@ def test_fused_checkpoints_are_attacked_as_one_model(tmp_path, ckpt, bone_ckpt):
     assert not np.array_equal((a + b).argmax(1).numpy(), a.argmax(1).numpy()), "the streams should disagree"
     fooled = _scores(ckpt, adv["x_adv"]) + _scores(bone_ckpt, adv["x_adv"])
     np.testing.assert_array_equal(adv["pred_adv"], fooled.argmax(1).numpy())
+    right = adv["pred_clean"] == adv["y"]
+    assert right.sum() >= 2 and adv["success"][right].all(), (
+        "PGD should fool the fusion on the clips it gets right"
+    )
     spec = json.loads((out / "metrics.json").read_text())["spec"]
     assert spec["ckpt"] == [str(ckpt.resolve()), str(bone_ckpt.resolve())]
     assert spec["fusion_weights"] == [1.0, 1.0]

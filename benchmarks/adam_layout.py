@@ -14,21 +14,12 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
-from common import correct_test_clips, save_results
+from common import correct_test_clips, save_results, seconds_per_call
 
 from lightning_skel.attacks.base import BatchAdam
-
-
-def timed(fn, calls: int) -> float:
-    fn()
-    start = time.perf_counter()
-    for _ in range(calls):
-        fn()
-    return (time.perf_counter() - start) / calls
 
 
 def main() -> int:
@@ -59,7 +50,7 @@ def main() -> int:
     rounds: dict[str, list[float]] = {k: [] for k in cases}
     for _ in range(args.repeats):
         for name, fn in cases.items():
-            rounds[name].append(timed(fn, args.calls) * 1e3)
+            rounds[name].append(seconds_per_call(fn, args.calls) * 1e3)
     ms = {k: statistics.median(v) for k, v in rounds.items()}
     results = {
         "gradient_stride": list(g.stride()),

@@ -23,7 +23,16 @@ import time
 from pathlib import Path
 
 import torch
-from common import ROOT, admm_kwargs, attacked, ckpt_override, correct_test_clips, save_results, synchronize
+from common import (
+    ROOT,
+    admm_kwargs,
+    attacked,
+    ckpt_override,
+    correct_test_clips,
+    save_results,
+    seconds_per_call,
+    synchronize,
+)
 
 TERMS = ("bone", "angle", "speed", "emotion")
 
@@ -88,13 +97,7 @@ def cost_ratios(
     xx = x[:batch].clone().requires_grad_(True)
 
     def fwd_bwd() -> float:
-        torch.autograd.grad(model(xx).sum(), xx)  # warm-up
-        synchronize(dev)
-        start = time.perf_counter()
-        for _ in range(10):
-            torch.autograd.grad(model(xx).sum(), xx)
-        synchronize(dev)
-        return (time.perf_counter() - start) / 10
+        return seconds_per_call(lambda: torch.autograd.grad(model(xx).sum(), xx), 10, dev)
 
     runs: dict[str, list[dict]] = {name: [] for name in attacks}
     for attack in attacks.values():

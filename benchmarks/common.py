@@ -98,6 +98,20 @@ def synchronize(device) -> None:
         torch.cuda.synchronize(device)
 
 
+def seconds_per_call(fn, calls: int, device=None) -> float:
+    """Mean wall time of ``fn()`` over ``calls`` calls after one warm-up call; on a GPU ``device`` the
+    queued kernels are waited for before and after, so that the timer measures them."""
+    import time
+
+    fn()
+    synchronize(device or "cpu")
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    synchronize(device or "cpu")
+    return (time.perf_counter() - start) / calls
+
+
 def add_subset_argument(parser: argparse.ArgumentParser) -> None:
     """``--subset``: attack.py's ``subset`` for every attack run of a benchmark."""
     parser.add_argument("--subset", choices=SUBSETS, default="first",

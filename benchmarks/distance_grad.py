@@ -18,12 +18,11 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 from unittest import mock
 
 import torch
-from common import ROOT, save_results
+from common import ROOT, save_results, seconds_per_call
 
 from lightning_skel.attacks.distances import DynamicDistance
 from lightning_skel.skeleton import features as F
@@ -42,14 +41,6 @@ def direct_triplet_bones(x, layout):
 
 def direct_cross_components(u, v):
     return torch.linalg.cross(u, v, dim=1).unbind(1)
-
-
-def seconds(fn, n: int) -> float:
-    fn()
-    start = time.perf_counter()
-    for _ in range(n):
-        fn()
-    return (time.perf_counter() - start) / n
 
 
 def main() -> int:
@@ -104,12 +95,12 @@ def main() -> int:
     grad_times = {n: {k: [] for k in fns} for n, fns in grads.items()}
     for _ in range(args.repeats):
         for name, fn in cases.items():
-            times[name]["project"].append(seconds(fn, args.calls))
+            times[name]["project"].append(seconds_per_call(fn, args.calls))
             with direct[0], direct[1], direct[2]:
-                times[name]["direct"].append(seconds(fn, args.calls))
+                times[name]["direct"].append(seconds_per_call(fn, args.calls))
         for n, fns in grads.items():
             for k, fn in fns.items():
-                grad_times[n][k].append(seconds(fn, args.calls))
+                grad_times[n][k].append(seconds_per_call(fn, args.calls))
     results = {}
     for name, t in times.items():
         p, d = statistics.median(t["project"]), statistics.median(t["direct"])

@@ -11,11 +11,10 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
-from common import save_results
+from common import save_results, seconds_per_call
 
 from lightning_skel.models import stgcn
 from lightning_skel.skeleton.layouts import get_layout
@@ -55,11 +54,8 @@ def main() -> int:
     for _ in range(args.repeats):
         for name, graph_conv in variants.items():
             stgcn.STGCNBlock.graph_conv = graph_conv
-            outputs[name] = fwd_bwd()  # warm-up, and the gradient compared below
-            start = time.perf_counter()
-            for _ in range(args.calls):
-                fwd_bwd()
-            times[name].append((time.perf_counter() - start) / args.calls)
+            outputs[name] = fwd_bwd()  # the gradient compared below
+            times[name].append(seconds_per_call(fwd_bwd, args.calls))
     stgcn.STGCNBlock.graph_conv = variants["graph_first"]
     med = {k: statistics.median(v) for k, v in times.items()}
     result = {

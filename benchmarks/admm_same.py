@@ -21,7 +21,8 @@ from pathlib import Path
 def configs(code: Path) -> dict[str, dict]:
     """ADMMAttack's arguments for ``attack=admm`` and ``attack=admm_strict`` from ``code``'s configs (the
     strict one merged over admm.yaml, as Hydra's defaults list does). Read here, not with
-    ``common.admm_kwargs``: ``common`` imports the package, and this script must import ``code``'s."""
+    ``common.admm_kwargs``: the ``common`` this script imports is ``code``'s (so that the attack and its
+    data are ``code``'s), and a checkout older than that helper has none."""
     from omegaconf import OmegaConf
 
     folder = code / "configs" / "attack"

@@ -90,7 +90,7 @@ def load_classifiers(
     """The classifier of one checkpoint, or the late fusion of several (2s-AGCN: the joint and the bone
     stream, each a checkpoint of its own), as one model: ``sum_s weights[s] * stream_s(x)``, weights 1 by
     default. Returns the model (eval mode, on CPU) and the hyper-parameters of the first checkpoint, with
-    ``model`` naming every stream (``"agcn+agcn"``) and ``streams`` listing each one's model and modality.
+    ``model`` naming every stream (``"agcn+agcn"``).
 
     Streams that do not share :data:`FUSION_KEYS` are refused with a :class:`CheckpointError` naming both
     files; ``weights`` must give one weight per checkpoint."""
@@ -112,13 +112,7 @@ def load_classifiers(
                     f"cannot fuse {path} with {paths[0]}: {key} {hp.get(key)!r} != {first.get(key)!r}"
                 )
     fused = ScoreFusion([m for m, _ in loaded], weights).eval()
-    hp = {
-        **first,
-        "model": "+".join(h["model"] for _, h in loaded),
-        "streams": [{"ckpt": str(p), "model": h["model"], "modality": h.get("modality")} for p, (_, h) in
-                    zip(paths, loaded, strict=True)],
-    }  # fmt: skip
-    return fused, hp
+    return fused, {**first, "model": "+".join(h["model"] for _, h in loaded)}
 
 
 class EmotionFeatures(nn.Module):
@@ -181,12 +175,6 @@ class AttackRun:
     seed: int = 0
     emotion: nn.Module | None = None
     num_classes: int = 0
-
-    def __post_init__(self) -> None:
-        if int(self.batch_size) < 1:
-            raise ValueError(
-                f"batch_size must be >= 1 (clips per attack call and per shard), got {self.batch_size}"
-            )
 
     @property
     def shard_dir(self) -> Path:

@@ -80,6 +80,10 @@ def cost_ratios(
     this shared machine its speed drifts by 10-30 % within minutes), and the median of ``repeats`` ratios
     is reported (with every repeat's figures). ``ratio_in_run`` divides by the median full-batch gradient
     evaluation timed inside the attack instead (:func:`full_batch_gradient_times`; CPU only).
+    ``ratio_per_call`` divides by (the classifier's gradient calls x one forward+backward on ``batch``
+    clips): where a forward+backward costs the same for any number of rows (a GPU, launch-bound on these
+    small classifiers), the calls on the rows left as the last runs drain cost a full one each but count
+    as a fraction in ``ratio``; this one counts them whole, leaving the attack's own overhead.
     On a GPU every timing ends with a synchronisation, and the breakdown (CPU timers around asynchronous
     kernels) is not taken."""
     from lightning_skel.attacks import build_attack
@@ -100,13 +104,23 @@ def cost_ratios(
         return seconds_per_call(lambda: torch.autograd.grad(model(xx).sum(), xx), 10, dev)
 
     runs: dict[str, list[dict]] = {name: [] for name in attacks}
-    for attack in attacks.values():
-        # warm-up: the first calls build the backends' kernels for every batch size
+    warmup: dict[str, float] = {}
+    for name, attack in attacks.items():
+        # warm-up: the first calls build the backends' kernels for every batch size (and compile the
+        # compiled configurations' z steps: for a full batch, for any smaller one, and for one row, which
+        # torch.compile specialises; its time is theirs)
+        start = time.perf_counter()
         attack(x[:batch], y[:batch], lengths[:batch])
+        attack(x[:1], y[:1], lengths[:1])
+        synchronize(dev)
+        warmup[name] = time.perf_counter() - start
     for _ in range(repeats):
         for name, attack in attacks.items():
             before = fwd_bwd()
-            with full_batch_gradient_times(attack, model, batch, dev) as in_run:
+            with (
+                full_batch_gradient_times(attack, model, batch, dev) as in_run,
+                counted_calls(attack, "input_grad") as calls,
+            ):
                 start = time.perf_counter()
                 res = attack(x, y, lengths)
                 synchronize(dev)
@@ -115,7 +129,8 @@ def cost_ratios(
             t_fb = (before + after) / 2
             evals = float(res.grad_evals.sum()) / batch
             rec = {"wall_s": wall, "fwd_bwd_s": t_fb, "fwd_bwd_before_s": before, "fwd_bwd_after_s": after,
-                   "batch_equivalent_grad_evals": evals, "ratio": wall / (evals * t_fb)}  # fmt: skip
+                   "batch_equivalent_grad_evals": evals, "ratio": wall / (evals * t_fb),
+                   "gradient_calls": calls[0], "ratio_per_call": wall / (calls[0] * t_fb)}  # fmt: skip
             if in_run:
                 t_in = statistics.median(in_run)
                 rec.update(fwd_bwd_in_run_s=t_in, full_batch_grad_evals=len(in_run),
@@ -133,7 +148,9 @@ def cost_ratios(
             "ratio_in_run": statistics.median(r["ratio_in_run"] for r in rs)
             if "ratio_in_run" in rs[0]
             else None,
+            "ratio_per_call": statistics.median(r["ratio_per_call"] for r in rs),
             "wall_s": statistics.median(r["wall_s"] for r in rs),
+            "warmup_s": warmup[name],
             "fwd_bwd_s": statistics.median(r["fwd_bwd_s"] for r in rs),
             "batch_equivalent_grad_evals": statistics.median(r["batch_equivalent_grad_evals"] for r in rs),
             "batch": batch,
@@ -143,6 +160,22 @@ def cost_ratios(
         }
         for name, rs in runs.items()
     }
+
+
+@contextlib.contextmanager
+def counted_calls(obj, method: str):
+    """Yields a one-item list that counts, while the block runs, the calls of ``obj.<method>``."""
+    from unittest import mock
+
+    calls = [0]
+    fn = getattr(obj, method)
+
+    def counted(*args, **kwargs):
+        calls[0] += 1
+        return fn(*args, **kwargs)
+
+    with mock.patch.object(obj, method, counted):
+        yield calls
 
 
 @contextlib.contextmanager
@@ -184,7 +217,8 @@ def cost_breakdown(attack, model, x, y, lengths, t_fb: float, batch: int) -> dic
     denominator (grad_evals x one forward+backward): the classifier's forward and backward inside the
     gradient evaluations, its forward-only candidate checks, the distance's value and gradient in the z
     steps (with the exact emotion term, its recognizer's passes), the linearised emotion term's passes, the
-    Adam steps, and the rest (bookkeeping, the candidates' distances, the rho and dual updates)."""
+    Adam steps, and the rest (bookkeeping, the candidates' distances, the rho and dual updates). With
+    ``compile=True``: the compiled delta steps, z steps and candidates' distances, each timed whole."""
     from unittest import mock
 
     from lightning_skel.attacks.base import BatchAdam
@@ -207,11 +241,23 @@ def cost_breakdown(attack, model, x, y, lengths, t_fb: float, batch: int) -> dic
     patches = [
         mock.patch.object(model, "forward", timed("forward", model.forward)),
         mock.patch.object(attack, "input_grad", timed("backward", attack.input_grad)),
-        mock.patch.object(
-            attack.distance, "value_and_grad", timed("z_distance", attack.distance.value_and_grad)
-        ),
-        mock.patch.object(BatchAdam, "step", timed("adam", BatchAdam.step)),
     ]
+    if attack.compile:
+        # the compiled steps are timed whole (distance and Adam); patching what they call would change the
+        # functions their graphs were compiled from and compile them again inside the timed run
+        del spent["z_distance"], spent["adam"]
+        names = {"_delta_step": "delta_steps_compiled", "_z_step": "z_steps_compiled",
+                 "_candidate_distance": "candidate_distance_compiled"}  # fmt: skip
+        spent.update(dict.fromkeys(names.values(), 0.0))
+        compiled = attack._compiled
+        patches.append(mock.patch.dict(compiled, {k: timed(v, compiled[k]) for k, v in names.items()}))
+    else:
+        patches += [
+            mock.patch.object(
+                attack.distance, "value_and_grad", timed("z_distance", attack.distance.value_and_grad)
+            ),
+            mock.patch.object(BatchAdam, "step", timed("adam", BatchAdam.step)),
+        ]
     if attack.emotion_every > 1 and "emotion" in attack.distance.active:  # the linearised term's own passes
         spent["emotion_linearised"] = 0.0
         term = attack.distance.terms["emotion"]
@@ -234,14 +280,19 @@ def cost_breakdown(attack, model, x, y, lengths, t_fb: float, batch: int) -> dic
 
 def cost_configs(emotion: bool) -> dict[str, dict]:
     """The ADMM configurations whose cost is measured: configs/attack/admm.yaml, and with the emotion term,
-    exact and linearised over each z block."""
+    exact and linearised over each z block; each with its z steps run eagerly and, as ``<name>_compiled``,
+    through torch.compile (``compile``; the yaml's ``auto`` is one or the other by device)."""
     admm = admm_kwargs()
     configs = {"admm": admm}
     if emotion:
         with_e = {**admm, "weights": {**admm["weights"], "emotion": 1.0}}
         configs["admm_emotion"] = with_e
         configs["admm_emotion_linear"] = {**with_e, "emotion_every": with_e["z_steps"]}
-    return configs
+    return {
+        f"{name}{suffix}": {**kwargs, "compile": compiled}
+        for name, kwargs in configs.items()
+        for suffix, compiled in (("", False), ("_compiled", True))
+    }
 
 
 def main() -> int:
@@ -268,7 +319,8 @@ def main() -> int:
         "--cost-configs",
         nargs="+",
         default=None,
-        help="measure the cost of these configurations only (admm, admm_emotion, admm_emotion_linear); "
+        help="measure the cost of these configurations only (admm, admm_emotion, admm_emotion_linear, "
+        "each also as <name>_compiled); "
         "the others already in --out are kept",
     )
     parser.add_argument("--only", nargs="*", default=None, help="run only these entries of the plan")

@@ -32,7 +32,8 @@ evaluation from 1.31 to 1.25, docs/RESULTS.md).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import cached_property
 
 import torch
 from torch import Tensor, nn
@@ -54,6 +55,7 @@ def _norm(t: Tensor) -> Tensor:
     return t.flatten(1).norm(dim=1)
 
 
+COMPILED = ("_delta_step", "_z_step", "_candidate_distance")  # what ``compile=True`` compiles
 AUTO_ROWS = {"cpu": 32, "cuda": 256}  # max_rows="auto" by device type (other accelerators: as CUDA)
 
 
@@ -87,6 +89,7 @@ class ADMMAttack(Attack):
         min_improvement: float = 0.01,
         emotion_every: int = 1,
         max_rows: int | str | None = None,
+        compile: bool = False,
     ) -> None:
         super().__init__(model, layout, targeted)
         rules = {
@@ -103,6 +106,7 @@ class ADMMAttack(Attack):
             "patience": (patience, patience is None or patience >= 1, ">= 1 or null"),
             "min_improvement": (min_improvement, min_improvement >= 0, ">= 0"),
             "emotion_every": (emotion_every, emotion_every >= 1, ">= 1"),
+            "compile": (compile, isinstance(compile, bool), "true or false"),
             "max_rows": (
                 max_rows,
                 max_rows is None or max_rows == "auto" or (not isinstance(max_rows, str) and max_rows >= 1),
@@ -122,6 +126,7 @@ class ADMMAttack(Attack):
         self.patience, self.min_improvement = patience, float(min_improvement)
         self.emotion_every = int(emotion_every)
         self.max_rows = max_rows if max_rows in (None, "auto") else int(max_rows)
+        self.compile = compile
 
     def rows_for(self, device: torch.device) -> int | None:
         """The clips in flight on ``device``: ``max_rows``, or for ``"auto"`` the measured best of each kind
@@ -180,8 +185,8 @@ class ADMMAttack(Attack):
         lazy_emotion = self.emotion_every > 1 and "emotion" in self.distance.active
         g_emotion = x[:0].clone() if lazy_emotion else None
         w_emotion = self.distance.weights["emotion"]
-        skip = ("emotion",) if lazy_emotion else ()  # the z steps' exact terms
-        every = slice(None)
+        exact_emotion = not lazy_emotion and "emotion" in self.distance.active
+        steps = self._compiled if self.compile else {name: getattr(self, name) for name in COMPILED}
         xs = ms = ys = ts = cl = None
         while True:
             free = width - rows.numel()
@@ -206,23 +211,20 @@ class ADMMAttack(Attack):
             for _ in range(self.delta_steps):
                 d = delta.detach().requires_grad_(True)
                 loss = margin_loss(self.model(xs + d), ys, ts, self.kappa)
-                # the proximal term first: classifiers' input gradients are often strided (HCN's is joint-
-                # major), and Adam's passes are faster over a contiguous one (the same sums;
-                # benchmarks/adam_layout.py)
-                g = (delta - centre).mul_(r5).add_(self.input_grad(c * loss, d))
-                opt_delta.step(every, g, ms)
+                steps["_delta_step"](opt_delta, self.input_grad(c * loss, d), centre, r5, ms)
             counts["grad"][rows] += self.delta_steps
             # z block: D(x, x + z) + rho/2 |delta - z + u|^2, D's gradient in closed form where it has one
             centre = delta + u
             z_prev = z.clone()
             for step in range(self.z_steps):
-                adv = self.distance.kinematics(xs + z, cl.mask)
-                _, _, g = self.distance.value_and_grad(cl, adv, skip)
+                g_extra = None  # the emotion term's gradient, from its recognizer (never compiled)
+                if exact_emotion or (lazy_emotion and step and step % self.emotion_every == 0):
+                    adv = self.distance.kinematics(xs + z, cl.mask)
+                    g_extra = w_emotion * self.distance.terms["emotion"].value_and_grad(cl, adv)[1]
                 if lazy_emotion:
-                    if step and step % self.emotion_every == 0:
-                        g_emotion = w_emotion * self.distance.terms["emotion"].value_and_grad(cl, adv)[1]
-                    g.add_(g_emotion)
-                opt_z.step(every, g.addcmul_(r5, z - centre), ms)
+                    g_emotion = g_emotion if g_extra is None else g_extra
+                    g_extra = g_emotion
+                steps["_z_step"](opt_z, xs, cl, centre, r5, ms, g_extra)
             u += delta - z
             # residual balancing of rho, with the scaled dual rescaled to match
             r = _norm(delta - z)
@@ -233,15 +235,14 @@ class ADMMAttack(Attack):
             # candidate x + z: its D first (linearised, also the emotion gradient there, which starts the
             # next z block), then the classifier on the rows whose verdict can change something
             cand = xs + z
-            adv = self.distance.kinematics(cand, cl.mask)
             known = {}
             if lazy_emotion:
+                adv = self.distance.kinematics(cand, cl.mask)
                 known["emotion"], g = self.distance.terms["emotion"].value_and_grad(cl, adv)
                 g_emotion = w_emotion * g
             with torch.no_grad():
-                total, parts = self.distance(cl, adv, known=known)
+                total, hinges = steps["_candidate_distance"](cl, cand, known)
             old = best_d[rows]
-            hinges = self.distance.hinges_zero(total, parts)
             # a sample already fooled in this run whose candidate is no closer and leaves a hinge open keeps
             # its best, its c and its patience count whatever the classifier says: skip its forward pass
             check = ~fooled | (total < old) | hinges
@@ -295,6 +296,42 @@ class ADMMAttack(Attack):
             pred=torch.where(success, pred_best, pred_last), distance=best_d,
             grad_evals_to_success=counts["first"],
         )  # fmt: skip
+
+    # The per-row arithmetic of an outer step between the networks' passes, in three functions that
+    # ``compile=True`` hands to torch.compile (:attr:`_compiled`); each updates or scores every row.
+
+    def _delta_step(self, opt: BatchAdam, g_cls: Tensor, centre: Tensor, r5: Tensor, ms: Tensor) -> None:
+        """One Adam step of the delta block, in place, from ``g_cls``, the input gradient of ``c * L_cls``,
+        plus the proximal term ``rho (delta - centre)``, added first: classifiers' input gradients are often
+        strided (HCN's is joint-major), and Adam's passes are faster over a contiguous one (the same sums;
+        benchmarks/adam_layout.py)."""
+        opt.step(slice(None), (opt.param - centre).mul_(r5).add_(g_cls), ms)
+
+    def _z_step(
+        self, opt: BatchAdam, xs: Tensor, cl, centre: Tensor, r5: Tensor, ms: Tensor, g_extra: Tensor | None
+    ) -> None:
+        """One Adam step of the z block, in place: D's closed-form terms (the emotion term's gradient, if
+        any, comes as ``g_extra``) plus the proximal term ``rho (z - centre)``."""
+        z = opt.param
+        adv = self.distance.kinematics(xs + z, cl.mask)
+        _, _, g = self.distance.value_and_grad(cl, adv, ("emotion",))
+        if g_extra is not None:
+            g.add_(g_extra)
+        opt.step(slice(None), g.addcmul_(r5, z - centre), ms)
+
+    def _candidate_distance(self, cl, cand: Tensor, known: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """The candidates' D ``(n,)`` and whether every hinge is closed ``(n,)``; the terms in ``known``
+        (the emotion term, from its recognizer) as given."""
+        total, parts = self.distance(cl, self.distance.kinematics(cand, cl.mask), known=known)
+        return total, self.distance.hinges_zero(total, parts)
+
+    @cached_property
+    def _compiled(self) -> dict[str, Callable]:
+        """:data:`COMPILED` through ``torch.compile``: their hundred-odd small element-wise operations per
+        step fused into a few kernels, one graph each (the distance terms take every row, and no branch in
+        them depends on the data). Each compiles on its first call and again, for any number of rows, when
+        the number of rows first changes, and once more for a single row."""
+        return {name: torch.compile(getattr(self, name)) for name in COMPILED}
 
     @torch.no_grad()
     def _fooled(self, cand: Tensor, y: Tensor, target: Tensor | None, rows: Tensor) -> tuple[Tensor, Tensor]:

@@ -20,7 +20,6 @@ l2         ``|x' - x|^2`` summed over valid entries             one per sample
 from __future__ import annotations
 
 from collections.abc import Mapping
-from functools import cached_property
 
 import torch
 from torch import Tensor, nn
@@ -37,6 +36,20 @@ def masked_mean(values: Tensor, mask: Tensor) -> Tensor:
     m = mask.to(values.dtype).expand_as(values)
     dims = tuple(range(1, values.dim()))
     return (values * m).sum(dims) / m.sum(dims).clamp_min(1.0)
+
+
+class cached_property:
+    """``functools.cached_property`` without the lock it takes before Python 3.12 (which 3.12 removed):
+    torch.compile cannot trace a lock, and a compiled ADMM z block reads these properties."""
+
+    def __init__(self, fn) -> None:
+        self.fn, self.name, self.__doc__ = fn, fn.__name__, fn.__doc__
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            return self
+        value = obj.__dict__[self.name] = self.fn(obj)
+        return value
 
 
 class Kinematics:
@@ -209,8 +222,8 @@ def active_rows(slope: Tensor) -> Tensor | None:
     against HCN the angle hinge is open for 2 % of the clips in the z steps (and for none in 79 % of the
     steps), the bone hinge for half (benchmarks/hinge_activity.py). On a GPU every sample is computed:
     finding the rows makes the host wait for the device, which costs more there than the arithmetic it
-    saves."""
-    if slope.device.type != "cpu":
+    saves; so is it inside torch.compile, whose graph cannot depend on the data."""
+    if slope.device.type != "cpu" or torch.compiler.is_compiling():  # compiled: no data-dependent graph
         return None
     active = slope.flatten(1).ne(0).any(1)
     if bool(active.all()):

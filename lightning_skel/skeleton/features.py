@@ -31,8 +31,21 @@ def safe_norm(v: Tensor, dim: int, eps: float = _EPS) -> Tensor:
     return torch.sqrt((v * v).sum(dim) + eps)
 
 
-@functools.lru_cache(maxsize=64)
+_MATRICES: dict[tuple, Tensor] = {}
+
+
 def _difference_matrix(layout_name: str, kind: str, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """The matrix of :func:`_build_difference_matrix`, built once per layout, kind, device and dtype. A plain
+    dict rather than ``functools.lru_cache``: torch.compile traces a dict lookup to the cached tensor, but
+    traces through an lru_cache into the numpy that builds it, which splits the compiled graph."""
+    key = (layout_name, kind, device, dtype)
+    w = _MATRICES.get(key)
+    if w is None:
+        w = _MATRICES[key] = _build_difference_matrix(layout_name, kind, device, dtype)
+    return w
+
+
+def _build_difference_matrix(layout_name: str, kind: str, device: torch.device, dtype: torch.dtype) -> Tensor:
     """``(V, K)`` matrix ``W`` of 0 and +-1 with ``x @ W`` the joint differences of the layout: the bones
     ``x[child] - x[parent]`` (``kind="bone"``, K = B) or the two bones of every triplet, ``x[parent] -
     x[joint]`` then ``x[child] - x[joint]`` (``kind="triplet"``, K = 2 x triplets).
@@ -147,6 +160,8 @@ def velocity_adjoint(g: Tensor) -> Tensor:
     n, c, t, v, m = g.shape
     if t == 0:  # a one-frame clip has no velocity
         return g.new_zeros((n, c, 1, v, m))
+    if torch.compiler.is_compiling():  # torch.compile fuses this form into one pass and cannot trace out=
+        return torch.cat([-g[:, :, :1], g[:, :, :-1] - g[:, :, 1:], g[:, :, -1:]], 2)
     out = g.new_empty((n, c, t + 1, v, m))
     torch.sub(g[:, :, :-1], g[:, :, 1:], out=out[:, :, 1:-1])
     torch.neg(g[:, :, 0], out=out[:, :, 0])

@@ -217,10 +217,13 @@ class ADMMAttack(Attack):
             centre = delta + u
             z_prev = z.clone()
             for step in range(self.z_steps):
-                g_extra = None  # the emotion term's gradient, from its recognizer (never compiled)
+                # the emotion term's gradient, from its recognizer (never compiled), in the clips' own memory
+                # layout whatever the recognizer's input gradient has (one compiled graph for every layout)
+                g_extra = None
                 if exact_emotion or (lazy_emotion and step and step % self.emotion_every == 0):
                     adv = self.distance.kinematics(xs + z, cl.mask)
-                    g_extra = w_emotion * self.distance.terms["emotion"].value_and_grad(cl, adv)[1]
+                    g = self.distance.terms["emotion"].value_and_grad(cl, adv)[1]
+                    g_extra = (w_emotion * g).contiguous()
                 if lazy_emotion:
                     g_emotion = g_emotion if g_extra is None else g_extra
                     g_extra = g_emotion
@@ -239,7 +242,7 @@ class ADMMAttack(Attack):
             if lazy_emotion:
                 adv = self.distance.kinematics(cand, cl.mask)
                 known["emotion"], g = self.distance.terms["emotion"].value_and_grad(cl, adv)
-                g_emotion = w_emotion * g
+                g_emotion = (w_emotion * g).contiguous()
             with torch.no_grad():
                 total, hinges = steps["_candidate_distance"](cl, cand, known)
             old = best_d[rows]
@@ -329,9 +332,11 @@ class ADMMAttack(Attack):
     def _compiled(self) -> dict[str, Callable]:
         """:data:`COMPILED` through ``torch.compile``: their hundred-odd small element-wise operations per
         step fused into a few kernels, one graph each (the distance terms take every row, and no branch in
-        them depends on the data). Each compiles on its first call and again, for any number of rows, when
-        the number of rows first changes, and once more for a single row."""
-        return {name: torch.compile(getattr(self, name)) for name in COMPILED}
+        them depends on the data). Compiled for any shape (``dynamic=True``): the rows in flight change as
+        clips finish, and graphs compiled for one size each would reach torch.compile's limit of 8 per
+        function within a few attacks (seen on a GPU), after which it runs them eagerly. Each compiles on
+        its first call and once more for a single row (a size torch.compile always specialises)."""
+        return {name: torch.compile(getattr(self, name), dynamic=True) for name in COMPILED}
 
     @torch.no_grad()
     def _fooled(self, cand: Tensor, y: Tensor, target: Tensor | None, rows: Tensor) -> tuple[Tensor, Tensor]:

@@ -1,4 +1,5 @@
 import copy
+import functools
 import itertools
 
 import pytest
@@ -197,26 +198,39 @@ def test_admm_streamed_equals_per_sample(victim, search):
     assert streamed.iterations.sum() > 30 * search  # the stream really ran several runs through 2 rows
 
 
-def test_admm_compiled_steps_equal_eager(victim):
+@pytest.mark.parametrize(("emotion_every", "backend"), [(None, "inductor"), (1, "eager"), (5, "eager")])
+def test_admm_compiled_steps_equal_eager(victim, monkeypatch, emotion_every, backend):
     """``compile=True`` runs the delta steps, the z steps and the candidates' distances through
     torch.compile, each as one graph (no break: the distance terms take every row, with no branch on the
-    data); in float64 the attack ends where the eager one does, clip by clip, to within a tenth of a
-    micrometre (the fused kernels round the sums in another order, and Adam's first steps magnify that)."""
+    data), with the emotion term (exact, or linearised over 5 z steps) making as many recognizer passes as
+    eagerly; in float64 the attack ends where the eager one does, clip by clip, to within a tenth
+    of a micrometre (the fused kernels round the sums in another order, and Adam's first steps magnify
+    that). The graphs with the emotion term are captured as they would be for the default backend, then
+    run by the eager one: inductor's code generation takes a minute on two cores, and the default
+    configuration's case already checks it."""
     from torch._dynamo.utils import counters
 
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend=backend))
     model, x, y, lengths = victim
     model, x = copy.deepcopy(model).double(), x.double()
     kwargs = {**FAST["admm"], "max_iter": 6, "weights": {"l2": 0.5}}
-    eager = build_attack("admm", model, "ntu25", **kwargs)(x[:4], y[:4], lengths[:4])
-    torch._dynamo.reset()
-    counters.clear()
-    compiled = build_attack("admm", model, "ntu25", **kwargs, compile=True)(x[:4], y[:4], lengths[:4])
+    if emotion_every is not None:
+        kwargs.update(weights={"emotion": 1.0}, emotion_every=emotion_every)
+    runs, calls = {}, {}
+    for compiled in (False, True):
+        emotion = CountingEmotion(x.shape[1:]).double() if emotion_every else None
+        torch._dynamo.reset()
+        counters.clear()
+        attack = build_attack("admm", model, "ntu25", **kwargs, emotion_model=emotion, compile=compiled)
+        runs[compiled] = attack(x[:4], y[:4], lengths[:4])
+        calls[compiled] = emotion.calls if emotion else 0
     assert counters["stats"]["unique_graphs"] >= 3
     assert not counters["graph_break"]
-    torch.testing.assert_close(compiled.x_adv, eager.x_adv, atol=1e-7, rtol=0)
-    assert compiled.grad_evals.tolist() == eager.grad_evals.tolist()
-    assert compiled.success.tolist() == eager.success.tolist()
-    torch.testing.assert_close(compiled.extras["distance"], eager.extras["distance"])
+    assert calls[True] == calls[False]
+    torch.testing.assert_close(runs[True].x_adv, runs[False].x_adv, atol=1e-7, rtol=0)
+    for key in ("grad_evals", "success"):
+        assert getattr(runs[True], key).tolist() == getattr(runs[False], key).tolist()
+    torch.testing.assert_close(runs[True].extras["distance"], runs[False].extras["distance"])
     with pytest.raises(ValueError, match="compile must be true or false, got auto"):
         build_attack("admm", model, "ntu25", compile="auto")
 

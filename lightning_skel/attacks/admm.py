@@ -238,11 +238,16 @@ class ADMMAttack(Attack):
             # candidate x + z: its D first (linearised, also the emotion gradient there, which starts the
             # next z block), then the classifier on the rows whose verdict can change something
             cand = xs + z
-            known = {}
+            known = {}  # the emotion term, from its recognizer, outside the (compiled) distance
             if lazy_emotion:
                 adv = self.distance.kinematics(cand, cl.mask)
                 known["emotion"], g = self.distance.terms["emotion"].value_and_grad(cl, adv)
                 g_emotion = (w_emotion * g).contiguous()
+            elif exact_emotion:
+                with torch.no_grad():
+                    known["emotion"] = self.distance.terms["emotion"](
+                        cl, self.distance.kinematics(cand, cl.mask)
+                    )
             with torch.no_grad():
                 total, hinges = steps["_candidate_distance"](cl, cand, known)
             old = best_d[rows]

@@ -130,7 +130,8 @@ def cost_ratios(
             evals = float(res.grad_evals.sum()) / batch
             rec = {"wall_s": wall, "fwd_bwd_s": t_fb, "fwd_bwd_before_s": before, "fwd_bwd_after_s": after,
                    "batch_equivalent_grad_evals": evals, "ratio": wall / (evals * t_fb),
-                   "gradient_calls": calls[0], "ratio_per_call": wall / (calls[0] * t_fb)}  # fmt: skip
+                   "gradient_calls": calls[0], "ratio_per_call": wall / (calls[0] * t_fb),
+                   "success_rate": float(res.success.float().mean())}  # fmt: skip
             if in_run:
                 t_in = statistics.median(in_run)
                 rec.update(fwd_bwd_in_run_s=t_in, full_batch_grad_evals=len(in_run),

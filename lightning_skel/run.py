@@ -330,7 +330,9 @@ def _attack_main(fabric, cfg: DictConfig) -> dict[str, Any]:
         **_checkpoint_spec(ckpts, fusion),
         "emotion_ckpt": str(Path(cfg.emotion_ckpt).resolve()) if cfg.get("emotion_ckpt") else None,
         "attack": name,
-        "attack_kwargs": attack_cfg,
+        # compile=false (ADMM's default, the eager steps) is left out, so that runs begun before the option
+        # existed still resume; their eager steps are unchanged
+        "attack_kwargs": {k: v for k, v in attack_cfg.items() if not (k == "compile" and v is False)},
         "targeted": targeted,
         "split": split,
         "num_samples": int(rows.size),

@@ -89,6 +89,19 @@ def test_out_dir_with_another_runs_shards_is_refused(tmp_path, ckpt):
         run_attack(attack_cfg(out, ckpt, [*PGD, "attack.eps=0.01"]))
 
 
+def test_admm_compile_enters_the_run_spec_only_when_on(tmp_path, ckpt):
+    """``attack.compile=false``, ADMM's default, is left out of the run's fingerprint, so that runs begun
+    before the option existed resume; ``compile=true`` rounds differently and is another run."""
+    out = tmp_path / "a"
+    admm = ["attack=admm", "attack.max_iter=2", "limit=4", "batch_size=4"]
+    run_attack(attack_cfg(out, ckpt, admm))
+    spec = json.loads((out / "metrics.json").read_text())["spec"]
+    assert spec["attack_kwargs"]["max_iter"] == 2
+    assert "compile" not in spec["attack_kwargs"]
+    with pytest.raises(ValueError, match="holds shards of another attack run"):
+        run_attack(attack_cfg(out, ckpt, [*admm, "attack.compile=true"]))
+
+
 def test_bad_checkpoints_and_layouts_fail_before_work(tmp_path, ckpt):
     bogus = tmp_path / "bogus.ckpt"
     torch.save({"weights": torch.zeros(3)}, bogus)

@@ -282,15 +282,12 @@ def _attack_main(fabric, cfg: DictConfig) -> dict[str, Any]:
 
     from lightning_skel.attacks.metrics import attack_metrics, check_budgets
     from lightning_skel.report import write_outputs, write_report
-    from lightning_skel.systems.attack_run import AttackRun, load_classifiers, load_emotion
+    from lightning_skel.systems.attack_run import AttackRun, check_batch_size, load_classifiers, load_emotion
 
     start = time.perf_counter()
     budgets = OmegaConf.to_container(cfg.budgets, resolve=True) if cfg.get("budgets") else None
     check_budgets(budgets)
-    if int(cfg.batch_size) < 1:
-        raise ValueError(
-            f"batch_size must be >= 1 (clips per attack call and per shard), got {cfg.batch_size}"
-        )
+    check_batch_size(int(cfg.batch_size))  # before any data is read; AttackRun checks it again
     rank = fabric.global_rank if fabric is not None else 0
     world = fabric.world_size if fabric is not None else 1
     device = fabric.device if fabric is not None else torch_device(cfg)

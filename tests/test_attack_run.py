@@ -124,6 +124,8 @@ def test_bad_checkpoints_and_layouts_fail_before_work(tmp_path, ckpt):
         run_attack(attack_cfg(tmp_path / "o6", ckpt, [*PGD, "budgets={linf: [20]}"]))
     with pytest.raises(ValueError, match="batch_size must be >= 1"):
         run_attack(attack_cfg(tmp_path / "o7", ckpt, [*PGD, "batch_size=0"]))
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):  # AttackRun used from Python
+        AttackRun(torch.nn.Linear(1, 1), "ntu25", "pgd", {}, tmp_path / "o8", {}, batch_size=0)
     for name in ("o1", "o2", "o3", "o4", "o5", "o6", "o7"):
         assert not (tmp_path / name / "shards").exists() or not list(
             (tmp_path / name / "shards").glob("batch_*")

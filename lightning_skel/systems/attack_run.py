@@ -160,6 +160,12 @@ def targets_for(y: Tensor, index: Tensor, num_classes: int, seed: int) -> Tensor
     return (y + offset) % num_classes
 
 
+def check_batch_size(batch_size: int) -> None:
+    """Refuse a batch size under 1 (clips per attack call and per shard) with a clear error."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1 (clips per attack call and per shard), got {batch_size}")
+
+
 @dataclass
 class AttackRun:
     """Attacks ``x`` (already windowed) in batches and writes shards under ``out_dir/shards``."""
@@ -175,6 +181,9 @@ class AttackRun:
     seed: int = 0
     emotion: nn.Module | None = None
     num_classes: int = 0
+
+    def __post_init__(self) -> None:
+        check_batch_size(self.batch_size)
 
     @property
     def shard_dir(self) -> Path:

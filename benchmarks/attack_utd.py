@@ -79,7 +79,7 @@ def cost_ratios(
     attack and takes the mean of the two, so that both halves of a ratio see the same machine state (on
     this shared machine its speed drifts by 10-30 % within minutes), and the median of ``repeats`` ratios
     is reported (with every repeat's figures). ``ratio_in_run`` divides by the median full-batch gradient
-    evaluation timed inside the attack instead (:func:`full_batch_gradient_times`; CPU only).
+    evaluation timed inside the attack instead (:func:`gradient_evaluations`; CPU only).
     ``ratio_per_call`` divides by (the classifier's gradient calls x one forward+backward on ``batch``
     clips): where a forward+backward costs the same for any number of rows (a GPU, launch-bound on these
     small classifiers), the calls on the rows left as the last runs drain cost a full one each but count
@@ -117,10 +117,7 @@ def cost_ratios(
     for _ in range(repeats):
         for name, attack in attacks.items():
             before = fwd_bwd()
-            with (
-                full_batch_gradient_times(attack, model, batch, dev) as in_run,
-                counted_calls(attack, "input_grad") as calls,
-            ):
+            with gradient_evaluations(attack, model, batch, dev) as seen:
                 start = time.perf_counter()
                 res = attack(x, y, lengths)
                 synchronize(dev)
@@ -128,9 +125,10 @@ def cost_ratios(
             after = fwd_bwd()
             t_fb = (before + after) / 2
             evals = float(res.grad_evals.sum()) / batch
+            in_run, calls = seen["full_batch_s"], seen["calls"]
             rec = {"wall_s": wall, "fwd_bwd_s": t_fb, "fwd_bwd_before_s": before, "fwd_bwd_after_s": after,
                    "batch_equivalent_grad_evals": evals, "ratio": wall / (evals * t_fb),
-                   "gradient_calls": calls[0], "ratio_per_call": wall / (calls[0] * t_fb),
+                   "gradient_calls": calls, "ratio_per_call": wall / (calls * t_fb),
                    "success_rate": float(res.success.float().mean())}  # fmt: skip
             if in_run:
                 t_in = statistics.median(in_run)
@@ -164,36 +162,19 @@ def cost_ratios(
 
 
 @contextlib.contextmanager
-def counted_calls(obj, method: str):
-    """Yields a one-item list that counts, while the block runs, the calls of ``obj.<method>``."""
-    from unittest import mock
-
-    calls = [0]
-    fn = getattr(obj, method)
-
-    def counted(*args, **kwargs):
-        calls[0] += 1
-        return fn(*args, **kwargs)
-
-    with mock.patch.object(obj, method, counted):
-        yield calls
-
-
-@contextlib.contextmanager
-def full_batch_gradient_times(attack, model, batch: int, dev: torch.device):
-    """Yields a list that fills, while the block runs ``attack``, with the time of each of its classifier
-    gradient evaluations on a full batch of ``batch`` clips (from the forward pass to the input gradient):
-    the ratio's denominator measured inside the attack itself, at the machine state the attack ran in (the
-    forward+backward timed before and after an attack drifts by 10-30 % on this shared machine). Left empty
+def gradient_evaluations(attack, model, batch: int, dev: torch.device):
+    """Yields a dict that fills, while the block runs ``attack``, with the number of its classifier
+    gradient evaluations (``calls``: the input gradients it takes) and, on a CPU, the time of each one on a
+    full batch of ``batch`` clips (``full_batch_s``, from the forward pass to the input gradient): the
+    ratio's denominator measured inside the attack itself, at the machine state the attack ran in (the
+    forward+backward timed before and after an attack drifts by 10-30 % on this shared machine). Not timed
     on a GPU, where timing single evaluations would add synchronisations to the attack."""
     from unittest import mock
 
-    times: list[float] = []
-    if dev.type != "cpu":
-        yield times
-        return
+    seen: dict = {"calls": 0, "full_batch_s": []}
     start: list[float] = []
     forward, input_grad = model.forward, attack.input_grad
+    timing = dev.type == "cpu"
 
     def timed_forward(x, *args, **kwargs):
         if torch.is_grad_enabled() and x.shape[0] == batch:
@@ -202,15 +183,16 @@ def full_batch_gradient_times(attack, model, batch: int, dev: torch.device):
 
     def timed_grad(loss, inputs):
         g = input_grad(loss, inputs)
+        seen["calls"] += 1
         if start:
-            times.append(time.perf_counter() - start.pop())
+            seen["full_batch_s"].append(time.perf_counter() - start.pop())
         return g
 
-    with (
-        mock.patch.object(model, "forward", timed_forward),
-        mock.patch.object(attack, "input_grad", timed_grad),
-    ):
-        yield times
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(mock.patch.object(attack, "input_grad", timed_grad))
+        if timing:
+            stack.enter_context(mock.patch.object(model, "forward", timed_forward))
+        yield seen
 
 
 def cost_breakdown(attack, model, x, y, lengths, t_fb: float, batch: int) -> dict[str, float]:
@@ -281,8 +263,8 @@ def cost_breakdown(attack, model, x, y, lengths, t_fb: float, batch: int) -> dic
 
 def cost_configs(emotion: bool) -> dict[str, dict]:
     """The ADMM configurations whose cost is measured: configs/attack/admm.yaml, and with the emotion term,
-    exact and linearised over each z block; each with its z steps run eagerly and, as ``<name>_compiled``,
-    through torch.compile (``compile``; the yaml's ``auto`` is one or the other by device)."""
+    exact and linearised over each z block; each with ADMM's own steps run eagerly and, as
+    ``<name>_compiled``, through torch.compile (``compile``)."""
     admm = admm_kwargs()
     configs = {"admm": admm}
     if emotion:

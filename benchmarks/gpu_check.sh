@@ -1,7 +1,7 @@
 #!/bin/bash
 # GPU checks, one script (docs/RESULTS.md, "On a GPU"), the ones that matter most first: attack.py's ADMM
-# on CUDA against the UTD HCN (its z steps compiled: `compile: auto`; compare with the CPU run of
-# benchmarks/attack_utd.py), the ADMM cost ratios on CUDA with the z steps run eagerly and compiled, the
+# on CUDA against the UTD HCN (its own steps compiled: `attack.compile=true`; compare with the CPU run of
+# benchmarks/attack_utd.py), the ADMM cost ratios on CUDA with those steps run eagerly and compiled, the
 # fused 2s-AGCN attacked on CUDA, then mixed-precision training on generated motion and an adversarial
 # fine-tune with robust validation under 16-mixed.
 # Needs the UTD checkpoints of benchmarks/train_utd.py (HCN, SGN, 2s-AGCN joint and bone), their data cache
@@ -25,16 +25,16 @@ step() {  # step LOGNAME TITLE COMMAND...: run, keep the log, print its tail, ex
 T=/tmp/gpu_check
 U=runs/bench_utd
 HCN=$U/utd_hcn/checkpoints/last.ckpt
-step attack_hcn.log "attack.py, ADMM on CUDA (z steps compiled), UTD HCN, 64 clips" timeout 150 $PY attack.py \
-    ckpt=$HCN trainer=gpu limit=64 out_dir=$T/attack_hcn
+step attack_hcn.log "attack.py, ADMM on CUDA (steps compiled), UTD HCN, 64 clips" timeout 150 $PY attack.py \
+    ckpt=$HCN trainer=gpu limit=64 attack.compile=true out_dir=$T/attack_hcn
 cp $T/attack_hcn/metrics.json "$OUT/attack_hcn_cuda_metrics.json"
 COST=(benchmarks/attack_utd.py --ckpt hcn=$HCN sgn=$U/utd_sgn/checkpoints/last.ckpt
     agcn=$U/utd_agcn_joint/checkpoints/last.ckpt --emotion-ckpt runs/bench_emotion_slim/fold0_gpu/last.ckpt
     --only cost --batch-size 256 --cost-clips 399 --cost-repeats 2 --device cuda
     --out "$OUT/attack_utd_cost_cuda.json")
-step cost_eager.log "ADMM cost ratios on CUDA, eager z steps" timeout 150 $PY "${COST[@]}" \
+step cost_eager.log "ADMM cost ratios on CUDA, eager steps" timeout 150 $PY "${COST[@]}" \
     --cost-configs admm admm_emotion_linear
-step cost_compiled.log "ADMM cost ratios on CUDA, compiled z steps" timeout 200 $PY "${COST[@]}" \
+step cost_compiled.log "ADMM cost ratios on CUDA, compiled steps" timeout 200 $PY "${COST[@]}" \
     --cost-configs admm_compiled admm_emotion_linear_compiled
 step attack_fused.log "attack.py, ADMM on CUDA, fused 2s-AGCN, 64 clips" timeout 90 $PY attack.py \
     "ckpt=[$U/utd_agcn_joint/checkpoints/last.ckpt,$U/utd_agcn_bone/checkpoints/last.ckpt]" trainer=gpu \

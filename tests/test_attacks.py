@@ -213,7 +213,7 @@ def test_admm_compiled_steps_equal_eager(victim, monkeypatch, emotion_every, bac
     data), with the emotion term (exact, or linearised over 5 z steps) making as many recognizer passes as
     eagerly; in float64 the attack ends where the eager one does, clip by clip, to within a tenth of a
     micrometre (inductor's fused kernels round the sums in another order, and Adam's first steps magnify
-    that). The default run captures the graphs as for inductor and runs them with eager kernels: inductor's
+    that). Another attack instance reuses the graphs. The default run captures the graphs as for inductor and runs them with eager kernels: inductor's
     functionalisation and code generation take two minutes on two cores (the slow case; on UTD-MHAD,
     benchmarks/attack_utd.py's ``_compiled`` configurations spend the eager ones' gradient evaluations to
     within 0.3 %, 1.5 % with the emotion term, and record their success rates, docs/RESULTS.md)."""
@@ -240,6 +240,14 @@ def test_admm_compiled_steps_equal_eager(victim, monkeypatch, emotion_every, bac
     for key in ("grad_evals", "success"):
         assert getattr(runs[True], key).tolist() == getattr(runs[False], key).tolist()
     torch.testing.assert_close(runs[True].extras["distance"], runs[False].extras["distance"])
+    # graphs for any number of rows, shared by every attack on the layout: another instance, on 3 other
+    # clips, compiles nothing new
+    graphs = counters["stats"]["unique_graphs"]
+    emotion = CountingEmotion(x.shape[1:]).double() if emotion_every else None
+    build_attack("admm", model, "ntu25", **kwargs, emotion_model=emotion, compile=True)(
+        x[4:7], y[4:7], lengths[4:7]
+    )
+    assert counters["stats"]["unique_graphs"] == graphs
     with pytest.raises(ValueError, match="compile must be true or false, got auto"):
         build_attack("admm", model, "ntu25", compile="auto")
 

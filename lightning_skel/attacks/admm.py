@@ -183,8 +183,7 @@ class ADMMAttack(Attack):
         # between; the one at the start of a z block comes from the previous candidate's evaluation (the z
         # block starts where that candidate is), and at z = 0 it is exactly 0 (d_E is a squared difference)
         lazy_emotion = self.emotion_every > 1 and "emotion" in self.distance.active
-        g_emotion = x[:0].clone() if lazy_emotion else None
-        w_emotion = self.distance.weights["emotion"]
+        g_emotion = x[:0].clone() if lazy_emotion else None  # the emotion term's weighted gradient
         exact_emotion = not lazy_emotion and "emotion" in self.distance.active
         steps = self._compiled if self.compile else {name: getattr(self, name) for name in COMPILED}
         xs = ms = ys = ts = cl = None
@@ -217,17 +216,9 @@ class ADMMAttack(Attack):
             centre = delta + u
             z_prev = z.clone()
             for step in range(self.z_steps):
-                # the emotion term's gradient, from its recognizer (never compiled), in the clips' own memory
-                # layout whatever the recognizer's input gradient has (one compiled graph for every layout)
-                g_extra = None
                 if exact_emotion or (lazy_emotion and step and step % self.emotion_every == 0):
-                    adv = self.distance.kinematics(xs + z, cl.mask)
-                    g = self.distance.terms["emotion"].value_and_grad(cl, adv)[1]
-                    g_extra = (w_emotion * g).contiguous()
-                if lazy_emotion:
-                    g_emotion = g_emotion if g_extra is None else g_extra
-                    g_extra = g_emotion
-                steps["_z_step"](opt_z, xs, cl, centre, r5, ms, g_extra)
+                    g_emotion = self._emotion(cl, xs + z)[1]
+                steps["_z_step"](opt_z, xs, cl, centre, r5, ms, g_emotion)
             u += delta - z
             # residual balancing of rho, with the scaled dual rescaled to match
             r = _norm(delta - z)
@@ -240,9 +231,7 @@ class ADMMAttack(Attack):
             cand = xs + z
             known = {}  # the emotion term, from its recognizer, outside the (compiled) distance
             if lazy_emotion:
-                adv = self.distance.kinematics(cand, cl.mask)
-                known["emotion"], g = self.distance.terms["emotion"].value_and_grad(cl, adv)
-                g_emotion = (w_emotion * g).contiguous()
+                known["emotion"], g_emotion = self._emotion(cl, cand)
             elif exact_emotion:
                 with torch.no_grad():
                     known["emotion"] = self.distance.terms["emotion"](
@@ -316,16 +305,24 @@ class ADMMAttack(Attack):
         opt.step(slice(None), (opt.param - centre).mul_(r5).add_(g_cls), ms)
 
     def _z_step(
-        self, opt: BatchAdam, xs: Tensor, cl, centre: Tensor, r5: Tensor, ms: Tensor, g_extra: Tensor | None
+        self, opt: BatchAdam, xs: Tensor, cl, centre: Tensor, r5: Tensor, ms: Tensor, g_emotion: Tensor | None
     ) -> None:
-        """One Adam step of the z block, in place: D's closed-form terms (the emotion term's gradient, if
-        any, comes as ``g_extra``) plus the proximal term ``rho (z - centre)``."""
+        """One Adam step of the z block, in place: D's closed-form terms (the emotion term's weighted
+        gradient, if any, comes as ``g_emotion``, from :meth:`_emotion`) plus the proximal term
+        ``rho (z - centre)``."""
         z = opt.param
         adv = self.distance.kinematics(xs + z, cl.mask)
         _, _, g = self.distance.value_and_grad(cl, adv, ("emotion",))
-        if g_extra is not None:
-            g.add_(g_extra)
+        if g_emotion is not None:
+            g.add_(g_emotion)
         opt.step(slice(None), g.addcmul_(r5, z - centre), ms)
+
+    def _emotion(self, cl, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The emotion term at ``x`` ``(n,)`` and its gradient times the term's weight, from the recognizer
+        (never compiled), made contiguous: the recognizer's input gradient can come in any memory layout,
+        and the compiled z step would take each as another graph."""
+        value, g = self.distance.terms["emotion"].value_and_grad(cl, self.distance.kinematics(x, cl.mask))
+        return value, (self.distance.weights["emotion"] * g).contiguous()
 
     def _candidate_distance(self, cl, cand: Tensor, known: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
         """The candidates' D ``(n,)`` and whether every hinge is closed ``(n,)``; the terms in ``known``

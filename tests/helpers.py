@@ -33,23 +33,26 @@ def tiny_train_overrides(tmp_path: Path) -> list[str]:
     ]
 
 
-def run_train_script(tmp_path: Path, overrides: list[str]) -> dict:
-    """Run ``python train.py`` with the tiny-run overrides plus ``overrides`` in a subprocess (as a user runs
-    it, e.g. under DDP); fail with its stderr unless it exits 0; return the metrics it prints last."""
-    import json
+def run_script(script: str, args: list[str], cwd: Path) -> list[str]:
+    """Run ``python <script>`` (train.py, attack.py) with ``args`` in a subprocess, as a user runs it (under
+    DDP, or a Hydra multirun); fail with its stderr unless it exits 0; return its stdout's lines."""
     import subprocess
     import sys
 
     root = Path(__file__).resolve().parents[1]
     proc = subprocess.run(
-        [sys.executable, str(root / "train.py"), *tiny_train_overrides(tmp_path), *overrides],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
+        [sys.executable, str(root / script), *args], cwd=cwd, capture_output=True, text=True, timeout=300
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return proc.stdout.strip().splitlines()
+
+
+def run_train_script(tmp_path: Path, overrides: list[str]) -> dict:
+    """Run ``python train.py`` with the tiny-run overrides plus ``overrides`` in a subprocess (as a user runs
+    it, e.g. under DDP); return the metrics it prints last."""
+    import json
+
+    return json.loads(run_script("train.py", [*tiny_train_overrides(tmp_path), *overrides], tmp_path)[-1])
 
 
 def train_cfg(tmp_path: Path, overrides: list[str] = ()) -> DictConfig:

@@ -10,7 +10,7 @@ from lightning_skel.data.io import save_npz
 from lightning_skel.data.synthetic import generate
 from lightning_skel.run import attack_rows, run_attack, run_train
 from lightning_skel.systems.attack_run import AttackRun, CheckpointError
-from tests.helpers import attack_cfg, train_cfg
+from tests.helpers import attack_cfg, run_script, train_cfg
 
 PGD = ["attack=pgd", "attack.eps=0.05", "attack.steps=5", "limit=10", "batch_size=4"]
 # a victim that has learnt something (above chance on the tiny generated data), so that runs attack clips
@@ -100,6 +100,30 @@ def test_admm_compile_enters_the_run_spec_only_when_on(tmp_path, ckpt):
     assert "compile" not in spec["attack_kwargs"]
     with pytest.raises(ValueError, match="holds shards of another attack run"):
         run_attack(attack_cfg(out, ckpt, [*admm, "attack.compile=true"]))
+
+
+def test_attack_sweep_jobs_write_their_own_folders_and_resume(tmp_path, ckpt):
+    """``attack.py -m``: a sweep over attack settings (the ablation's form) gives each job its own folder,
+    ``out_dir/<job number>_<overrides>``, instead of the second job finding the first one's shards; rerun,
+    each job finds its folder and its finished shards again and rewrites the same outputs."""
+    out = tmp_path / "sweep"
+    args = ["-m", f"ckpt={ckpt}", f"out_dir={out}", *PGD, "limit=6", "batch_size=3", "attack.eps=0.01,0.05"]
+    lines = run_script("attack.py", args, tmp_path)
+    assert sum(line.startswith("{") for line in lines) == 2
+    jobs = {p.name: p for p in out.iterdir() if p.name[0].isdigit()}
+    assert sorted(jobs) == ["0_attack.eps=0.01,attack.steps=5,attack=pgd,batch_size=3,limit=6",
+                            "1_attack.eps=0.05,attack.steps=5,attack=pgd,batch_size=3,limit=6"]  # fmt: skip
+    first = {name: load(job) for name, job in jobs.items()}
+    eps = [
+        json.loads((job / "metrics.json").read_text())["spec"]["attack_kwargs"]["eps"]
+        for job in jobs.values()
+    ]
+    assert sorted(eps) == [0.01, 0.05]
+    assert not (out / "shards").exists()
+    run_script("attack.py", args, tmp_path)  # resumes: every shard is there
+    for name, job in jobs.items():
+        again = load(job)
+        assert all(np.array_equal(again[k], first[name][k]) for k in first[name])
 
 
 def test_bad_checkpoints_and_layouts_fail_before_work(tmp_path, ckpt):

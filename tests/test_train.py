@@ -6,7 +6,7 @@ import torch
 
 from lightning_skel.run import build_datamodule, run_train
 from lightning_skel.systems import ClassificationSystem
-from tests.helpers import train_cfg
+from tests.helpers import run_script, tiny_train_overrides, train_cfg
 
 
 def test_run_train_fast_dev_run_writes_checkpoint_and_metrics(tmp_path):
@@ -37,6 +37,26 @@ def test_checkpoint_describes_itself_and_resume_continues(tmp_path):
     # the resumed run trained only the second epoch
     rows = list(csv.DictReader((tmp_path / "run" / "logs" / "version_1" / "metrics.csv").open()))
     assert {r["epoch"] for r in rows if r.get("train/loss")} == {"1"}
+
+
+def test_multirun_jobs_write_their_own_folders(tmp_path):
+    """``train.py -m``: each job of a sweep trains into its own folder under out_dir, named by its number and
+    overrides (cut with a hash when long), instead of the jobs overwriting one checkpoint."""
+    lines = run_script(
+        "train.py", ["-m", *tiny_train_overrides(tmp_path), "trainer.max_epochs=1", "seed=0,1"], tmp_path
+    )
+    printed = [json.loads(line) for line in lines if line.startswith("{")]
+    assert len(printed) == 2
+    jobs = sorted(p for p in (tmp_path / "run").iterdir() if p.name[0].isdigit())
+    assert [p.name[:2] for p in jobs] == ["0_", "1_"]
+    # the tiny overrides make a name over 120 characters: cut, and the two kept apart by their hashes
+    assert [len(p.name) for p in jobs] == [120, 120] and jobs[0].name[2:] != jobs[1].name[2:]
+    assert jobs[0].name.startswith("0_data.batch_size=8,data.synthetic.frames=24,")
+    for job, metrics in zip(jobs, printed, strict=True):
+        assert (job / "checkpoints" / "last.ckpt").is_file()
+        saved = json.loads((job / "metrics.json").read_text())
+        assert saved["test/acc"] == pytest.approx(metrics["test/acc"])
+    assert not (tmp_path / "run" / "checkpoints").exists()
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import time
@@ -17,29 +16,11 @@ from pytorch_lightning.callbacks import Callback, EarlyStopping, LearningRateMon
 from pytorch_lightning.loggers import CSVLogger, Logger
 
 from lightning_skel.data.datamodule import SkeletonDataModule
+from lightning_skel.sweep import job_out_dir
 from lightning_skel.systems import ClassificationSystem
 from lightning_skel.utils import versions, write_json
 
 log = logging.getLogger(__name__)
-
-
-def job_out_dir(cfg: DictConfig) -> Path:
-    """``cfg.out_dir``; under a Hydra multirun (``-m``), one folder per job inside it, named by the job's
-    number and its overrides (``3_attack.weights.bone=0``; the keys that name files are left out by the
-    configs' ``hydra.job.config.override_dirname``), written back into ``cfg.out_dir`` so that whatever
-    interpolates it follows. The jobs of a sweep would otherwise share one folder: a training sweep's jobs
-    would overwrite each other's checkpoints, and an attack sweep's second job would find the first one's
-    shards. Rerun, the same sweep finds its jobs' folders again, so each resumes."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
-        job = HydraConfig.get().job
-        name = f"{job.num}_{job.override_dirname}".rstrip("_").replace(os.sep, "_")
-        if len(name) > 120:  # a file name stops at 255 bytes; metrics.json holds every override anyway
-            name = f"{name[:111]}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
-        cfg.out_dir = str(Path(cfg.out_dir) / name)
-    return Path(cfg.out_dir)
 
 
 def build_datamodule(cfg: DictConfig) -> SkeletonDataModule:

@@ -1,5 +1,6 @@
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -120,10 +121,27 @@ def test_attack_sweep_jobs_write_their_own_folders_and_resume(tmp_path, ckpt):
     ]
     assert sorted(eps) == [0.01, 0.05]
     assert not (out / "shards").exists()
+    # the sweep's summary: a row per job, its overrides, folder and metrics
+    (summary,) = out.glob("multirun/*/summary.csv")
+    rows = list(csv.DictReader(summary.open()))
+    assert [r["job"] for r in rows] == ["0", "1"] and all(r["status"] == "completed" for r in rows)
+    for row in rows:
+        job = Path(row["out_dir"])
+        assert job.parent == out and f"attack.eps={eps_of(job.name)}" in row["overrides"].split()
+        saved = json.loads((job / "metrics.json").read_text())
+        assert float(row["success_rate"]) == pytest.approx(saved["success_rate"], rel=1e-3)
+        assert float(row["rms_mm"]) == pytest.approx(
+            saved["rms_mm"], rel=1e-3, nan_ok=True
+        )  # nan: none fooled
+    assert "| job | status | overrides |" in (summary.parent / "summary.md").read_text()
     run_script("attack.py", args, tmp_path)  # resumes: every shard is there
     for name, job in jobs.items():
         again = load(job)
         assert all(np.array_equal(again[k], first[name][k]) for k in first[name])
+
+
+def eps_of(job_name: str) -> str:
+    return job_name.split(",")[0].split("=")[1]
 
 
 def test_bad_checkpoints_and_layouts_fail_before_work(tmp_path, ckpt):
@@ -292,3 +310,25 @@ def test_fusion_of_checkpoints_on_other_data_fails_before_work(tmp_path, ckpt, b
         run_attack(attack_cfg(tmp_path / "o3", ckpt, [*PGD, "fusion_weights=[1]"]))
     for name in ("o1", "o2", "o3"):
         assert not (tmp_path / name / "shards").exists()
+
+
+def test_sweep_summary_tables_the_rows_its_jobs_left(tmp_path):
+    """The summary lists the jobs by number whatever order they ended in, a failed job with empty metrics,
+    numbers to 4 significant digits; with no rows it writes nothing."""
+    from lightning_skel.sweep import ROW_FILE, SweepSummary
+    from lightning_skel.utils import write_json
+
+    summary = SweepSummary(["success_rate", "rms_mm"])
+    summary.write(tmp_path)
+    assert not (tmp_path / "summary.csv").exists()
+    write_json(tmp_path / "1" / ROW_FILE, {"job": 1, "status": "failed", "overrides": "attack.eps=-1",
+                                           "out_dir": "o/1", "success_rate": None, "rms_mm": None})  # fmt: skip
+    write_json(tmp_path / "0" / ROW_FILE, {"job": 0, "status": "completed", "overrides": "attack.eps=0.01",
+                                           "out_dir": "o/0", "success_rate": 0.875, "rms_mm": 12.345678})  # fmt: skip
+    summary.write(tmp_path)
+    rows = list(csv.DictReader((tmp_path / "summary.csv").open()))
+    assert [(r["job"], r["status"], r["success_rate"], r["rms_mm"]) for r in rows] == [
+        ("0", "completed", "0.875", "12.35"), ("1", "failed", "", "")]  # fmt: skip
+    md = (tmp_path / "summary.md").read_text().splitlines()
+    assert md[0] == "# Sweep of 2 jobs"
+    assert md[4] == "| 0 | completed | attack.eps=0.01 | o/0 | 0.875 | 12.35 |"

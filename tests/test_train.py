@@ -57,6 +57,14 @@ def test_multirun_jobs_write_their_own_folders(tmp_path):
         saved = json.loads((job / "metrics.json").read_text())
         assert saved["test/acc"] == pytest.approx(metrics["test/acc"])
     assert not (tmp_path / "run" / "checkpoints").exists()
+    (summary,) = (tmp_path / "run").glob("multirun/*/summary.csv")
+    rows = list(csv.DictReader(summary.open()))
+    assert [next(o for o in r["overrides"].split() if o.startswith("seed=")) for r in rows] == [
+        "seed=0",
+        "seed=1",
+    ]
+    assert [float(r["test/acc"]) for r in rows] == pytest.approx([m["test/acc"] for m in printed], rel=1e-3)
+    assert [r["out_dir"] for r in rows] == [str(p) for p in jobs]
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path):

@@ -1,0 +1,118 @@
+"""Hydra sweeps (``train.py -m``, ``attack.py -m``): a folder per job, and one table of every job's metrics.
+
+Hydra runs a sweep's jobs one after another (or through a launcher plugin) with the same ``out_dir``;
+:func:`job_out_dir` gives each job its own folder inside it, and :class:`SweepSummary`, a Hydra callback the
+configs install, writes ``summary.md`` and ``summary.csv`` into the sweep's folder when the sweep ends: per
+job its overrides, its folder and the metrics its ``metrics.json`` holds, so that an ablation
+(``attack.py -m ckpt=... attack.weights.bone=0,1 attack.weights.speed=0,1``) reads as one table.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from lightning_skel.utils import atomic_open, write_json
+
+log = logging.getLogger(__name__)
+
+ROW_FILE = "sweep_job.json"  # what each job leaves in its Hydra output folder for the summary
+MAX_NAME = 120  # a file name stops at 255 bytes
+
+
+def job_folder_name(num: int, override_dirname: str) -> str:
+    """``<num>_<overrides>`` with path separators replaced, cut to :data:`MAX_NAME` characters with a hash of
+    the whole name when longer (so two long names stay apart)."""
+    name = f"{num}_{override_dirname}".rstrip("_").replace(os.sep, "_")
+    if len(name) > MAX_NAME:
+        name = f"{name[: MAX_NAME - 9]}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+    return name
+
+
+def job_out_dir(cfg: DictConfig) -> Path:
+    """``cfg.out_dir``; under a Hydra multirun, one folder per job inside it, named by the job's number and
+    its overrides (``3_attack.weights.bone=0``; the keys that name files are left out by the configs'
+    ``hydra.job.config.override_dirname``), written back into ``cfg.out_dir`` so that whatever interpolates
+    it follows. The jobs of a sweep would otherwise share one folder: a training sweep's jobs would overwrite
+    each other's checkpoints, and an attack sweep's second job would find the first one's shards. Rerun, the
+    same sweep finds its jobs' folders again, so each resumes."""
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        job = HydraConfig.get().job
+        cfg.out_dir = str(Path(cfg.out_dir) / job_folder_name(job.num, job.override_dirname))
+    return Path(cfg.out_dir)
+
+
+class SweepSummary(Callback):
+    """At the end of a sweep, ``summary.md`` and ``summary.csv`` in the sweep's folder (``hydra.sweep.dir``):
+    a row per job with its number, status, overrides (but those that name files: checkpoints, ``out_dir``),
+    ``out_dir`` and ``metrics`` (keys of its ``metrics.json``; a job without one leaves them empty). Each
+    job writes its row into its own Hydra output folder as it ends (:data:`ROW_FILE`), so the summary also
+    gathers the jobs a launcher ran in other processes; the summary is rewritten after each job, so a
+    sweep that a failed job ends (Hydra raises its error once every job has run) still has one."""
+
+    def __init__(self, metrics: Sequence[str]) -> None:
+        self.metrics = list(metrics)
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        if HydraConfig.get().mode != RunMode.MULTIRUN:
+            return
+        out_dir = Path(job_return.cfg.out_dir) if job_return.cfg is not None else None
+        failed = job_return.status == JobStatus.FAILED
+        saved = None if failed or out_dir is None else out_dir / "metrics.json"  # not an earlier run's
+        metrics = json.loads(saved.read_text()) if saved is not None and saved.is_file() else {}
+        files = set(config.hydra.job.config.override_dirname.exclude_keys)  # checkpoints, out_dir, ...
+        overrides = [o for o in job_return.overrides or [] if o.split("=", 1)[0].lstrip("+~") not in files]
+        row = {
+            "job": int(config.hydra.job.num),
+            "status": "failed" if failed else "completed",
+            "overrides": " ".join(overrides),
+            "out_dir": str(out_dir) if out_dir is not None else "",
+            **{k: metrics.get(k) for k in self.metrics},
+        }
+        write_json(Path(config.hydra.runtime.output_dir) / ROW_FILE, row)
+        self.write(Path(config.hydra.sweep.dir), final=False)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        self.write(Path(config.hydra.sweep.dir))
+
+    def write(self, sweep_dir: Path, final: bool = True) -> None:
+        """The summary of the rows the jobs in ``sweep_dir`` have written so far (rewritten after each job,
+        so that a sweep stopped by a failed or killed job keeps the rows of those that ended)."""
+        rows = sorted(
+            (json.loads(p.read_text()) for p in sweep_dir.glob(f"*/{ROW_FILE}")), key=lambda r: r["job"]
+        )
+        if not rows:  # only reached at the end of a sweep whose jobs all died before Hydra's job end
+            log.warning("sweep %s: no job left a row for the summary", sweep_dir)
+            return
+        cols = ["job", "status", "overrides", "out_dir", *self.metrics]
+        with atomic_open(sweep_dir / "summary.csv", "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(cols)
+            writer.writerows([[_cell(r.get(c)) for c in cols] for r in rows])
+        table = [
+            "| " + " | ".join(cols) + " |",
+            "|" + "---|" * len(cols),
+            *("| " + " | ".join(_cell(r.get(c)) for c in cols) + " |" for r in rows),
+        ]
+        with atomic_open(sweep_dir / "summary.md", "w") as f:
+            f.write(f"# Sweep of {len(rows)} jobs\n\n" + "\n".join(table) + "\n")
+        if final:
+            log.info("sweep summary written to %s:\n%s", sweep_dir / "summary.md", "\n".join(table))
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)

@@ -169,7 +169,7 @@ def checkpoint_accuracy(*ckpts: str, split: str = "test") -> float:
 def run_train(cfg: DictConfig) -> dict[str, Any]:
     """Train and test a classifier as ``cfg`` says; write ``out_dir/metrics.json``; return the metrics."""
     start = time.perf_counter()
-    out_dir = job_out_dir(cfg)
+    out_dir = job_out_dir(cfg, _is_distributed(cfg))
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), out_dir)
     pl.seed_everything(cfg.seed, workers=True)
     dm = build_datamodule(cfg)
@@ -237,7 +237,7 @@ def run_attack(cfg: DictConfig) -> dict[str, Any]:
     """Attack a trained classifier on a data split as ``cfg`` (configs/attack.yaml) says; write the outputs
     of ARCHITECTURE.md into ``out_dir`` and return the aggregate metrics. Every input is checked before any
     attack work starts. Under ``trainer.strategy=ddp`` (Lightning Fabric) the batches are split across ranks."""
-    job_out_dir(cfg)
+    job_out_dir(cfg, _is_distributed(cfg))
     if _is_distributed(cfg):
         from lightning_fabric import Fabric
 

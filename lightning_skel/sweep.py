@@ -41,14 +41,24 @@ def job_folder_name(num: int, override_dirname: str) -> str:
     return name
 
 
-def job_out_dir(cfg: DictConfig) -> Path:
+def job_out_dir(cfg: DictConfig, distributed: bool = False) -> Path:
     """``cfg.out_dir``; under a Hydra multirun, one folder per job inside it, named by the job's number and
     its overrides (``3_attack.weights.bone=0``; the keys that name files are left out by the configs'
     ``hydra.job.config.override_dirname``), written back into ``cfg.out_dir`` so that whatever interpolates
     it follows. The jobs of a sweep would otherwise share one folder: a training sweep's jobs would overwrite
     each other's checkpoints, and an attack sweep's second job would find the first one's shards. Rerun, the
-    same sweep finds its jobs' folders again, so each resumes."""
+    same sweep finds its jobs' folders again, so each resumes.
+
+    A ``distributed`` job of a sweep needs its processes started from outside (torchrun, SLURM), each
+    running the sweep: Lightning's own launcher would start every other process with the whole command
+    line, ``-m`` and all, and each would run the whole sweep; that is refused here, before any work."""
     if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        if distributed and not any(k in os.environ for k in ("LOCAL_RANK", "SLURM_PROCID")):
+            raise ValueError(
+                "a Hydra sweep (-m) of DDP jobs must be started by torchrun or SLURM (each process runs the "
+                "sweep); Lightning's launcher would run the whole sweep again in every process it starts. "
+                "Run the jobs one by one, or e.g. `torchrun --nproc-per-node N train.py -m ...`"
+            )
         job = HydraConfig.get().job
         cfg.out_dir = str(Path(cfg.out_dir) / job_folder_name(job.num, job.override_dirname))
     return Path(cfg.out_dir)

@@ -33,9 +33,10 @@ def tiny_train_overrides(tmp_path: Path) -> list[str]:
     ]
 
 
-def run_script(script: str, args: list[str], cwd: Path) -> list[str]:
+def run_script(script: str, args: list[str], cwd: Path, fails: bool = False) -> list[str]:
     """Run ``python <script>`` (train.py, attack.py) with ``args`` in a subprocess, as a user runs it (under
-    DDP, or a Hydra multirun); fail with its stderr unless it exits 0; return its stdout's lines."""
+    DDP, or a Hydra multirun); fail with its stderr unless it exits 0 (``fails``: unless it exits non-zero);
+    return its stdout's lines (``fails``: its stderr's)."""
     import subprocess
     import sys
 
@@ -43,8 +44,8 @@ def run_script(script: str, args: list[str], cwd: Path) -> list[str]:
     proc = subprocess.run(
         [sys.executable, str(root / script), *args], cwd=cwd, capture_output=True, text=True, timeout=300
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc.stdout.strip().splitlines()
+    assert (proc.returncode != 0) == fails, proc.stderr[-3000:]
+    return (proc.stderr if fails else proc.stdout).strip().splitlines()
 
 
 def run_train_script(tmp_path: Path, overrides: list[str]) -> dict:

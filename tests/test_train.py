@@ -67,6 +67,16 @@ def test_multirun_jobs_write_their_own_folders(tmp_path):
     assert [r["out_dir"] for r in rows] == [str(p) for p in jobs]
 
 
+def test_multirun_of_ddp_jobs_needs_an_outside_launcher(tmp_path):
+    """A sweep of DDP jobs started plainly would have Lightning rerun the whole sweep in each process it
+    starts: refused with a clear error before any training (torchrun or SLURM, which start every process,
+    are let through)."""
+    args = ["-m", *tiny_train_overrides(tmp_path), "trainer.strategy=ddp", "trainer.devices=2", "seed=0,1"]
+    err = "\n".join(run_script("train.py", args, tmp_path, fails=True))
+    assert "a Hydra sweep (-m) of DDP jobs must be started by torchrun or SLURM" in err
+    assert not list((tmp_path / "run").glob("*/checkpoints"))
+
+
 def test_missing_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such checkpoint"):
         run_train(train_cfg(tmp_path, [f"ckpt_path={tmp_path / 'nope.ckpt'}"]))

@@ -68,12 +68,19 @@ class SweepSummary(Callback):
     """At the end of a sweep, ``summary.md`` and ``summary.csv`` in the sweep's folder (``hydra.sweep.dir``):
     a row per job with its number, status, overrides (but those that name files: checkpoints, ``out_dir``),
     ``out_dir`` and ``metrics`` (keys of its ``metrics.json``; a job without one leaves them empty). Each
-    job writes its row into its own Hydra output folder as it ends (:data:`ROW_FILE`), so the summary also
-    gathers the jobs a launcher ran in other processes; the summary is rewritten after each job, so a
+    job writes its row into ``<sweep folder>/<job number>/`` as it ends (:data:`ROW_FILE`), so the summary
+    also gathers the jobs a launcher ran in other processes; the summary is rewritten after each job, so a
     sweep that a failed job ends (Hydra raises its error once every job has run) still has one."""
 
     def __init__(self, metrics: Sequence[str]) -> None:
         self.metrics = list(metrics)
+        self.sweep_dir: Path | None = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        # The sweep's folder as the sweep resolves it: a job's own config resolves hydra.sweep.dir with its
+        # own values, so with out_dir=runs/attack_${attack.name} a sweep over attack=pgd,smart would
+        # otherwise scatter its rows over one folder per attack.
+        self.sweep_dir = Path(config.hydra.sweep.dir)
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         if HydraConfig.get().mode != RunMode.MULTIRUN:
@@ -91,11 +98,12 @@ class SweepSummary(Callback):
             "out_dir": str(out_dir) if out_dir is not None else "",
             **{k: metrics.get(k) for k in self.metrics},
         }
-        write_json(Path(config.hydra.runtime.output_dir) / ROW_FILE, row)
-        self.write(Path(config.hydra.sweep.dir), final=False)
+        sweep_dir = self.sweep_dir or Path(config.hydra.sweep.dir)  # the latter in a launcher's worker
+        write_json(sweep_dir / str(row["job"]) / ROW_FILE, row)
+        self.write(sweep_dir, final=False)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        self.write(Path(config.hydra.sweep.dir))
+        self.write(self.sweep_dir or Path(config.hydra.sweep.dir))
 
     def write(self, sweep_dir: Path, final: bool = True) -> None:
         """The summary of the rows the jobs in ``sweep_dir`` have written so far (rewritten after each job,

@@ -312,6 +312,19 @@ def test_fusion_of_checkpoints_on_other_data_fails_before_work(tmp_path, ckpt, b
         assert not (tmp_path / name / "shards").exists()
 
 
+def test_sweep_over_attacks_summarises_in_one_folder(tmp_path, ckpt):
+    """With ``out_dir`` naming the attack, a sweep over ``attack=`` writes each job under its attack's folder,
+    and its summary, with both jobs, into the one sweep folder (the sweep's, not each job's reading of it)."""
+    out = f"{tmp_path}/by_attack/" + "${attack.name}"
+    # (the sweep composes with the default attack first, so only keys every attack has can be overridden)
+    args = ["-m", f"ckpt={ckpt}", f"out_dir={out}", "attack=pgd,ifgsm", "limit=3", "batch_size=3"]
+    run_script("attack.py", args, tmp_path)
+    (summary,) = tmp_path.glob("by_attack/*/multirun/*/summary.csv")
+    rows = list(csv.DictReader(summary.open()))
+    assert [Path(r["out_dir"]).parent.name for r in rows] == ["pgd", "ifgsm"]
+    assert all((Path(r["out_dir"]) / "metrics.json").is_file() for r in rows)
+
+
 def test_sweep_summary_tables_the_rows_its_jobs_left(tmp_path):
     """The summary lists the jobs by number whatever order they ended in, a failed job with empty metrics,
     numbers to 4 significant digits; with no rows it writes nothing."""

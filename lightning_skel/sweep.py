@@ -23,6 +23,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
+from pytorch_lightning.utilities import rank_zero_only
 
 from lightning_skel.utils import atomic_open, write_json
 
@@ -83,7 +84,9 @@ class SweepSummary(Callback):
         self.sweep_dir = Path(config.hydra.sweep.dir)
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
-        if HydraConfig.get().mode != RunMode.MULTIRUN:
+        if (
+            HydraConfig.get().mode != RunMode.MULTIRUN or rank_zero_only.rank != 0
+        ):  # one row per job under DDP
             return
         out_dir = Path(job_return.cfg.out_dir) if job_return.cfg is not None else None
         failed = job_return.status == JobStatus.FAILED
@@ -111,7 +114,7 @@ class SweepSummary(Callback):
         rows = sorted(
             (json.loads(p.read_text()) for p in sweep_dir.glob(f"*/{ROW_FILE}")), key=lambda r: r["job"]
         )
-        if not rows:  # only reached at the end of a sweep whose jobs all died before Hydra's job end
+        if not rows:  # at the end of a sweep, only if every job died before it ended
             log.warning("sweep %s: no job left a row for the summary", sweep_dir)
             return
         cols = ["job", "status", "overrides", "out_dir", *self.metrics]

@@ -13,6 +13,7 @@ import csv
 import hashlib
 import json
 import logging
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,10 +23,12 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
+from matplotlib.figure import Figure
 from omegaconf import DictConfig
 from pytorch_lightning.utilities import rank_zero_only
 
 from lightning_skel.utils import atomic_open, write_json
+from lightning_skel.viz import save_figure
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +69,8 @@ def job_out_dir(cfg: DictConfig, distributed: bool = False) -> Path:
 
 
 class SweepSummary(Callback):
-    """At the end of a sweep, ``summary.md`` and ``summary.csv`` in the sweep's folder (``hydra.sweep.dir``):
+    """At the end of a sweep, ``summary.md`` (with ``summary.png``, a bar per job for each metric) and
+    ``summary.csv`` in the sweep's folder (``hydra.sweep.dir``):
     a row per job with its number, status, overrides (but those that name files: checkpoints, ``out_dir``),
     ``out_dir`` and ``metrics`` (keys of its ``metrics.json``; a job without one leaves them empty). Each
     job writes its row into ``<sweep folder>/<job number>/`` as it ends (:data:`ROW_FILE`), so the summary
@@ -127,10 +131,42 @@ class SweepSummary(Callback):
             "|" + "---|" * len(cols),
             *("| " + " | ".join(_cell(r.get(c)) for c in cols) + " |" for r in rows),
         ]
+        fig = summary_figure(rows, self.metrics)
+        picture = []
+        if fig is not None:
+            save_figure(fig, sweep_dir / "summary.png")
+            picture = ["", "![every job's metrics](summary.png)"]
         with atomic_open(sweep_dir / "summary.md", "w") as f:
-            f.write(f"# Sweep of {len(rows)} jobs\n\n" + "\n".join(table) + "\n")
+            f.write(f"# Sweep of {len(rows)} jobs\n\n" + "\n".join([*table, *picture]) + "\n")
         if final:
             log.info("sweep summary written to %s:\n%s", sweep_dir / "summary.md", "\n".join(table))
+
+
+def summary_figure(rows: Sequence[dict[str, Any]], metrics: Sequence[str]) -> Figure | None:
+    """A bar chart per metric, a bar per job (by number, in ``rows``' order), for the metrics that at least
+    one job has a finite value of; None if none has."""
+
+    def value(row: dict[str, Any], key: str) -> float:
+        v = row.get(key)
+        return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else math.nan
+
+    shown = [m for m in metrics if any(math.isfinite(value(r, m)) for r in rows)]
+    if not shown:
+        return None
+    ncols = min(len(shown), 4)
+    nrows = math.ceil(len(shown) / ncols)
+    fig = Figure(figsize=(3.2 * ncols, 2.4 * nrows + 0.4), layout="constrained")
+    axes = list(fig.subplots(nrows, ncols, squeeze=False).flat)
+    jobs = [str(r["job"]) for r in rows]
+    for ax, key in zip(axes, shown, strict=False):
+        ax.bar(jobs, [value(r, key) for r in rows], color="tab:blue")
+        ax.set_title(key, fontsize=9)
+        ax.set_xlabel("job", fontsize=8)
+        ax.tick_params(labelsize=8)
+    for ax in axes[len(shown) :]:
+        ax.set_visible(False)
+    fig.suptitle("every job of the sweep (its overrides: summary.md)", fontsize=10)
+    return fig
 
 
 def _cell(value: Any) -> str:

@@ -345,3 +345,11 @@ def test_sweep_summary_tables_the_rows_its_jobs_left(tmp_path):
     md = (tmp_path / "summary.md").read_text().splitlines()
     assert md[0] == "# Sweep of 2 jobs"
     assert md[4] == "| 0 | completed | attack.eps=0.01 | o/0 | 0.875 | 12.35 |"
+    assert md[-1] == "![every job's metrics](summary.png)" and (tmp_path / "summary.png").stat().st_size > 0
+    from lightning_skel.sweep import summary_figure
+
+    fig = summary_figure(
+        [{"job": 0, "a": 1.0, "b": None}, {"job": 1, "a": float("nan"), "b": None}], ["a", "b"]
+    )
+    assert [ax.get_title() for ax in fig.axes if ax.get_visible()] == ["a"]  # b: no job has a value
+    assert summary_figure([{"job": 0, "a": None}], ["a"]) is None

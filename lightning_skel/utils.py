@@ -1,16 +1,25 @@
-"""Small shared helpers: atomic file writes, package versions."""
+"""Small shared helpers: argument checks, atomic file writes, package versions."""
 
 from __future__ import annotations
 
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+
+
+def check_params(owner: str, rules: Mapping[str, tuple[Any, bool, str]], what: str = "argument(s)") -> None:
+    """Raise one ``ValueError`` naming every argument that breaks its rule: ``rules`` maps a name to
+    ``(value, ok, rule)``, e.g. ``{"width": (width, width >= 2, ">= 2")}`` ->
+    ``hcn: invalid argument(s): width must be >= 2, got 0``."""
+    bad = [f"{k} must be {rule}, got {value!r}" for k, (value, ok, rule) in rules.items() if not ok]
+    if bad:
+        raise ValueError(f"{owner}: invalid {what}: {'; '.join(bad)}")
 
 
 def make_readable(path: str | os.PathLike) -> None:

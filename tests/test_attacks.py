@@ -248,7 +248,7 @@ def test_admm_compiled_steps_equal_eager(victim, monkeypatch, emotion_every, bac
         x[4:7], y[4:7], lengths[4:7]
     )
     assert counters["stats"]["unique_graphs"] == graphs
-    with pytest.raises(ValueError, match="compile must be true or false, got auto"):
+    with pytest.raises(ValueError, match="compile must be true or false, got 'auto'"):
         build_attack("admm", model, "ntu25", compile="auto")
 
 

@@ -49,6 +49,19 @@ def _model(name: str, layout: str, c: int, m: int, **kw) -> torch.nn.Module:
     )
 
 
+@pytest.mark.parametrize("name", list_models())
+def test_bad_model_arguments_fail_at_construction_naming_each(name):
+    """Every model checks its size arguments when built, naming the model, every bad argument and its rule
+    (a width of 0 otherwise surfaced as a convolution's shape error at the first forward pass)."""
+    size = "width" if name == "hcn" else "channels"
+    with pytest.raises(ValueError) as err:
+        _model(name, "ntu25", 3, 0, **{size: 0, "dropout": 1.5})
+    message = str(err.value)
+    assert message.startswith(f"{name}: invalid argument(s): ")
+    assert f"{size} must be >= " in message and ", got 0" in message
+    assert "dropout must be in [0, 1), got 1.5" in message and "num_persons must be >= 1, got 0" in message
+
+
 def _motion(layout: str, n: int = 2, t: int = T, c: int = 3, m: int = 1, seed: int = 0) -> torch.Tensor:
     """A plausible moving skeleton: the layout's rest pose with smooth per-joint swings, ``(N, C, T, V, M)``."""
     g = torch.Generator().manual_seed(seed)

@@ -49,6 +49,7 @@ from lightning_skel.attacks.base import (
 )
 from lightning_skel.attacks.distances import DynamicDistance
 from lightning_skel.skeleton.layouts import Layout
+from lightning_skel.utils import check_params
 
 
 def _norm(t: Tensor) -> Tensor:
@@ -113,9 +114,7 @@ class ADMMAttack(Attack):
                 ">= 1, 'auto' or null",
             ),
         }
-        bad = [f"{k} must be {rule}, got {value}" for k, (value, ok, rule) in rules.items() if not ok]
-        if bad:
-            raise ValueError(f"admm: invalid hyper-parameter(s): {'; '.join(bad)}")
+        check_params("admm", rules, "hyper-parameter(s)")
         self.distance = DynamicDistance(self.layout, weights, tau, emotion_model, hinge)
         self.c, self.c_growth, self.c_max = float(c), float(c_growth), float(c_max)
         self.binary_search_steps = int(binary_search_steps)

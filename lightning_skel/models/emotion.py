@@ -26,6 +26,7 @@ from lightning_skel.models.registry import MODELS
 from lightning_skel.models.stgcn import fold_persons, st_gcn_blocks
 from lightning_skel.skeleton.affective import AFFECTIVE_FEATURES, affective_features, normalized_gait16
 from lightning_skel.skeleton.layouts import GAIT16_JOINTS, Layout, get_layout
+from lightning_skel.utils import check_params
 
 
 def emotion_plan(channels: int, num_blocks: int) -> list[tuple[int, int]]:
@@ -59,6 +60,16 @@ class EmotionNet(nn.Module):
         feature_dim: int = 96,
         dropout: float = 0.0,
     ) -> None:
+        check_params("emotion", {
+            "in_channels": (in_channels, in_channels >= 1, ">= 1"),
+            "num_persons": (num_persons, num_persons >= 1, ">= 1"),
+            "channels": (channels, channels >= 1, ">= 1"),
+            "num_blocks": (num_blocks, num_blocks >= 1, ">= 1"),
+            "temporal_kernel": (temporal_kernel, temporal_kernel >= 1 and temporal_kernel % 2 == 1, "odd and >= 1"),
+            "dropout": (dropout, 0 <= dropout < 1, "in [0, 1)"),
+            "affective_dim": (affective_dim, affective_dim >= 1, ">= 1"),
+            "feature_dim": (feature_dim, feature_dim >= 1, ">= 1"),
+        })  # fmt: skip
         super().__init__()
         self.layout = layout
         self.num_persons = num_persons

@@ -16,6 +16,7 @@ from lightning_skel.models.registry import MODELS
 from lightning_skel.models.stgcn import fold_persons
 from lightning_skel.skeleton.features import to_modality
 from lightning_skel.skeleton.layouts import Layout
+from lightning_skel.utils import check_params
 
 
 def _stream(in_channels: int, num_joints: int, width: int, dropout: float) -> nn.Sequential:
@@ -59,6 +60,13 @@ class HCN(nn.Module):
         feature_dim: int = 256,
         dropout: float = 0.5,
     ) -> None:
+        check_params("hcn", {
+            "in_channels": (in_channels, in_channels >= 1, ">= 1"),
+            "num_persons": (num_persons, num_persons >= 1, ">= 1"),
+            "width": (width, width >= 2, ">= 2 (the second point-level layer has width // 2 channels)"),
+            "feature_dim": (feature_dim, feature_dim >= 1, ">= 1"),
+            "dropout": (dropout, 0 <= dropout < 1, "in [0, 1)"),
+        })  # fmt: skip
         super().__init__()
         self.layout = layout
         v = layout.num_joints

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from lightning_skel.models.registry import MODELS
 from lightning_skel.models.stgcn import TemporalConv
 from lightning_skel.skeleton.layouts import Layout
+from lightning_skel.utils import check_params
 
 
 class _Embed(nn.Module):
@@ -79,6 +80,13 @@ class SGN(nn.Module):
         num_frames: int = 64,
         dropout: float = 0.2,
     ) -> None:
+        check_params("sgn", {
+            "in_channels": (in_channels, in_channels >= 1, ">= 1"),
+            "num_persons": (num_persons, num_persons >= 1, ">= 1"),
+            "channels": (channels, channels >= 1, ">= 1"),
+            "num_frames": (num_frames, num_frames >= 1, ">= 1"),
+            "dropout": (dropout, 0 <= dropout < 1, "in [0, 1)"),
+        })  # fmt: skip
         super().__init__()
         self.layout = layout
         self.num_frames = num_frames

@@ -321,7 +321,9 @@ def test_pgd_kl_loss_moves_the_prediction_away_from_the_clean_one(victim):
     assert kl > 10 * kl_random  # far beyond the random start alone
     with pytest.raises(ValueError, match="loss must be one of"):
         build_attack("pgd", model, "ntu25", loss="hinge")
-    with pytest.raises(ValueError, match="loss='kl' is untargeted"):
+    with pytest.raises(
+        ValueError, match=r"loss must be one of \('ce', 'kl'\) \('kl' untargeted only\), got 'kl'"
+    ):
         build_attack("pgd", model, "ntu25", loss="kl", targeted=True)
 
 
@@ -426,3 +428,18 @@ def test_attack_argument_errors(victim):
         build_attack("admm", model, "ntu25", rho=-1)
     with pytest.raises(ValueError, match="cw must be in"):
         build_attack("smart", model, "ntu25", cw=2)
+    # every bad hyper-parameter of a baseline is named at once, with its rule
+    bad = {
+        "pgd": ({"eps": 0, "alpha": -1, "steps": 0}, ["eps must be > 0 (metres), got 0", "alpha must be > 0 or null",
+                                                      "steps must be >= 1, got 0"]),
+        "ifgsm": ({"eps": -0.01}, ["eps must be > 0 (metres), got -0.01"]),
+        "smart": ({"rw": -1, "blw": 2, "lr": 0, "clip": 0}, ["rw must be in [0, 1], got -1", "blw must be in [0, 1], got 2",
+                                                            "lr must be > 0, got 0", "clip must be > 0 (metres), got 0"]),
+        "cw": ({"c": 0, "kappa": -1, "binary_search_steps": 0}, ["c must be > 0, got 0", "kappa must be >= 0, got -1",
+                                                                "binary_search_steps must be >= 1, got 0"]),
+    }  # fmt: skip
+    for name, (kwargs, parts) in bad.items():
+        with pytest.raises(ValueError) as err:
+            build_attack(name, model, "ntu25", **kwargs)
+        assert str(err.value).startswith(f"{name}: invalid hyper-parameter(s): ")
+        assert all(part in str(err.value) for part in parts), str(err.value)

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from lightning_skel.attacks.base import ATTACKS, Attack, AttackResult, BatchAdam, is_success, margin_loss
 from lightning_skel.skeleton.layouts import Layout
+from lightning_skel.utils import check_params
 
 
 @ATTACKS.register("cw")
@@ -31,11 +32,13 @@ class CWAttack(Attack):
         early_stop: bool = False,
     ) -> None:
         super().__init__(model, layout, targeted)
-        if c <= 0 or lr <= 0 or steps < 1 or binary_search_steps < 1 or kappa < 0:
-            raise ValueError(
-                f"cw: need c > 0, lr > 0, steps >= 1, binary_search_steps >= 1, kappa >= 0; got c={c}, "
-                f"lr={lr}, steps={steps}, binary_search_steps={binary_search_steps}, kappa={kappa}"
-            )
+        check_params("cw", {
+            "c": (c, c > 0, "> 0"),
+            "lr": (lr, lr > 0, "> 0"),
+            "steps": (steps, steps >= 1, ">= 1"),
+            "binary_search_steps": (binary_search_steps, binary_search_steps >= 1, ">= 1"),
+            "kappa": (kappa, kappa >= 0, ">= 0"),
+        }, "hyper-parameter(s)")  # fmt: skip
         self.c, self.kappa, self.lr, self.steps = float(c), float(kappa), float(lr), int(steps)
         self.binary_search_steps, self.early_stop = int(binary_search_steps), bool(early_stop)
 

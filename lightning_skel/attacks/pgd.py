@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from lightning_skel.attacks.base import ATTACKS, Attack, AttackResult, is_success
 from lightning_skel.skeleton.layouts import Layout
+from lightning_skel.utils import check_params
 
 LOSSES = ("ce", "kl")
 
@@ -40,18 +41,15 @@ class PGDAttack(Attack):
         loss: str = "ce",
     ) -> None:
         super().__init__(model, layout, targeted)
-        if eps <= 0:
-            raise ValueError(f"{self.name}: eps must be > 0 (metres), got {eps}")
-        if steps < 1:
-            raise ValueError(f"{self.name}: steps must be >= 1, got {steps}")
-        if loss not in LOSSES:
-            raise ValueError(f"{self.name}: loss must be one of {LOSSES}, got {loss!r}")
-        if loss == "kl" and targeted:
-            raise ValueError(f"{self.name}: loss='kl' is untargeted")
+        check_params(self.name, {
+            "eps": (eps, eps > 0, "> 0 (metres)"),
+            "alpha": (alpha, alpha is None or alpha > 0, "> 0 or null (eps / 10)"),
+            "steps": (steps, steps >= 1, ">= 1"),
+            "loss": (loss, loss in LOSSES and not (loss == "kl" and targeted),
+                     f"one of {LOSSES} ('kl' untargeted only)"),
+        }, "hyper-parameter(s)")  # fmt: skip
         self.eps = float(eps)
         self.alpha = float(alpha) if alpha is not None else self.eps / 10
-        if self.alpha <= 0:
-            raise ValueError(f"{self.name}: alpha must be > 0, got {alpha}")
         self.steps = int(steps)
         self.random_start = self.random_start_default if random_start is None else bool(random_start)
         self.early_stop = bool(early_stop)

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from lightning_skel.attacks.base import ATTACKS, Attack, AttackResult, is_success
 from lightning_skel.attacks.distances import Kinematics, masked_mean
 from lightning_skel.skeleton.layouts import Layout
+from lightning_skel.utils import check_params
 
 
 def _per_frame_unit(g: Tensor) -> Tensor:
@@ -40,13 +41,12 @@ class SMARTAttack(Attack):
         clip: float = 0.01,
     ) -> None:
         super().__init__(model, layout, targeted)
-        for key, value in (("cw", cw), ("rw", rw), ("blw", blw)):
-            if not 0 <= value <= 1:
-                raise ValueError(f"smart: {key} must be in [0, 1], got {value}")
-        if lr <= 0 or steps < 1 or clip <= 0:
-            raise ValueError(
-                f"smart: need lr > 0, steps >= 1, clip > 0; got lr={lr}, steps={steps}, clip={clip}"
-            )
+        check_params("smart", {
+            **{key: (value, 0 <= value <= 1, "in [0, 1]") for key, value in (("cw", cw), ("rw", rw), ("blw", blw))},
+            "lr": (lr, lr > 0, "> 0"),
+            "steps": (steps, steps >= 1, ">= 1"),
+            "clip": (clip, clip > 0, "> 0 (metres)"),
+        }, "hyper-parameter(s)")  # fmt: skip
         self.lr, self.steps, self.cw, self.rw, self.blw, self.clip = (
             float(lr),
             int(steps),

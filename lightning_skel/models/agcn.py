@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from lightning_skel.models.graph import spatial_partition
-from lightning_skel.models.registry import MODELS
+from lightning_skel.models.registry import MODELS, model_rules
 from lightning_skel.models.stgcn import TemporalConv, stage_plan
 from lightning_skel.skeleton.layouts import Layout
 from lightning_skel.utils import check_params
@@ -142,15 +142,8 @@ class AGCN(nn.Module):
         graph_center: str | None = None,
         partition_normalize: str = "subset",
     ) -> None:
-        check_params("agcn", {
-            "in_channels": (in_channels, in_channels >= 1, ">= 1"),
-            "num_persons": (num_persons, num_persons >= 1, ">= 1"),
-            "channels": (channels, channels >= 1, ">= 1"),
-            "num_blocks": (num_blocks, num_blocks >= 1, ">= 1"),
-            "temporal_kernel": (temporal_kernel, temporal_kernel >= 1 and temporal_kernel % 2 == 1, "odd and >= 1"),
-            "dropout": (dropout, 0 <= dropout < 1, "in [0, 1)"),
-            "embed_ratio": (embed_ratio, embed_ratio >= 1, ">= 1"),
-        })  # fmt: skip
+        check_params("agcn", model_rules(in_channels, num_persons, dropout, temporal_kernel, channels=channels,
+                                         num_blocks=num_blocks, embed_ratio=embed_ratio))  # fmt: skip
         super().__init__()
         self.layout = layout
         self.num_persons = num_persons

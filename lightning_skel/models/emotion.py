@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from lightning_skel.models.graph import spatial_partition
-from lightning_skel.models.registry import MODELS
+from lightning_skel.models.registry import MODELS, model_rules
 from lightning_skel.models.stgcn import fold_persons, st_gcn_blocks
 from lightning_skel.skeleton.affective import AFFECTIVE_FEATURES, affective_features, normalized_gait16
 from lightning_skel.skeleton.layouts import GAIT16_JOINTS, Layout, get_layout
@@ -60,16 +60,9 @@ class EmotionNet(nn.Module):
         feature_dim: int = 96,
         dropout: float = 0.0,
     ) -> None:
-        check_params("emotion", {
-            "in_channels": (in_channels, in_channels >= 1, ">= 1"),
-            "num_persons": (num_persons, num_persons >= 1, ">= 1"),
-            "channels": (channels, channels >= 1, ">= 1"),
-            "num_blocks": (num_blocks, num_blocks >= 1, ">= 1"),
-            "temporal_kernel": (temporal_kernel, temporal_kernel >= 1 and temporal_kernel % 2 == 1, "odd and >= 1"),
-            "dropout": (dropout, 0 <= dropout < 1, "in [0, 1)"),
-            "affective_dim": (affective_dim, affective_dim >= 1, ">= 1"),
-            "feature_dim": (feature_dim, feature_dim >= 1, ">= 1"),
-        })  # fmt: skip
+        check_params("emotion", model_rules(in_channels, num_persons, dropout, temporal_kernel, channels=channels,
+                                            num_blocks=num_blocks, affective_dim=affective_dim,
+                                            feature_dim=feature_dim))  # fmt: skip
         super().__init__()
         self.layout = layout
         self.num_persons = num_persons

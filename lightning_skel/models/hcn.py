@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from lightning_skel.models.registry import MODELS
+from lightning_skel.models.registry import MODELS, model_rules
 from lightning_skel.models.stgcn import fold_persons
 from lightning_skel.skeleton.features import to_modality
 from lightning_skel.skeleton.layouts import Layout
@@ -61,11 +61,8 @@ class HCN(nn.Module):
         dropout: float = 0.5,
     ) -> None:
         check_params("hcn", {
-            "in_channels": (in_channels, in_channels >= 1, ">= 1"),
-            "num_persons": (num_persons, num_persons >= 1, ">= 1"),
+            **model_rules(in_channels, num_persons, dropout, feature_dim=feature_dim),
             "width": (width, width >= 2, ">= 2 (the second point-level layer has width // 2 channels)"),
-            "feature_dim": (feature_dim, feature_dim >= 1, ">= 1"),
-            "dropout": (dropout, 0 <= dropout < 1, "in [0, 1)"),
         })  # fmt: skip
         super().__init__()
         self.layout = layout

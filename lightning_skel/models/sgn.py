@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lightning_skel.models.registry import MODELS
+from lightning_skel.models.registry import MODELS, model_rules
 from lightning_skel.models.stgcn import TemporalConv
 from lightning_skel.skeleton.layouts import Layout
 from lightning_skel.utils import check_params
@@ -80,13 +80,9 @@ class SGN(nn.Module):
         num_frames: int = 64,
         dropout: float = 0.2,
     ) -> None:
-        check_params("sgn", {
-            "in_channels": (in_channels, in_channels >= 1, ">= 1"),
-            "num_persons": (num_persons, num_persons >= 1, ">= 1"),
-            "channels": (channels, channels >= 1, ">= 1"),
-            "num_frames": (num_frames, num_frames >= 1, ">= 1"),
-            "dropout": (dropout, 0 <= dropout < 1, "in [0, 1)"),
-        })  # fmt: skip
+        check_params(
+            "sgn", model_rules(in_channels, num_persons, dropout, channels=channels, num_frames=num_frames)
+        )
         super().__init__()
         self.layout = layout
         self.num_frames = num_frames

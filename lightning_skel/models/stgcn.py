@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lightning_skel.models.graph import spatial_partition
-from lightning_skel.models.registry import MODELS
+from lightning_skel.models.registry import MODELS, model_rules
 from lightning_skel.skeleton.layouts import Layout
 from lightning_skel.utils import check_params
 
@@ -198,14 +198,8 @@ class STGCN(nn.Module):
         edge_importance: bool = True,
         graph_center: str | None = None,
     ) -> None:
-        check_params("stgcn", {
-            "in_channels": (in_channels, in_channels >= 1, ">= 1"),
-            "num_persons": (num_persons, num_persons >= 1, ">= 1"),
-            "channels": (channels, channels >= 1, ">= 1"),
-            "num_blocks": (num_blocks, num_blocks >= 1, ">= 1"),
-            "temporal_kernel": (temporal_kernel, temporal_kernel >= 1 and temporal_kernel % 2 == 1, "odd and >= 1"),
-            "dropout": (dropout, 0 <= dropout < 1, "in [0, 1)"),
-        })  # fmt: skip
+        check_params("stgcn", model_rules(in_channels, num_persons, dropout, temporal_kernel, channels=channels,
+                                          num_blocks=num_blocks))  # fmt: skip
         super().__init__()
         self.layout = layout
         plan = stage_plan(channels, num_blocks)

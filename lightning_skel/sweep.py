@@ -2,8 +2,8 @@
 
 Hydra runs a sweep's jobs one after another (or through a launcher plugin) with the same ``out_dir``;
 :func:`job_out_dir` gives each job its own folder inside it, and :class:`SweepSummary`, a Hydra callback the
-configs install, writes ``summary.md`` and ``summary.csv`` into the sweep's folder when the sweep ends: per
-job its overrides, its folder and the metrics its ``metrics.json`` holds, so that an ablation
+configs install, writes ``summary.md``, ``summary.csv`` and ``summary.png`` into the sweep's folder as its
+jobs end: per job its overrides, its folder and the metrics its ``metrics.json`` holds, so that an ablation
 (``attack.py -m ckpt=... attack.weights.bone=0,1 attack.weights.speed=0,1``) reads as one table.
 """
 
@@ -32,7 +32,7 @@ from lightning_skel.viz import save_figure
 
 log = logging.getLogger(__name__)
 
-ROW_FILE = "sweep_job.json"  # what each job leaves in its Hydra output folder for the summary
+ROW_FILE = "sweep_job.json"  # each job's row of the summary, in <sweep folder>/<job number>/
 MAX_NAME = 120  # a file name stops at 255 bytes
 
 

@@ -134,7 +134,10 @@ def test_attack_sweep_jobs_write_their_own_folders_and_resume(tmp_path, ckpt):
             saved["rms_mm"], rel=1e-3, nan_ok=True
         )  # nan: none fooled
     assert "| job | status | overrides |" in (summary.parent / "summary.md").read_text()
-    run_script("attack.py", args, tmp_path)  # resumes: every shard is there
+    shards = {p: p.stat().st_mtime_ns for job in jobs.values() for p in job.glob("shards/*")}
+    run_script("attack.py", args, tmp_path)  # resumes: every shard is there, none is attacked again
+    assert sorted(p.name for p in out.iterdir() if p.name[0].isdigit()) == sorted(jobs)
+    assert shards and {p: p.stat().st_mtime_ns for p in shards} == shards
     for name, job in jobs.items():
         again = load(job)
         assert all(np.array_equal(again[k], first[name][k]) for k in first[name])

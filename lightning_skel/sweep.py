@@ -96,12 +96,10 @@ class SweepSummary(Callback):
         failed = job_return.status == JobStatus.FAILED
         saved = None if failed or out_dir is None else out_dir / "metrics.json"  # not an earlier run's
         metrics = json.loads(saved.read_text()) if saved is not None and saved.is_file() else {}
-        files = set(config.hydra.job.config.override_dirname.exclude_keys)  # checkpoints, out_dir, ...
-        overrides = [o for o in job_return.overrides or [] if o.split("=", 1)[0].lstrip("+~") not in files]
         row = {
             "job": int(config.hydra.job.num),
             "status": "failed" if failed else "completed",
-            "overrides": " ".join(overrides),
+            "overrides": config.hydra.job.override_dirname,  # Hydra's, without the keys that name files
             "out_dir": str(out_dir) if out_dir is not None else "",
             **{k: metrics.get(k) for k in self.metrics},
         }

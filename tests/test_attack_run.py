@@ -127,7 +127,7 @@ def test_attack_sweep_jobs_write_their_own_folders_and_resume(tmp_path, ckpt):
     assert [r["job"] for r in rows] == ["0", "1"] and all(r["status"] == "completed" for r in rows)
     for row in rows:
         job = Path(row["out_dir"])
-        assert job.parent == out and f"attack.eps={eps_of(job.name)}" in row["overrides"].split()
+        assert job.parent == out and f"attack.eps={eps_of(job.name)}" in row["overrides"].split(",")
         saved = json.loads((job / "metrics.json").read_text())
         assert float(row["success_rate"]) == pytest.approx(saved["success_rate"], rel=1e-3)
         assert float(row["rms_mm"]) == pytest.approx(

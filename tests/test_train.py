@@ -59,7 +59,7 @@ def test_multirun_jobs_write_their_own_folders(tmp_path):
     assert not (tmp_path / "run" / "checkpoints").exists()
     (summary,) = (tmp_path / "run").glob("multirun/*/summary.csv")
     rows = list(csv.DictReader(summary.open()))
-    assert [next(o for o in r["overrides"].split() if o.startswith("seed=")) for r in rows] == [
+    assert [next(o for o in r["overrides"].split(",") if o.startswith("seed=")) for r in rows] == [
         "seed=0",
         "seed=1",
     ]

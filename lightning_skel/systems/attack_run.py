@@ -26,7 +26,7 @@ from lightning_skel.attacks.metrics import per_sample_metrics
 from lightning_skel.models import ScoreFusion
 from lightning_skel.skeleton.features import to_gait16
 from lightning_skel.systems.classification import ClassificationSystem
-from lightning_skel.utils import write_json, write_npz
+from lightning_skel.utils import check_params, write_json, write_npz
 
 log = logging.getLogger(__name__)
 
@@ -162,8 +162,10 @@ def targets_for(y: Tensor, index: Tensor, num_classes: int, seed: int) -> Tensor
 
 def check_batch_size(batch_size: int) -> None:
     """Refuse a batch size under 1 (clips per attack call and per shard) with a clear error."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1 (clips per attack call and per shard), got {batch_size}")
+    check_params(
+        "attack run",
+        {"batch_size": (batch_size, batch_size >= 1, ">= 1 (clips per attack call and per shard)")},
+    )
 
 
 @dataclass

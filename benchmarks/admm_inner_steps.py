@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from pathlib import Path
 
 import torch
-from common import admm_kwargs, correct_test_clips, save_results, seconds_per_call
+from common import admm_kwargs, correct_test_clips, fwd_bwd_timer, save_results, timed_attack
 
 from lightning_skel.attacks import build_attack
 from lightning_skel.attacks.metrics import attack_metrics
@@ -57,31 +56,18 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     model, layout, x, y, lengths = correct_test_clips(args.ckpt, "cpu", args.limit)
-    xx = x[: args.rows].clone().requires_grad_(True)
-
-    def fwd_bwd() -> float:
-        return seconds_per_call(lambda: torch.autograd.grad(model(xx).sum(), xx), 10)
+    fwd_bwd = fwd_bwd_timer(model, x, args.rows)
 
     runs: dict[str, list[dict]] = {f"{d},{z}": [] for d, z in args.steps}
     for rnd in range(args.rounds):
         for d, z in args.steps:
             attack = build_attack("admm", model, layout, **{**admm_kwargs(), "max_rows": args.rows,
                                                             "delta_steps": d, "z_steps": z})  # fmt: skip
-            before = fwd_bwd()
-            start = time.perf_counter()
-            res = attack(x, y, lengths)
-            wall = time.perf_counter() - start
-            t_fb = (before + fwd_bwd()) / 2
+            res, rec, _ = timed_attack(attack, x, y, lengths, fwd_bwd, args.rows)
             metrics = attack_metrics(
                 x, res.x_adv, lengths, layout, y, y, res.pred_adv, grad_evals=res.grad_evals
             )
-            unit = float(res.grad_evals.sum()) / args.rows * t_fb
-            run = {
-                "wall_s": wall,
-                "fwd_bwd_s": t_fb,
-                "ratio": wall / unit,
-                **{k: metrics[k] for k in REPORTED},
-            }
+            run = {k: rec[k] for k in ("wall_s", "fwd_bwd_s", "ratio")} | {k: metrics[k] for k in REPORTED}
             runs[f"{d},{z}"].append(run)
             print(f"round {rnd} delta_steps={d} z_steps={z}: " + ", ".join(f"{k} {v:.4g}" for k, v in run.items()),
                   flush=True)  # fmt: skip

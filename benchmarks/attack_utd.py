@@ -29,9 +29,10 @@ from common import (
     attacked,
     ckpt_override,
     correct_test_clips,
+    fwd_bwd_timer,
     save_results,
-    seconds_per_call,
     synchronize,
+    timed_attack,
 )
 
 TERMS = ("bone", "angle", "speed", "emotion")
@@ -98,10 +99,7 @@ def cost_ratios(
         name: build_attack("admm", model, layout, **{**kw, "max_rows": batch}, emotion_model=emotion if kw["weights"].get("emotion") else None)
         for name, kw in configs.items()
     }  # fmt: skip
-    xx = x[:batch].clone().requires_grad_(True)
-
-    def fwd_bwd() -> float:
-        return seconds_per_call(lambda: torch.autograd.grad(model(xx).sum(), xx), 10, dev)
+    fwd_bwd = fwd_bwd_timer(model, x, batch, dev)
 
     runs: dict[str, list[dict]] = {name: [] for name in attacks}
     warmup: dict[str, float] = {}
@@ -116,20 +114,12 @@ def cost_ratios(
         warmup[name] = time.perf_counter() - start
     for _ in range(repeats):
         for name, attack in attacks.items():
-            before = fwd_bwd()
-            with gradient_evaluations(attack, model, batch, dev) as seen:
-                start = time.perf_counter()
-                res = attack(x, y, lengths)
-                synchronize(dev)
-                wall = time.perf_counter() - start
-            after = fwd_bwd()
-            t_fb = (before + after) / 2
-            evals = float(res.grad_evals.sum()) / batch
+            res, rec, seen = timed_attack(attack, x, y, lengths, fwd_bwd, batch, dev,
+                                          around=gradient_evaluations(attack, model, batch, dev))  # fmt: skip
+            wall, t_fb, evals = rec["wall_s"], rec["fwd_bwd_s"], rec["batch_equivalent_grad_evals"]
             in_run, calls = seen["full_batch_s"], seen["calls"]
-            rec = {"wall_s": wall, "fwd_bwd_s": t_fb, "fwd_bwd_before_s": before, "fwd_bwd_after_s": after,
-                   "batch_equivalent_grad_evals": evals, "ratio": wall / (evals * t_fb),
-                   "gradient_calls": calls, "ratio_per_call": wall / (calls * t_fb),
-                   "success_rate": float(res.success.float().mean())}  # fmt: skip
+            rec.update(gradient_calls=calls, ratio_per_call=wall / (calls * t_fb),
+                       success_rate=float(res.success.float().mean()))  # fmt: skip
             if in_run:
                 t_in = statistics.median(in_run)
                 rec.update(fwd_bwd_in_run_s=t_in, full_batch_grad_evals=len(in_run),

@@ -112,6 +112,39 @@ def seconds_per_call(fn, calls: int, device=None) -> float:
     return (time.perf_counter() - start) / calls
 
 
+def fwd_bwd_timer(model, x, batch: int, device=None):
+    """A function timing the issue's cost unit: one forward+backward of ``model`` to the input on the first
+    ``batch`` clips of ``x`` (mean of 10 calls, :func:`seconds_per_call`)."""
+    import torch
+
+    xx = x[:batch].clone().requires_grad_(True)
+    return lambda: seconds_per_call(lambda: torch.autograd.grad(model(xx).sum(), xx), 10, device)
+
+
+def timed_attack(attack, x, y, lengths, fwd_bwd, batch: int, device=None, around=None):
+    """Run ``attack`` on the clips once, timed, between two timings of ``fwd_bwd`` (:func:`fwd_bwd_timer`),
+    whose mean is the unit that both halves of the cost ratio see at the same machine state (on this shared
+    machine the speed drifts by 10-30 % within minutes). ``around``, a context manager, wraps the attack
+    call alone. Returns ``(result, record, what around yielded)``; the record holds the wall time, the
+    forward+backward before, after and their mean, the batch-equivalent gradient evaluations (their sum over
+    the clips / ``batch``) and ``ratio``: wall / (those evaluations x the mean)."""
+    import contextlib
+    import time
+
+    before = fwd_bwd()
+    with around if around is not None else contextlib.nullcontext() as seen:
+        start = time.perf_counter()
+        res = attack(x, y, lengths)
+        synchronize(device or "cpu")
+        wall = time.perf_counter() - start
+    after = fwd_bwd()
+    t_fb = (before + after) / 2
+    evals = float(res.grad_evals.sum()) / batch
+    rec = {"wall_s": wall, "fwd_bwd_s": t_fb, "fwd_bwd_before_s": before, "fwd_bwd_after_s": after,
+           "batch_equivalent_grad_evals": evals, "ratio": wall / (evals * t_fb)}  # fmt: skip
+    return res, rec, seen
+
+
 def add_subset_argument(parser: argparse.ArgumentParser) -> None:
     """``--subset``: attack.py's ``subset`` for every attack run of a benchmark."""
     parser.add_argument("--subset", choices=SUBSETS, default="first",

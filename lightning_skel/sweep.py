@@ -88,19 +88,20 @@ class SweepSummary(Callback):
         self.sweep_dir = Path(config.hydra.sweep.dir)
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
-        if (
-            HydraConfig.get().mode != RunMode.MULTIRUN or rank_zero_only.rank != 0
-        ):  # one row per job under DDP
+        # under DDP (torchrun) every process ends the job: rank 0 writes its row
+        if HydraConfig.get().mode != RunMode.MULTIRUN or rank_zero_only.rank != 0:
             return
-        out_dir = Path(job_return.cfg.out_dir) if job_return.cfg is not None else None
+        out_dir = Path(job_return.cfg.out_dir)  # the job's own: run.py's job_out_dir set it
         failed = job_return.status == JobStatus.FAILED
-        saved = None if failed or out_dir is None else out_dir / "metrics.json"  # not an earlier run's
-        metrics = json.loads(saved.read_text()) if saved is not None and saved.is_file() else {}
+        saved = out_dir / "metrics.json"
+        metrics = (
+            json.loads(saved.read_text()) if not failed and saved.is_file() else {}
+        )  # not an earlier run's
         row = {
             "job": int(config.hydra.job.num),
             "status": "failed" if failed else "completed",
             "overrides": config.hydra.job.override_dirname,  # Hydra's, without the keys that name files
-            "out_dir": str(out_dir) if out_dir is not None else "",
+            "out_dir": str(out_dir),
             **{k: metrics.get(k) for k in self.metrics},
         }
         sweep_dir = self.sweep_dir or Path(config.hydra.sweep.dir)  # the latter in a launcher's worker

@@ -37,6 +37,18 @@ class TinyNet(nn.Module):
         return self.net(F.normalize(x, "ntu25"))
 
 
+class PureNet(nn.Module):
+    """A TinyNet's network without its record of modes: torch.compile guards on that list's length, so it
+    would compile the classifier's check again on every call."""
+
+    def __init__(self, tiny: TinyNet) -> None:
+        super().__init__()
+        self.net = tiny.net
+
+    def forward(self, x):
+        return self.net(F.normalize(x, "ntu25"))
+
+
 @pytest.fixture(scope="module")
 def victim():
     torch.manual_seed(0)
@@ -221,7 +233,7 @@ def test_admm_compiled_steps_equal_eager(victim, monkeypatch, emotion_every, bac
 
     monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend=backend))
     model, x, y, lengths = victim
-    model, x = copy.deepcopy(model).double(), x.double()
+    model, x = PureNet(copy.deepcopy(model)).double(), x.double()
     kwargs = {**FAST["admm"], "max_iter": 6, "early_stop": False, "weights": {"l2": 0.5}}
     if emotion_every is not None:
         kwargs.update(weights={"emotion": 1.0}, emotion_every=emotion_every)
@@ -233,7 +245,7 @@ def test_admm_compiled_steps_equal_eager(victim, monkeypatch, emotion_every, bac
         attack = build_attack("admm", model, "ntu25", **kwargs, emotion_model=emotion, compile=compiled)
         runs[compiled] = attack(x[:4], y[:4], lengths[:4])
         calls[compiled] = emotion.calls if emotion else 0
-    assert counters["stats"]["unique_graphs"] >= 3
+    assert counters["stats"]["unique_graphs"] >= 4  # the three steps and the classifier's check
     assert not counters["graph_break"]
     assert calls[True] == calls[False]
     torch.testing.assert_close(runs[True].x_adv, runs[False].x_adv, atol=1e-7, rtol=0)
@@ -250,6 +262,50 @@ def test_admm_compiled_steps_equal_eager(victim, monkeypatch, emotion_every, bac
     assert counters["stats"]["unique_graphs"] == graphs
     with pytest.raises(ValueError, match="compile must be true or false, got 'auto'"):
         build_attack("admm", model, "ntu25", compile="auto")
+
+
+class Rounded(nn.Module):
+    """A stand-in for a compiled classifier whose logits round differently: the eager logits plus ``eps``
+    on every class but the top one, which flips the label of every clip whose two top logits are closer."""
+
+    def __init__(self, model: nn.Module, eps: float) -> None:
+        super().__init__()
+        self.model, self.eps = model, eps
+
+    def forward(self, x):
+        logits = self.model(x)
+        return logits + self.eps * (logits < logits.amax(1, keepdim=True))
+
+
+def test_admm_compiled_check_labels_are_the_eager_labels(monkeypatch):
+    """With ``compile=True`` the candidates' check runs the compiled classifier, and a label whose two top
+    logits lie within CHECK_TOLERANCE (relative to 1 + |top logit|) is taken from the classifier itself:
+    rounding that flips narrow verdicts changes no label, the confirmed clips count two forward passes and
+    the others one; clear verdicts take the compiled one alone."""
+    from lightning_skel.attacks import admm
+
+    model = nn.Linear(3, 3, bias=False).double()
+    with torch.no_grad():
+        model.weight.copy_(torch.eye(3))
+    # logits = inputs: gaps 2.0, 1e-3, 0.5 and 1e-6 (tolerance: 1e-2 * (1 + top))
+    cand = torch.tensor([[3.0, 1.0, 0.0], [1.0, 1.001, 0.0], [0.0, 0.5, 1.0], [2.0, 0.0, 2.000001]]).double()
+    monkeypatch.setattr(torch, "compile", lambda m, **kwargs: Rounded(m, eps=0.004))
+    attack = admm.ADMMAttack(model, "ntu25", compile=True)
+    assert admm.CHECK_TOLERANCE == 1e-2
+    pred, passes = attack._labels(cand)
+    assert pred.tolist() == model(cand).argmax(1).tolist() == [0, 1, 2, 2]
+    assert passes.tolist() == [1, 2, 1, 2]
+    # the stand-in does flip the narrow ones: without the confirmation two labels would be wrong
+    assert Rounded(model, eps=0.004)(cand).argmax(1).tolist() == [0, 0, 2, 0]
+    # rows not checked stay unlabelled and count no pass
+    ok, pred, passes = attack._fooled(
+        cand, torch.tensor([0, 0, 0, 0]), None, torch.tensor([1, 1, 0, 1]).bool()
+    )
+    assert pred.tolist() == [0, 1, -1, 2] and passes.tolist() == [1, 2, 0, 2]
+    assert ok.tolist() == [False, True, False, True]
+    # eagerly there is one pass per checked clip, whatever the gap
+    pred, passes = admm.ADMMAttack(model, "ntu25")._labels(cand)
+    assert pred.tolist() == [0, 1, 2, 2] and passes.tolist() == [1, 1, 1, 1]
 
 
 def test_admm_stream_keeps_rows_full(victim):

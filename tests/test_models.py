@@ -425,3 +425,36 @@ def test_experiment_composes_and_builds(spec, tmp_path: Path):
         x = _motion(layout, t=data["window"], m=num_persons)
         with torch.no_grad():
             assert system.eval()(x).shape == (2, num_classes)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_model_compiles_whole_for_the_attack_check(name, monkeypatch):
+    """ADMM's ``compile=True`` compiles the classifier's forward-only candidate check for any number of rows:
+    every registered model, behind the Classifier's normalisation, traces as one graph (no break) and gives
+    the eager labels, for several rows and for one (a size torch.compile specialises). The model has run
+    once eagerly, as before any attack (the clips it classifies correctly): on Python 3.11 a layout property
+    computed for the first time inside the compiled region breaks the graph (functools.cached_property
+    takes a lock). Graphs captured with the eager backend: inductor's code generation would take minutes
+    here (benchmarks/attack_utd.py's ``_compiled`` configurations run it on UTD-MHAD, docs/RESULTS.md)."""
+    import functools
+
+    from torch._dynamo.utils import counters
+
+    from lightning_skel.attacks import build_attack
+
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="eager"))
+    normalize = "none" if name == "emotion" else "center_rotate"
+    clf = Classifier(_model(name, "ntu25", 3, 2), "ntu25", normalize=normalize).eval()
+    with torch.no_grad():
+        clf(_motion("ntu25", n=2, m=2))
+    attack = build_attack("admm", clf, "ntu25", compile=True)
+    torch._dynamo.reset()
+    counters.clear()
+    for n in (3, 1, 2):
+        x = _motion("ntu25", n=n, m=2, seed=n)
+        with torch.no_grad():
+            pred, passes = attack._labels(x)
+            assert pred.tolist() == clf(x).argmax(1).tolist()
+        assert set(passes.tolist()) <= {1, 2}
+    assert counters["stats"]["unique_graphs"] >= 1
+    assert not counters["graph_break"], dict(counters["graph_break"])

@@ -131,8 +131,10 @@ class ADMMAttack(Attack):
         self.emotion_every = int(emotion_every)
         self.max_rows = max_rows if max_rows in (None, "auto") else int(max_rows)
         self.compile = compile
-        # the candidates' forward-only check; compiled lazily on its first call (torch.compile returns at once)
-        self._check_model = torch.compile(model, dynamic=True) if compile else model
+        # the candidates' forward-only check, compiled with compile=True (on its first call: torch.compile
+        # returns at once); the gradient passes stay eager, the networks' forward and backward being the
+        # user's and the unit the attack's cost is measured in (docs/RESULTS.md)
+        self._check_model = torch.compile(model, dynamic=None) if compile else model
 
     def rows_for(self, device: torch.device) -> int | None:
         """The clips in flight on ``device``: ``max_rows``, or for ``"auto"`` the measured best of each kind
@@ -340,11 +342,14 @@ class ADMMAttack(Attack):
     def _compiled(self) -> dict[str, Callable]:
         """:data:`COMPILED` through ``torch.compile``: their hundred-odd small element-wise operations per
         step fused into a few kernels, one graph each (the distance terms take every row, and no branch in
-        them depends on the data). Compiled for any shape (``dynamic=True``): the rows in flight change as
-        clips finish, and graphs compiled for one size each would reach torch.compile's limit of 8 per
-        function within a few attacks (seen on a GPU), after which it runs them eagerly. Each compiles on
-        its first call and once more for a single row (a size torch.compile always specialises)."""
-        return {name: torch.compile(getattr(self, name), dynamic=True) for name in COMPILED}
+        them depends on the data). With torch.compile's automatic dynamic shapes (``dynamic=None``), as the
+        classifier's check: a graph for the first number of rows (``max_rows`` while clips wait: where
+        nearly every step runs), then, at the first other number, one for any number and one for a single
+        row (a size torch.compile always specialises). On a CPU the graph for the full width runs HCN's
+        z steps in two thirds of the time of one for any size (docs/RESULTS.md, "compiled check"); graphs
+        for one size each would reach torch.compile's limit of 8 per function within a few attacks (seen on
+        a GPU), after which it runs them eagerly."""
+        return {name: torch.compile(getattr(self, name), dynamic=None) for name in COMPILED}
 
     @torch.no_grad()
     def _fooled(

@@ -119,7 +119,8 @@ def cost_ratios(
             wall, t_fb, evals = rec["wall_s"], rec["fwd_bwd_s"], rec["batch_equivalent_grad_evals"]
             in_run, calls = seen["full_batch_s"], seen["calls"]
             rec.update(gradient_calls=calls, ratio_per_call=wall / (calls * t_fb),
-                       success_rate=float(res.success.float().mean()))  # fmt: skip
+                       success_rate=float(res.success.float().mean()),
+                       forward_passes=int(res.forward_evals.sum()))  # fmt: skip
             if in_run:
                 t_in = statistics.median(in_run)
                 rec.update(fwd_bwd_in_run_s=t_in, full_batch_grad_evals=len(in_run),
@@ -153,19 +154,21 @@ def cost_ratios(
 
 class _Calls:
     """``attack.model`` for the gradient passes: calls ``seen(x, start, seconds)`` after each forward pass
-    that records a graph (the gradient passes'), with its start time and duration; every other attribute is
-    the classifier's. Instrumenting this instead of the classifier's own ``forward`` leaves ADMM's candidate
+    that records a graph (the gradient passes'), with its start time and duration, and ``unseen(x)`` after
+    any other (ADMM's eager confirmations of a compiled check); every other attribute is the classifier's. Instrumenting this instead of the classifier's own ``forward`` leaves ADMM's candidate
     check untouched: it holds the classifier itself (compiled, with ``compile=True``, and patching the
     classifier would make torch.compile trace it again inside the timed run)."""
 
-    def __init__(self, model, seen) -> None:
-        self._model, self._seen = model, seen
+    def __init__(self, model, seen, unseen=None) -> None:
+        self._model, self._seen, self._unseen = model, seen, unseen
 
     def __call__(self, x, *args, **kwargs):
         start = time.perf_counter()
         out = self._model(x, *args, **kwargs)
         if torch.is_grad_enabled():
             self._seen(x, start, time.perf_counter() - start)
+        elif self._unseen is not None:
+            self._unseen(x)
         return out
 
     def __getattr__(self, name):
@@ -224,8 +227,13 @@ def cost_breakdown(attack, x, y, lengths, t_fb: float, batch: int) -> dict[str, 
     def add(key, seconds):
         spent[key] += seconds
 
+    confirmed = [0]  # rows the eager classifier labelled for a compiled check (its only graph-free calls)
+
     def forward_pass(x, begun, seconds):
         add("forward", seconds)
+
+    def confirm(x):
+        confirmed[0] += x.shape[0]
 
     def timed(key, fn):
         def run(*args, **kwargs):
@@ -237,7 +245,7 @@ def cost_breakdown(attack, x, y, lengths, t_fb: float, batch: int) -> dict[str, 
         return run
 
     patches = [
-        mock.patch.object(attack, "model", _Calls(attack.model, forward_pass)),
+        mock.patch.object(attack, "model", _Calls(attack.model, forward_pass, confirm)),
         mock.patch.object(attack, "input_grad", timed("backward", attack.input_grad)),
         mock.patch.object(attack, "_labels", timed("candidate_forward", attack._labels)),
     ]
@@ -274,6 +282,8 @@ def cost_breakdown(attack, x, y, lengths, t_fb: float, batch: int) -> dict[str, 
         **{k: v / unit for k, v in spent.items()},
         "rest": (wall - sum(spent.values())) / unit,
         "total": wall / unit,
+        "forward_passes": int(res.forward_evals.sum()),
+        "confirmed_rows": confirmed[0],
     }
 
 

@@ -155,9 +155,10 @@ def cost_ratios(
 class _Calls:
     """``attack.model`` for the gradient passes: calls ``seen(x, start, seconds)`` after each forward pass
     that records a graph (the gradient passes'), with its start time and duration, and ``unseen(x)`` after
-    any other (ADMM's eager confirmations of a compiled check); every other attribute is the classifier's. Instrumenting this instead of the classifier's own ``forward`` leaves ADMM's candidate
-    check untouched: it holds the classifier itself (compiled, with ``compile=True``, and patching the
-    classifier would make torch.compile trace it again inside the timed run)."""
+    any other (ADMM's eager confirmations of a compiled check); every other attribute is the classifier's.
+    Instrumenting this instead of the classifier's own ``forward`` leaves ADMM's candidate check untouched:
+    it holds the classifier itself (compiled, with ``compile=True``, and patching the classifier would make
+    torch.compile trace it again inside the timed run)."""
 
     def __init__(self, model, seen, unseen=None) -> None:
         self._model, self._seen, self._unseen = model, seen, unseen

@@ -59,8 +59,9 @@ def _norm(t: Tensor) -> Tensor:
 COMPILED = ("_delta_step", "_z_step", "_candidate_distance")  # the arithmetic ``compile=True`` compiles
 # A compiled candidate check's label is confirmed by the classifier itself (eager) where the check's two top
 # logits are closer than this, relative to 1 + |top logit|: compiled and eager logits differ by rounding
-# (HCN on UTD-MHAD: at most 1e-5 on logits up to 27 on a CPU, a relative 4e-7; TF32 convolutions on a GPU
-# round at about 1e-3 relative per layer in both), so any label whose gap is wider is the eager label.
+# only (HCN on UTD-MHAD on a CPU: at most 1e-5 on logits up to 27, a relative 4e-7; a GPU's TF32
+# convolutions round at about 1e-3 relative, not measured here), so a label whose gap is wider is the eager
+# label. On HCN 1-2 % of the checked clips are confirmed (docs/RESULTS.md, "compiled check").
 CHECK_TOLERANCE = 1e-2
 AUTO_ROWS = {"cpu": 32, "cuda": 256}  # max_rows="auto" by device type (other accelerators: as CUDA)
 
@@ -346,7 +347,7 @@ class ADMMAttack(Attack):
         classifier's check: a graph for the first number of rows (``max_rows`` while clips wait: where
         nearly every step runs), then, at the first other number, one for any number and one for a single
         row (a size torch.compile always specialises). On a CPU the graph for the full width runs HCN's
-        z steps in two thirds of the time of one for any size (docs/RESULTS.md, "compiled check"); graphs
+        z steps in 70 % of the time of one for any size (docs/RESULTS.md, "compiled check"); graphs
         for one size each would reach torch.compile's limit of 8 per function within a few attacks (seen on
         a GPU), after which it runs them eagerly."""
         return {name: torch.compile(getattr(self, name), dynamic=None) for name in COMPILED}

@@ -30,6 +30,7 @@ from common import (
     ckpt_override,
     correct_test_clips,
     fwd_bwd_timer,
+    named_ckpts,
     save_results,
     synchronize,
     timed_attack,
@@ -153,23 +154,19 @@ def cost_ratios(
 
 
 class _Calls:
-    """``attack.model`` for the gradient passes: calls ``seen(x, start, seconds)`` after each forward pass
-    that records a graph (the gradient passes'), with its start time and duration, and ``unseen(x)`` after
-    any other (ADMM's eager confirmations of a compiled check); every other attribute is the classifier's.
-    Instrumenting this instead of the classifier's own ``forward`` leaves ADMM's candidate check untouched:
-    it holds the classifier itself (compiled, with ``compile=True``, and patching the classifier would make
-    torch.compile trace it again inside the timed run)."""
+    """``attack.model``, logging each forward pass in ``log`` as ``(rows, start, seconds, records_graph)``:
+    with a graph, a gradient pass's; without, ADMM's eager confirmation of a compiled check. Every other
+    attribute is the classifier's. Instrumenting this instead of the classifier's own ``forward`` leaves
+    ADMM's candidate check untouched: it holds the classifier itself (compiled, with ``compile=True``, and
+    patching the classifier would make torch.compile trace it again inside the timed run)."""
 
-    def __init__(self, model, seen, unseen=None) -> None:
-        self._model, self._seen, self._unseen = model, seen, unseen
+    def __init__(self, model) -> None:
+        self._model, self.log = model, []
 
     def __call__(self, x, *args, **kwargs):
         start = time.perf_counter()
         out = self._model(x, *args, **kwargs)
-        if torch.is_grad_enabled():
-            self._seen(x, start, time.perf_counter() - start)
-        elif self._unseen is not None:
-            self._unseen(x)
+        self.log.append((x.shape[0], start, time.perf_counter() - start, torch.is_grad_enabled()))
         return out
 
     def __getattr__(self, name):
@@ -187,25 +184,22 @@ def gradient_evaluations(attack, batch: int, dev: torch.device):
     from unittest import mock
 
     seen: dict = {"calls": 0, "full_batch_s": []}
-    start: list[float] = []
     input_grad = attack.input_grad
-    timing = dev.type == "cpu"
-
-    def forward(x, begun, _):
-        if x.shape[0] == batch:
-            start.append(begun)
+    calls = _Calls(attack.model) if dev.type == "cpu" else None
 
     def timed_grad(loss, inputs):
         g = input_grad(loss, inputs)
         seen["calls"] += 1
-        if start:
-            seen["full_batch_s"].append(time.perf_counter() - start.pop())
+        if calls is not None:  # this gradient's forward pass is the last one logged
+            rows, begun, _, graph = calls.log[-1]
+            if graph and rows == batch:
+                seen["full_batch_s"].append(time.perf_counter() - begun)
         return g
 
     with contextlib.ExitStack() as stack:
         stack.enter_context(mock.patch.object(attack, "input_grad", timed_grad))
-        if timing:
-            stack.enter_context(mock.patch.object(attack, "model", _Calls(attack.model, forward)))
+        if calls is not None:
+            stack.enter_context(mock.patch.object(attack, "model", calls))
         yield seen
 
 
@@ -225,28 +219,18 @@ def cost_breakdown(attack, x, y, lengths, t_fb: float, batch: int) -> dict[str, 
         ("forward", "backward", "candidate_forward", "z_distance", "adam"), 0.0
     )
 
-    def add(key, seconds):
-        spent[key] += seconds
-
-    confirmed = [0]  # rows the eager classifier labelled for a compiled check (its only graph-free calls)
-
-    def forward_pass(x, begun, seconds):
-        add("forward", seconds)
-
-    def confirm(x):
-        confirmed[0] += x.shape[0]
-
     def timed(key, fn):
         def run(*args, **kwargs):
             start = time.perf_counter()
             out = fn(*args, **kwargs)
-            add(key, time.perf_counter() - start)
+            spent[key] += time.perf_counter() - start
             return out
 
         return run
 
+    calls = _Calls(attack.model)
     patches = [
-        mock.patch.object(attack, "model", _Calls(attack.model, forward_pass, confirm)),
+        mock.patch.object(attack, "model", calls),
         mock.patch.object(attack, "input_grad", timed("backward", attack.input_grad)),
         mock.patch.object(attack, "_labels", timed("candidate_forward", attack._labels)),
     ]
@@ -278,13 +262,15 @@ def cost_breakdown(attack, x, y, lengths, t_fb: float, batch: int) -> dict[str, 
         start = time.perf_counter()
         res = attack(x, y, lengths)
         wall = time.perf_counter() - start
+    spent["forward"] = sum(seconds for _, _, seconds, graph in calls.log if graph)
     unit = float(res.grad_evals.sum()) / batch * t_fb
     return {
         **{k: v / unit for k, v in spent.items()},
         "rest": (wall - sum(spent.values())) / unit,
         "total": wall / unit,
         "forward_passes": int(res.forward_evals.sum()),
-        "confirmed_rows": confirmed[0],
+        # the rows the eager classifier labelled for a compiled check (its only calls without a graph)
+        "confirmed_rows": sum(rows for rows, _, _, graph in calls.log if not graph),
     }
 
 
@@ -342,9 +328,9 @@ def main() -> int:
     unknown = sorted(set(args.cost_configs or ()) - set(all_configs))
     if unknown:
         parser.error(f"--cost-configs: unknown {unknown}; known here: {sorted(all_configs)}")
+    ckpts = named_ckpts(parser, args.ckpt)
     results: dict = json.loads(args.out.read_text())["results"] if args.out.is_file() else {}
-    for spec in args.ckpt:
-        model_name, ckpt = spec.split("=", 1)
+    for model_name, ckpt in ckpts.items():
         for run_name, overrides in plan(args.emotion_ckpt is not None).items():
             if args.only and run_name not in args.only:
                 continue

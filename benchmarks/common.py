@@ -67,6 +67,18 @@ def ckpt_override(ckpt: str) -> str:
     return f"ckpt={paths[0]}" if len(paths) == 1 else f"ckpt=[{','.join(paths)}]"
 
 
+def named_ckpts(parser: argparse.ArgumentParser, specs: list[str]) -> dict[str, str]:
+    """``--ckpt NAME=PATH[,PATH...] ...`` as ``{NAME: "PATH[,PATH...]"}``, each checkpoint checked to exist
+    before any work (``parser.error`` naming the bad one)."""
+    out = {}
+    for spec in specs:
+        name, _, paths = spec.partition("=")
+        if not name or not paths or not all(Path(p).is_file() for p in paths.split(",")):
+            parser.error(f"--ckpt {spec!r}: expected NAME=PATH[,PATH...] of existing checkpoints")
+        out[name] = paths
+    return out
+
+
 def correct_test_clips(ckpt: str, device: str = "cpu", limit: int | None = None, batch: int = 512):
     """The classifier of ``ckpt`` (a path, or ``PATH,PATH,...``: the fusion of their scores) on ``device``
     with its layout, and the first ``limit`` (all if None) of the first ``batch`` test clips it classifies

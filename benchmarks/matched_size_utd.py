@@ -28,7 +28,15 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from common import ROOT, add_subset_argument, attacked, ckpt_override, save_results, subset_suffix
+from common import (
+    ROOT,
+    add_subset_argument,
+    attacked,
+    ckpt_override,
+    named_ckpts,
+    save_results,
+    subset_suffix,
+)
 
 METRICS = ("delta_bone", "delta_angle_deg", "delta_speed")
 TARGET_RATIO = {"delta_bone": 1 / 3, "delta_angle_deg": 1 / 2, "delta_speed": 1 / 2}
@@ -112,9 +120,7 @@ def main() -> int:
                         help="where the ADMM runs are (attack_utd.py's --runs)")  # fmt: skip
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "matched_size_utd.json")
     args = parser.parse_args()
-    for spec in args.ckpt:
-        if "=" not in spec or not all(Path(p).is_file() for p in spec.split("=", 1)[1].split(",")):
-            parser.error(f"--ckpt {spec!r}: expected NAME=PATH[,PATH...] of existing checkpoints")
+    ckpts = named_ckpts(parser, args.ckpt)
     variants = dict(ADMM)
     for name, *overrides in args.variant:
         if not overrides:
@@ -125,8 +131,7 @@ def main() -> int:
     def save() -> None:
         save_results(args.out, {"results": results})
 
-    for spec in args.ckpt:
-        model, ckpt = spec.split("=", 1)
+    for model, ckpt in ckpts.items():
         common = [
             ckpt_override(ckpt),
             f"batch_size={args.batch_size}",

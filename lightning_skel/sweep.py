@@ -93,10 +93,8 @@ class SweepSummary(Callback):
             return
         out_dir = Path(job_return.cfg.out_dir)  # the job's own: run.py's job_out_dir set it
         failed = job_return.status == JobStatus.FAILED
-        saved = out_dir / "metrics.json"
-        metrics = (
-            json.loads(saved.read_text()) if not failed and saved.is_file() else {}
-        )  # not an earlier run's
+        saved = out_dir / "metrics.json"  # a failed job's may be an earlier run's: not read
+        metrics = json.loads(saved.read_text()) if not failed and saved.is_file() else {}
         row = {
             "job": int(config.hydra.job.num),
             "status": "failed" if failed else "completed",

@@ -222,10 +222,11 @@ def test_admm_streamed_equals_per_sample(victim, search):
 def test_admm_compiled_steps_equal_eager(victim, monkeypatch, emotion_every, backend):
     """``compile=True`` runs the delta steps, the z steps, the candidates' distances and the classifier's
     candidate check through torch.compile, each as one graph (no break: the distance terms take every row,
-    with no branch on the data), with the emotion term (exact, or linearised over 5 z steps) making as many recognizer passes as
-    eagerly; in float64 the attack ends where the eager one does, clip by clip, to within a tenth of a
-    micrometre (inductor's fused kernels round the sums in another order, and Adam's first steps magnify
-    that). Another attack instance reuses the graphs. The default run captures the graphs as for inductor and runs them with eager kernels: inductor's
+    with no branch on the data), with the emotion term (exact, or linearised over 5 z steps) making as many
+    recognizer passes as eagerly; in float64 the attack ends where the eager one does, clip by clip, to
+    within a tenth of a micrometre (inductor's fused kernels round the sums in another order, and Adam's
+    first steps magnify that). Later attack instances reuse the graphs. The default run captures the graphs
+    as for inductor and runs them with eager kernels: inductor's
     functionalisation and code generation take two minutes on two cores (the slow case; on UTD-MHAD,
     benchmarks/attack_utd.py's ``_compiled`` configurations spend the eager ones' gradient evaluations to
     within 0.3 %, 1.5 % with the emotion term, and record their success rates, docs/RESULTS.md)."""

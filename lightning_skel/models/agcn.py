@@ -18,10 +18,9 @@ import torch
 from torch import Tensor, nn
 
 from lightning_skel.models.graph import spatial_partition
-from lightning_skel.models.registry import MODELS, model_rules
+from lightning_skel.models.registry import MODELS, check_model_args
 from lightning_skel.models.stgcn import TemporalConv, stage_plan
 from lightning_skel.skeleton.layouts import Layout
-from lightning_skel.utils import check_params
 
 
 def _temporal_unit(in_channels: int, out_channels: int, kernel: int, stride: int) -> nn.Sequential:
@@ -142,8 +141,8 @@ class AGCN(nn.Module):
         graph_center: str | None = None,
         partition_normalize: str = "subset",
     ) -> None:
-        check_params("agcn", model_rules(in_channels, num_persons, dropout, temporal_kernel, channels=channels,
-                                         num_blocks=num_blocks, embed_ratio=embed_ratio))  # fmt: skip
+        check_model_args("agcn", in_channels, num_persons, dropout, temporal_kernel, channels=channels,
+                         num_blocks=num_blocks, embed_ratio=embed_ratio)  # fmt: skip
         super().__init__()
         self.layout = layout
         self.num_persons = num_persons

@@ -22,11 +22,10 @@ import torch
 from torch import Tensor, nn
 
 from lightning_skel.models.graph import spatial_partition
-from lightning_skel.models.registry import MODELS, model_rules
+from lightning_skel.models.registry import MODELS, check_model_args
 from lightning_skel.models.stgcn import fold_persons, st_gcn_blocks
 from lightning_skel.skeleton.affective import AFFECTIVE_FEATURES, affective_features, normalized_gait16
 from lightning_skel.skeleton.layouts import GAIT16_JOINTS, Layout, get_layout
-from lightning_skel.utils import check_params
 
 
 def emotion_plan(channels: int, num_blocks: int) -> list[tuple[int, int]]:
@@ -60,9 +59,8 @@ class EmotionNet(nn.Module):
         feature_dim: int = 96,
         dropout: float = 0.0,
     ) -> None:
-        check_params("emotion", model_rules(in_channels, num_persons, dropout, temporal_kernel, channels=channels,
-                                            num_blocks=num_blocks, affective_dim=affective_dim,
-                                            feature_dim=feature_dim))  # fmt: skip
+        check_model_args("emotion", in_channels, num_persons, dropout, temporal_kernel, channels=channels,
+                         num_blocks=num_blocks, affective_dim=affective_dim, feature_dim=feature_dim)  # fmt: skip
         super().__init__()
         self.layout = layout
         self.num_persons = num_persons

@@ -12,11 +12,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from lightning_skel.models.registry import MODELS, model_rules
+from lightning_skel.models.registry import MODELS, check_model_args
 from lightning_skel.models.stgcn import fold_persons
 from lightning_skel.skeleton.features import to_modality
 from lightning_skel.skeleton.layouts import Layout
-from lightning_skel.utils import check_params
 
 
 def _stream(in_channels: int, num_joints: int, width: int, dropout: float) -> nn.Sequential:
@@ -60,8 +59,7 @@ class HCN(nn.Module):
         feature_dim: int = 256,
         dropout: float = 0.5,
     ) -> None:
-        check_params("hcn", {
-            **model_rules(in_channels, num_persons, dropout, feature_dim=feature_dim),
+        check_model_args("hcn", in_channels, num_persons, dropout, feature_dim=feature_dim, rules={
             "width": (width, width >= 2, ">= 2 (the second point-level layer has width // 2 channels)"),
         })  # fmt: skip
         super().__init__()

@@ -16,10 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lightning_skel.models.registry import MODELS, model_rules
+from lightning_skel.models.registry import MODELS, check_model_args
 from lightning_skel.models.stgcn import TemporalConv
 from lightning_skel.skeleton.layouts import Layout
-from lightning_skel.utils import check_params
 
 
 class _Embed(nn.Module):
@@ -80,9 +79,7 @@ class SGN(nn.Module):
         num_frames: int = 64,
         dropout: float = 0.2,
     ) -> None:
-        check_params(
-            "sgn", model_rules(in_channels, num_persons, dropout, channels=channels, num_frames=num_frames)
-        )
+        check_model_args("sgn", in_channels, num_persons, dropout, channels=channels, num_frames=num_frames)
         super().__init__()
         self.layout = layout
         self.num_frames = num_frames

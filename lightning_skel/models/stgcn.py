@@ -15,9 +15,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lightning_skel.models.graph import spatial_partition
-from lightning_skel.models.registry import MODELS, model_rules
+from lightning_skel.models.registry import MODELS, check_model_args
 from lightning_skel.skeleton.layouts import Layout
-from lightning_skel.utils import check_params
 
 
 def stage_plan(channels: int, num_blocks: int) -> list[tuple[int, int]]:
@@ -198,8 +197,8 @@ class STGCN(nn.Module):
         edge_importance: bool = True,
         graph_center: str | None = None,
     ) -> None:
-        check_params("stgcn", model_rules(in_channels, num_persons, dropout, temporal_kernel, channels=channels,
-                                          num_blocks=num_blocks))  # fmt: skip
+        check_model_args("stgcn", in_channels, num_persons, dropout, temporal_kernel, channels=channels,
+                         num_blocks=num_blocks)  # fmt: skip
         super().__init__()
         self.layout = layout
         plan = stage_plan(channels, num_blocks)

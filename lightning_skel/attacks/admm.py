@@ -59,9 +59,10 @@ def _norm(t: Tensor) -> Tensor:
 COMPILED = ("_delta_step", "_z_step", "_candidate_distance")  # the arithmetic ``compile=True`` compiles
 # A compiled candidate check's label is confirmed by the classifier itself (eager) where the check's two top
 # logits are closer than this, relative to 1 + |top logit|: compiled and eager logits differ by rounding
-# only (HCN on UTD-MHAD on a CPU: at most 1e-5 on logits up to 27, a relative 4e-7; a GPU's TF32
-# convolutions round at about 1e-3 relative, not measured here), so a label whose gap is wider is the eager
-# label. On HCN 1-2 % of the checked clips are confirmed (docs/RESULTS.md, "compiled check").
+# only (HCN, SGN and 2s-AGCN on UTD-MHAD on a CPU: at most 1.6e-6 relative, 6 000 times under this,
+# benchmarks/check_rounding.py; a GPU's TF32 convolutions round at about 1e-3 relative, not measured
+# here), so a label whose gap is wider is the eager label. On HCN 1-2 % of the checked clips are confirmed
+# (docs/RESULTS.md, "compiled check").
 CHECK_TOLERANCE = 1e-2
 AUTO_ROWS = {"cpu": 32, "cuda": 256}  # max_rows="auto" by device type (other accelerators: as CUDA)
 

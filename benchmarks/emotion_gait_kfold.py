@@ -22,7 +22,7 @@ from common import ROOT, save_results, trained
 
 from lightning_skel.run import checkpoint_accuracy
 
-FLOOR = 0.62  # random forest (../shared/data/README.md)
+FLOOR = 0.62  # random forest (the recordings' own README)
 
 
 def main() -> int:

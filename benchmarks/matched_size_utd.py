@@ -1,6 +1,6 @@
 """ADMM against SMART and PGD at matched perturbation size on UTD-MHAD cross-subject (issue: the ADMM attack).
 
-METHOD.md section 5: "a comparison either tunes each method to the same median ``rms_mm``, or plots each
+docs/METHOD.md section 5: "a comparison either tunes each method to the same median ``rms_mm``, or plots each
 dynamic metric against ``rms_mm`` across a sweep". Each baseline is run over a sweep of its size knob
 (PGD: the L-infinity radius ``eps``; SMART: its step ``lr``, which sets how far it overshoots the decision
 boundary), giving curves of ``delta_bone``, ``delta_angle_deg`` and ``delta_speed`` (means over the fooled

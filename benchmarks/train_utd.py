@@ -18,7 +18,7 @@ from common import ROOT, save_results, trained
 from lightning_skel.run import checkpoint_accuracy
 
 MODELS = ("hcn", "agcn_joint", "agcn_bone", "sgn", "stgcn")
-FLOOR = 0.837  # random forest on crude features (../shared/data/README.md)
+FLOOR = 0.837  # random forest on crude features (the recordings' own README)
 
 
 def train(model: str, runs: Path, extra: list[str]) -> dict:

@@ -3,8 +3,8 @@
 1. train a small HCN action classifier on generated motion;
 2. train the emotion recognizer on generated emotional motion (gait16);
 3. attack the classifier's test clips with ADMM, the emotion term on, and print the metrics of
-   METHOD.md section 5;
-4. fine-tune the classifier with ADMM adversarial training (METHOD.md section 6) and print its clean and
+   docs/METHOD.md section 5;
+4. fine-tune the classifier with ADMM adversarial training (docs/METHOD.md section 6) and print its clean and
    robust accuracy (ADMM and PGD, the same clips and budgets) before and after.
 """
 

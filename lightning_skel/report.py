@@ -100,7 +100,7 @@ def write_report(
     lines = [
         f"# {title}",
         "",
-        "Metrics of METHOD.md section 5: success over the clips the clean model classified correctly;",
+        "Metrics of docs/METHOD.md section 5: success over the clips the clean model classified correctly;",
         "distances (means and medians) over the successful ones; robust accuracy over all clips.",
         "",
         "| metric | value |",

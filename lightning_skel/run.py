@@ -235,7 +235,7 @@ def _is_distributed(cfg: DictConfig) -> bool:
 
 def run_attack(cfg: DictConfig) -> dict[str, Any]:
     """Attack a trained classifier on a data split as ``cfg`` (configs/attack.yaml) says; write the outputs
-    of ARCHITECTURE.md into ``out_dir`` and return the aggregate metrics. Every input is checked before any
+    of docs/ARCHITECTURE.md into ``out_dir`` and return the aggregate metrics. Every input is checked before any
     attack work starts. Under ``trainer.strategy=ddp`` (Lightning Fabric) the batches are split across ranks."""
     job_out_dir(cfg, _is_distributed(cfg))
     if _is_distributed(cfg):

@@ -1,4 +1,4 @@
-"""The ADMM attack with the dynamic distance (METHOD.md section 3).
+"""The ADMM attack with the dynamic distance (docs/METHOD.md section 3).
 
 Liu, Xu, Zheng, "Emotion Loss Attacking: Adversarial Attack Perception for Skeleton based on
 Multi-dimensional Features" (arXiv 2406.19815), on the ADMM framework of Zhao et al. 2018 and the bone /

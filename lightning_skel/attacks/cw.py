@@ -1,4 +1,4 @@
-"""C&W-L2 (Carlini and Wagner, S&P 2017) on skeletons (METHOD.md section 4).
+"""C&W-L2 (Carlini and Wagner, S&P 2017) on skeletons (docs/METHOD.md section 4).
 
 Adam on ``x' = x + delta`` minimising ``|x' - x|^2 + c * L_cls`` with the margin loss of confidence
 ``kappa``; optional per-sample binary search over ``c``. Coordinates are unbounded (no tanh change of

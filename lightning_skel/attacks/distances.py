@@ -1,4 +1,4 @@
-"""The dynamic distance D(x, x') of METHOD.md section 2, built from small differentiable terms.
+"""The dynamic distance D(x, x') of docs/METHOD.md section 2, built from small differentiable terms.
 
 Every term compares per-entry kinematics of a clean clip and a perturbed one and returns ``(N,)``: the
 mean over valid entries (never over the padded tensor) of ``relu(r - tau)``, so ``tau = 0`` gives the plain
@@ -133,9 +133,9 @@ class DistanceTerm(nn.Module):
     with respect to ``adv.x``.
 
     ``hinge="mean"`` (default): ``relu(mean(r) - tau)``, the sample's mean ratio over valid entries held
-    within ``tau``; ``hinge="entry"``: ``mean(relu(r - tau))``, every entry held within ``tau``. METHOD.md
+    within ``tau``; ``hinge="entry"``: ``mean(relu(r - tau))``, every entry held within ``tau``. The paper
     writes ``g_c = relu(r_c - tau_c)`` with ``r_c`` defined per entry and then averaged; both readings are
-    implemented, and the benchmark (docs/RESULTS.md) reports why the default is ``mean``.
+    implemented, and docs/METHOD.md section 2 says why the default is ``mean``.
 
     The bone, angle, speed and l2 terms give their gradient in closed form. ADMM differentiates D on every z
     step, and autograd's graph for it is about 120 small kernels whose fixed cost weighs most once few clips

@@ -1,4 +1,4 @@
-"""The metrics of METHOD.md section 5: one definition, used by every attack, the logs, attack.py and the
+"""The metrics of docs/METHOD.md section 5: one definition, used by every attack, the logs, attack.py and the
 benchmarks.
 
 :func:`per_sample_metrics` gives every metric per clip ``(N,)``; :func:`attack_metrics` aggregates them.

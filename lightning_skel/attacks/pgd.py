@@ -1,4 +1,4 @@
-"""I-FGSM and PGD under an L-infinity bound in metres (METHOD.md section 4).
+"""I-FGSM and PGD under an L-infinity bound in metres (docs/METHOD.md section 4).
 
 Kurakin et al. 2017 (I-FGSM) and Madry et al. 2018 (PGD): signed-gradient steps on the cross-entropy,
 projected back into ``|x' - x|_inf <= eps``; PGD starts from a uniform random point in the ball. No [0, 1]

@@ -1,5 +1,5 @@
 """SMART (Wang et al., "Understanding the Robustness of Skeleton-based Action Recognition under
-Adversarial Attack", CVPR 2021), as METHOD.md section 4 states it.
+Adversarial Attack", CVPR 2021), as docs/METHOD.md section 4 states it.
 
 Gradient descent on ``x'`` with the classification gradient and the perceptual gradient each L2-normalised
 per frame and mixed by ``cw``; perceptual loss ``rw * joint l2 + (1 - rw) * (blw * bone-length loss +

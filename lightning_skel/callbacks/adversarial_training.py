@@ -1,4 +1,4 @@
-"""Adversarial training as a Lightning callback (METHOD.md section 6; ART's ``AdversarialTrainer(ratio=...)``).
+"""Adversarial training as a Lightning callback (docs/METHOD.md section 6; ART's ``AdversarialTrainer(ratio=...)``).
 
 From ``start_epoch`` on, ``round(ratio * B)`` clips of every training batch of B are replaced, before
 ``training_step`` sees the batch, by adversarial versions made by a registered attack against the current

@@ -1,4 +1,4 @@
-"""The emotion recognizer of METHOD.md section 7, after STEP (Bhattacharya, Mittal, Chandra, Randhavane, Bera,
+"""The emotion recognizer of docs/METHOD.md section 7, after STEP (Bhattacharya, Mittal, Chandra, Randhavane, Bera,
 Manocha, AAAI 2020, "STEP: Spatial Temporal Graph Convolutional Networks for Emotion Perception from Gaits").
 
 A shallow ST-GCN on ``gait16`` (the blocks of :mod:`lightning_skel.models.stgcn`; STEP: 32, 64, 64 channels,
@@ -11,7 +11,7 @@ data it is given (the registry passes the data's layout), and :meth:`EmotionNet.
 person onto ``gait16`` and normalises it (root-centred, canonical facing, unit height) before the network
 sees it. Its ``Classifier`` therefore uses ``normalize: none``.
 
-``forward_features(x)`` is phi of METHOD.md section 2: the penultimate features ``(N, feature_dim)`` (the
+``forward_features(x)`` is phi of docs/METHOD.md section 2: the penultimate features ``(N, feature_dim)`` (the
 input of ``fc``, after its ReLU) of a frozen recognizer, differentiable with respect to ``x`` through the
 mapping, the normalisation and the affective features.
 """

@@ -1,7 +1,7 @@
 """Affective gait features (STEP, Bhattacharya et al., AAAI 2020, section 3: posture and movement features) on
 normalised ``gait16`` sequences, vectorised and differentiable.
 
-The emotion recognizer (METHOD.md section 7) sees a skeleton of any layout as :func:`normalized_gait16`: the
+The emotion recognizer (docs/METHOD.md section 7) sees a skeleton of any layout as :func:`normalized_gait16`: the
 first person mapped onto ``gait16``, centred on its root at the first valid frame, turned to the canonical
 facing (+z, y up) and scaled to unit skeletal height. :func:`affective_features` reads such a tensor, so its
 distances, areas, speeds and accelerations are in body heights (per frame), and its angles in radians are
@@ -102,7 +102,7 @@ def affective_features(g: Tensor, lengths: Tensor | None = None) -> Tensor:
     head, both hands, both feet and the root.
 
     Frames are valid where the first person is present and before ``lengths``; means are over valid frames
-    only (METHOD.md section 1), so padding does not dilute them.
+    only (docs/METHOD.md section 1), so padding does not dilute them.
     """
     if g.shape[3] != len(GAIT16_JOINTS):
         raise ValueError(f"affective_features needs gait16 joints (V=16), got V={g.shape[3]}")

@@ -8,7 +8,7 @@ Conventions
 * Joints are 0-based indices into the V axis of an ``(N, C, T, V, M)`` tensor.
 * ``bones`` are ``(child, parent)`` pairs that form one tree over all joints, rooted at ``root``.
 * ``triplets`` are ``(parent, joint, child)`` for every non-root joint and each of its children: the angle at
-  ``joint`` between the bone to its parent and the bone to that child (METHOD.md section 2).
+  ``joint`` between the bone to its parent and the bone to that child (docs/METHOD.md section 2).
 * ``gait16`` is the layout of the emotion recognizer; ``gait16_map`` gives, for each of its 16 joints, the
   source joints (and weights) whose weighted mean is that gait16 joint.
 * ``rest_pose`` is a standing pose in metres, y up, facing +z, arms at the sides, used by the motion

@@ -117,7 +117,7 @@ def load_classifiers(
 
 class EmotionFeatures(nn.Module):
     """The emotion recognizer seen from another layout: maps ``source_layout`` onto ``gait16`` first.
-    ``forward`` gives emotion logits, ``forward_features`` phi (METHOD.md section 2)."""
+    ``forward`` gives emotion logits, ``forward_features`` phi (docs/METHOD.md section 2)."""
 
     def __init__(self, emotion: nn.Module, source_layout: str, emotion_layout: str) -> None:
         super().__init__()

@@ -140,6 +140,7 @@ class Kill(pl.Callback):
             raise RuntimeError("killed")
 
 
+@pytest.mark.numerics
 def test_killed_and_resumed_run_gives_the_same_weights(tmp_path, monkeypatch):
     """Augmentation, dropout, the adversarial clips and their choice all continue exactly after a resume."""
     import lightning_skel.run as run_module

@@ -54,6 +54,7 @@ def test_attack_run_writes_every_output(tmp_path, ckpt):
     assert np.array_equal(adv["x_adv"][untouched], adv["x"][untouched])
 
 
+@pytest.mark.numerics
 def test_killed_run_resumes_to_identical_outputs(tmp_path, ckpt, monkeypatch):
     full = tmp_path / "full"
     run_attack(attack_cfg(full, ckpt, PGD))
@@ -249,6 +250,7 @@ def test_targeted_run_reaches_targets(tmp_path, ckpt):
     assert (adv["pred_adv"][ok] == adv["target"][ok]).all()
 
 
+@pytest.mark.numerics
 def test_ddp_two_processes_equal_single_process(tmp_path, ckpt):
     single, multi = tmp_path / "single", tmp_path / "multi"
     run_attack(attack_cfg(single, ckpt, PGD))

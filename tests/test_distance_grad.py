@@ -45,6 +45,7 @@ def autograd_total(dist: DynamicDistance, clean: Kinematics, x_adv: torch.Tensor
 CASES = [("ntu25", 3), ("kinect20", 3), ("gait16", 3), ("openpose18", 2), ("coco17", 2)]
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize(("layout", "channels"), CASES)
 @pytest.mark.parametrize("hinge", ["mean", "entry"])
 @pytest.mark.parametrize("tau", [None, {"bone": 0.0, "angle": 0.0, "speed": 0.0}])
@@ -105,6 +106,7 @@ def test_active_rows():
     assert active_rows(slope) is None  # every sample open: no gather
 
 
+@pytest.mark.numerics
 def test_gradients_of_a_subset_equal_those_of_the_whole():
     """ADMM takes subsets of the clean side's cached kinematics and weights as samples finish."""
     x, lengths = clips("ntu25", 3)

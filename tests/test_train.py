@@ -135,6 +135,7 @@ def test_wandb_offline_and_figures(tmp_path, monkeypatch):
     assert sum(int(r["support"]) for r in rows) == 12  # 4 clips per class, test fraction 0.2 -> 1 each
 
 
+@pytest.mark.numerics
 def test_ddp_two_processes_metrics_equal_single_process(tmp_path):
     """``python train.py trainer.strategy=ddp trainer.devices=2`` on CPU (gloo), as a user runs it: training
     works, and its synchronised test metrics equal a single-process evaluation of the same checkpoint."""

@@ -31,14 +31,17 @@ def make_readable(path: str | os.PathLike) -> None:
 
 @contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs) -> Iterator[IO]:
-    """Open a temporary file beside ``path``; on success rename it onto ``path``, on error delete it.
-    Readers never see a partial file, and a killed writer leaves the old file (or none)."""
+    """Open a temporary file beside ``path``; on success fsync it and rename it onto ``path``, on error delete
+    it. Readers never see a partial file, and a killed writer or a crash leaves the old file (or none): the
+    data reaches the disk before the rename does."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, mode, **kwargs) as f:
             yield f
+            f.flush()
+            os.fsync(f.fileno())
         make_readable(tmp)
         os.replace(tmp, path)
     except BaseException:

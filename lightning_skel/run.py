@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, Logger
 
+from lightning_skel.checkpoints import SafeCheckpointIO
 from lightning_skel.data.datamodule import SkeletonDataModule
 from lightning_skel.sweep import job_out_dir
 from lightning_skel.systems import ClassificationSystem
@@ -187,6 +188,7 @@ def run_train(cfg: DictConfig) -> dict[str, Any]:
         default_root_dir=str(out_dir),
         logger=loggers,
         callbacks=callbacks,
+        plugins=[SafeCheckpointIO()],
     )
     trainer.fit(system, datamodule=dm, ckpt_path=ckpt_path)
     ckpt_cb, last_cb = (c for c in callbacks if isinstance(c, ModelCheckpoint))

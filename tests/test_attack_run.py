@@ -301,7 +301,7 @@ def test_fused_checkpoints_are_attacked_as_one_model(tmp_path, ckpt, bone_ckpt):
 
 
 def test_fusion_of_checkpoints_on_other_data_fails_before_work(tmp_path, ckpt, bone_ckpt):
-    raw = torch.load(bone_ckpt, map_location="cpu", weights_only=False)
+    raw = torch.load(bone_ckpt, map_location="cpu", weights_only=True)
     raw["hyper_parameters"]["window"] = 32
     other = tmp_path / "other_window.ckpt"
     torch.save(raw, other)

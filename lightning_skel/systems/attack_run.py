@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from lightning_skel.attacks import build_attack
 from lightning_skel.attacks.metrics import per_sample_metrics
+from lightning_skel.checkpoints import CheckpointError, load_checkpoint
 from lightning_skel.models import ScoreFusion
 from lightning_skel.skeleton.features import to_gait16
 from lightning_skel.systems.classification import ClassificationSystem
@@ -45,21 +46,10 @@ SHARD_KEYS = (
 )
 
 
-class CheckpointError(ValueError):
-    """A checkpoint that is not what the run needs (wrong kind, wrong layout, unreadable)."""
-
-
-def read_hparams(path: str | os.PathLike, what: str) -> dict[str, Any]:
-    """The hyper-parameters of a ``ClassificationSystem`` checkpoint, or a clear :class:`CheckpointError`."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{what} {path}: no such file")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # torch raises many types for a non-checkpoint file; report them as one
-        raise CheckpointError(
-            f"{what} {path}: not a readable PyTorch checkpoint ({type(e).__name__}: {e})"
-        ) from e
+def read_checkpoint(path: str | os.PathLike, what: str) -> dict[str, Any]:
+    """A ``ClassificationSystem`` checkpoint, read safely (:func:`load_checkpoint`), or a clear
+    :class:`CheckpointError`."""
+    ckpt = load_checkpoint(path, what)
     hp = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
     needed = {"model", "num_classes", "layout"}
     if not isinstance(hp, dict) or not needed <= set(hp) or "state_dict" not in ckpt:
@@ -67,13 +57,16 @@ def read_hparams(path: str | os.PathLike, what: str) -> dict[str, Any]:
             f"{what} {path}: not a lightning_skel classifier checkpoint (no ClassificationSystem hyper-parameters "
             f"{sorted(needed)})"
         )
-    return dict(hp)
+    return ckpt
 
 
 def load_classifier(path: str | os.PathLike, what: str = "ckpt") -> tuple[nn.Module, dict[str, Any]]:
-    """The checkpoint's ``Classifier`` (eval mode, on CPU) and its hyper-parameters."""
-    hp = read_hparams(path, what)
-    system = ClassificationSystem.load_from_checkpoint(path, map_location="cpu")
+    """The checkpoint's ``Classifier`` (eval mode, on CPU) and its hyper-parameters. Built from the one safe
+    read of the file (Lightning's ``load_from_checkpoint`` would unpickle it again, and restore the RNG)."""
+    ckpt = read_checkpoint(path, what)
+    hp = dict(ckpt["hyper_parameters"])
+    system = ClassificationSystem(**hp)
+    system.load_state_dict(ckpt["state_dict"])
     return system.classifier.eval(), hp
 
 

@@ -1,4 +1,4 @@
-"""Checkpoint files, read without running code from them.
+"""Checkpoint files: read without running code from them, written without ever truncating one in place.
 
 Every checkpoint the project reads (``ckpt``, ``emotion_ckpt``, ``init_from``, ``ckpt_path``) is unpickled
 with ``weights_only=True``. The project's own checkpoints hold only what that allows (tensors, numbers,
@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+
+from lightning_skel.utils import atomic_open
 
 
 class CheckpointError(ValueError):
@@ -49,10 +51,22 @@ def load_checkpoint(path: str | os.PathLike, what: str, map_location: Any = "cpu
 
 
 class SafeCheckpointIO(TorchCheckpointIO):
-    """Lightning's checkpoint reads, for ``Trainer(plugins=[...])``: ``ckpt_path`` resume and testing a
-    checkpoint go through :func:`load_checkpoint`, whatever ``weights_only`` Lightning passes."""
+    """Lightning's checkpoint reads and writes, for ``Trainer(plugins=[...])``.
+
+    Reads (``ckpt_path`` resume, testing a checkpoint) go through :func:`load_checkpoint`, whatever
+    ``weights_only`` Lightning passes. Writes go to a temporary file beside the target, fsynced and renamed
+    onto it: Lightning's own stage the file in ``$TMPDIR`` and, when that is another filesystem, copy it over
+    the target in place, where a kill or a full disk leaves it truncated."""
 
     def load_checkpoint(
         self, path: str | os.PathLike, map_location: Any = "cpu", weights_only: bool | None = None
     ) -> dict[str, Any]:
         return load_checkpoint(path, "ckpt_path", map_location)
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options: Any = None
+    ) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__}.save_checkpoint takes no storage_options")
+        with atomic_open(path, "wb") as f:
+            torch.save(checkpoint, f)

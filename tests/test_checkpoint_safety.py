@@ -1,8 +1,12 @@
 """Checkpoint files are read without running code from them, and written so that no kill or full disk ever
 leaves a truncated file under a checkpoint's name."""
 
+import errno
+import io
 import os
 import re
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -67,6 +71,88 @@ def test_the_projects_checkpoints_need_no_type_beyond_torchs_safe_ones(trained):
     """weights_only=True reads every checkpoint train.py writes, with no allow-list of the project's own."""
     for path in sorted(trained.parent.glob("*.ckpt")):
         assert torch.serialization.get_unsafe_globals_in_checkpoint(path) == [], path
+
+
+def _writes(event: str, args: tuple) -> str | None:
+    """The path an audited ``open`` opens for writing, else None."""
+    if event != "open" or not isinstance(args[0], (str, os.PathLike)):
+        return None
+    mode, flags = args[1], args[2]
+    writing = any(c in mode for c in "wax+") if mode else flags & (os.O_WRONLY | os.O_RDWR)
+    return os.fspath(args[0]) if writing else None
+
+
+_OPENED: list[str] | None = None  # set by a test while it records the files opened for writing
+_HOOKED = False  # an audit hook cannot be removed: it is added once and records only while _OPENED is set
+
+
+def _record_opens(event: str, args: tuple) -> None:
+    if _OPENED is not None and (path := _writes(event, args)):
+        _OPENED.append(path)
+
+
+def test_checkpoints_are_renamed_into_place_when_tmpdir_is_another_filesystem(tmp_path, monkeypatch):
+    """$TMPDIR on another filesystem than out_dir (the usual case on clusters), modelled: a rename between it
+    and anywhere else fails with EXDEV, as rename(2) does between filesystems. A checkpoint must never be
+    opened for writing under its own name (a kill or a full disk mid-write would leave it truncated there):
+    each one is written beside itself under a temporary name and renamed into place, and no temporary file
+    is left behind."""
+    global _OPENED, _HOOKED
+    tmpdir = tmp_path / "other_fs"
+    tmpdir.mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmpdir))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmpdir))
+
+    def same_fs_only(move):
+        def checked(src, dst, *args, **kwargs):
+            if (tmpdir in Path(src).resolve().parents) != (tmpdir in Path(dst).resolve().parents):
+                raise OSError(errno.EXDEV, "Invalid cross-device link", str(src), None, str(dst))
+            return move(src, dst, *args, **kwargs)
+
+        return checked
+
+    monkeypatch.setattr(os, "rename", same_fs_only(os.rename))
+    monkeypatch.setattr(os, "replace", same_fs_only(os.replace))
+    if not _HOOKED:
+        sys.addaudithook(_record_opens)
+        _HOOKED = True
+    _OPENED = []
+    try:
+        run_train(train_cfg(tmp_path, ["trainer.max_epochs=2"]))
+        opened = list(_OPENED)
+    finally:
+        _OPENED = None
+    ckpt_dir = tmp_path / "run" / "checkpoints"
+    saved = sorted(p.name for p in ckpt_dir.iterdir())
+    assert "last.ckpt" in saved and all(n.endswith(".ckpt") and not n.startswith(".") for n in saved), saved
+    in_place = [p for p in opened if Path(p).parent == ckpt_dir and Path(p).name in saved]
+    assert not in_place, f"checkpoints written in place under their final names: {in_place}"
+    assert [p for p in opened if Path(p).parent == ckpt_dir], "no temporary file beside the checkpoints"
+    assert not list(tmpdir.iterdir())
+
+
+def test_a_save_that_fails_midway_leaves_the_previous_checkpoints_intact(tmp_path, monkeypatch):
+    """A full disk in the middle of a save (half the checkpoint written, then ENOSPC): the previous
+    last.ckpt is untouched, no truncated file sits under a checkpoint's name, and no temporary file is left."""
+    run_train(train_cfg(tmp_path, ["trainer.max_epochs=1"]))
+    ckpt_dir = tmp_path / "run" / "checkpoints"
+    before = {p.name: p.read_bytes() for p in ckpt_dir.iterdir()}
+    real_save = torch.save
+
+    def disk_full(obj, f, *args, **kwargs):
+        buf = io.BytesIO()
+        real_save(obj, buf, *args, **kwargs)
+        half = buf.getvalue()[: len(buf.getvalue()) // 2]
+        if hasattr(f, "write"):
+            f.write(half)
+        else:
+            Path(f).write_bytes(half)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    with pytest.raises(OSError, match="No space left on device"):
+        run_train(train_cfg(tmp_path, ["trainer.max_epochs=2", "ckpt_path=last"]))
+    assert {p.name: p.read_bytes() for p in ckpt_dir.iterdir()} == before
 
 
 def test_atomic_writes_reach_the_disk_before_the_rename(tmp_path, monkeypatch):

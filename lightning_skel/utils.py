@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -62,6 +63,15 @@ def write_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray], compress: 
     with atomic_open(path, "wb") as f:
         (np.savez_compressed if compress else np.savez)(f, **arrays)
     return Path(path)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The sha256 of a file's bytes (hex), read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def versions() -> dict[str, str]:

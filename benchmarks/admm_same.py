@@ -72,7 +72,7 @@ def run(code: Path, ckpts: list[str], limit: int, save: Path) -> None:
 def compare(a_path: Path, b_path: Path) -> int:
     import torch
 
-    a, b = torch.load(a_path), torch.load(b_path)
+    a, b = torch.load(a_path, weights_only=True), torch.load(b_path, weights_only=True)
     differ = 0
     for key in sorted(set(a) | set(b)):
         if key not in a or key not in b:

@@ -15,10 +15,11 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, Logger
 
+from lightning_skel.checkpoints import SafeCheckpointIO
 from lightning_skel.data.datamodule import SkeletonDataModule
 from lightning_skel.sweep import job_out_dir
 from lightning_skel.systems import ClassificationSystem
-from lightning_skel.utils import versions, write_json
+from lightning_skel.utils import file_sha256, versions, write_json
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +188,7 @@ def run_train(cfg: DictConfig) -> dict[str, Any]:
         default_root_dir=str(out_dir),
         logger=loggers,
         callbacks=callbacks,
+        plugins=[SafeCheckpointIO()],
     )
     trainer.fit(system, datamodule=dm, ckpt_path=ckpt_path)
     ckpt_cb, last_cb = (c for c in callbacks if isinstance(c, ModelCheckpoint))
@@ -328,6 +330,7 @@ def _attack_main(fabric, cfg: DictConfig) -> dict[str, Any]:
         # one checkpoint is recorded as a path (as before fusions existed, so that earlier runs resume)
         **_checkpoint_spec(ckpts, fusion),
         "emotion_ckpt": str(Path(cfg.emotion_ckpt).resolve()) if cfg.get("emotion_ckpt") else None,
+        "emotion_ckpt_sha256": file_sha256(cfg.emotion_ckpt) if cfg.get("emotion_ckpt") else None,
         "attack": name,
         # compile=false (ADMM's default, the eager steps) is left out, so that runs begun before the option
         # existed still resume; their eager steps are unchanged
@@ -347,10 +350,6 @@ def _attack_main(fabric, cfg: DictConfig) -> dict[str, Any]:
         num_classes=int(hp["num_classes"]),
     )  # fmt: skip
     run.build()  # bad attack settings fail here, before any work
-    if rank == 0:
-        run.check_out_dir()
-    if fabric is not None:
-        fabric.barrier()
     # -- the clips, windowed as the classifier saw them in evaluation --
     items = [ds[int(i)] for i in rows]
     x = torch.stack([it[0] for it in items]) if items else torch.zeros(0)
@@ -358,6 +357,10 @@ def _attack_main(fabric, cfg: DictConfig) -> dict[str, Any]:
     lengths = torch.tensor([it[2] for it in items], dtype=torch.long)
     index = torch.tensor([it[3] for it in items], dtype=torch.long)
     x, lengths = dm.window_batch(x, lengths, train=False)
+    if rank == 0:
+        run.check_out_dir(index)  # the shards already there: this run's, of these samples, readable
+    if fabric is not None:
+        fabric.barrier()
     mine = len([b for b in range(run.num_batches(len(y))) if b % world == rank])
     with Progress(disable=rank != 0) as bar:
         task = bar.add_task(f"{name} on {split}", total=mine)
@@ -366,7 +369,7 @@ def _attack_main(fabric, cfg: DictConfig) -> dict[str, Any]:
         fabric.barrier()
     if rank != 0:
         return {}
-    merged = run.merge(len(y))
+    merged = run.merge(index)
     per_sample = {k[2:]: torch.as_tensor(v) for k, v in merged.items() if k.startswith("m_")}
     t = torch.as_tensor
     target = t(merged["target"]) if targeted else None
@@ -387,14 +390,15 @@ def _attack_main(fabric, cfg: DictConfig) -> dict[str, Any]:
 
 
 def _checkpoint_spec(ckpts: list[str], fusion: list[float] | None) -> dict[str, Any]:
-    """What identifies the attacked model in a run's spec: its checkpoint files (path and size) and, for a
-    fusion of several, each one's weight."""
+    """What identifies the attacked model in a run's spec: its checkpoint files (path, and the sha256 of the
+    bytes, so that other weights saved under the same path are another run) and, for a fusion of several,
+    each one's weight."""
     files = [Path(c) for c in ckpts]
     if len(files) == 1:
-        return {"ckpt": str(files[0].resolve()), "ckpt_size": files[0].stat().st_size}
+        return {"ckpt": str(files[0].resolve()), "ckpt_sha256": file_sha256(files[0])}
     return {
         "ckpt": [str(f.resolve()) for f in files],
-        "ckpt_size": [f.stat().st_size for f in files],
+        "ckpt_sha256": [file_sha256(f) for f in files],
         "fusion_weights": fusion or [1.0] * len(files),
     }
 

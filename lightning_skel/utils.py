@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -31,14 +32,17 @@ def make_readable(path: str | os.PathLike) -> None:
 
 @contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs) -> Iterator[IO]:
-    """Open a temporary file beside ``path``; on success rename it onto ``path``, on error delete it.
-    Readers never see a partial file, and a killed writer leaves the old file (or none)."""
+    """Open a temporary file beside ``path``; on success fsync it and rename it onto ``path``, on error delete
+    it. Readers never see a partial file, and a killed writer or a crash leaves the old file (or none): the
+    data reaches the disk before the rename does."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, mode, **kwargs) as f:
             yield f
+            f.flush()
+            os.fsync(f.fileno())
         make_readable(tmp)
         os.replace(tmp, path)
     except BaseException:
@@ -59,6 +63,15 @@ def write_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray], compress: 
     with atomic_open(path, "wb") as f:
         (np.savez_compressed if compress else np.savez)(f, **arrays)
     return Path(path)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The sha256 of a file's bytes (hex), read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def versions() -> dict[str, str]:

@@ -1,5 +1,6 @@
 import csv
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -89,6 +90,88 @@ def test_out_dir_with_another_runs_shards_is_refused(tmp_path, ckpt):
     run_attack(attack_cfg(out, ckpt, PGD))
     with pytest.raises(ValueError, match="holds shards of another attack run"):
         run_attack(attack_cfg(out, ckpt, [*PGD, "attack.eps=0.01"]))
+
+
+def killed_after(monkeypatch, cfg, batches: int) -> None:
+    """Run ``cfg`` and kill it (KeyboardInterrupt) once ``batches`` batches have their shards."""
+    original = AttackRun._attack_batch
+    calls = []
+
+    def dies(self, b, *args):
+        calls.append(b)
+        if len(calls) > batches:
+            raise KeyboardInterrupt("killed")
+        return original(self, b, *args)
+
+    with monkeypatch.context() as m:
+        m.setattr(AttackRun, "_attack_batch", dies)
+        with pytest.raises(KeyboardInterrupt):
+            run_attack(cfg)
+
+
+def test_checkpoint_retrained_into_the_same_path_is_another_run(tmp_path, ckpt):
+    """Other weights saved under the same path, of the same byte size, between a kill and the rerun: the
+    run is identified by the checkpoint's content, so the old shards are refused."""
+    victim = tmp_path / "victim.ckpt"
+    raw = torch.load(ckpt, map_location="cpu", weights_only=True)
+    torch.save(raw, victim)
+    size = victim.stat().st_size
+    out = tmp_path / "a"
+    run_attack(attack_cfg(out, victim, PGD))
+    for v in raw["state_dict"].values():
+        if v.is_floating_point():
+            v.add_(0.01)  # in place: the file's layout, and so its size, stays
+    torch.save(raw, victim)
+    assert victim.stat().st_size == size  # path and size, what a guard on them alone compares, are unchanged
+    with pytest.raises(ValueError, match=r"holds shards of another attack run .*differs in ckpt_sha256"):
+        run_attack(attack_cfg(out, victim, PGD))
+
+
+def test_deleted_manifest_lets_the_shards_own_records_decide(tmp_path, ckpt, monkeypatch):
+    """With ``manifest.json`` gone, shards of other settings are refused, naming a shard; under the same
+    settings the run resumes to the outputs of an uninterrupted run."""
+    full = tmp_path / "full"
+    run_attack(attack_cfg(full, ckpt, PGD))
+    part = tmp_path / "part"
+    killed_after(monkeypatch, attack_cfg(part, ckpt, PGD), 2)
+    (part / "shards" / "manifest.json").unlink()
+    with pytest.raises(ValueError, match=r"attack shard .*batch_000000\.npz belongs to another attack run"):
+        run_attack(attack_cfg(part, ckpt, [*PGD, "attack.eps=0.01"]))
+    run_attack(attack_cfg(part, ckpt, PGD))
+    a, b = load(full), load(part)
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def test_swapped_shards_are_refused(tmp_path, ckpt):
+    out = tmp_path / "a"
+    run_attack(attack_cfg(out, ckpt, PGD))
+    first, second = out / "shards" / "batch_000000.npz", out / "shards" / "batch_000001.npz"
+    tmp = first.with_name("swap")
+    first.rename(tmp)
+    second.rename(first)
+    tmp.rename(second)
+    with pytest.raises(
+        ValueError, match=r"attack shard .*batch_000000\.npz holds samples .* where batch 0 of this run has"
+    ):
+        run_attack(attack_cfg(out, ckpt, PGD))
+
+
+@pytest.mark.parametrize("damage", ["empty", "torn"])
+def test_damaged_shard_is_named_before_any_work(tmp_path, ckpt, monkeypatch, damage):
+    """A zero-length shard (a rename that reached the disk before the data) or a torn one: the rerun names
+    it and says to delete it, before attacking anything."""
+    out = tmp_path / "a"
+    killed_after(monkeypatch, attack_cfg(out, ckpt, PGD), 2)
+    shard = out / "shards" / "batch_000001.npz"
+    shard.write_bytes(b"" if damage == "empty" else shard.read_bytes()[:100])
+    attacked = []
+    monkeypatch.setattr(AttackRun, "_attack_batch", lambda self, b, *args: attacked.append(b))
+    with pytest.raises(
+        ValueError, match=rf"attack shard {re.escape(str(shard))} is unreadable .*delete it to recompute"
+    ):
+        run_attack(attack_cfg(out, ckpt, PGD))
+    assert attacked == []
 
 
 def test_admm_compile_enters_the_run_spec_only_when_on(tmp_path, ckpt):
@@ -303,7 +386,7 @@ def test_fused_checkpoints_are_attacked_as_one_model(tmp_path, ckpt, bone_ckpt):
 
 
 def test_fusion_of_checkpoints_on_other_data_fails_before_work(tmp_path, ckpt, bone_ckpt):
-    raw = torch.load(bone_ckpt, map_location="cpu", weights_only=False)
+    raw = torch.load(bone_ckpt, map_location="cpu", weights_only=True)
     raw["hyper_parameters"]["window"] = 32
     other = tmp_path / "other_window.ckpt"
     torch.save(raw, other)

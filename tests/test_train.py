@@ -203,7 +203,7 @@ def test_checkpoint_accuracy_equals_lightning_test_and_fuses_only_the_same_data(
     metrics = run_train(train_cfg(tmp_path, ["trainer.max_epochs=2"]))
     best = metrics["best_checkpoint"]
     assert checkpoint_accuracy(best) == pytest.approx(metrics["test/acc"], abs=1e-6)
-    ckpt = torch.load(best, map_location="cpu", weights_only=False)
+    ckpt = torch.load(best, map_location="cpu", weights_only=True)
     ckpt["hyper_parameters"]["data_name"] = "another_dataset"
     other = tmp_path / "other.ckpt"
     torch.save(ckpt, other)

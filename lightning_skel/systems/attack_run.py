@@ -2,8 +2,10 @@
 
 Results are written per batch under ``out_dir/shards/`` as they finish (atomically), so a run that is killed
 and started again with the same command continues where it stopped and ends with the same files as an
-uninterrupted run. Under several processes (Lightning Fabric: ``trainer.strategy=ddp``), batch ``b`` belongs
-to rank ``b % world_size``: every sample is attacked exactly once, and rank 0 merges the shards.
+uninterrupted run. Each shard records the run it belongs to (the fingerprint of the run's spec, which holds
+the checkpoints' content hashes) and its samples; both are checked before a rerun attacks and again on
+merge. Under several processes (Lightning Fabric: ``trainer.strategy=ddp``), batch ``b`` belongs to rank
+``b % world_size``: every sample is attacked exactly once, and rank 0 merges the shards.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from torch import Tensor, nn
 
 from lightning_skel.attacks import build_attack
 from lightning_skel.attacks.metrics import per_sample_metrics
+from lightning_skel.checkpoints import CheckpointError, load_checkpoint
 from lightning_skel.models import ScoreFusion
 from lightning_skel.skeleton.features import to_gait16
 from lightning_skel.systems.classification import ClassificationSystem
@@ -45,21 +48,10 @@ SHARD_KEYS = (
 )
 
 
-class CheckpointError(ValueError):
-    """A checkpoint that is not what the run needs (wrong kind, wrong layout, unreadable)."""
-
-
-def read_hparams(path: str | os.PathLike, what: str) -> dict[str, Any]:
-    """The hyper-parameters of a ``ClassificationSystem`` checkpoint, or a clear :class:`CheckpointError`."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{what} {path}: no such file")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # torch raises many types for a non-checkpoint file; report them as one
-        raise CheckpointError(
-            f"{what} {path}: not a readable PyTorch checkpoint ({type(e).__name__}: {e})"
-        ) from e
+def read_checkpoint(path: str | os.PathLike, what: str) -> dict[str, Any]:
+    """A ``ClassificationSystem`` checkpoint, read safely (:func:`load_checkpoint`), or a clear
+    :class:`CheckpointError`."""
+    ckpt = load_checkpoint(path, what)
     hp = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
     needed = {"model", "num_classes", "layout"}
     if not isinstance(hp, dict) or not needed <= set(hp) or "state_dict" not in ckpt:
@@ -67,13 +59,16 @@ def read_hparams(path: str | os.PathLike, what: str) -> dict[str, Any]:
             f"{what} {path}: not a lightning_skel classifier checkpoint (no ClassificationSystem hyper-parameters "
             f"{sorted(needed)})"
         )
-    return dict(hp)
+    return ckpt
 
 
 def load_classifier(path: str | os.PathLike, what: str = "ckpt") -> tuple[nn.Module, dict[str, Any]]:
-    """The checkpoint's ``Classifier`` (eval mode, on CPU) and its hyper-parameters."""
-    hp = read_hparams(path, what)
-    system = ClassificationSystem.load_from_checkpoint(path, map_location="cpu")
+    """The checkpoint's ``Classifier`` (eval mode, on CPU) and its hyper-parameters. Built from the one safe
+    read of the file (Lightning's ``load_from_checkpoint`` would unpickle it again, and restore the RNG)."""
+    ckpt = read_checkpoint(path, what)
+    hp = dict(ckpt["hyper_parameters"])
+    system = ClassificationSystem(**hp)
+    system.load_state_dict(ckpt["state_dict"])
     return system.classifier.eval(), hp
 
 
@@ -191,22 +186,66 @@ class AttackRun:
     def shard_dir(self) -> Path:
         return self.out_dir / "shards"
 
-    def check_out_dir(self) -> None:
-        """Refuse an out_dir that holds another run's shards; record this run's fingerprint."""
+    @property
+    def key(self) -> str:
+        """The run's fingerprint, recorded in the manifest and in every shard."""
+        return fingerprint(self.spec)
+
+    def check_out_dir(self, index: Tensor) -> None:
+        """Refuse an out_dir that holds another run's shards, and any shard that is unreadable, of another run
+        or not of the samples ``index`` puts in its batch; then record this run's fingerprint. Without a
+        manifest the shards' own records decide."""
         manifest = self.shard_dir / "manifest.json"
-        key = fingerprint(self.spec)
         if manifest.is_file():
-            theirs = json.loads(manifest.read_text())
-            if theirs.get("fingerprint") != key:
+            try:
+                theirs = json.loads(manifest.read_text())
+            except (ValueError, OSError) as e:
+                raise ValueError(
+                    f"attack manifest {manifest} is unreadable ({type(e).__name__}: {e}); delete it (the shards "
+                    "record their run themselves)"
+                ) from e
+            if theirs.get("fingerprint") != self.key:
+                spec = theirs.get("spec") or {}
+                differs = sorted(k for k in {*spec, *self.spec} if spec.get(k) != self.spec.get(k))
                 raise ValueError(
                     f"out_dir {self.out_dir} holds shards of another attack run (fingerprint {theirs.get('fingerprint')}, "
-                    f"this run {key}); choose another out_dir or delete {self.shard_dir}"
+                    f"this run {self.key}; the run differs in {', '.join(differs) or 'its fingerprint'}); choose "
+                    f"another out_dir or delete {self.shard_dir}"
                 )
-        else:
-            write_json(manifest, {"fingerprint": key, "spec": self.spec})
+        for b in range(self.num_batches(len(index))):
+            if self.shard_path(b).is_file():
+                self.read_shard(b, index, ("run", "index"))
+        if not manifest.is_file():
+            write_json(manifest, {"fingerprint": self.key, "spec": self.spec})
 
     def shard_path(self, b: int) -> Path:
         return self.shard_dir / f"batch_{b:06d}.npz"
+
+    def read_shard(self, b: int, index: Tensor, keys: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """Shard ``b``'s arrays (``keys``, or all), checked to be this run's and to hold the samples ``index``
+        puts in batch ``b``; a :class:`ValueError` naming the shard file otherwise."""
+        path = self.shard_path(b)
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                arrays = {k: f[k] for k in (keys or f.files) if k in f.files}
+        except Exception as e:  # numpy and zipfile raise many types for a damaged file; report them as one
+            raise ValueError(
+                f"attack shard {path} is unreadable ({type(e).__name__}: {e}); delete it to recompute its batch"
+            ) from e
+        run = str(arrays["run"]) if "run" in arrays else None
+        if run != self.key:
+            raise ValueError(
+                f"attack shard {path} belongs to another attack run (run {run}, this run {self.key}); choose "
+                f"another out_dir or delete {self.shard_dir}"
+            )
+        want = index[b * self.batch_size : (b + 1) * self.batch_size].cpu().numpy()
+        got = arrays.get("index")
+        if got is None or not np.array_equal(got, want):
+            raise ValueError(
+                f"attack shard {path} holds samples {_head(got)} where batch {b} of this run has {_head(want)}; "
+                "delete it to recompute its batch"
+            )
+        return arrays
 
     def num_batches(self, n: int) -> int:
         return (n + self.batch_size - 1) // self.batch_size
@@ -280,18 +319,32 @@ class AttackRun:
             "grad_evals": grad_evals,
             **{f"m_{k}": v for k, v in metrics.items()},
         }  # fmt: skip
-        write_npz(self.shard_path(b), {k: v.detach().cpu().numpy() for k, v in arrays.items()})
+        shard = {k: v.detach().cpu().numpy() for k, v in arrays.items()}
+        write_npz(self.shard_path(b), {**shard, "run": np.array(self.key)})
 
-    def merge(self, n: int) -> dict[str, np.ndarray]:
-        """All shards in sample order, as arrays; a missing shard is an error."""
-        missing = [b for b in range(self.num_batches(n)) if not self.shard_path(b).is_file()]
+    def merge(self, index: Tensor) -> dict[str, np.ndarray]:
+        """All shards of the samples ``index`` in sample order, as arrays; a missing shard, or one that
+        :meth:`read_shard` refuses, is an error."""
+        batches = range(self.num_batches(len(index)))
+        missing = [b for b in batches if not self.shard_path(b).is_file()]
         if missing:
             raise RuntimeError(f"attack shards missing for batches {missing[:10]} in {self.shard_dir}")
         parts = []
-        for b in range(self.num_batches(n)):
-            with np.load(self.shard_path(b), allow_pickle=False) as f:
-                parts.append({k: f[k] for k in f.files})
+        for b in batches:
+            part = self.read_shard(b, index)
+            del part["run"]
+            if parts and set(part) != set(parts[0]):
+                raise ValueError(
+                    f"attack shard {self.shard_path(b)} holds arrays {sorted(part)}, batch 0's "
+                    f"{sorted(parts[0])}; delete it to recompute its batch"
+                )
+            parts.append(part)
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def _head(a: np.ndarray | None, k: int = 8) -> str:
+    """The first ``k`` entries of an index array, for an error message."""
+    return "none" if a is None else f"{a[:k].tolist()}{' ...' if a.size > k else ''}"
 
 
 def _accepted(attack_name: str) -> set[str]:

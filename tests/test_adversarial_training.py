@@ -158,8 +158,8 @@ def test_killed_and_resumed_run_gives_the_same_weights(tmp_path, monkeypatch):
         run_train(train_cfg(tmp_path / "part", common))
     monkeypatch.setattr(run_module, "build_callbacks", build)
     part = run_train(train_cfg(tmp_path / "part", [*common, "ckpt_path=last"]))
-    a = torch.load(full["last_checkpoint"], map_location="cpu", weights_only=False)
-    b = torch.load(part["last_checkpoint"], map_location="cpu", weights_only=False)
+    a = torch.load(full["last_checkpoint"], map_location="cpu", weights_only=True)
+    b = torch.load(part["last_checkpoint"], map_location="cpu", weights_only=True)
     assert a["global_step"] == b["global_step"] > 0
     for key in a["state_dict"]:
         torch.testing.assert_close(a["state_dict"][key], b["state_dict"][key], msg=key, rtol=0, atol=0)
@@ -303,7 +303,7 @@ def test_ddp_pool_is_attacked_once_across_ranks_and_equals_one_process(tmp_path)
     for name, extra in (("one", []), ("two", ["trainer.strategy=ddp", "trainer.devices=2"])):
         (tmp_path / name).mkdir()
         metrics = run_train_script(tmp_path / name, [*overrides, *extra])
-        ckpt = torch.load(metrics["best_checkpoint"], map_location="cpu", weights_only=False)
+        ckpt = torch.load(metrics["best_checkpoint"], map_location="cpu", weights_only=True)
         (state,) = [v for k, v in ckpt["callbacks"].items() if k.startswith("AdversarialTraining")]
         (version,) = (tmp_path / name / "run" / "logs").iterdir()
         (row,) = [

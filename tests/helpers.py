@@ -33,27 +33,36 @@ def tiny_train_overrides(tmp_path: Path) -> list[str]:
     ]
 
 
-def run_script(script: str, args: list[str], cwd: Path, fails: bool = False) -> list[str]:
+def run_script(
+    script: str, args: list[str], cwd: Path, fails: bool = False, env: dict[str, str] | None = None
+) -> list[str]:
     """Run ``python <script>`` (train.py, attack.py) with ``args`` in a subprocess, as a user runs it (under
-    DDP, or a Hydra multirun); fail with its stderr unless it exits 0 (``fails``: unless it exits non-zero);
-    return its stdout's lines (``fails``: its stderr's)."""
+    DDP, or a Hydra multirun), with ``env`` added to the environment; fail with its stderr unless it exits 0
+    (``fails``: unless it exits non-zero); return its stdout's lines (``fails``: its stderr's)."""
+    import os
     import subprocess
     import sys
 
     root = Path(__file__).resolve().parents[1]
     proc = subprocess.run(
-        [sys.executable, str(root / script), *args], cwd=cwd, capture_output=True, text=True, timeout=300
+        [sys.executable, str(root / script), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **(env or {})},
     )
     assert (proc.returncode != 0) == fails, proc.stderr[-3000:]
     return (proc.stderr if fails else proc.stdout).strip().splitlines()
 
 
-def run_train_script(tmp_path: Path, overrides: list[str]) -> dict:
+def run_train_script(tmp_path: Path, overrides: list[str], env: dict[str, str] | None = None) -> dict:
     """Run ``python train.py`` with the tiny-run overrides plus ``overrides`` in a subprocess (as a user runs
-    it, e.g. under DDP); return the metrics it prints last."""
+    it, e.g. under DDP), with ``env`` added to the environment; return the metrics it prints last."""
     import json
 
-    return json.loads(run_script("train.py", [*tiny_train_overrides(tmp_path), *overrides], tmp_path)[-1])
+    args = [*tiny_train_overrides(tmp_path), *overrides]
+    return json.loads(run_script("train.py", args, tmp_path, env=env)[-1])
 
 
 def train_cfg(tmp_path: Path, overrides: list[str] = ()) -> DictConfig:

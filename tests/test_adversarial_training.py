@@ -140,7 +140,6 @@ class Kill(pl.Callback):
             raise RuntimeError("killed")
 
 
-@pytest.mark.numerics
 def test_killed_and_resumed_run_gives_the_same_weights(tmp_path, monkeypatch):
     """Augmentation, dropout, the adversarial clips and their choice all continue exactly after a resume."""
     import lightning_skel.run as run_module
@@ -284,8 +283,10 @@ def test_ddp_pool_is_attacked_once_across_ranks_and_equals_one_process(tmp_path)
     process makes, and the ranks together attack each clip once. The attack takes one clip at a time
     (``max_rows=1``) in both runs: a network's rounding depends on its batch's shape (the BLAS's kernels),
     and Adam's first step, ``lr * sign(g)``, turns a rounding-level gradient into a full step, so pools
-    attacked 7 and 4 + 3 clips wide differ by up to 2 lr at a few entries; one clip wide the pools must be
-    the same bits, and a clip attacked twice, by the wrong rank or gathered out of order is caught."""
+    attacked 7 and 4 + 3 clips wide differ by up to 2 lr at a few entries. Both runs also take one thread
+    per process (Lightning gives each of two DDP ranks on two cores one), since a reduction split over
+    threads sums in another order. So the pools must be the same bits, and a clip attacked twice, by the
+    wrong rank or gathered out of order is caught."""
     import csv
 
     from tests.helpers import run_train_script
@@ -302,7 +303,7 @@ def test_ddp_pool_is_attacked_once_across_ranks_and_equals_one_process(tmp_path)
     runs = {}
     for name, extra in (("one", []), ("two", ["trainer.strategy=ddp", "trainer.devices=2"])):
         (tmp_path / name).mkdir()
-        metrics = run_train_script(tmp_path / name, [*overrides, *extra])
+        metrics = run_train_script(tmp_path / name, [*overrides, *extra], env={"OMP_NUM_THREADS": "1"})
         ckpt = torch.load(metrics["best_checkpoint"], map_location="cpu", weights_only=True)
         (state,) = [v for k, v in ckpt["callbacks"].items() if k.startswith("AdversarialTraining")]
         (version,) = (tmp_path / name / "run" / "logs").iterdir()

@@ -55,7 +55,6 @@ def test_attack_run_writes_every_output(tmp_path, ckpt):
     assert np.array_equal(adv["x_adv"][untouched], adv["x"][untouched])
 
 
-@pytest.mark.numerics
 def test_killed_run_resumes_to_identical_outputs(tmp_path, ckpt, monkeypatch):
     full = tmp_path / "full"
     run_attack(attack_cfg(full, ckpt, PGD))

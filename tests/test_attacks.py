@@ -239,7 +239,6 @@ def test_admm_streamed_equals_per_sample(victim, search):
         pytest.param(None, "inductor", marks=pytest.mark.slow),
     ],
 )
-@pytest.mark.numerics
 def test_admm_compiled_steps_equal_eager(victim, monkeypatch, emotion_every, backend):
     """``compile=True`` runs the delta steps, the z steps, the candidates' distances and the classifier's
     candidate check through torch.compile, each as one graph (no break: the distance terms take every row,

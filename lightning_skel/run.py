@@ -195,11 +195,20 @@ def run_train(cfg: DictConfig) -> dict[str, Any]:
     last = last_cb.best_model_path or None
     best_score = None if ckpt_cb.best_model_score is None else float(ckpt_cb.best_model_score)
     val_metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+    system.restored = None
+    # the selected checkpoint; without one (no validation) the weights in memory, those of last.ckpt
     trainer.test(system, datamodule=dm, ckpt_path=best, verbose=False)
     metrics: dict[str, Any] = {
         k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")
     }
+    # which weights the test metrics are of: the checkpoint, its epoch (as in its file name and the logs)
+    # and, as best_val/*, its validation metrics
+    tested = system.restored if best else None
+    metrics["tested_checkpoint"] = best or last
+    metrics["tested_epoch"] = tested["epoch"] if tested else trainer.current_epoch - 1
     metrics.update({f"last_{k}": v for k, v in val_metrics.items()})
+    if tested:
+        metrics.update({f"best_{k}": v for k, v in tested["val_metrics"].items()})
     if best_score is not None:
         metrics[f"best_{ckpt_cb.monitor}"] = best_score
     metrics.update(

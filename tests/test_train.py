@@ -208,3 +208,44 @@ def test_checkpoint_accuracy_equals_lightning_test_and_fuses_only_the_same_data(
     torch.save(ckpt, other)
     with pytest.raises(CheckpointError, match="cannot fuse .*data_name 'another_dataset'"):
         checkpoint_accuracy(best, str(other))
+
+
+def _epochs(run) -> list[dict]:
+    """The validation rows of a run's CSV log, one per epoch."""
+    (version,) = sorted((run / "logs").iterdir())
+    return [r for r in csv.DictReader((version / "metrics.csv").open()) if r.get("val/acc")]
+
+
+def test_tied_validation_accuracy_is_broken_by_validation_loss_and_named(tmp_path):
+    """A small validation split cannot tell epochs apart by accuracy (UTD-MHAD's 54 clips saturate at 1.0
+    early; here 24 clips sit at one accuracy while the loss falls): the default selection keeps, among the
+    epochs of the best val/acc, the one of the lowest val/loss instead of the first one, and the final
+    metrics name the checkpoint they are of, its epoch and its validation metrics."""
+    metrics = run_train(train_cfg(tmp_path, ["trainer.max_epochs=8", "optim.optimizer.lr=0.01",
+                                             "data.synthetic.num_per_class=6"]))  # fmt: skip
+    epochs = _epochs(tmp_path / "run")
+    acc = [float(r["val/acc"]) for r in epochs]
+    loss = [float(r["val/loss"]) for r in epochs]
+    first = acc.index(max(acc))
+    ties = [e for e in range(len(acc)) if acc[e] == max(acc)]
+    assert min(loss[e] for e in ties) < loss[first], "the run should tie val/acc with a falling val/loss"
+    chosen = min(ties, key=lambda e: loss[e])
+    assert chosen != first
+    assert metrics["tested_checkpoint"] == metrics["best_checkpoint"]
+    assert metrics["tested_checkpoint"].endswith(f"best-{chosen:03d}.ckpt")
+    assert metrics["tested_epoch"] == chosen
+    assert metrics["best_val/acc"] == pytest.approx(acc[chosen])
+    assert metrics["best_val/loss"] == pytest.approx(loss[chosen])
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert saved["tested_checkpoint"] == metrics["tested_checkpoint"]
+    # the test metrics are those of that checkpoint
+    from lightning_skel.run import checkpoint_accuracy
+
+    assert checkpoint_accuracy(metrics["tested_checkpoint"]) == pytest.approx(metrics["test/acc"], abs=1e-6)
+
+
+def test_without_validation_the_last_weights_are_tested_and_named(tmp_path):
+    metrics = run_train(train_cfg(tmp_path, ["trainer.max_epochs=1", "data.val_fraction=0.0"]))
+    assert metrics["best_checkpoint"] is None
+    assert metrics["tested_checkpoint"] == metrics["last_checkpoint"]
+    assert metrics["tested_epoch"] == 0

@@ -249,3 +249,30 @@ def test_without_validation_the_last_weights_are_tested_and_named(tmp_path):
     assert metrics["best_checkpoint"] is None
     assert metrics["tested_checkpoint"] == metrics["last_checkpoint"]
     assert metrics["tested_epoch"] == 0
+
+
+def test_init_from_loads_weights_only_not_the_random_state(tmp_path):
+    """``init_from`` takes the classifier weights alone: the random state the checkpoint saved (for resuming)
+    is not restored over this run's ``seed``, so fine-tunes with other seeds differ."""
+    from lightning_skel.run import build_system, init_weights
+
+    run_train(train_cfg(tmp_path, ["trainer.max_epochs=1"]))
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    cfg = train_cfg(tmp_path)
+    dm = build_datamodule(cfg)
+    dm.setup("fit")
+    system = build_system(cfg, dm)
+    after = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        init_weights(system, str(ckpt))
+        after.append(torch.get_rng_state())
+    assert not torch.equal(*after), "init_from replaced the seeded random state by the checkpoint's"
+    tuned = []
+    for seed in (1, 2):  # data.seed fixed: only the global generator (dropout, shuffling) differs
+        out = tmp_path / f"ft{seed}"
+        m = run_train(train_cfg(tmp_path, ["trainer.max_epochs=1", f"init_from={ckpt}", f"out_dir={out}",
+                                           f"seed={seed}", "data.seed=0"]))  # fmt: skip
+        tuned.append(ClassificationSystem.load_from_checkpoint(m["last_checkpoint"], map_location="cpu"))
+    a, b = (dict(t.classifier.named_parameters()) for t in tuned)
+    assert any(not torch.equal(a[k], b[k]) for k in a), "seed=1 and seed=2 fine-tuned identically"

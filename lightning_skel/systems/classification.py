@@ -218,7 +218,10 @@ class ClassificationSystem(pl.LightningModule):
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if "torch_rng_state" in checkpoint:
+        # the random state only when a trainer resumes fitting: a checkpoint loaded for its weights
+        # (init_from, attack.py, load_from_checkpoint) leaves the process's seeded generator alone
+        resuming = self._trainer is not None and self.trainer.state.fn == "fit"
+        if resuming and "torch_rng_state" in checkpoint:
             torch.set_rng_state(checkpoint["torch_rng_state"])
         self.restored = {"epoch": checkpoint.get("epoch"), "val_metrics": checkpoint.get("val_metrics", {})}
 

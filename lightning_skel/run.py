@@ -145,7 +145,17 @@ def init_weights(system: ClassificationSystem, path: str) -> None:
     for key in ("model", "layout", "num_classes"):
         if hp[key] != mine[key]:
             raise CheckpointError(f"init_from {path}: {key} is {hp[key]!r}, this run's is {mine[key]!r}")
-    system.classifier.load_state_dict(source.state_dict())
+    theirs, ours = source.state_dict(), system.classifier.state_dict()
+    shapes = {k: tuple(v.shape) for k, v in theirs.items()}, {k: tuple(v.shape) for k, v in ours.items()}
+    if shapes[0] != shapes[1]:
+        name = next(k for k in {**shapes[0], **shapes[1]} if shapes[0].get(k) != shapes[1].get(k))
+        raise CheckpointError(
+            f"init_from {path}: the checkpoint's {hp['model']} (kwargs {hp.get('model_kwargs')}) does not fit "
+            f"this run's {mine['model']} (kwargs {mine['model_kwargs']}): parameter {name} is "
+            f"{shapes[0].get(name)} there and {shapes[1].get(name)} here; configure the model the checkpoint "
+            "was trained with (e.g. the experiment that trained it)"
+        )
+    system.classifier.load_state_dict(theirs)
     log.info("initialised the classifier from %s", path)
 
 

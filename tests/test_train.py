@@ -276,3 +276,19 @@ def test_init_from_loads_weights_only_not_the_random_state(tmp_path):
         tuned.append(ClassificationSystem.load_from_checkpoint(m["last_checkpoint"], map_location="cpu"))
     a, b = (dict(t.classifier.named_parameters()) for t in tuned)
     assert any(not torch.equal(a[k], b[k]) for k in a), "seed=1 and seed=2 fine-tuned identically"
+
+
+def test_init_from_of_other_model_settings_is_a_clear_error(tmp_path):
+    """A checkpoint of the same model with other sizes (the README's fine-tune after another training)
+    fails naming init_from and both settings, not with load_state_dict's size-mismatch traceback."""
+    from lightning_skel.systems.attack_run import CheckpointError
+
+    run_train(train_cfg(tmp_path, ["trainer.max_epochs=1"]))
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    cfg = train_cfg(tmp_path, [f"init_from={ckpt}", "model.kwargs.width=16", f"out_dir={tmp_path / 'ft'}"])
+    with pytest.raises(CheckpointError) as err:
+        run_train(cfg)
+    msg = str(err.value)
+    assert f"init_from {ckpt}" in msg
+    assert "'width': 8" in msg and "'width': 16" in msg and "hcn" in msg
+    assert not (tmp_path / "ft" / "checkpoints").exists()

@@ -292,3 +292,13 @@ def test_init_from_of_other_model_settings_is_a_clear_error(tmp_path):
     assert f"init_from {ckpt}" in msg
     assert "'width': 8" in msg and "'width': 16" in msg and "hcn" in msg
     assert not (tmp_path / "ft" / "checkpoints").exists()
+
+
+def test_diverged_run_stops_with_a_clear_error_and_saves_no_checkpoint(tmp_path):
+    """lr 1e30 makes the loss NaN: train.py stops with a message naming the divergence and a non-zero exit
+    code, and no checkpoint of the diverged weights is saved (as best or as last)."""
+    err = "\n".join(run_script("train.py", [*tiny_train_overrides(tmp_path), "trainer.max_epochs=2",
+                                            "optim.optimizer.lr=1e30"], tmp_path, fails=True))  # fmt: skip
+    assert "training diverged: train/loss is" in err and "optim.optimizer.lr" in err
+    assert not list((tmp_path / "run").glob("checkpoints/*.ckpt"))
+    assert not (tmp_path / "run" / "metrics.json").exists()

@@ -125,7 +125,11 @@ class ClassificationSystem(pl.LightningModule):
         # Accumulated here and logged once per epoch (:meth:`_log_epoch`): ``self.log`` on every step was the
         # largest per-step cost Lightning added to a small model's training step (benchmarks/throughput.py).
         self.metrics[f"{stage}_metrics"].update(logits, y)
-        self.mean_loss[f"{stage}_loss"].update(loss.detach(), weight=len(y))
+        # a NaN loss counts as infinite (MeanMetric would drop it with a warning): a diverged epoch's mean
+        # is then not finite, and :meth:`_check_finite` stops the run
+        self.mean_loss[f"{stage}_loss"].update(
+            torch.nan_to_num(loss.detach(), nan=math.inf, posinf=math.inf), weight=len(y)
+        )
         return loss, logits
 
     def _mean_loss(self, stage: str) -> tuple[Tensor, Tensor]:
@@ -133,6 +137,15 @@ class ClassificationSystem(pl.LightningModule):
         mean = self.mean_loss[f"{stage}_loss"]
         with mean.sync_context():  # gathers every rank's sums (nothing to do on one process)
             return mean.mean_value / mean.weight, mean.weight.clone()
+
+    def _check_finite(self, stage: str, loss: Tensor) -> None:
+        """Stop a diverged run before any checkpoint of it is saved (every rank sees the same loss)."""
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"training diverged: {stage}/loss is not finite (NaN or inf) in epoch {self.current_epoch}; "
+                f"lower optim.optimizer.lr (now {self.optimizer_cfg['lr']:g}) or clip gradients "
+                "(trainer.gradient_clip_val). No checkpoint of this epoch was saved."
+            )
 
     def _log_epoch(self, stage: str) -> None:
         """Log the epoch's ``{stage}/loss`` (mean over clips) and metrics; torchmetrics has reduced them
@@ -145,6 +158,8 @@ class ClassificationSystem(pl.LightningModule):
         if self.mean_loss[f"{stage}_loss"].update_count == 0:
             return
         loss, clips = self._mean_loss(stage)
+        if stage in ("train", "val"):
+            self._check_finite(stage, loss)
         values = {f"{stage}/loss": loss, **meters.compute()}
         if stage == "val":
             values["val/select"] = values["val/acc"] + 1 / (2 * clips * (1 + loss))
@@ -154,6 +169,12 @@ class ClassificationSystem(pl.LightningModule):
 
     def on_train_epoch_end(self) -> None:
         self._log_epoch("train")
+
+    def on_validation_epoch_start(self) -> None:
+        # validation ends an epoch before train/loss is logged, and checkpoints are saved when it ends:
+        # a diverged training epoch stops here
+        if not self.trainer.sanity_checking and self.mean_loss["train_loss"].update_count:
+            self._check_finite("train", self._mean_loss("train")[0])
 
     def on_validation_epoch_end(self) -> None:
         self._log_epoch("val")

@@ -18,7 +18,7 @@ from pytorch_lightning.loggers import CSVLogger, Logger
 from lightning_skel.data.datamodule import SkeletonDataModule
 from lightning_skel.sweep import job_out_dir
 from lightning_skel.systems import ClassificationSystem
-from lightning_skel.utils import versions, write_json
+from lightning_skel.utils import check_params, versions, write_json
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +179,13 @@ def checkpoint_accuracy(*ckpts: str, split: str = "test") -> float:
 def run_train(cfg: DictConfig) -> dict[str, Any]:
     """Train and test a classifier as ``cfg`` says; write ``out_dir/metrics.json``; return the metrics."""
     start = time.perf_counter()
+    epochs = cfg.trainer.get("max_epochs")
+    # 0 epochs would test untrained weights; Lightning's -1 (no limit) and null (1000) are not this project's
+    check_params(
+        "train.py",
+        {"trainer.max_epochs": (epochs, type(epochs) is int and epochs >= 1, "an integer >= 1")},
+        "setting(s)",
+    )
     out_dir = job_out_dir(cfg, _is_distributed(cfg))
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), out_dir)
     pl.seed_everything(cfg.seed, workers=True)

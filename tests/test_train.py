@@ -302,3 +302,9 @@ def test_diverged_run_stops_with_a_clear_error_and_saves_no_checkpoint(tmp_path)
     assert "training diverged: train/loss is" in err and "optim.optimizer.lr" in err
     assert not list((tmp_path / "run").glob("checkpoints/*.ckpt"))
     assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_max_epochs_zero_is_refused_before_any_work(tmp_path):
+    with pytest.raises(ValueError, match=r"trainer.max_epochs must be an integer >= 1, got 0"):
+        run_train(train_cfg(tmp_path, ["trainer.max_epochs=0"]))
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "run" / "checkpoints").exists()

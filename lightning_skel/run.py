@@ -316,6 +316,10 @@ def _attack_main(fabric, cfg: DictConfig) -> dict[str, Any]:
     budgets = OmegaConf.to_container(cfg.budgets, resolve=True) if cfg.get("budgets") else None
     check_budgets(budgets)
     check_batch_size(int(cfg.batch_size))  # before any data is read; AttackRun checks it again
+    targeted = cfg.attack.get("targeted", False)
+    # the attack checks its own switches too, but this one the run reads itself (which clips get targets)
+    check_params("attack.py", {"attack.targeted": (targeted, isinstance(targeted, bool), "true or false")},
+                 "setting(s)")  # fmt: skip
     rank = fabric.global_rank if fabric is not None else 0
     world = fabric.world_size if fabric is not None else 1
     device = fabric.device if fabric is not None else torch_device(cfg)
@@ -349,7 +353,7 @@ def _attack_main(fabric, cfg: DictConfig) -> dict[str, Any]:
     rows = attack_rows(len(ds), cfg.get("limit"), subset)
     attack_cfg = OmegaConf.to_container(cfg.attack, resolve=True)
     name = attack_cfg.pop("name")
-    targeted = bool(attack_cfg.pop("targeted", False))
+    attack_cfg.pop("targeted", None)
     spec = {
         # one checkpoint is recorded as a path (as before fusions existed, so that earlier runs resume)
         **_checkpoint_spec(ckpts, fusion),

@@ -356,3 +356,25 @@ def test_sweep_summary_tables_the_rows_its_jobs_left(tmp_path):
     )
     assert [ax.get_title() for ax in fig.axes if ax.get_visible()] == ["a"]  # b: no job has a value
     assert summary_figure([{"job": 0, "a": None}], ["a"]) is None
+
+
+@pytest.mark.parametrize("value", ['"false"', "maybe", "0"])
+def test_targeted_must_be_a_boolean(tmp_path, ckpt, value):
+    """``attack.targeted="false"`` (a string) or ``=maybe`` ran a targeted attack (``bool()`` of a non-empty
+    string): refused naming the key, before any work."""
+    with pytest.raises(ValueError, match=r"attack.targeted must be true or false, got '?(false|maybe|0)'?"):
+        run_attack(attack_cfg(tmp_path / "o", ckpt, [*PGD, f"attack.targeted={value}"]))
+    assert not (tmp_path / "o" / "shards").exists()
+
+
+def test_attack_booleans_are_refused_unless_booleans():
+    """The attacks' own switches, from Python or a config, take true or false only."""
+    from lightning_skel.attacks import build_attack
+
+    model = torch.nn.Linear(1, 1)
+    for name, key in (("pgd", "targeted"), ("pgd", "random_start"), ("pgd", "early_stop"), ("ifgsm", "early_stop"),
+                      ("cw", "early_stop"), ("admm", "early_stop"), ("smart", "targeted")):  # fmt: skip
+        with pytest.raises(
+            ValueError, match=f"{name}: invalid .*{key} must be true(,| or) false.*, got 'false'"
+        ):
+            build_attack(name, model, "ntu25", **{key: "false"})

@@ -310,6 +310,7 @@ def _attack_main(fabric, cfg: DictConfig) -> dict[str, Any]:
 
     from lightning_skel.attacks.metrics import attack_metrics, check_budgets
     from lightning_skel.report import write_outputs, write_report
+    from lightning_skel.systems import attack_run
     from lightning_skel.systems.attack_run import AttackRun, check_batch_size, load_classifiers, load_emotion
 
     start = time.perf_counter()
@@ -330,6 +331,12 @@ def _attack_main(fabric, cfg: DictConfig) -> dict[str, Any]:
     fusion = None if fusion is None else [float(w) for w in fusion]
     classifier, hp = load_classifiers(ckpts, fusion)
     shown = " + ".join(ckpts)
+    for path, model in zip(ckpts, hp["model"].split("+"), strict=True):
+        if model == "emotion":
+            raise attack_run.CheckpointError(
+                f"ckpt {path}: an emotion recognizer (model 'emotion'), not an action classifier; pass it as "
+                "emotion_ckpt= for the emotion term, and an action classifier as ckpt"
+            )
     layout = hp["layout"]
     dm, split = _attack_data(cfg, hp)
     if rank == 0:

@@ -378,3 +378,21 @@ def test_attack_booleans_are_refused_unless_booleans():
             ValueError, match=f"{name}: invalid .*{key} must be true(,| or) false.*, got 'false'"
         ):
             build_attack(name, model, "ntu25", **{key: "false"})
+
+
+def test_emotion_recognizer_as_ckpt_is_refused(tmp_path):
+    """An emotion recognizer given as ``ckpt`` was attacked as if it were the action classifier."""
+    from hydra import compose, initialize_config_dir
+
+    from tests.helpers import CONFIGS
+
+    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
+        cfg = compose("train", overrides=[
+            "data=synthetic_emotion", "model=emotion", "data.synthetic.num_per_class=4", "data.synthetic.frames=24",
+            "data.window=16", "data.batch_size=8", "model.kwargs.channels=8", "model.kwargs.temporal_kernel=9",
+            "trainer.max_epochs=1", "trainer.enable_progress_bar=false", f"out_dir={tmp_path / 'emo'}",
+            f"paths.cache_dir={tmp_path / 'cache'}"])  # fmt: skip
+    emo = run_train(cfg)["last_checkpoint"]
+    with pytest.raises(CheckpointError, match=rf"ckpt {emo}: an emotion recognizer .*emotion_ckpt="):
+        run_attack(attack_cfg(tmp_path / "o", emo, PGD))
+    assert not (tmp_path / "o" / "shards").exists()

@@ -352,6 +352,14 @@ def _attack_main(fabric, cfg: DictConfig) -> dict[str, Any]:
         raise ValueError(
             f"data has {dm.num_classes} classes but the checkpoint {shown} has {hp['num_classes']}"
         )
+    names = hp.get("class_names")
+    if names is not None and list(dm.class_names) != list(names):
+        i = next(i for i, (a, b) in enumerate(zip(dm.class_names, names, strict=True)) if a != b)
+        source = f"data.path {cfg.data.path}" if cfg.data.get("path") else f"data {dm.name!r}"
+        raise ValueError(
+            f"{source}: class {i} is {dm.class_names[i]!r} there and {names[i]!r} in the checkpoint {shown}: "
+            "the classifier's labels would be read as other classes"
+        )
     emotion = load_emotion(cfg.emotion_ckpt, layout) if cfg.get("emotion_ckpt") else None
     if split not in dm.datasets:
         raise ValueError(f"data split {split!r} not found; the data has {sorted(dm.datasets)}")

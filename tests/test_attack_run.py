@@ -396,3 +396,17 @@ def test_emotion_recognizer_as_ckpt_is_refused(tmp_path):
     with pytest.raises(CheckpointError, match=rf"ckpt {emo}: an emotion recognizer .*emotion_ckpt="):
         run_attack(attack_cfg(tmp_path / "o", emo, PGD))
     assert not (tmp_path / "o" / "shards").exists()
+
+
+def test_data_path_with_other_class_names_is_refused(tmp_path, ckpt):
+    """``data.path`` with as many classes as the checkpoint but other names would read the classifier's
+    labels as other actions: refused naming the file and the first class that differs."""
+    data = generate(4, seed=3, frames=24)
+    names = list(data["class_names"])
+    data["class_names"] = [*names[:3], "swim", *names[4:]]
+    other = save_npz(tmp_path / "renamed.npz", data)
+    with pytest.raises(
+        ValueError, match=rf"data.path {other}: class 3 is 'swim' there and '{names[3]}' in the"
+    ):
+        run_attack(attack_cfg(tmp_path / "o", ckpt, [*PGD, f"data.path={other}"]))
+    assert not (tmp_path / "o" / "shards").exists()

@@ -317,7 +317,8 @@ def _attack_main(fabric, cfg: DictConfig) -> dict[str, Any]:
     budgets = OmegaConf.to_container(cfg.budgets, resolve=True) if cfg.get("budgets") else None
     check_budgets(budgets)
     check_batch_size(int(cfg.batch_size))  # before any data is read; AttackRun checks it again
-    targeted = cfg.attack.get("targeted", False)
+    subset, limit, targeted = cfg.get("subset", "first"), cfg.get("limit"), cfg.attack.get("targeted", False)
+    check_rows(limit, subset)
     # the attack checks its own switches too, but this one the run reads itself (which clips get targets)
     check_params("attack.py", {"attack.targeted": (targeted, isinstance(targeted, bool), "true or false")},
                  "setting(s)")  # fmt: skip
@@ -364,8 +365,7 @@ def _attack_main(fabric, cfg: DictConfig) -> dict[str, Any]:
     if split not in dm.datasets:
         raise ValueError(f"data split {split!r} not found; the data has {sorted(dm.datasets)}")
     ds = dm.datasets[split]
-    subset = cfg.get("subset", "first")
-    rows = attack_rows(len(ds), cfg.get("limit"), subset)
+    rows = attack_rows(len(ds), limit, subset)
     attack_cfg = OmegaConf.to_container(cfg.attack, resolve=True)
     name = attack_cfg.pop("name")
     attack_cfg.pop("targeted", None)
@@ -447,19 +447,24 @@ def _checkpoint_spec(ckpts: list[str], fusion: list[float] | None) -> dict[str, 
 SUBSETS = ("first", "spread")  # attack.yaml's `subset`: which `limit` clips of a split an attack run takes
 
 
+def check_rows(limit: int | None, subset: str) -> None:
+    """attack.yaml's ``limit`` (a whole number of clips, or null) and ``subset``, or a clear error."""
+    check_params("attack.py", {
+        "limit": (limit, limit is None or (type(limit) is int and limit >= 1), "an integer >= 1 or null"),
+        "subset": (subset, subset in SUBSETS, f"one of {SUBSETS}"),
+    }, "setting(s)")  # fmt: skip
+
+
 def attack_rows(n: int, limit: int | None, subset: str = "first") -> np.ndarray:
     """The positions in a split of ``n`` clips that an attack run takes: all of them, or ``limit`` of them,
     the first ones (``subset="first"``) or spread evenly over the split (``"spread"``: datasets are stored
     ordered by class, so the first clips cover few classes)."""
-    if subset not in SUBSETS:
-        raise ValueError(f"subset must be one of {SUBSETS}, got {subset!r}")
-    if limit is None or int(limit) >= n:
+    check_rows(limit, subset)
+    if limit is None or limit >= n:
         return np.arange(n)
-    if int(limit) < 1:
-        raise ValueError(f"limit must be >= 1 or null, got {limit}")
     if subset == "first":
-        return np.arange(int(limit))
-    return np.linspace(0, n - 1, int(limit)).round().astype(np.int64)
+        return np.arange(limit)
+    return np.linspace(0, n - 1, limit).round().astype(np.int64)
 
 
 def torch_device(cfg: DictConfig) -> torch.device:

@@ -219,8 +219,9 @@ def test_attack_rows_first_or_spread():
     assert len(set(spread.tolist())) == 64 and spread[0] == 0 and spread[-1] == 429
     with pytest.raises(ValueError, match="subset must be"):
         attack_rows(10, 3, "random")
-    with pytest.raises(ValueError, match="limit must be >= 1"):
-        attack_rows(10, 0)
+    for bad in (0, 2.7, True):
+        with pytest.raises(ValueError, match="limit must be an integer >= 1 or null"):
+            attack_rows(10, bad)
 
 
 def test_spread_subset_attacks_clips_across_the_split(tmp_path, ckpt):
@@ -410,3 +411,11 @@ def test_data_path_with_other_class_names_is_refused(tmp_path, ckpt):
     ):
         run_attack(attack_cfg(tmp_path / "o", ckpt, [*PGD, f"data.path={other}"]))
     assert not (tmp_path / "o" / "shards").exists()
+
+
+@pytest.mark.parametrize("limit", ["2.7", "0", "abc", "true"])
+def test_limit_must_be_a_whole_number(tmp_path, ckpt, limit):
+    """``limit=2.7`` attacked 2 clips: refused, like other non-integers, before any work."""
+    with pytest.raises(ValueError, match=r"limit must be an integer >= 1 or null, got"):
+        run_attack(attack_cfg(tmp_path / "o", ckpt, ["attack=pgd", f"limit={limit}"]))
+    assert not (tmp_path / "o").exists()

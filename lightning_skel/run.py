@@ -317,7 +317,7 @@ def _attack_main(fabric, cfg: DictConfig) -> dict[str, Any]:
     budgets = OmegaConf.to_container(cfg.budgets, resolve=True) if cfg.get("budgets") else None
     check_budgets(budgets)
     check_batch_size(int(cfg.batch_size))  # before any data is read; AttackRun checks it again
-    subset, limit, targeted = cfg.get("subset", "first"), cfg.get("limit"), cfg.attack.get("targeted", False)
+    subset, limit, targeted = cfg.get("subset", "spread"), cfg.get("limit"), cfg.attack.get("targeted", False)
     check_rows(limit, subset)
     # the attack checks its own switches too, but this one the run reads itself (which clips get targets)
     check_params("attack.py", {"attack.targeted": (targeted, isinstance(targeted, bool), "true or false")},
@@ -380,8 +380,9 @@ def _attack_main(fabric, cfg: DictConfig) -> dict[str, Any]:
         "targeted": targeted,
         "split": split,
         "num_samples": int(rows.size),
-        # which clips: recorded only when not the first ones, so that earlier runs' shards still resume
-        **({"subset": subset} if subset != "first" else {}),
+        # which clips: recorded only when a limit picks other than the first ones, so that earlier runs'
+        # shards still resume
+        **({"subset": subset} if subset != "first" and rows.size < len(ds) else {}),
         "batch_size": int(cfg.batch_size),
         "seed": int(cfg.seed),
         "data": dm.describe(),
@@ -444,7 +445,7 @@ def _checkpoint_spec(ckpts: list[str], fusion: list[float] | None) -> dict[str, 
     }
 
 
-SUBSETS = ("first", "spread")  # attack.yaml's `subset`: which `limit` clips of a split an attack run takes
+SUBSETS = ("spread", "first")  # attack.yaml's `subset`: which `limit` clips of a split an attack run takes
 
 
 def check_rows(limit: int | None, subset: str) -> None:
@@ -455,10 +456,10 @@ def check_rows(limit: int | None, subset: str) -> None:
     }, "setting(s)")  # fmt: skip
 
 
-def attack_rows(n: int, limit: int | None, subset: str = "first") -> np.ndarray:
+def attack_rows(n: int, limit: int | None, subset: str = "spread") -> np.ndarray:
     """The positions in a split of ``n`` clips that an attack run takes: all of them, or ``limit`` of them,
-    the first ones (``subset="first"``) or spread evenly over the split (``"spread"``: datasets are stored
-    ordered by class, so the first clips cover few classes)."""
+    spread evenly over the split (``subset="spread"``: datasets are stored ordered by class, so the first
+    clips cover few classes) or the first ones (``"first"``)."""
     check_rows(limit, subset)
     if limit is None or limit >= n:
         return np.arange(n)

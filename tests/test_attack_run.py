@@ -211,8 +211,8 @@ def test_budgets_give_robust_accuracy_within_each_size(tmp_path, ckpt):
 
 def test_attack_rows_first_or_spread():
     assert attack_rows(10, None).tolist() == list(range(10))
-    assert attack_rows(10, 3).tolist() == [0, 1, 2]
-    assert attack_rows(10, 4, "spread").tolist() == [0, 3, 6, 9]
+    assert attack_rows(10, 3, "first").tolist() == [0, 1, 2]
+    assert attack_rows(10, 4).tolist() == attack_rows(10, 4, "spread").tolist() == [0, 3, 6, 9]
     assert attack_rows(10, 1, "spread").tolist() == [0]
     assert attack_rows(10, 25, "spread").tolist() == list(range(10))
     spread = attack_rows(430, 64, "spread")
@@ -226,12 +226,16 @@ def test_attack_rows_first_or_spread():
 
 def test_spread_subset_attacks_clips_across_the_split(tmp_path, ckpt):
     """``index`` is each clip's position in the source file: the spread run starts at the split's first clip,
-    as the first-N run does, and reaches past the first run's last one."""
+    as the first-N run does, and reaches past the first run's last one. Spread is the default: the split is
+    stored ordered by class, and the first N clips (``attack.py limit=32`` on UTD-MHAD) cover few classes."""
     run_attack(attack_cfg(tmp_path / "s", ckpt, [*PGD, "subset=spread"]))
-    run_attack(attack_cfg(tmp_path / "f", ckpt, PGD))
+    run_attack(attack_cfg(tmp_path / "f", ckpt, [*PGD, "subset=first"]))
+    run_attack(attack_cfg(tmp_path / "d", ckpt, PGD))
     spread, first = load(tmp_path / "s")["index"], load(tmp_path / "f")["index"]
     assert len(spread) == len(set(spread.tolist())) == 10
     assert spread[0] == first[0] and spread.max() > first.max()
+    np.testing.assert_array_equal(load(tmp_path / "d")["index"], spread)
+    assert len(set(load(tmp_path / "d")["y"].tolist())) > len(set(load(tmp_path / "f")["y"].tolist()))
     with pytest.raises(ValueError, match="subset must be"):
         run_attack(attack_cfg(tmp_path / "bad", ckpt, [*PGD, "subset=random"]))
 

@@ -309,7 +309,7 @@ def _attack_main(fabric, cfg: DictConfig) -> dict[str, Any]:
     from rich.progress import Progress
 
     from lightning_skel.attacks.metrics import attack_metrics, check_budgets
-    from lightning_skel.report import write_outputs, write_report
+    from lightning_skel.report import nothing_attacked, write_outputs, write_report
     from lightning_skel.systems import attack_run
     from lightning_skel.systems.attack_run import AttackRun, check_batch_size, load_classifiers, load_emotion
 
@@ -422,6 +422,8 @@ def _attack_main(fabric, cfg: DictConfig) -> dict[str, Any]:
         budgets=budgets,
     )  # fmt: skip
     metrics["wall_time_s"] = round(time.perf_counter() - start, 2)
+    if not metrics["num_attacked"]:
+        log.warning("nothing was attacked: %s", nothing_attacked(metrics))
     extra = {"config": OmegaConf.to_container(cfg, resolve=True), "versions": versions(), "spec": spec}
     write_outputs(out_dir, merged, metrics, extra)
     figures = write_report(

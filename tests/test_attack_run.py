@@ -423,3 +423,27 @@ def test_limit_must_be_a_whole_number(tmp_path, ckpt, limit):
     with pytest.raises(ValueError, match=r"limit must be an integer >= 1 or null, got"):
         run_attack(attack_cfg(tmp_path / "o", ckpt, ["attack=pgd", f"limit={limit}"]))
     assert not (tmp_path / "o").exists()
+
+
+def test_a_run_that_attacks_nothing_says_why(tmp_path, ckpt, caplog):
+    """When the classifier gets every clip wrong nothing is attacked: the log and report.md say so and why,
+    instead of a table of NaN."""
+    source = generate(8, seed=0, frames=24)
+    keep = source["y"] != 0
+    wrong = {k: v[keep] if isinstance(v, np.ndarray) and v.shape[:1] == keep.shape else v
+             for k, v in source.items()}  # fmt: skip
+    raw = torch.load(ckpt, map_location="cpu", weights_only=False)
+    (bias,) = [k for k in raw["state_dict"] if k.endswith(".bias")][-1:]
+    raw["state_dict"][bias][:] = -1e4
+    raw["state_dict"][bias][0] = 1e4  # always class 0, which the data below never is
+    biased = tmp_path / "class0.ckpt"
+    torch.save(raw, biased)
+    data = tmp_path / "no_class0.npz"
+    save_npz(data, wrong)
+    with caplog.at_level("WARNING"):
+        metrics = run_attack(attack_cfg(tmp_path / "o", biased, [*PGD, f"data.path={data}"]))
+    assert metrics["num_attacked"] == 0 and metrics["clean_accuracy"] == 0.0
+    assert "nothing was attacked" in caplog.text and "none of the 10 clips" in caplog.text
+    report = (tmp_path / "o" / "report.md").read_text()
+    assert "Nothing was attacked" in report and "none of the 10 clips" in report
+    assert "nan" not in report.lower()

@@ -336,7 +336,7 @@ def main() -> int:
                 continue
             extra = [ckpt_override(ckpt), f"batch_size={args.batch_size}", *overrides, *args.overrides]
             if args.limit:
-                extra.append(f"limit={args.limit}")
+                extra += [f"limit={args.limit}", "subset=first"]  # the first N, as --limit says
             if args.emotion_ckpt:
                 extra.append(f"emotion_ckpt={args.emotion_ckpt}")
             metrics = attacked(args.runs / model_name / run_name, extra)

@@ -63,6 +63,18 @@ def success_curve_figure(merged: dict[str, np.ndarray]) -> Figure:
     return fig
 
 
+def nothing_attacked(metrics: dict[str, Any]) -> str:
+    """Why an attack run attacked no clip, for its log and report.md."""
+    n = metrics["num_samples"]
+    if not n:
+        return "the split holds no clips"
+    return (
+        f"the classifier got none of the {n} clips right (clean accuracy {metrics['clean_accuracy']:.3g}), and "
+        "only clips it classifies correctly are attacked, so the success rate and the distances are undefined; "
+        "check that the checkpoint fits the data, or attack more clips (limit, subset=spread)"
+    )
+
+
 def write_report(
     out_dir: Path,
     merged: dict[str, np.ndarray],
@@ -73,7 +85,16 @@ def write_report(
     num_examples: int = 3,
     gif: bool = True,
 ) -> dict[str, Path]:
-    """Figures under ``out_dir/figures`` and ``out_dir/report.md``; returns the figure paths by name."""
+    """Figures under ``out_dir/figures`` and ``out_dir/report.md``; returns the figure paths by name. A run
+    that attacked no clip gets a report that says so and why, and no figures."""
+    if not metrics.get("num_attacked"):
+        lines = [f"# {title}", "", f"Nothing was attacked: {nothing_attacked(metrics)}.", "",
+                 "| metric | value |", "|---|---|",
+                 *[f"| {k} | {metrics[k]:.4g} |" for k in ("num_samples", "num_attacked", "clean_accuracy")
+                   if k in metrics and metrics[k] == metrics[k]], ""]  # fmt: skip
+        with atomic_open(out_dir / "report.md", "w") as f:
+            f.write("\n".join(lines))
+        return {}
     fig_dir = out_dir / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {

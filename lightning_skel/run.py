@@ -19,7 +19,7 @@ from lightning_skel.checkpoints import SafeCheckpointIO
 from lightning_skel.data.datamodule import SkeletonDataModule
 from lightning_skel.sweep import job_out_dir
 from lightning_skel.systems import ClassificationSystem
-from lightning_skel.utils import file_sha256, versions, write_json
+from lightning_skel.utils import check_params, file_sha256, versions, write_json
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,17 @@ def init_weights(system: ClassificationSystem, path: str) -> None:
     for key in ("model", "layout", "num_classes"):
         if hp[key] != mine[key]:
             raise CheckpointError(f"init_from {path}: {key} is {hp[key]!r}, this run's is {mine[key]!r}")
-    system.classifier.load_state_dict(source.state_dict())
+    theirs, ours = source.state_dict(), system.classifier.state_dict()
+    shapes = {k: tuple(v.shape) for k, v in theirs.items()}, {k: tuple(v.shape) for k, v in ours.items()}
+    if shapes[0] != shapes[1]:
+        name = next(k for k in {**shapes[0], **shapes[1]} if shapes[0].get(k) != shapes[1].get(k))
+        raise CheckpointError(
+            f"init_from {path}: the checkpoint's {hp['model']} (kwargs {hp.get('model_kwargs')}) does not fit "
+            f"this run's {mine['model']} (kwargs {mine['model_kwargs']}): parameter {name} is "
+            f"{shapes[0].get(name)} there and {shapes[1].get(name)} here; configure the model the checkpoint "
+            "was trained with (e.g. the experiment that trained it)"
+        )
+    system.classifier.load_state_dict(theirs)
     log.info("initialised the classifier from %s", path)
 
 
@@ -170,6 +180,13 @@ def checkpoint_accuracy(*ckpts: str, split: str = "test") -> float:
 def run_train(cfg: DictConfig) -> dict[str, Any]:
     """Train and test a classifier as ``cfg`` says; write ``out_dir/metrics.json``; return the metrics."""
     start = time.perf_counter()
+    epochs = cfg.trainer.get("max_epochs")
+    # 0 epochs would test untrained weights; Lightning's -1 (no limit) and null (1000) are not this project's
+    check_params(
+        "train.py",
+        {"trainer.max_epochs": (epochs, type(epochs) is int and epochs >= 1, "an integer >= 1")},
+        "setting(s)",
+    )
     out_dir = job_out_dir(cfg, _is_distributed(cfg))
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), out_dir)
     pl.seed_everything(cfg.seed, workers=True)
@@ -197,11 +214,20 @@ def run_train(cfg: DictConfig) -> dict[str, Any]:
     last = last_cb.best_model_path or None
     best_score = None if ckpt_cb.best_model_score is None else float(ckpt_cb.best_model_score)
     val_metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+    system.restored = None
+    # the selected checkpoint; without one (no validation) the weights in memory, those of last.ckpt
     trainer.test(system, datamodule=dm, ckpt_path=best, verbose=False)
     metrics: dict[str, Any] = {
         k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")
     }
+    # which weights the test metrics are of: the checkpoint, its epoch (as in its file name and the logs)
+    # and, as best_val/*, its validation metrics
+    tested = system.restored if best else None
+    metrics["tested_checkpoint"] = best or last
+    metrics["tested_epoch"] = tested["epoch"] if tested else trainer.current_epoch - 1
     metrics.update({f"last_{k}": v for k, v in val_metrics.items()})
+    if tested:
+        metrics.update({f"best_{k}": v for k, v in tested["val_metrics"].items()})
     if best_score is not None:
         metrics[f"best_{ckpt_cb.monitor}"] = best_score
     metrics.update(
@@ -285,13 +311,19 @@ def _attack_main(fabric, cfg: DictConfig) -> dict[str, Any]:
     from rich.progress import Progress
 
     from lightning_skel.attacks.metrics import attack_metrics, check_budgets
-    from lightning_skel.report import write_outputs, write_report
+    from lightning_skel.report import nothing_attacked, write_outputs, write_report
+    from lightning_skel.systems import attack_run
     from lightning_skel.systems.attack_run import AttackRun, check_batch_size, load_classifiers, load_emotion
 
     start = time.perf_counter()
     budgets = OmegaConf.to_container(cfg.budgets, resolve=True) if cfg.get("budgets") else None
     check_budgets(budgets)
     check_batch_size(int(cfg.batch_size))  # before any data is read; AttackRun checks it again
+    subset, limit, targeted = cfg.get("subset", "spread"), cfg.get("limit"), cfg.attack.get("targeted", False)
+    check_rows(limit, subset)
+    # the attack checks its own switches too, but this one the run reads itself (which clips get targets)
+    check_params("attack.py", {"attack.targeted": (targeted, isinstance(targeted, bool), "true or false")},
+                 "setting(s)")  # fmt: skip
     rank = fabric.global_rank if fabric is not None else 0
     world = fabric.world_size if fabric is not None else 1
     device = fabric.device if fabric is not None else torch_device(cfg)
@@ -302,6 +334,12 @@ def _attack_main(fabric, cfg: DictConfig) -> dict[str, Any]:
     fusion = None if fusion is None else [float(w) for w in fusion]
     classifier, hp = load_classifiers(ckpts, fusion)
     shown = " + ".join(ckpts)
+    for path, model in zip(ckpts, hp["model"].split("+"), strict=True):
+        if model == "emotion":
+            raise attack_run.CheckpointError(
+                f"ckpt {path}: an emotion recognizer (model 'emotion'), not an action classifier; pass it as "
+                "emotion_ckpt= for the emotion term, and an action classifier as ckpt"
+            )
     layout = hp["layout"]
     dm, split = _attack_data(cfg, hp)
     if rank == 0:
@@ -317,15 +355,22 @@ def _attack_main(fabric, cfg: DictConfig) -> dict[str, Any]:
         raise ValueError(
             f"data has {dm.num_classes} classes but the checkpoint {shown} has {hp['num_classes']}"
         )
+    names = hp.get("class_names")
+    if names is not None and list(dm.class_names) != list(names):
+        i = next(i for i, (a, b) in enumerate(zip(dm.class_names, names, strict=True)) if a != b)
+        source = f"data.path {cfg.data.path}" if cfg.data.get("path") else f"data {dm.name!r}"
+        raise ValueError(
+            f"{source}: class {i} is {dm.class_names[i]!r} there and {names[i]!r} in the checkpoint {shown}: "
+            "the classifier's labels would be read as other classes"
+        )
     emotion = load_emotion(cfg.emotion_ckpt, layout) if cfg.get("emotion_ckpt") else None
     if split not in dm.datasets:
         raise ValueError(f"data split {split!r} not found; the data has {sorted(dm.datasets)}")
     ds = dm.datasets[split]
-    subset = cfg.get("subset", "first")
-    rows = attack_rows(len(ds), cfg.get("limit"), subset)
+    rows = attack_rows(len(ds), limit, subset)
     attack_cfg = OmegaConf.to_container(cfg.attack, resolve=True)
     name = attack_cfg.pop("name")
-    targeted = bool(attack_cfg.pop("targeted", False))
+    attack_cfg.pop("targeted", None)
     spec = {
         # one checkpoint is recorded as a path (as before fusions existed, so that earlier runs resume)
         **_checkpoint_spec(ckpts, fusion),
@@ -338,8 +383,9 @@ def _attack_main(fabric, cfg: DictConfig) -> dict[str, Any]:
         "targeted": targeted,
         "split": split,
         "num_samples": int(rows.size),
-        # which clips: recorded only when not the first ones, so that earlier runs' shards still resume
-        **({"subset": subset} if subset != "first" else {}),
+        # which clips: recorded only when a limit picks other than the first ones, so that earlier runs'
+        # shards still resume
+        **({"subset": subset} if subset != "first" and rows.size < len(ds) else {}),
         "batch_size": int(cfg.batch_size),
         "seed": int(cfg.seed),
         "data": dm.describe(),
@@ -379,6 +425,8 @@ def _attack_main(fabric, cfg: DictConfig) -> dict[str, Any]:
         budgets=budgets,
     )  # fmt: skip
     metrics["wall_time_s"] = round(time.perf_counter() - start, 2)
+    if not metrics["num_attacked"]:
+        log.warning("nothing was attacked: %s", nothing_attacked(metrics))
     extra = {"config": OmegaConf.to_container(cfg, resolve=True), "versions": versions(), "spec": spec}
     write_outputs(out_dir, merged, metrics, extra)
     figures = write_report(
@@ -403,22 +451,27 @@ def _checkpoint_spec(ckpts: list[str], fusion: list[float] | None) -> dict[str, 
     }
 
 
-SUBSETS = ("first", "spread")  # attack.yaml's `subset`: which `limit` clips of a split an attack run takes
+SUBSETS = ("spread", "first")  # attack.yaml's `subset`: which `limit` clips of a split an attack run takes
 
 
-def attack_rows(n: int, limit: int | None, subset: str = "first") -> np.ndarray:
+def check_rows(limit: int | None, subset: str) -> None:
+    """attack.yaml's ``limit`` (a whole number of clips, or null) and ``subset``, or a clear error."""
+    check_params("attack.py", {
+        "limit": (limit, limit is None or (type(limit) is int and limit >= 1), "an integer >= 1 or null"),
+        "subset": (subset, subset in SUBSETS, f"one of {SUBSETS}"),
+    }, "setting(s)")  # fmt: skip
+
+
+def attack_rows(n: int, limit: int | None, subset: str = "spread") -> np.ndarray:
     """The positions in a split of ``n`` clips that an attack run takes: all of them, or ``limit`` of them,
-    the first ones (``subset="first"``) or spread evenly over the split (``"spread"``: datasets are stored
-    ordered by class, so the first clips cover few classes)."""
-    if subset not in SUBSETS:
-        raise ValueError(f"subset must be one of {SUBSETS}, got {subset!r}")
-    if limit is None or int(limit) >= n:
+    spread evenly over the split (``subset="spread"``: datasets are stored ordered by class, so the first
+    clips cover few classes) or the first ones (``"first"``)."""
+    check_rows(limit, subset)
+    if limit is None or limit >= n:
         return np.arange(n)
-    if int(limit) < 1:
-        raise ValueError(f"limit must be >= 1 or null, got {limit}")
     if subset == "first":
-        return np.arange(int(limit))
-    return np.linspace(0, n - 1, int(limit)).round().astype(np.int64)
+        return np.arange(limit)
+    return np.linspace(0, n - 1, limit).round().astype(np.int64)
 
 
 def torch_device(cfg: DictConfig) -> torch.device:

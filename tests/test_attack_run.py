@@ -294,26 +294,31 @@ def test_budgets_give_robust_accuracy_within_each_size(tmp_path, ckpt):
 
 def test_attack_rows_first_or_spread():
     assert attack_rows(10, None).tolist() == list(range(10))
-    assert attack_rows(10, 3).tolist() == [0, 1, 2]
-    assert attack_rows(10, 4, "spread").tolist() == [0, 3, 6, 9]
+    assert attack_rows(10, 3, "first").tolist() == [0, 1, 2]
+    assert attack_rows(10, 4).tolist() == attack_rows(10, 4, "spread").tolist() == [0, 3, 6, 9]
     assert attack_rows(10, 1, "spread").tolist() == [0]
     assert attack_rows(10, 25, "spread").tolist() == list(range(10))
     spread = attack_rows(430, 64, "spread")
     assert len(set(spread.tolist())) == 64 and spread[0] == 0 and spread[-1] == 429
     with pytest.raises(ValueError, match="subset must be"):
         attack_rows(10, 3, "random")
-    with pytest.raises(ValueError, match="limit must be >= 1"):
-        attack_rows(10, 0)
+    for bad in (0, 2.7, True):
+        with pytest.raises(ValueError, match="limit must be an integer >= 1 or null"):
+            attack_rows(10, bad)
 
 
 def test_spread_subset_attacks_clips_across_the_split(tmp_path, ckpt):
     """``index`` is each clip's position in the source file: the spread run starts at the split's first clip,
-    as the first-N run does, and reaches past the first run's last one."""
+    as the first-N run does, and reaches past the first run's last one. Spread is the default: the split is
+    stored ordered by class, and the first N clips (``attack.py limit=32`` on UTD-MHAD) cover few classes."""
     run_attack(attack_cfg(tmp_path / "s", ckpt, [*PGD, "subset=spread"]))
-    run_attack(attack_cfg(tmp_path / "f", ckpt, PGD))
+    run_attack(attack_cfg(tmp_path / "f", ckpt, [*PGD, "subset=first"]))
+    run_attack(attack_cfg(tmp_path / "d", ckpt, PGD))
     spread, first = load(tmp_path / "s")["index"], load(tmp_path / "f")["index"]
     assert len(spread) == len(set(spread.tolist())) == 10
     assert spread[0] == first[0] and spread.max() > first.max()
+    np.testing.assert_array_equal(load(tmp_path / "d")["index"], spread)
+    assert len(set(load(tmp_path / "d")["y"].tolist())) > len(set(load(tmp_path / "f")["y"].tolist()))
     with pytest.raises(ValueError, match="subset must be"):
         run_attack(attack_cfg(tmp_path / "bad", ckpt, [*PGD, "subset=random"]))
 
@@ -440,3 +445,89 @@ def test_sweep_summary_tables_the_rows_its_jobs_left(tmp_path):
     )
     assert [ax.get_title() for ax in fig.axes if ax.get_visible()] == ["a"]  # b: no job has a value
     assert summary_figure([{"job": 0, "a": None}], ["a"]) is None
+
+
+@pytest.mark.parametrize("value", ['"false"', "maybe", "0"])
+def test_targeted_must_be_a_boolean(tmp_path, ckpt, value):
+    """``attack.targeted="false"`` (a string) or ``=maybe`` ran a targeted attack (``bool()`` of a non-empty
+    string): refused naming the key, before any work."""
+    with pytest.raises(ValueError, match=r"attack.targeted must be true or false, got '?(false|maybe|0)'?"):
+        run_attack(attack_cfg(tmp_path / "o", ckpt, [*PGD, f"attack.targeted={value}"]))
+    assert not (tmp_path / "o" / "shards").exists()
+
+
+def test_attack_booleans_are_refused_unless_booleans():
+    """The attacks' own switches, from Python or a config, take true or false only."""
+    from lightning_skel.attacks import build_attack
+
+    model = torch.nn.Linear(1, 1)
+    for name, key in (("pgd", "targeted"), ("pgd", "random_start"), ("pgd", "early_stop"), ("ifgsm", "early_stop"),
+                      ("cw", "early_stop"), ("admm", "early_stop"), ("smart", "targeted")):  # fmt: skip
+        with pytest.raises(
+            ValueError, match=f"{name}: invalid .*{key} must be true(,| or) false.*, got 'false'"
+        ):
+            build_attack(name, model, "ntu25", **{key: "false"})
+
+
+def test_emotion_recognizer_as_ckpt_is_refused(tmp_path):
+    """An emotion recognizer given as ``ckpt`` was attacked as if it were the action classifier."""
+    from hydra import compose, initialize_config_dir
+
+    from tests.helpers import CONFIGS
+
+    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
+        cfg = compose("train", overrides=[
+            "data=synthetic_emotion", "model=emotion", "data.synthetic.num_per_class=4", "data.synthetic.frames=24",
+            "data.window=16", "data.batch_size=8", "model.kwargs.channels=8", "model.kwargs.temporal_kernel=9",
+            "trainer.max_epochs=1", "trainer.enable_progress_bar=false", f"out_dir={tmp_path / 'emo'}",
+            f"paths.cache_dir={tmp_path / 'cache'}"])  # fmt: skip
+    emo = run_train(cfg)["last_checkpoint"]
+    with pytest.raises(CheckpointError, match=rf"ckpt {emo}: an emotion recognizer .*emotion_ckpt="):
+        run_attack(attack_cfg(tmp_path / "o", emo, PGD))
+    assert not (tmp_path / "o" / "shards").exists()
+
+
+def test_data_path_with_other_class_names_is_refused(tmp_path, ckpt):
+    """``data.path`` with as many classes as the checkpoint but other names would read the classifier's
+    labels as other actions: refused naming the file and the first class that differs."""
+    data = generate(4, seed=3, frames=24)
+    names = list(data["class_names"])
+    data["class_names"] = [*names[:3], "swim", *names[4:]]
+    other = save_npz(tmp_path / "renamed.npz", data)
+    with pytest.raises(
+        ValueError, match=rf"data.path {other}: class 3 is 'swim' there and '{names[3]}' in the"
+    ):
+        run_attack(attack_cfg(tmp_path / "o", ckpt, [*PGD, f"data.path={other}"]))
+    assert not (tmp_path / "o" / "shards").exists()
+
+
+@pytest.mark.parametrize("limit", ["2.7", "0", "abc", "true"])
+def test_limit_must_be_a_whole_number(tmp_path, ckpt, limit):
+    """``limit=2.7`` attacked 2 clips: refused, like other non-integers, before any work."""
+    with pytest.raises(ValueError, match=r"limit must be an integer >= 1 or null, got"):
+        run_attack(attack_cfg(tmp_path / "o", ckpt, ["attack=pgd", f"limit={limit}"]))
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_run_that_attacks_nothing_says_why(tmp_path, ckpt, caplog):
+    """When the classifier gets every clip wrong nothing is attacked: the log and report.md say so and why,
+    instead of a table of NaN."""
+    source = generate(8, seed=0, frames=24)
+    keep = source["y"] != 0
+    wrong = {k: v[keep] if isinstance(v, np.ndarray) and v.shape[:1] == keep.shape else v
+             for k, v in source.items()}  # fmt: skip
+    raw = torch.load(ckpt, map_location="cpu", weights_only=False)
+    (bias,) = [k for k in raw["state_dict"] if k.endswith(".bias")][-1:]
+    raw["state_dict"][bias][:] = -1e4
+    raw["state_dict"][bias][0] = 1e4  # always class 0, which the data below never is
+    biased = tmp_path / "class0.ckpt"
+    torch.save(raw, biased)
+    data = tmp_path / "no_class0.npz"
+    save_npz(data, wrong)
+    with caplog.at_level("WARNING"):
+        metrics = run_attack(attack_cfg(tmp_path / "o", biased, [*PGD, f"data.path={data}"]))
+    assert metrics["num_attacked"] == 0 and metrics["clean_accuracy"] == 0.0
+    assert "nothing was attacked" in caplog.text and "none of the 10 clips" in caplog.text
+    report = (tmp_path / "o" / "report.md").read_text()
+    assert "Nothing was attacked" in report and "none of the 10 clips" in report
+    assert "nan" not in report.lower()

@@ -209,3 +209,103 @@ def test_checkpoint_accuracy_equals_lightning_test_and_fuses_only_the_same_data(
     torch.save(ckpt, other)
     with pytest.raises(CheckpointError, match="cannot fuse .*data_name 'another_dataset'"):
         checkpoint_accuracy(best, str(other))
+
+
+def _epochs(run) -> list[dict]:
+    """The validation rows of a run's CSV log, one per epoch."""
+    (version,) = sorted((run / "logs").iterdir())
+    return [r for r in csv.DictReader((version / "metrics.csv").open()) if r.get("val/acc")]
+
+
+def test_tied_validation_accuracy_is_broken_by_validation_loss_and_named(tmp_path):
+    """A small validation split cannot tell epochs apart by accuracy (UTD-MHAD's 54 clips saturate at 1.0
+    early; here 24 clips sit at one accuracy while the loss falls): the default selection keeps, among the
+    epochs of the best val/acc, the one of the lowest val/loss instead of the first one, and the final
+    metrics name the checkpoint they are of, its epoch and its validation metrics."""
+    metrics = run_train(train_cfg(tmp_path, ["trainer.max_epochs=8", "optim.optimizer.lr=0.01",
+                                             "data.synthetic.num_per_class=6"]))  # fmt: skip
+    epochs = _epochs(tmp_path / "run")
+    acc = [float(r["val/acc"]) for r in epochs]
+    loss = [float(r["val/loss"]) for r in epochs]
+    first = acc.index(max(acc))
+    ties = [e for e in range(len(acc)) if acc[e] == max(acc)]
+    assert min(loss[e] for e in ties) < loss[first], "the run should tie val/acc with a falling val/loss"
+    chosen = min(ties, key=lambda e: loss[e])
+    assert chosen != first
+    assert metrics["tested_checkpoint"] == metrics["best_checkpoint"]
+    assert metrics["tested_checkpoint"].endswith(f"best-{chosen:03d}.ckpt")
+    assert metrics["tested_epoch"] == chosen
+    assert metrics["best_val/acc"] == pytest.approx(acc[chosen])
+    assert metrics["best_val/loss"] == pytest.approx(loss[chosen])
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert saved["tested_checkpoint"] == metrics["tested_checkpoint"]
+    # the test metrics are those of that checkpoint
+    from lightning_skel.run import checkpoint_accuracy
+
+    assert checkpoint_accuracy(metrics["tested_checkpoint"]) == pytest.approx(metrics["test/acc"], abs=1e-6)
+
+
+def test_without_validation_the_last_weights_are_tested_and_named(tmp_path):
+    metrics = run_train(train_cfg(tmp_path, ["trainer.max_epochs=1", "data.val_fraction=0.0"]))
+    assert metrics["best_checkpoint"] is None
+    assert metrics["tested_checkpoint"] == metrics["last_checkpoint"]
+    assert metrics["tested_epoch"] == 0
+
+
+def test_init_from_loads_weights_only_not_the_random_state(tmp_path):
+    """``init_from`` takes the classifier weights alone: the random state the checkpoint saved (for resuming)
+    is not restored over this run's ``seed``, so fine-tunes with other seeds differ."""
+    from lightning_skel.run import build_system, init_weights
+
+    run_train(train_cfg(tmp_path, ["trainer.max_epochs=1"]))
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    cfg = train_cfg(tmp_path)
+    dm = build_datamodule(cfg)
+    dm.setup("fit")
+    system = build_system(cfg, dm)
+    after = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        init_weights(system, str(ckpt))
+        after.append(torch.get_rng_state())
+    assert not torch.equal(*after), "init_from replaced the seeded random state by the checkpoint's"
+    tuned = []
+    for seed in (1, 2):  # data.seed fixed: only the global generator (dropout, shuffling) differs
+        out = tmp_path / f"ft{seed}"
+        m = run_train(train_cfg(tmp_path, ["trainer.max_epochs=1", f"init_from={ckpt}", f"out_dir={out}",
+                                           f"seed={seed}", "data.seed=0"]))  # fmt: skip
+        tuned.append(ClassificationSystem.load_from_checkpoint(m["last_checkpoint"], map_location="cpu"))
+    a, b = (dict(t.classifier.named_parameters()) for t in tuned)
+    assert any(not torch.equal(a[k], b[k]) for k in a), "seed=1 and seed=2 fine-tuned identically"
+
+
+def test_init_from_of_other_model_settings_is_a_clear_error(tmp_path):
+    """A checkpoint of the same model with other sizes (the README's fine-tune after another training)
+    fails naming init_from and both settings, not with load_state_dict's size-mismatch traceback."""
+    from lightning_skel.systems.attack_run import CheckpointError
+
+    run_train(train_cfg(tmp_path, ["trainer.max_epochs=1"]))
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    cfg = train_cfg(tmp_path, [f"init_from={ckpt}", "model.kwargs.width=16", f"out_dir={tmp_path / 'ft'}"])
+    with pytest.raises(CheckpointError) as err:
+        run_train(cfg)
+    msg = str(err.value)
+    assert f"init_from {ckpt}" in msg
+    assert "'width': 8" in msg and "'width': 16" in msg and "hcn" in msg
+    assert not (tmp_path / "ft" / "checkpoints").exists()
+
+
+def test_diverged_run_stops_with_a_clear_error_and_saves_no_checkpoint(tmp_path):
+    """lr 1e30 makes the loss NaN: train.py stops with a message naming the divergence and a non-zero exit
+    code, and no checkpoint of the diverged weights is saved (as best or as last)."""
+    err = "\n".join(run_script("train.py", [*tiny_train_overrides(tmp_path), "trainer.max_epochs=2",
+                                            "optim.optimizer.lr=1e30"], tmp_path, fails=True))  # fmt: skip
+    assert "training diverged: train/loss is" in err and "optim.optimizer.lr" in err
+    assert not list((tmp_path / "run").glob("checkpoints/*.ckpt"))
+    assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_max_epochs_zero_is_refused_before_any_work(tmp_path):
+    with pytest.raises(ValueError, match=r"trainer.max_epochs must be an integer >= 1, got 0"):
+        run_train(train_cfg(tmp_path, ["trainer.max_epochs=0"]))
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "run" / "checkpoints").exists()

@@ -115,6 +115,7 @@ class ADMMAttack(Attack):
             "min_improvement": (min_improvement, min_improvement >= 0, ">= 0"),
             "emotion_every": (emotion_every, emotion_every >= 1, ">= 1"),
             "compile": (compile, isinstance(compile, bool), "true or false"),
+            "early_stop": (early_stop, isinstance(early_stop, bool), "true or false"),
             "max_rows": (
                 max_rows,
                 max_rows is None or max_rows == "auto" or (not isinstance(max_rows, str) and max_rows >= 1),
@@ -128,7 +129,7 @@ class ADMMAttack(Attack):
         self.kappa, self.rho0 = float(kappa), float(rho)
         self.lr, self.lr_z = float(lr), float(lr_z if lr_z is not None else lr)
         self.max_iter, self.delta_steps, self.z_steps = int(max_iter), int(delta_steps), int(z_steps)
-        self.balance, self.early_stop = float(balance), bool(early_stop)
+        self.balance, self.early_stop = float(balance), early_stop
         self.patience, self.min_improvement = patience, float(min_improvement)
         self.emotion_every = int(emotion_every)
         self.max_rows = max_rows if max_rows in (None, "auto") else int(max_rows)

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from lightning_skel.registry import Registry
 from lightning_skel.skeleton import features as F
 from lightning_skel.skeleton.layouts import Layout, get_layout
+from lightning_skel.utils import check_params
 
 ATTACKS: Registry = Registry("attack")
 
@@ -112,9 +113,12 @@ class Attack:
     def __init__(self, model: nn.Module, layout: str | Layout, targeted: bool = False) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"{self.name}: model must be an nn.Module, got {type(model).__name__}")
+        # a string such as "false" would be truthy: the attacks' switches take booleans only
+        check_params(self.name, {"targeted": (targeted, isinstance(targeted, bool), "true or false")},
+                     "hyper-parameter(s)")  # fmt: skip
         self.model = model
         self.layout = get_layout(layout)
-        self.targeted = bool(targeted)
+        self.targeted = targeted
 
     @property
     def device(self) -> torch.device:

@@ -38,9 +38,10 @@ class CWAttack(Attack):
             "steps": (steps, steps >= 1, ">= 1"),
             "binary_search_steps": (binary_search_steps, binary_search_steps >= 1, ">= 1"),
             "kappa": (kappa, kappa >= 0, ">= 0"),
+            "early_stop": (early_stop, isinstance(early_stop, bool), "true or false"),
         }, "hyper-parameter(s)")  # fmt: skip
         self.c, self.kappa, self.lr, self.steps = float(c), float(kappa), float(lr), int(steps)
-        self.binary_search_steps, self.early_stop = int(binary_search_steps), bool(early_stop)
+        self.binary_search_steps, self.early_stop = int(binary_search_steps), early_stop
 
     def attack(self, x: Tensor, y: Tensor, lengths: Tensor, target: Tensor | None) -> AttackResult:
         n, dev = x.shape[0], x.device

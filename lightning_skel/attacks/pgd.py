@@ -47,12 +47,15 @@ class PGDAttack(Attack):
             "steps": (steps, steps >= 1, ">= 1"),
             "loss": (loss, loss in LOSSES and not (loss == "kl" and targeted),
                      f"one of {LOSSES} ('kl' untargeted only)"),
+            "random_start": (random_start, random_start is None or isinstance(random_start, bool),
+                             "true, false or null"),
+            "early_stop": (early_stop, isinstance(early_stop, bool), "true or false"),
         }, "hyper-parameter(s)")  # fmt: skip
         self.eps = float(eps)
         self.alpha = float(alpha) if alpha is not None else self.eps / 10
         self.steps = int(steps)
-        self.random_start = self.random_start_default if random_start is None else bool(random_start)
-        self.early_stop = bool(early_stop)
+        self.random_start = self.random_start_default if random_start is None else random_start
+        self.early_stop = early_stop
         self.seed, self.loss = seed, loss
 
     def attack(self, x: Tensor, y: Tensor, lengths: Tensor, target: Tensor | None) -> AttackResult:

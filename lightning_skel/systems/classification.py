@@ -85,6 +85,7 @@ class ClassificationSystem(pl.LightningModule):
         ):
             raise ValueError(f"robust_training needs eps > 0 and steps >= 1, got {self.robust_cfg}")
         self._inner = None  # the inner maximisation's attack, built on first use
+        self.restored: dict[str, Any] | None = None  # epoch and val metrics of the last checkpoint loaded
         if class_names is not None and len(class_names) != num_classes:
             raise ValueError(f"{len(class_names)} class_names for num_classes={num_classes}")
         net = build_model(
@@ -124,22 +125,56 @@ class ClassificationSystem(pl.LightningModule):
         # Accumulated here and logged once per epoch (:meth:`_log_epoch`): ``self.log`` on every step was the
         # largest per-step cost Lightning added to a small model's training step (benchmarks/throughput.py).
         self.metrics[f"{stage}_metrics"].update(logits, y)
-        self.mean_loss[f"{stage}_loss"].update(loss.detach(), weight=len(y))
+        # a NaN loss counts as infinite (MeanMetric would drop it with a warning): a diverged epoch's mean
+        # is then not finite, and :meth:`_check_finite` stops the run
+        self.mean_loss[f"{stage}_loss"].update(
+            torch.nan_to_num(loss.detach(), nan=math.inf, posinf=math.inf), weight=len(y)
+        )
         return loss, logits
 
+    def _mean_loss(self, stage: str) -> tuple[Tensor, Tensor]:
+        """The epoch's mean ``stage`` loss and its number of clips, over all ranks."""
+        mean = self.mean_loss[f"{stage}_loss"]
+        with mean.sync_context():  # gathers every rank's sums (nothing to do on one process)
+            return mean.mean_value / mean.weight, mean.weight.clone()
+
+    def _check_finite(self, stage: str, loss: Tensor) -> None:
+        """Stop a diverged run before any checkpoint of it is saved (every rank sees the same loss)."""
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"training diverged: {stage}/loss is not finite (NaN or inf) in epoch {self.current_epoch}; "
+                f"lower optim.optimizer.lr (now {self.optimizer_cfg['lr']:g}) or clip gradients "
+                "(trainer.gradient_clip_val). No checkpoint of this epoch was saved."
+            )
+
     def _log_epoch(self, stage: str) -> None:
-        """Log the epoch's ``{stage}/loss`` (mean over clips) and metrics; torchmetrics' ``compute`` has
-        already reduced them over all ranks, so every rank logs the same values."""
+        """Log the epoch's ``{stage}/loss`` (mean over clips) and metrics; torchmetrics has reduced them
+        over all ranks, so every rank logs the same values. Validation also logs ``val/select``, the default
+        checkpoint selection key: ``val/acc`` with ties broken by the lower ``val/loss``, as
+        ``val/acc + 1 / (2 N (1 + val/loss))`` for N validation clips. Accuracy moves in steps of 1/N and
+        the loss term stays under half a step, so a higher accuracy always wins; among equal accuracies
+        (a small split saturates early) the lower loss does."""
         meters = self.metrics[f"{stage}_metrics"]
         if self.mean_loss[f"{stage}_loss"].update_count == 0:
             return
-        values = {f"{stage}/loss": self.mean_loss[f"{stage}_loss"].compute(), **meters.compute()}
+        loss, clips = self._mean_loss(stage)
+        if stage in ("train", "val"):
+            self._check_finite(stage, loss)
+        values = {f"{stage}/loss": loss, **meters.compute()}
+        if stage == "val":
+            values["val/select"] = values["val/acc"] + 1 / (2 * clips * (1 + loss))
         self.log_dict(values, on_step=False, on_epoch=True, sync_dist=False, rank_zero_only=False)
         meters.reset()
         self.mean_loss[f"{stage}_loss"].reset()
 
     def on_train_epoch_end(self) -> None:
         self._log_epoch("train")
+
+    def on_validation_epoch_start(self) -> None:
+        # validation ends an epoch before train/loss is logged, and checkpoints are saved when it ends:
+        # a diverged training epoch stops here
+        if not self.trainer.sanity_checking and self.mean_loss["train_loss"].update_count:
+            self._check_finite("train", self._mean_loss("train")[0])
 
     def on_validation_epoch_end(self) -> None:
         self._log_epoch("val")
@@ -198,10 +233,18 @@ class ClassificationSystem(pl.LightningModule):
         # Lightning does not save torch's global random state: dropout would diverge after a resume. The
         # project draws nothing from numpy's or Python's global generators during training.
         checkpoint["torch_rng_state"] = torch.get_rng_state()
+        # the validation metrics of the epoch saved, so that the run can say what a tested checkpoint scored
+        checkpoint["val_metrics"] = {
+            k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith("val/")
+        }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if "torch_rng_state" in checkpoint:
+        # the random state only when a trainer resumes fitting: a checkpoint loaded for its weights
+        # (init_from, attack.py, load_from_checkpoint) leaves the process's seeded generator alone
+        resuming = self._trainer is not None and self.trainer.state.fn == "fit"
+        if resuming and "torch_rng_state" in checkpoint:
             torch.set_rng_state(checkpoint["torch_rng_state"])
+        self.restored = {"epoch": checkpoint.get("epoch"), "val_metrics": checkpoint.get("val_metrics", {})}
 
     def configure_optimizers(self):
         cfg = dict(self.optimizer_cfg)

@@ -9,6 +9,7 @@ from torch import nn
 from lightning_skel.attacks import build_attack, list_attacks
 from lightning_skel.attacks.base import BatchAdam, margin_loss
 from lightning_skel.attacks.distances import DynamicDistance
+from lightning_skel.attacks.metrics import attack_metrics
 from lightning_skel.data.synthetic import generate
 from lightning_skel.skeleton import features as F
 
@@ -525,3 +526,93 @@ def test_attack_argument_errors(victim):
             build_attack(name, model, "ntu25", **kwargs)
         assert str(err.value).startswith(f"{name}: invalid hyper-parameter(s): ")
         assert all(part in str(err.value) for part in parts), str(err.value)
+
+
+def misclassified_batch(model, x, y, targeted):
+    """Six of the victim's clips, two of them (1 and 4) relabelled so that the model already gets them wrong
+    (untargeted) or already labels them as their target (targeted); returns y, the target and which clips
+    an attack must leave alone."""
+    x, y = x[:6], y[:6].clone()
+    with torch.no_grad():
+        pred = model(x).argmax(1)
+    wrong = torch.zeros(6, dtype=torch.bool)
+    wrong[[1, 4]] = True
+    y[wrong] = (pred[wrong] + 1) % 12
+    target = None
+    if targeted:
+        target = (y + 3) % 12
+        target[wrong] = pred[wrong]  # labelled as the target already
+    return y, target, wrong
+
+
+@pytest.mark.parametrize("targeted", [False, True])
+@pytest.mark.parametrize("name", list_attacks())
+def test_misclassified_clips_are_not_attacked_or_counted(victim, name, targeted):
+    """An attack on a batch with misclassified clips spends no evaluations on them and does not count them:
+    they come back unchanged, unattacked, unsuccessful, with only the clean labelling pass to their name, and
+    the attacked clips get exactly what attacking them alone gives."""
+    model, x, y, lengths = victim
+    y, target, wrong = misclassified_batch(model, x, y, targeted)
+    x, lengths = x[:6], lengths[:6]
+    kwargs = {**FAST[name], "targeted": targeted}
+    rows = []
+    hook = model.register_forward_pre_hook(lambda m, args: rows.append(len(args[0])))
+    try:
+        res = build_attack(name, model, "ntu25", **kwargs)(x, y, lengths, target)
+        mixed_rows = sum(rows)
+        rows.clear()
+        keep = ~wrong
+        alone = build_attack(name, model, "ntu25", **kwargs)(
+            x[keep], y[keep], lengths[keep], None if target is None else target[keep]
+        )
+        alone_rows = sum(rows)
+    finally:
+        hook.remove()
+    with torch.no_grad():
+        clean = model(x).argmax(1)
+    assert torch.equal(res.attacked, keep)
+    assert torch.equal(res.pred_clean, clean)
+    assert torch.equal(res.x_adv[wrong], x[wrong])
+    assert torch.equal(res.pred_adv[wrong], clean[wrong])
+    assert not res.success[wrong].any()
+    assert res.grad_evals[wrong].tolist() == [0, 0]
+    assert res.iterations[wrong].tolist() == [0, 0]
+    assert res.forward_evals[wrong].tolist() == [1, 1]  # the clean labelling pass, nothing more
+    for key, value in res.extras.items():
+        assert value.shape == (6,), key
+    # the attacked clips: what attacking them alone gives; the classifier saw the two others only once
+    assert (res.grad_evals[keep] > 0).all()
+    assert torch.equal(res.x_adv[keep], alone.x_adv)
+    assert torch.equal(res.grad_evals[keep], alone.grad_evals)
+    assert torch.equal(res.forward_evals[keep], alone.forward_evals)
+    assert torch.equal(res.success[keep], alone.success)
+    assert mixed_rows == alone_rows + int(wrong.sum())
+    # the metrics count the same clips: misclassified clips are neither attacked nor robust
+    m = attack_metrics(
+        x, res.x_adv, lengths, "ntu25", y, res.pred_clean, res.pred_adv, target, res.grad_evals
+    )
+    assert m["num_attacked"] == 4
+    assert m["num_success"] == int(res.success.sum())
+    assert m["grad_evals_all"] == pytest.approx(float(res.grad_evals[keep].double().mean()))
+    assert m["robust_accuracy"] == pytest.approx(float((res.pred_adv == y).double().mean()))
+    assert m["robust_accuracy"] <= float((keep & ~res.success).double().mean())
+
+
+@pytest.mark.parametrize("name", ["pgd", "admm"])
+def test_attack_all_attacks_misclassified_clips_too(victim, name):
+    """``attack_all=True`` (adversarial training, PGD-AT, TRADES) attacks every clip and skips the clean
+    labelling pass."""
+    model, x, y, lengths = victim
+    y, _, _ = misclassified_batch(model, x, y, targeted=False)
+    res = build_attack(name, model, "ntu25", **FAST[name])(x[:6], y, lengths[:6], attack_all=True)
+    assert res.attacked.all()
+    assert res.pred_clean is None
+    assert (res.grad_evals > 0).all()
+
+
+def test_targeted_attack_refuses_a_target_equal_to_the_label(victim):
+    model, x, y, lengths = victim
+    target = (y + 1) % 12
+    target[[2, 5]] = y[[2, 5]]
+    with pytest.raises(ValueError, match=r"target equals the label y in clip\(s\) \[2, 5\]"):
+        build_attack("pgd", model, "ntu25", targeted=True)(x, y, lengths, target=target)

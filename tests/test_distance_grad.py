@@ -217,9 +217,9 @@ def test_candidate_check_skips_only_rows_whose_verdict_changes_nothing(monkeypat
     assert torch.equal(skipping.x_adv, checking.x_adv)
     assert torch.equal(skipping.grad_evals, checking.grad_evals)
     assert torch.equal(skipping.extras["distance"], checking.extras["distance"])
-    # one candidate per outer step, against fewer: the counts say so too; the labels come from the checks
-    # (no final labelling pass) and are the classifier's labels of x_adv
-    assert model.forward_only == int(checking.iterations.sum())
+    # the clean labelling pass, then one candidate per outer step, against fewer: the counts say so too; the
+    # labels come from the checks (no final labelling pass) and are the classifier's labels of x_adv
+    assert model.forward_only == int(checking.iterations.sum()) + len(y)
     assert skipped_rows == int(skipping.forward_evals.sum()) < model.forward_only
     with torch.no_grad():
         assert torch.equal(skipping.pred_adv, model(skipping.x_adv).argmax(1))

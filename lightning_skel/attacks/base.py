@@ -4,6 +4,12 @@ An attack is called as ``attack(x, y, lengths, target=None) -> AttackResult`` on
 of raw coordinates. The base class puts the model in eval mode and restores it afterwards, takes gradients
 with respect to the input only (``torch.autograd.grad``: the parameters' ``.grad`` are never touched),
 runs on the model's device, and guarantees that padding frames and absent persons come back bit-identical.
+
+A first forward pass labels the clean clips: a clip the classifier already gets wrong is not attacked (for a
+targeted attack too; a target must differ from the label, so a clip already labelled as its target is one
+of them). It comes back unchanged, with ``attacked`` and ``success`` False and no evaluation spent but that
+pass, so that successes count only clips the attack fooled (docs/METHOD.md section 5, as attack.py counts). ``attack_all=True`` attacks every clip whatever
+its clean label (adversarial training and the reference defenses) and skips that pass.
 """
 
 from __future__ import annotations
@@ -27,12 +33,14 @@ class AttackResult:
     """What an attack returns for a batch of N clips."""
 
     x_adv: Tensor  # (N, C, T, V, M): the best successful candidate, else the last one
-    success: Tensor  # (N,) bool: misclassified (untargeted) or labelled as the target (targeted)
+    success: Tensor  # (N,) bool: attacked and now misclassified (untargeted) or labelled as the target
     pred_adv: Tensor  # (N,) the classifier's label of x_adv
     grad_evals: Tensor  # (N,) classifier forward+backward passes spent on each sample
     forward_evals: Tensor  # (N,) extra forward-only passes (candidate checks)
     iterations: Tensor  # (N,) outer iterations each sample was attacked for
     extras: dict[str, Tensor] = field(default_factory=dict)  # attack-specific (N,) values
+    attacked: Tensor | None = None  # (N,) bool: the clip was attacked (set by Attack.__call__)
+    pred_clean: Tensor | None = None  # (N,) the classifier's label of x (None under attack_all)
 
 
 def margin_loss(logits: Tensor, y: Tensor, target: Tensor | None, kappa: float) -> Tensor:
@@ -47,6 +55,12 @@ def margin_loss(logits: Tensor, y: Tensor, target: Tensor | None, kappa: float) 
 
 def is_success(pred: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
     return pred != y if target is None else pred == target
+
+
+def _clips(bad: Tensor) -> str:
+    """The first clips where ``bad (N,)`` holds, for an error message."""
+    clips = bad.nonzero().squeeze(1).tolist()
+    return f"{clips[:10]}{' ...' if len(clips) > 10 else ''}"
 
 
 def append_rows(a: Tensor, k: int, fill: float | bool = 0) -> Tensor:
@@ -126,8 +140,16 @@ class Attack:
         return p.device if p is not None else torch.device("cpu")
 
     def __call__(
-        self, x: Tensor, y: Tensor, lengths: Tensor | None = None, target: Tensor | None = None
+        self,
+        x: Tensor,
+        y: Tensor,
+        lengths: Tensor | None = None,
+        target: Tensor | None = None,
+        attack_all: bool = False,
     ) -> AttackResult:
+        """Attack the clips ``x (N, C, T, V, M)`` of labels ``y (N,)``, valid for ``lengths (N,)`` frames (all
+        T by default), towards ``target (N,)`` if the attack is targeted. Only the clips the classifier labels
+        ``y`` are attacked, unless ``attack_all`` (see the module docstring)."""
         if x.dim() != 5:
             raise ValueError(f"{self.name}: x must be (N, C, T, V, M), got shape {tuple(x.shape)}")
         if x.shape[3] != self.layout.num_joints:
@@ -136,11 +158,10 @@ class Attack:
             )
         bad = ~torch.isfinite(x).flatten(1).all(1)
         if bool(bad.any()):
-            clips = bad.nonzero().squeeze(1).tolist()
             raise ValueError(
-                f"{self.name}: x has NaN or infinite coordinates in clip(s) {clips[:10]}"
-                f"{' ...' if len(clips) > 10 else ''}: mark missing joints and absent persons with zeros (the "
-                "bone, angle and speed terms combine the joints of a frame, so one NaN spreads over the clip)"
+                f"{self.name}: x has NaN or infinite coordinates in clip(s) {_clips(bad)}: mark missing joints "
+                "and absent persons with zeros (the bone, angle and speed terms combine the joints of a frame, so "
+                "one NaN spreads over the clip)"
             )
         if self.targeted and target is None:
             raise ValueError(f"{self.name}: a targeted attack needs target labels")
@@ -151,17 +172,68 @@ class Attack:
         y = y.to(dev)
         lengths = torch.full_like(y, x.shape[2]) if lengths is None else lengths.to(dev)
         target = None if target is None else target.to(dev)
+        if target is not None and bool((target == y).any()):
+            raise ValueError(
+                f"{self.name}: target equals the label y in clip(s) {_clips(target == y)}: a target must be "
+                "another label"
+            )
         was_training = self.model.training
         self.model.eval()
         try:
-            with torch.enable_grad():
-                result = self.attack(x.detach(), y, lengths, target)
+            pred_clean = None if attack_all else self.predict(x)
+            attacked = torch.ones_like(y, dtype=torch.bool) if attack_all else pred_clean == y
+            if bool(attacked.all()):
+                with torch.enable_grad():
+                    result = self.attack(x.detach(), y, lengths, target)
+            else:
+                result = self._attack_some(x, y, lengths, target, pred_clean, attacked)
         finally:
             self.model.train(was_training)
         mask = self.mask(x, lengths)
         # padding frames and absent persons come back bit-identical, whatever the attack did
         result.x_adv = torch.where(mask, result.x_adv.detach(), x)
+        result.attacked, result.pred_clean = attacked, pred_clean
+        if pred_clean is not None:  # the clean labelling pass
+            result.forward_evals = result.forward_evals + 1
         return result
+
+    def _attack_some(
+        self,
+        x: Tensor,
+        y: Tensor,
+        lengths: Tensor,
+        target: Tensor | None,
+        pred_clean: Tensor,
+        attacked: Tensor,
+    ) -> AttackResult:
+        """The result of attacking the ``attacked`` clips only; the others keep ``x`` and their clean label,
+        with no success and no evaluations (attack-specific values: NaN, or -1 for counts)."""
+        n, idx = y.shape[0], attacked.nonzero().squeeze(1)
+        zero = torch.zeros_like(y)
+        if idx.numel() == 0:
+            return AttackResult(
+                x.clone(), attacked.clone(), pred_clean.clone(), zero, zero.clone(), zero.clone()
+            )
+        with torch.enable_grad():
+            sub = self.attack(x[idx].detach(), y[idx], lengths[idx], None if target is None else target[idx])
+
+        def spread(v: Tensor, fill: Tensor | float | bool) -> Tensor:
+            out = fill.clone() if isinstance(fill, Tensor) else v.new_full((n, *v.shape[1:]), fill)
+            out[idx] = v
+            return out
+
+        def blank(v: Tensor) -> float | bool:
+            return float("nan") if v.is_floating_point() else False if v.dtype == torch.bool else -1
+
+        return AttackResult(
+            x_adv=spread(sub.x_adv.detach(), x),
+            success=spread(sub.success, False),
+            pred_adv=spread(sub.pred_adv, pred_clean),
+            grad_evals=spread(sub.grad_evals, 0),
+            forward_evals=spread(sub.forward_evals, 0),
+            iterations=spread(sub.iterations, 0),
+            extras={k: spread(v, blank(v)) for k, v in sub.extras.items()},
+        )
 
     def mask(self, x: Tensor, lengths: Tensor) -> Tensor:
         """``(N, 1, T, 1, M)`` valid entries: the only ones an attack may change."""
@@ -174,6 +246,9 @@ class Attack:
 
     @torch.no_grad()
     def predict(self, x: Tensor, batch: int = 256) -> Tensor:
+        """The classifier's labels of ``x`` ``(N,)``, ``batch`` clips at a time."""
+        if x.shape[0] == 0:
+            return torch.zeros(0, dtype=torch.long, device=x.device)
         return torch.cat([self.model(x[i : i + batch]).argmax(1) for i in range(0, x.shape[0], batch)])
 
     def result(

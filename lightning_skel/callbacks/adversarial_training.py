@@ -4,10 +4,10 @@ From ``start_epoch`` on, ``round(ratio * B)`` clips of every training batch of B
 ``training_step`` sees the batch, by adversarial versions made by a registered attack against the current
 weights (``mode="batch"``), or by draws from a pool of adversarial clips regenerated every
 ``pool_refresh_every`` epochs (``mode="pool"``, cheaper; under DDP each rank attacks its share of the pool
-and gathers the others'). The attack runs with the model in eval mode and takes gradients with respect to
-the input only, so the optimiser and the parameters' ``.grad`` are left alone. Which clips are replaced is
-drawn from a generator whose state is in :meth:`state_dict`, so a resumed run continues exactly as an
-uninterrupted one.
+and gathers the others'). Every chosen clip is attacked, whatever its clean label (``attack_all``). The
+attack runs with the model in eval mode and takes gradients with respect to the input only, so the
+optimiser and the parameters' ``.grad`` are left alone. Which clips are replaced is drawn from a generator
+whose state is in :meth:`state_dict`, so a resumed run continues exactly as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ class AdversarialTraining(pl.Callback):
         # 5 s per batch of 8 attacked clips, from the runs' train/adv_pool_time_s and train/adv_time_s)
         chunk = max(1, int(getattr(trainer.datamodule, "batch_size", len(y))))
         bounds = [(i, min(i + chunk, hi)) for i in range(lo, hi, chunk)]
-        parts = [self._attack(x[i:j], y[i:j], lengths[i:j]) for i, j in bounds]
+        parts = [self._attack(x[i:j], y[i:j], lengths[i:j], attack_all=True) for i, j in bounds]
         x_adv = torch.cat([x[lo:lo], *(r.x_adv.detach() for r in parts)])  # x[lo:lo]: an empty share
         success = torch.cat([torch.zeros(0, device=y.device), *(r.success.float() for r in parts)])
         if world > 1:  # the last shares may be short or empty: padded to `per` rows, cut after the gather
@@ -149,7 +149,7 @@ class AdversarialTraining(pl.Callback):
         logs = {"train/adv_fraction": k / len(y)}
         start = time.perf_counter()
         if self.mode == "batch":
-            res = self._attack(x[idx], y[idx], lengths[idx])
+            res = self._attack(x[idx], y[idx], lengths[idx], attack_all=True)
             x_new, y_new, len_new = res.x_adv.detach(), y[idx], lengths[idx]
             logs["train/adv_time_s"] = time.perf_counter() - start
             logs["train/adv_success"] = res.success.float().mean()

@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from lightning_skel.data.io import SkeletonData, load_npz, save_npz
-from lightning_skel.data.transforms import random_affine, random_mirror, temporal_resample
+from lightning_skel.data.transforms import TEMPORAL, fit_window, random_affine, random_mirror
 from lightning_skel.skeleton.layouts import get_layout
 
 log = logging.getLogger(__name__)
@@ -146,7 +146,7 @@ class SkeletonDataModule(pl.LightningDataModule):
             )
         if window < 2:
             raise ValueError(f"data {name!r}: window must be >= 2, got {window}")
-        if temporal not in ("resample", "pad"):
+        if temporal not in TEMPORAL:
             raise ValueError(f"data {name!r}: temporal must be 'resample' or 'pad', got {temporal!r}")
         for p in (path, train_path, val_path, test_path):
             if p and not Path(p).is_file():
@@ -351,17 +351,8 @@ class SkeletonDataModule(pl.LightningDataModule):
         self, x: torch.Tensor, lengths: torch.Tensor, train: bool
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Bring a batch to ``window`` frames (and augment it when ``train``)."""
-        if self.temporal == "resample":
-            crop = (0.75, 1.0) if train and self.augment["random_crop"] else None
-            x, lengths = temporal_resample(x, lengths, self.window, crop=crop, generator=self._generator)
-        else:
-            t = x.shape[2]
-            x = (
-                x[:, :, : self.window]
-                if t >= self.window
-                else torch.nn.functional.pad(x, (0, 0, 0, 0, 0, self.window - t))
-            )
-            lengths = lengths.clamp_max(self.window)
+        crop = (0.75, 1.0) if train and self.augment["random_crop"] else None  # resample only
+        x, lengths = fit_window(x, lengths, self.window, self.temporal, crop=crop, generator=self._generator)
         if train and any(self.augment[k] for k in ("rotate_deg", "scale", "shear")):
             x = random_affine(
                 x,

@@ -49,6 +49,30 @@ def temporal_resample(
     return out, torch.full_like(lengths, window)
 
 
+TEMPORAL = ("resample", "pad")  # how clips are brought to a fixed window of frames
+
+
+def fit_window(
+    x: Tensor,
+    lengths: Tensor,
+    window: int,
+    temporal: str = "resample",
+    crop: tuple[float, float] | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Bring clips ``x (N, C, T, V, M)`` with ``lengths (N,)`` valid frames to ``window`` frames, as the data
+    module does: ``"resample"`` resamples each clip's valid frames (:func:`temporal_resample`, ``crop`` and
+    ``generator`` as there), ``"pad"`` keeps the first ``window`` frames and zero-pads shorter clips. Returns
+    the clips ``(N, C, window, V, M)`` and their new lengths."""
+    if temporal not in TEMPORAL:
+        raise ValueError(f"temporal must be one of {TEMPORAL}, got {temporal!r}")
+    if temporal == "resample":
+        return temporal_resample(x, lengths, window, crop=crop, generator=generator)
+    t = x.shape[2]
+    x = x[:, :, :window] if t >= window else torch.nn.functional.pad(x, (0, 0, 0, 0, 0, window - t))
+    return x, lengths.clamp_max(window)
+
+
 def random_affine(
     x: Tensor,
     rotate_deg: float = 0.0,

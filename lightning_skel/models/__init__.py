@@ -2,8 +2,8 @@
 
 # Importing a model module registers it.
 from lightning_skel.models import agcn, emotion, hcn, sgn, stgcn  # noqa: F401
-from lightning_skel.models.classifier import Classifier
+from lightning_skel.models.classifier import Classifier, WindowedClassifier
 from lightning_skel.models.ensemble import ScoreFusion
 from lightning_skel.models.registry import MODELS, build_model, list_models
 
-__all__ = ["MODELS", "Classifier", "ScoreFusion", "build_model", "list_models"]
+__all__ = ["MODELS", "Classifier", "ScoreFusion", "WindowedClassifier", "build_model", "list_models"]

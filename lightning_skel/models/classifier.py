@@ -6,8 +6,10 @@ the emotion term) feeds raw coordinates ``(N, C, T, V, M)`` and differentiates t
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
+from lightning_skel.data.transforms import TEMPORAL, fit_window
 from lightning_skel.skeleton.features import MODALITIES, normalize, to_modality
 from lightning_skel.skeleton.layouts import get_layout
 
@@ -41,3 +43,49 @@ class Classifier(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(self.preprocess(x))
+
+
+class WindowedClassifier(nn.Module):
+    """A classifier with its evaluation window in front, the whole input function of a checkpoint.
+
+    ``forward(x, lengths=None)`` takes raw clips ``x (N, C, T, V, M)`` of any T, brings each clip's
+    ``lengths (N,)`` valid frames (default: all T) to ``window`` frames as the data module does in evaluation
+    (:func:`~lightning_skel.data.transforms.fit_window` with ``temporal``) and returns the logits ``(N, K)``.
+    ``classifier`` is the model behind the window: it takes windowed clips, from :meth:`apply_window`, and an
+    attack perturbs its input, as attack.py does."""
+
+    def __init__(
+        self,
+        classifier: nn.Module,
+        window: int,
+        temporal: str,
+        layout: str,
+        class_names: list[str] | None = None,
+    ) -> None:
+        super().__init__()
+        if temporal not in TEMPORAL or int(window) < 2:
+            raise ValueError(
+                f"window must be >= 2 and temporal one of {TEMPORAL}, got {window}, {temporal!r}"
+            )
+        self.classifier = classifier
+        self.window, self.temporal, self.layout = int(window), temporal, get_layout(layout).name
+        self.class_names = None if class_names is None else list(class_names)
+
+    def apply_window(self, x: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """The clips ``(N, C, window, V, M)`` the classifier sees, and their valid frames ``(N,)``."""
+        if x.dim() != 5:
+            raise ValueError(f"x must be (N, C, T, V, M), got shape {tuple(x.shape)}")
+        n, t = x.shape[0], x.shape[2]
+        if lengths is None:
+            lengths = torch.full((n,), t, dtype=torch.long, device=x.device)
+        lengths = torch.as_tensor(lengths, device=x.device)
+        ok = lengths.shape == (n,) and not lengths.is_floating_point()
+        if not ok or not bool(((lengths >= 1) & (lengths <= t)).all()):
+            raise ValueError(
+                f"lengths must be (N,) = ({n},) integers in [1, T = {t}] (the valid frames of each clip), got "
+                f"shape {tuple(lengths.shape)}, values {lengths.flatten()[:10].tolist()}"
+            )
+        return fit_window(x, lengths, self.window, self.temporal)
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        return self.classifier(self.apply_window(x, lengths)[0])

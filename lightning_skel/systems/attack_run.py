@@ -294,24 +294,13 @@ class AttackRun:
 
     def _attack_batch(self, b: int, x, y, lengths, index) -> None:
         attack = self.build(b)
-        with torch.no_grad():
-            pred_clean = self.classifier(x).argmax(1)
         target = (
             targets_for(y, index, self.num_classes, self.seed) if self.targeted else torch.full_like(y, -1)
         )
-        attacked = pred_clean == y  # only clips the classifier gets right are attacked
-        x_adv = x.clone()
-        pred_adv = pred_clean.clone()
-        grad_evals = torch.zeros_like(y)
-        success = torch.zeros_like(attacked)
-        if attacked.any():
-            res = attack(
-                x[attacked], y[attacked], lengths[attacked], target[attacked] if self.targeted else None
-            )
-            x_adv[attacked] = res.x_adv
-            pred_adv[attacked] = res.pred_adv
-            grad_evals[attacked] = res.grad_evals
-            success[attacked] = res.success
+        # the attack labels the clean clips and attacks only those the classifier gets right
+        res = attack(x, y, lengths, target if self.targeted else None)
+        x_adv, pred_clean, pred_adv = res.x_adv, res.pred_clean, res.pred_adv
+        success, attacked, grad_evals = res.success, res.attacked, res.grad_evals
         metrics = per_sample_metrics(x, x_adv, lengths, self.layout, self.emotion)
         arrays = {
             "index": index, "x": x, "x_adv": x_adv, "y": y, "target": target, "lengths": lengths,

@@ -213,7 +213,7 @@ class ClassificationSystem(pl.LightningModule):
                 alpha=cfg["alpha"] or 2.5 * cfg["eps"] / cfg["steps"], seed=None,
                 loss="ce" if cfg["name"] == "pgd_at" else "kl",
             )  # fmt: skip
-        return self._inner(x, y, lengths).x_adv
+        return self._inner(x, y, lengths, attack_all=True).x_adv  # Madry and TRADES attack every clip
 
     def validation_step(self, batch, batch_idx: int) -> None:
         self._step(batch, "val")

@@ -9,12 +9,32 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from lightning_skel.utils import atomic_open, write_json, write_npz
+from lightning_skel.data.io import ATTACK_INT, PER_SAMPLE_INT, SkeletonData, save_npz
+from lightning_skel.utils import atomic_open, write_json
 from lightning_skel.viz import frame_strip, save_figure, save_gif
 
-ADVERSARIAL_KEYS = ("x_adv", "x", "y", "target", "pred_clean", "pred_adv", "success", "lengths", "index")
 HISTOGRAMS = (("rms_mm", "RMS joint displacement (mm)"), ("delta_bone", "relative bone-length change"),
               ("delta_angle_deg", "bone-angle change (deg)"), ("delta_speed", "relative joint-speed change"))  # fmt: skip
+
+
+def adversarial_data(merged: dict[str, np.ndarray], source: SkeletonData) -> SkeletonData:
+    """The attack's clips as a skeleton npz (lightning_skel.data.io): ``x`` the adversarial clips, as the
+    classifier saw them (windowed), ``x_clean`` the clean ones, the attack's per-clip results, and the
+    source rows' layout, class names and per-clip facts (subject, view, emotion, sample name), so that
+    the file trains, evaluates and is attacked like any other."""
+    rows = merged["index"]
+    data: SkeletonData = {
+        "x": merged["x_adv"], "x_clean": merged["x"], "y": merged["y"], "lengths": merged["lengths"],
+        "layout": source["layout"], "class_names": source["class_names"],
+        **{k: merged[k].astype(np.int64) for k in ATTACK_INT},
+        "attacked": merged["attacked"].astype(bool), "success": merged["success"].astype(bool),
+    }  # fmt: skip
+    for key in (*PER_SAMPLE_INT, "sample_name"):
+        if key in source:
+            data[key] = np.asarray(source[key])[rows]
+    if "emotion_names" in source:
+        data["emotion_names"] = source["emotion_names"]
+    return data
 
 
 def write_per_sample_csv(path: Path, merged: dict[str, np.ndarray]) -> Path:
@@ -128,8 +148,14 @@ def write_report(
 
 
 def write_outputs(
-    out_dir: Path, merged: dict[str, np.ndarray], metrics: dict[str, Any], extra: dict[str, Any]
+    out_dir: Path,
+    merged: dict[str, np.ndarray],
+    metrics: dict[str, Any],
+    extra: dict[str, Any],
+    source: SkeletonData,
 ) -> None:
-    write_npz(out_dir / "adversarial.npz", {k: merged[k] for k in ADVERSARIAL_KEYS})
+    """adversarial.npz (:func:`adversarial_data`), per_sample.csv and metrics.json (strict JSON) of the
+    attacked clips, whose rows ``merged["index"]`` are rows of ``source``."""
+    save_npz(out_dir / "adversarial.npz", adversarial_data(merged, source))
     write_per_sample_csv(out_dir / "per_sample.csv", merged)
     write_json(out_dir / "metrics.json", {**metrics, **extra})

@@ -377,7 +377,7 @@ def _attack_main(fabric, cfg: DictConfig) -> dict[str, Any]:
     )  # fmt: skip
     metrics["wall_time_s"] = round(time.perf_counter() - start, 2)
     extra = {"config": OmegaConf.to_container(cfg, resolve=True), "versions": versions(), "spec": spec}
-    write_outputs(out_dir, merged, metrics, extra)
+    write_outputs(out_dir, merged, metrics, extra, ds.data)
     figures = write_report(
         out_dir, merged, metrics, layout, dm.class_names, f"{name} attack on {hp['model']} ({split})"
     )

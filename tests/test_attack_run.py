@@ -35,9 +35,10 @@ def test_attack_run_writes_every_output(tmp_path, ckpt):
     out = tmp_path / "a"
     metrics = run_attack(attack_cfg(out, ckpt, PGD))
     adv = load(out)
-    assert adv["x_adv"].shape == adv["x"].shape
-    assert adv["x_adv"].shape[0] == 10
-    assert set(adv) >= {"x_adv", "x", "y", "target", "pred_clean", "pred_adv", "success", "lengths", "index"}
+    assert adv["x"].shape == adv["x_clean"].shape  # x: the adversarial clips, x_clean: the clean ones
+    assert adv["x"].shape[0] == 10
+    assert set(adv) >= {"x", "x_clean", "y", "target", "pred_clean", "pred_adv", "success", "attacked", "lengths",
+                        "index", "layout", "class_names"}  # fmt: skip
     rows = list(csv.DictReader((out / "per_sample.csv").open()))
     assert len(rows) == 10
     assert {"rms_mm", "delta_bone", "grad_evals"} <= set(rows[0])
@@ -51,7 +52,7 @@ def test_attack_run_writes_every_output(tmp_path, ckpt):
     assert (out / "figures" / "success_vs_iterations.png").is_file()
     # only clips the clean model got right were attacked; the others are unchanged
     untouched = adv["pred_clean"] != adv["y"]
-    assert np.array_equal(adv["x_adv"][untouched], adv["x"][untouched])
+    assert np.array_equal(adv["x"][untouched], adv["x_clean"][untouched])
 
 
 def test_killed_run_resumes_to_identical_outputs(tmp_path, ckpt, monkeypatch):
@@ -280,10 +281,10 @@ def test_fused_checkpoints_are_attacked_as_one_model(tmp_path, ckpt, bone_ckpt):
     out = tmp_path / "fused"
     run_attack(attack_cfg(out, f"[{ckpt},{bone_ckpt}]", PGD))
     adv = load(out)
-    a, b = _scores(ckpt, adv["x"]), _scores(bone_ckpt, adv["x"])
+    a, b = _scores(ckpt, adv["x_clean"]), _scores(bone_ckpt, adv["x_clean"])
     np.testing.assert_array_equal(adv["pred_clean"], (a + b).argmax(1).numpy())
     assert not np.array_equal((a + b).argmax(1).numpy(), a.argmax(1).numpy()), "the streams should disagree"
-    fooled = _scores(ckpt, adv["x_adv"]) + _scores(bone_ckpt, adv["x_adv"])
+    fooled = _scores(ckpt, adv["x"]) + _scores(bone_ckpt, adv["x"])
     np.testing.assert_array_equal(adv["pred_adv"], fooled.argmax(1).numpy())
     right = adv["pred_clean"] == adv["y"]
     assert right.sum() >= 2 and adv["success"][right].all(), (

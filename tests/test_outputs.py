@@ -1,7 +1,72 @@
 """What an attack run writes feeds back and parses: adversarial.npz is a skeleton npz, metrics.json strict
 JSON, per_sample.csv blank where nothing was measured, one median, and sweep rows that name their files."""
 
+from pathlib import Path
+
+import numpy as np
+import pytest
 import torch
+from hydra import compose, initialize_config_dir
+
+from lightning_skel.data.datamodule import SkeletonDataModule
+from lightning_skel.data.io import load_npz
+from lightning_skel.run import run_attack, run_train
+from lightning_skel.systems.attack_run import load_classifier
+from tests.helpers import CONFIGS, attack_cfg, train_cfg
+from tests.test_attack_run import LEARNT, PGD
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("victim")
+    run_train(train_cfg(tmp, [*LEARNT, f"paths.cache_dir={tmp / 'cache'}"]))
+    return tmp / "run" / "checkpoints" / "last.ckpt"
+
+
+def victim_data(ckpt: Path) -> dict:
+    dm = SkeletonDataModule(**load_classifier(ckpt)[1]["data_config"])
+    dm.setup()
+    return dm.data
+
+
+def test_adversarial_npz_loads_trains_and_is_attacked_again(tmp_path, ckpt):
+    """adversarial.npz is a skeleton npz: ``x`` the adversarial clips (``x_clean`` the clean ones), the
+    source's layout, class names and per-clip facts; a training run reads it, and attacked again, the
+    checkpoint's clean predictions on it are the first run's adversarial ones."""
+    out = tmp_path / "a"
+    run_attack(
+        attack_cfg(out, ckpt, [*PGD, "data.split=train", "limit=48", "subset=spread", "batch_size=16"])
+    )
+    adv = load_npz(out / "adversarial.npz")
+    source = victim_data(ckpt)
+    assert adv["layout"] == source["layout"] and adv["class_names"] == source["class_names"]
+    assert adv["x"].shape == adv["x_clean"].shape and adv["x"].shape[:3] == (48, 3, 16)
+    rows = adv["index"]
+    for key in ("y", "subject", "view", "emotion"):
+        np.testing.assert_array_equal(adv[key], source[key][rows], err_msg=key)
+    assert adv["emotion_names"] == source["emotion_names"]
+    won, kept = adv["success"] & adv["attacked"], ~adv["attacked"]
+    assert won.sum() >= 4 and kept.sum() >= 1
+    assert (np.abs(adv["x"] - adv["x_clean"]).reshape(48, -1).max(1)[won] > 0).all()
+    np.testing.assert_array_equal(adv["x"][kept], adv["x_clean"][kept])
+
+    again = tmp_path / "again"
+    run_attack(attack_cfg(again, ckpt, [*PGD, f"data.path={out / 'adversarial.npz'}", "data.split=train",
+                                        "limit=null"]))  # fmt: skip
+    second = load_npz(again / "adversarial.npz")
+    assert len(second["y"]) >= 24
+    np.testing.assert_array_equal(second["x_clean"], adv["x"][second["index"]])  # read back unchanged
+    np.testing.assert_array_equal(second["pred_clean"], adv["pred_adv"][second["index"]])
+
+    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
+        cfg = compose("train", overrides=[
+            f"out_dir={tmp_path / 'train'}", f"paths.cache_dir={tmp_path / 'cache'}", "data=npz",
+            f"data.path={out / 'adversarial.npz'}", "data.window=16", "data.batch_size=8",
+            "data.val_fraction=0.25", "data.test_fraction=0.25", "model.kwargs.width=8",
+            "model.kwargs.feature_dim=16", "trainer.max_epochs=2", "trainer.enable_progress_bar=false"])  # fmt: skip
+    metrics = run_train(cfg)
+    assert metrics["epochs"] == 2 and 0 <= metrics["test/acc"] <= 1
+    assert Path(metrics["last_checkpoint"]).is_file()
 
 
 def test_a_clip_at_the_window_is_its_own_resampling():

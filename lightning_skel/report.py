@@ -37,16 +37,34 @@ def adversarial_data(merged: dict[str, np.ndarray], source: SkeletonData) -> Ske
     return data
 
 
-def write_per_sample_csv(path: Path, merged: dict[str, np.ndarray]) -> Path:
-    cols = ["index", "y", "target", "pred_clean", "pred_adv", "attacked", "success", "grad_evals"]
-    metric_cols = sorted(k for k in merged if k.startswith("m_"))
+def write_per_sample_csv(path: Path, merged: dict[str, np.ndarray], source: SkeletonData) -> Path:
+    """A row per clip: its row in the source (``index``) and sample name, labels with their class names,
+    and every metric. Blank where nothing was measured: the target of an untargeted attack, and the
+    success, gradient evaluations and distances of a clip that was not attacked (and any NaN)."""
+    names = np.asarray(source["class_names"], dtype=str)
+    attacked = merged["attacked"].astype(bool)
+    targeted = merged["target"] >= 0
+
+    def ints(values: np.ndarray, shown: np.ndarray | bool = True) -> np.ndarray:
+        return np.where(shown, values.astype(np.int64).astype(str), "")
+
+    rows = merged["index"]
+    sample = np.asarray(source["sample_name"])[rows] if "sample_name" in source else np.full(len(rows), "")
+    cols = {
+        "index": ints(rows), "sample_name": sample, "y": ints(merged["y"]), "y_name": names[merged["y"]],
+        "target": ints(merged["target"], targeted),
+        "target_name": np.where(targeted, names[merged["target"]], ""),
+        "pred_clean": ints(merged["pred_clean"]), "pred_adv": ints(merged["pred_adv"]),
+        "pred_adv_name": names[merged["pred_adv"]], "attacked": ints(attacked),
+        "success": ints(merged["success"], attacked), "grad_evals": ints(merged["grad_evals"], attacked),
+    }  # fmt: skip
+    for key in sorted(k for k in merged if k.startswith("m_")):
+        v = merged[key].astype(np.float64)
+        cols[key[2:]] = np.where(attacked & np.isfinite(v), np.char.mod("%.6g", v), "")
     with atomic_open(path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(cols + [k[2:] for k in metric_cols])
-        for i in range(len(merged["index"])):  # one row per sample: writing a file, not a per-step loop
-            w.writerow(
-                [int(merged[c][i]) for c in cols] + [f"{float(merged[k][i]):.6g}" for k in metric_cols]
-            )
+        w.writerow(cols)
+        w.writerows(zip(*cols.values(), strict=True))
     return path
 
 
@@ -157,5 +175,5 @@ def write_outputs(
     """adversarial.npz (:func:`adversarial_data`), per_sample.csv and metrics.json (strict JSON) of the
     attacked clips, whose rows ``merged["index"]`` are rows of ``source``."""
     save_npz(out_dir / "adversarial.npz", adversarial_data(merged, source))
-    write_per_sample_csv(out_dir / "per_sample.csv", merged)
+    write_per_sample_csv(out_dir / "per_sample.csv", merged, source)
     write_json(out_dir / "metrics.json", {**metrics, **extra})

@@ -1,6 +1,7 @@
 """What an attack run writes feeds back and parses: adversarial.npz is a skeleton npz, metrics.json strict
 JSON, per_sample.csv blank where nothing was measured, one median, and sweep rows that name their files."""
 
+import csv
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ from hydra import compose, initialize_config_dir
 
 from lightning_skel.data.datamodule import SkeletonDataModule
 from lightning_skel.data.io import load_npz
+from lightning_skel.report import write_per_sample_csv
 from lightning_skel.run import run_attack, run_train
 from lightning_skel.systems.attack_run import load_classifier
 from tests.helpers import CONFIGS, attack_cfg, train_cfg
@@ -82,3 +84,27 @@ def test_a_clip_at_the_window_is_its_own_resampling():
     assert not torch.equal(out[1], x[1])
     resampled, _ = temporal_resample(x[1:2, :, :40], lengths[1:2], 64)
     assert torch.equal(out[1], resampled[0])
+
+
+def test_per_sample_csv_names_classes_and_leaves_the_unmeasured_blank(tmp_path):
+    merged = {
+        "index": np.array([7, 3, 5]), "y": np.array([0, 1, 2]), "target": np.array([-1, -1, -1]),
+        "pred_clean": np.array([0, 1, 0]), "pred_adv": np.array([2, 1, 0]),
+        "attacked": np.array([True, True, False]), "success": np.array([True, False, False]),
+        "grad_evals": np.array([12, 40, 0]), "m_rms_mm": np.array([4.25, 9.5, 0.0], np.float32),
+        "m_emotion_distance": np.array([np.nan, 0.5, 0.0], np.float32),
+    }  # fmt: skip
+    names = np.array(["s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7"])
+    source = {"class_names": ["walk", "run", "jump"], "sample_name": names}
+    write_per_sample_csv(tmp_path / "p.csv", merged, source)
+    rows = list(csv.DictReader((tmp_path / "p.csv").open()))
+    assert [(r["index"], r["sample_name"], r["y_name"], r["pred_adv_name"]) for r in rows] == [
+        ("7", "s7", "walk", "jump"), ("3", "s3", "run", "run"), ("5", "s5", "jump", "walk")]  # fmt: skip
+    assert [(r["success"], r["grad_evals"], r["rms_mm"], r["emotion_distance"]) for r in rows] == [
+        ("1", "12", "4.25", ""), ("0", "40", "9.5", "0.5"), ("", "", "", "")]  # fmt: skip
+    assert all(r["target"] == r["target_name"] == "" for r in rows)
+    merged["target"] = np.array([1, 2, 0])
+    write_per_sample_csv(tmp_path / "t.csv", merged, {"class_names": ["walk", "run", "jump"]})
+    rows = list(csv.DictReader((tmp_path / "t.csv").open()))
+    assert [(r["target"], r["target_name"], r["sample_name"]) for r in rows] == [
+        ("1", "run", ""), ("2", "jump", ""), ("0", "walk", "")]  # fmt: skip

@@ -2,6 +2,7 @@
 JSON, per_sample.csv blank where nothing was measured, one median, and sweep rows that name their files."""
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from lightning_skel.data.datamodule import SkeletonDataModule
-from lightning_skel.data.io import load_npz
+from lightning_skel.data.io import load_npz, save_npz
 from lightning_skel.report import write_per_sample_csv
 from lightning_skel.run import run_attack, run_train
 from lightning_skel.systems.attack_run import load_classifier
@@ -23,6 +24,13 @@ def ckpt(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("victim")
     run_train(train_cfg(tmp, [*LEARNT, f"paths.cache_dir={tmp / 'cache'}"]))
     return tmp / "run" / "checkpoints" / "last.ckpt"
+
+
+def strict_json(text: str):
+    def refuse(name):
+        raise ValueError(f"not strict JSON: {name}")
+
+    return json.loads(text, parse_constant=refuse)
 
 
 def victim_data(ckpt: Path) -> dict:
@@ -84,6 +92,32 @@ def test_a_clip_at_the_window_is_its_own_resampling():
     assert not torch.equal(out[1], x[1])
     resampled, _ = temporal_resample(x[1:2, :, :40], lengths[1:2], 64)
     assert torch.equal(out[1], resampled[0])
+
+
+def test_metrics_json_of_an_empty_attack_is_strict_json(tmp_path, ckpt):
+    """Clips relabelled so that the classifier gets every one wrong: nothing is attacked, the undefined
+    metrics are null in metrics.json (no NaN, which strict parsers refuse), and per_sample.csv is blank
+    wherever nothing was measured."""
+    first = tmp_path / "first"
+    run_attack(attack_cfg(first, ckpt, [*PGD, "limit=12", "batch_size=6"]))
+    with np.load(first / "adversarial.npz") as f:
+        rows, pred_clean = f["index"], f["pred_clean"]
+    source = victim_data(ckpt)
+    k = len(source["class_names"])
+    wrong = {"x": source["x"][rows], "y": (pred_clean + 1) % k, "lengths": source["lengths"][rows],
+             "layout": source["layout"], "class_names": source["class_names"]}  # fmt: skip
+    path = save_npz(tmp_path / "all_wrong.npz", wrong)
+    out = tmp_path / "empty"
+    metrics = run_attack(attack_cfg(out, ckpt, [*PGD, f"data.path={path}", "data.split=train", "limit=null"]))
+    assert metrics["num_samples"] > 0 and metrics["num_attacked"] == 0
+    saved = strict_json((out / "metrics.json").read_text())
+    assert saved["num_attacked"] == 0 and saved["clean_accuracy"] == 0.0
+    assert saved["success_rate"] is None and saved["rms_mm"] is None and saved["rms_mm_median"] is None
+    table = list(csv.DictReader((out / "per_sample.csv").open()))
+    assert table and all(r["attacked"] == "0" for r in table)
+    assert all(
+        r["rms_mm"] == r["linf_mm"] == r["success"] == r["grad_evals"] == r["target"] == "" for r in table
+    )
 
 
 def test_per_sample_csv_names_classes_and_leaves_the_unmeasured_blank(tmp_path):

@@ -7,7 +7,7 @@ distance, so "delta_bone" here is exactly the attack's bone term without its thr
 
 Aggregation: ``success_rate`` over the clips the clean model classified correctly; the perturbation
 metrics (means, plus ``*_median``) over the successful ones among those; ``robust_accuracy`` over all
-clips; ``grad_evals`` mean over successful clips (``grad_evals_all`` over attacked clips).
+clips; ``grad_evals`` mean over successful clips (``grad_evals_all`` over attacked clips). Undefined values (an empty set) are NaN here and null in metrics.json.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from lightning_skel.attacks.metrics import median
 from lightning_skel.data.io import ATTACK_INT, PER_SAMPLE_INT, SkeletonData, save_npz
 from lightning_skel.utils import atomic_open, write_json
 from lightning_skel.viz import frame_strip, save_figure, save_gif
@@ -75,7 +76,7 @@ def histogram_figure(merged: dict[str, np.ndarray]) -> Figure:
         values = merged.get(f"m_{key}", np.zeros(0))[won]
         if values.size:
             ax.hist(values, bins=min(30, max(5, values.size // 3)), color="tab:blue", alpha=0.8)
-            ax.axvline(np.median(values), color="k", ls="--", lw=1, label=f"median {np.median(values):.3g}")
+            ax.axvline(median(values), color="k", ls="--", lw=1, label=f"median {median(values):.3g}")
             ax.legend(fontsize=8)
         ax.set_xlabel(label)
         ax.set_ylabel("successful clips")

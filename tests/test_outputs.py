@@ -3,6 +3,7 @@ JSON, per_sample.csv blank where nothing was measured, one median, and sweep row
 
 import csv
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -10,9 +11,10 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
+from lightning_skel.attacks.metrics import attack_metrics, median
 from lightning_skel.data.datamodule import SkeletonDataModule
 from lightning_skel.data.io import load_npz, save_npz
-from lightning_skel.report import write_per_sample_csv
+from lightning_skel.report import histogram_figure, write_per_sample_csv
 from lightning_skel.run import run_attack, run_train
 from lightning_skel.systems.attack_run import load_classifier
 from tests.helpers import CONFIGS, attack_cfg, train_cfg
@@ -118,6 +120,23 @@ def test_metrics_json_of_an_empty_attack_is_strict_json(tmp_path, ckpt):
     assert all(
         r["rms_mm"] == r["linf_mm"] == r["success"] == r["grad_evals"] == r["target"] == "" for r in table
     )
+
+
+def test_one_median_the_true_one():
+    """The median of an even count is the mean of the two middle values (torch's ``Tensor.median`` gives
+    the lower one), in metrics.json's ``*_median`` and in the report's histograms alike."""
+    assert median(torch.tensor([3.0, 1.0, 10.0, 2.0])) == 2.5
+    assert median(np.array([4.0, 1.0, 2.0])) == 2.0
+    assert math.isnan(median(np.zeros(0)))
+    y = torch.zeros(5, dtype=torch.long)
+    pred_adv = torch.tensor([1, 1, 1, 1, 0])  # the last clip withstands: left out of the distances
+    rms = torch.tensor([3.0, 1.0, 10.0, 2.0, 100.0])
+    m = attack_metrics(None, None, None, "ntu25", y, y, pred_adv, per_sample={"rms_mm": rms})
+    assert m["rms_mm_median"] == 2.5 and m["rms_mm"] == 4.0
+    merged = {"success": (pred_adv != y).numpy(), "attacked": np.ones(5, bool)}
+    merged.update({f"m_{k}": rms.numpy() for k in ("rms_mm", "delta_bone", "delta_angle_deg", "delta_speed")})
+    legend = histogram_figure(merged).axes[0].get_legend().get_texts()[0].get_text()
+    assert legend == "median 2.5"
 
 
 def test_per_sample_csv_names_classes_and_leaves_the_unmeasured_blank(tmp_path):

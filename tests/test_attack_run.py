@@ -10,6 +10,7 @@ from lightning_skel.attacks import ATTACKS, Attack
 from lightning_skel.data.io import save_npz
 from lightning_skel.data.synthetic import generate
 from lightning_skel.run import attack_rows, run_attack, run_train
+from lightning_skel.sweep import short_file_name
 from lightning_skel.systems.attack_run import AttackRun, CheckpointError
 from tests.helpers import attack_cfg, run_script, train_cfg
 
@@ -113,8 +114,9 @@ def test_attack_sweep_jobs_write_their_own_folders_and_resume(tmp_path, ckpt):
     lines = run_script("attack.py", args, tmp_path)
     assert sum(line.startswith("{") for line in lines) == 2
     jobs = {p.name: p for p in out.iterdir() if p.name[0].isdigit()}
-    assert sorted(jobs) == ["0_attack.eps=0.01,attack.steps=5,attack=pgd,batch_size=3,limit=6",
-                            "1_attack.eps=0.05,attack.steps=5,attack=pgd,batch_size=3,limit=6"]  # fmt: skip
+    named = f"ckpt={short_file_name(str(ckpt))}"  # the checkpoint: a short form and a hash of its path
+    assert sorted(jobs) == [f"0_attack.eps=0.01,attack.steps=5,attack=pgd,batch_size=3,{named},limit=6",
+                            f"1_attack.eps=0.05,attack.steps=5,attack=pgd,batch_size=3,{named},limit=6"]  # fmt: skip
     first = {name: load(job) for name, job in jobs.items()}
     eps = [
         json.loads((job / "metrics.json").read_text())["spec"]["attack_kwargs"]["eps"]

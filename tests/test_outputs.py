@@ -4,20 +4,23 @@ JSON, per_sample.csv blank where nothing was measured, one median, and sweep row
 import csv
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from lightning_skel.attacks.metrics import attack_metrics, median
 from lightning_skel.data.datamodule import SkeletonDataModule
 from lightning_skel.data.io import load_npz, save_npz
 from lightning_skel.report import histogram_figure, write_per_sample_csv
 from lightning_skel.run import run_attack, run_train
+from lightning_skel.sweep import job_overrides, short_file_name
 from lightning_skel.systems.attack_run import load_classifier
-from tests.helpers import CONFIGS, attack_cfg, train_cfg
+from tests.helpers import CONFIGS, attack_cfg, run_script, train_cfg
 from tests.test_attack_run import LEARNT, PGD
 
 
@@ -161,3 +164,54 @@ def test_per_sample_csv_names_classes_and_leaves_the_unmeasured_blank(tmp_path):
     rows = list(csv.DictReader((tmp_path / "t.csv").open()))
     assert [(r["target"], r["target_name"], r["sample_name"]) for r in rows] == [
         ("1", "run", ""), ("2", "jump", ""), ("0", "walk", "")]  # fmt: skip
+
+
+def hydra_node(task: list[str], exclude: list[str]):
+    return OmegaConf.create({"overrides": {"task": task}, "job": {"config": {"override_dirname": {
+        "kv_sep": "=", "item_sep": ",", "exclude_keys": exclude}}}})  # fmt: skip
+
+
+def test_sweep_names_name_every_file_by_a_short_form_and_a_hash(tmp_path):
+    """Two checkpoints of the same file name in other folders: the job names tell them apart, readably;
+    the keys the config excludes that name no input (out_dir, caches) stay out; without files, a name is
+    Hydra's ``override_dirname``."""
+    exclude = ["out_dir", "ckpt", "emotion_ckpt", "data.path", "paths.cache_dir"]
+    a, b = tmp_path / "a/run/checkpoints/last.ckpt", tmp_path / "b/run/checkpoints/last.ckpt"
+    name_a = job_overrides(
+        hydra_node([f"ckpt={a}", "attack.eps=0.1", f"out_dir={tmp_path}", "limit=4"], exclude)
+    )
+    name_b = job_overrides(
+        hydra_node([f"ckpt={b}", "attack.eps=0.1", f"out_dir={tmp_path}", "limit=4"], exclude)
+    )
+    assert name_a != name_b
+    assert name_a == f"attack.eps=0.1,ckpt={short_file_name(str(a))},limit=4"
+    assert short_file_name(str(a)).startswith("run.last-") and "/" not in name_a
+    fused = short_file_name([str(a), str(b)])
+    assert fused.startswith("run.last+run.last-") and fused != short_file_name([str(b), str(a)])
+    assert job_overrides(hydra_node([f"ckpt=[{a},{b}]"], exclude)) == f"ckpt={fused}"
+    plain = ["attack.weights.bone=0", "attack=pgd", f"paths.cache_dir={tmp_path}"]
+    assert job_overrides(hydra_node(plain, exclude)) == "attack.weights.bone=0,attack=pgd"
+
+
+def test_sweep_over_checkpoints_tells_the_jobs_apart(tmp_path, ckpt):
+    """``attack.py -m ckpt=A,B``, two files both ``run/checkpoints/last.ckpt``: a folder each, summary rows
+    whose overrides name each checkpoint, and the clean accuracy of each."""
+    copies = []
+    for part in ("a", "b"):
+        copy = tmp_path / part / "run" / "checkpoints" / "last.ckpt"
+        copy.parent.mkdir(parents=True)
+        shutil.copy(ckpt, copy)
+        copies.append(copy)
+    out = tmp_path / "sweep"
+    args = ["-m", f"ckpt={copies[0]},{copies[1]}", f"out_dir={out}", *PGD, "limit=4"]
+    run_script("attack.py", args, tmp_path)
+    jobs = sorted(p.name for p in out.iterdir() if p.name[0].isdigit())
+    assert jobs == [f"{n}_attack.eps=0.05,attack.steps=5,attack=pgd,batch_size=4,ckpt={short_file_name(str(c))},"
+                    "limit=4" for n, c in enumerate(copies)]  # fmt: skip
+    (summary,) = out.glob("multirun/*/summary.csv")
+    rows = list(csv.DictReader(summary.open()))
+    assert len({r["overrides"] for r in rows}) == 2
+    for row, copy in zip(rows, copies, strict=True):
+        assert f"ckpt={short_file_name(str(copy))}" in row["overrides"]
+        saved = json.loads((Path(row["out_dir"]) / "metrics.json").read_text())
+        assert float(row["clean_accuracy"]) == pytest.approx(saved["clean_accuracy"], rel=1e-3)

@@ -9,24 +9,63 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from lightning_skel.utils import atomic_open, write_json, write_npz
+from lightning_skel.attacks.metrics import median
+from lightning_skel.data.io import ATTACK_INT, PER_SAMPLE_INT, SkeletonData, save_npz
+from lightning_skel.utils import atomic_open, write_json
 from lightning_skel.viz import frame_strip, save_figure, save_gif
 
-ADVERSARIAL_KEYS = ("x_adv", "x", "y", "target", "pred_clean", "pred_adv", "success", "lengths", "index")
 HISTOGRAMS = (("rms_mm", "RMS joint displacement (mm)"), ("delta_bone", "relative bone-length change"),
               ("delta_angle_deg", "bone-angle change (deg)"), ("delta_speed", "relative joint-speed change"))  # fmt: skip
 
 
-def write_per_sample_csv(path: Path, merged: dict[str, np.ndarray]) -> Path:
-    cols = ["index", "y", "target", "pred_clean", "pred_adv", "attacked", "success", "grad_evals"]
-    metric_cols = sorted(k for k in merged if k.startswith("m_"))
+def adversarial_data(merged: dict[str, np.ndarray], source: SkeletonData) -> SkeletonData:
+    """The attack's clips as a skeleton npz (lightning_skel.data.io): ``x`` the adversarial clips, as the
+    classifier saw them (windowed), ``x_clean`` the clean ones, the attack's per-clip results, and the
+    source rows' layout, class names and per-clip facts (subject, view, emotion, sample name), so that
+    the file trains, evaluates and is attacked like any other."""
+    rows = merged["index"]
+    data: SkeletonData = {
+        "x": merged["x_adv"], "x_clean": merged["x"], "y": merged["y"], "lengths": merged["lengths"],
+        "layout": source["layout"], "class_names": source["class_names"],
+        **{k: merged[k].astype(np.int64) for k in ATTACK_INT},
+        "attacked": merged["attacked"].astype(bool), "success": merged["success"].astype(bool),
+    }  # fmt: skip
+    for key in (*PER_SAMPLE_INT, "sample_name"):
+        if key in source:
+            data[key] = np.asarray(source[key])[rows]
+    if "emotion_names" in source:
+        data["emotion_names"] = source["emotion_names"]
+    return data
+
+
+def write_per_sample_csv(path: Path, merged: dict[str, np.ndarray], source: SkeletonData) -> Path:
+    """A row per clip: its row in the source (``index``) and sample name, labels with their class names,
+    and every metric. Blank where nothing was measured: the target of an untargeted attack, and the
+    success, gradient evaluations and distances of a clip that was not attacked (and any NaN)."""
+    names = np.asarray(source["class_names"], dtype=str)
+    attacked = merged["attacked"].astype(bool)
+    targeted = merged["target"] >= 0
+
+    def ints(values: np.ndarray, shown: np.ndarray | bool = True) -> np.ndarray:
+        return np.where(shown, values.astype(np.int64).astype(str), "")
+
+    rows = merged["index"]
+    sample = np.asarray(source["sample_name"])[rows] if "sample_name" in source else np.full(len(rows), "")
+    cols = {
+        "index": ints(rows), "sample_name": sample, "y": ints(merged["y"]), "y_name": names[merged["y"]],
+        "target": ints(merged["target"], targeted),
+        "target_name": np.where(targeted, names[merged["target"]], ""),
+        "pred_clean": ints(merged["pred_clean"]), "pred_adv": ints(merged["pred_adv"]),
+        "pred_adv_name": names[merged["pred_adv"]], "attacked": ints(attacked),
+        "success": ints(merged["success"], attacked), "grad_evals": ints(merged["grad_evals"], attacked),
+    }  # fmt: skip
+    for key in sorted(k for k in merged if k.startswith("m_")):
+        v = merged[key].astype(np.float64)
+        cols[key[2:]] = np.where(attacked & np.isfinite(v), np.char.mod("%.6g", v), "")
     with atomic_open(path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(cols + [k[2:] for k in metric_cols])
-        for i in range(len(merged["index"])):  # one row per sample: writing a file, not a per-step loop
-            w.writerow(
-                [int(merged[c][i]) for c in cols] + [f"{float(merged[k][i]):.6g}" for k in metric_cols]
-            )
+        w.writerow(cols)
+        w.writerows(zip(*cols.values(), strict=True))
     return path
 
 
@@ -37,7 +76,7 @@ def histogram_figure(merged: dict[str, np.ndarray]) -> Figure:
         values = merged.get(f"m_{key}", np.zeros(0))[won]
         if values.size:
             ax.hist(values, bins=min(30, max(5, values.size // 3)), color="tab:blue", alpha=0.8)
-            ax.axvline(np.median(values), color="k", ls="--", lw=1, label=f"median {np.median(values):.3g}")
+            ax.axvline(median(values), color="k", ls="--", lw=1, label=f"median {median(values):.3g}")
             ax.legend(fontsize=8)
         ax.set_xlabel(label)
         ax.set_ylabel("successful clips")
@@ -149,8 +188,14 @@ def write_report(
 
 
 def write_outputs(
-    out_dir: Path, merged: dict[str, np.ndarray], metrics: dict[str, Any], extra: dict[str, Any]
+    out_dir: Path,
+    merged: dict[str, np.ndarray],
+    metrics: dict[str, Any],
+    extra: dict[str, Any],
+    source: SkeletonData,
 ) -> None:
-    write_npz(out_dir / "adversarial.npz", {k: merged[k] for k in ADVERSARIAL_KEYS})
-    write_per_sample_csv(out_dir / "per_sample.csv", merged)
+    """adversarial.npz (:func:`adversarial_data`), per_sample.csv and metrics.json (strict JSON) of the
+    attacked clips, whose rows ``merged["index"]`` are rows of ``source``."""
+    save_npz(out_dir / "adversarial.npz", adversarial_data(merged, source))
+    write_per_sample_csv(out_dir / "per_sample.csv", merged, source)
     write_json(out_dir / "metrics.json", {**metrics, **extra})

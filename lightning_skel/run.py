@@ -428,7 +428,7 @@ def _attack_main(fabric, cfg: DictConfig) -> dict[str, Any]:
     if not metrics["num_attacked"]:
         log.warning("nothing was attacked: %s", nothing_attacked(metrics))
     extra = {"config": OmegaConf.to_container(cfg, resolve=True), "versions": versions(), "spec": spec}
-    write_outputs(out_dir, merged, metrics, extra)
+    write_outputs(out_dir, merged, metrics, extra, ds.data)
     figures = write_report(
         out_dir, merged, metrics, layout, dm.class_names, f"{name} attack on {hp['model']} ({split})"
     )

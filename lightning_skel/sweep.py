@@ -34,6 +34,43 @@ log = logging.getLogger(__name__)
 
 ROW_FILE = "sweep_job.json"  # each job's row of the summary, in <sweep folder>/<job number>/
 MAX_NAME = 120  # a file name stops at 255 bytes
+# keys naming the input files that make a job what it is: a job's name gives each by short_file_name, though
+# the configs exclude them from Hydra's override_dirname (a path does not make a folder name)
+FILE_KEYS = ("ckpt", "emotion_ckpt", "init_from", "data.path", "data.train_path", "data.val_path",
+             "data.test_path")  # fmt: skip
+
+
+def short_file_name(value: Any) -> str:
+    """A file (or a list of files) as a readable folder-name part: each file's folder and stem, a
+    ``checkpoints`` folder skipped (``runs/utd_hcn/checkpoints/last.ckpt``: ``utd_hcn.last``), joined by
+    ``+``, then a hash of the absolute paths, which tells apart files whose short forms agree."""
+    files = [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
+
+    def readable(file: str) -> str:
+        path = Path(file)
+        folder = next((p.name for p in path.parents if p.name and p.name != "checkpoints"), "")
+        return f"{folder}.{path.stem}" if folder else path.stem
+
+    digest = hashlib.sha1("\n".join(os.path.abspath(f) for f in files).encode()).hexdigest()[:8]
+    return "+".join(readable(f) for f in files) + f"-{digest}"
+
+
+def job_overrides(hydra: DictConfig) -> str:
+    """A job's overrides as its folder and summary row name them: Hydra's ``override_dirname`` (the job's
+    overrides, sorted, without the configs' ``exclude_keys``), with the :data:`FILE_KEYS` among them
+    given by :func:`short_file_name` instead of left out, so that jobs over other checkpoints or data
+    differ. ``hydra`` is the job's Hydra config (``HydraConfig.get()``, or a job config's ``hydra``)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    opts = hydra.job.config.override_dirname
+    lines = []
+    for override in OverridesParser.create().parse_overrides(list(hydra.overrides.task)):
+        key = override.key_or_group
+        if key in FILE_KEYS and override.value():
+            lines.append(f"{override.get_key_element()}={short_file_name(override.value())}")
+        elif key not in opts.exclude_keys:
+            lines.append(override.input_line)
+    return opts.item_sep.join(sorted(lines)).replace("=", opts.kv_sep)
 
 
 def job_folder_name(num: int, override_dirname: str) -> str:
@@ -47,11 +84,11 @@ def job_folder_name(num: int, override_dirname: str) -> str:
 
 def job_out_dir(cfg: DictConfig, distributed: bool = False) -> Path:
     """``cfg.out_dir``; under a Hydra multirun, one folder per job inside it, named by the job's number and
-    its overrides (``3_attack.weights.bone=0``; the keys that name files are left out by the configs'
-    ``hydra.job.config.override_dirname``), written back into ``cfg.out_dir`` so that whatever interpolates
-    it follows. The jobs of a sweep would otherwise share one folder: a training sweep's jobs would overwrite
-    each other's checkpoints, and an attack sweep's second job would find the first one's shards. Rerun, the
-    same sweep finds its jobs' folders again, so each resumes.
+    its overrides (``3_attack.weights.bone=0``; input files by a short form, :func:`job_overrides`), written
+    back into ``cfg.out_dir`` so that whatever interpolates it follows. The jobs of a sweep would otherwise
+    share one folder: a training sweep's jobs would overwrite each other's checkpoints, and an attack
+    sweep's second job would find the first one's shards. Rerun, the same sweep finds its jobs' folders
+    again, so each resumes.
 
     A ``distributed`` job of a sweep needs its processes started from outside (torchrun, SLURM), each
     running the sweep: Lightning's own launcher would start every other process with the whole command
@@ -63,19 +100,20 @@ def job_out_dir(cfg: DictConfig, distributed: bool = False) -> Path:
                 "sweep); Lightning's launcher would run the whole sweep again in every process it starts. "
                 "Run the jobs one by one, or e.g. `torchrun --nproc-per-node N train.py -m ...`"
             )
-        job = HydraConfig.get().job
-        cfg.out_dir = str(Path(cfg.out_dir) / job_folder_name(job.num, job.override_dirname))
+        hydra = HydraConfig.get()
+        cfg.out_dir = str(Path(cfg.out_dir) / job_folder_name(hydra.job.num, job_overrides(hydra)))
     return Path(cfg.out_dir)
 
 
 class SweepSummary(Callback):
     """At the end of a sweep, ``summary.md`` (with ``summary.png``, a bar per job for each metric) and
     ``summary.csv`` in the sweep's folder (``hydra.sweep.dir``):
-    a row per job with its number, status, overrides (but those that name files: checkpoints, ``out_dir``),
-    ``out_dir`` and ``metrics`` (keys of its ``metrics.json``; a job without one leaves them empty). Each
-    job writes its row into ``<sweep folder>/<job number>/`` as it ends (:data:`ROW_FILE`), so the summary
-    also gathers the jobs a launcher ran in other processes; the summary is rewritten after each job, so a
-    sweep that a failed job ends (Hydra raises its error once every job has run) still has one."""
+    a row per job with its number, status, overrides (:func:`job_overrides`: input files in a short form,
+    ``out_dir`` and caches left out), ``out_dir`` and ``metrics`` (keys of its ``metrics.json``; a job
+    without one leaves them empty). Each job writes its row into ``<sweep folder>/<job number>/`` as it
+    ends (:data:`ROW_FILE`), so the summary also gathers the jobs a launcher ran in other processes; the
+    summary is rewritten after each job, so a sweep that a failed job ends (Hydra raises its error once
+    every job has run) still has one."""
 
     def __init__(self, metrics: Sequence[str]) -> None:
         self.metrics = list(metrics)
@@ -98,7 +136,7 @@ class SweepSummary(Callback):
         row = {
             "job": int(config.hydra.job.num),
             "status": "failed" if failed else "completed",
-            "overrides": config.hydra.job.override_dirname,  # Hydra's, without the keys that name files
+            "overrides": job_overrides(config.hydra),
             "out_dir": str(out_dir),
             **{k: metrics.get(k) for k in self.metrics},
         }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -50,10 +51,24 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs) -> Iterator[
         raise
 
 
+def json_safe(obj: Any) -> Any:
+    """``obj`` with every non-finite float (NaN, an undefined metric; infinities) as None, so that it is
+    written as strict JSON (``null``), which every parser reads; Python's ``NaN`` is not JSON."""
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, Mapping):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
-    """Write ``obj`` as indented JSON atomically."""
+    """Write ``obj`` as indented strict JSON atomically (:func:`json_safe`: undefined numbers are null)."""
     with atomic_open(path, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True, default=str)
+        json.dump(json_safe(obj), f, indent=2, sort_keys=True, default=str, allow_nan=False)
         f.write("\n")
     return Path(path)
 

@@ -11,6 +11,7 @@ from lightning_skel.attacks import ATTACKS, Attack
 from lightning_skel.data.io import save_npz
 from lightning_skel.data.synthetic import generate
 from lightning_skel.run import attack_rows, run_attack, run_train
+from lightning_skel.sweep import short_file_name
 from lightning_skel.systems.attack_run import AttackRun, CheckpointError
 from tests.helpers import attack_cfg, run_script, train_cfg
 
@@ -36,9 +37,10 @@ def test_attack_run_writes_every_output(tmp_path, ckpt):
     out = tmp_path / "a"
     metrics = run_attack(attack_cfg(out, ckpt, PGD))
     adv = load(out)
-    assert adv["x_adv"].shape == adv["x"].shape
-    assert adv["x_adv"].shape[0] == 10
-    assert set(adv) >= {"x_adv", "x", "y", "target", "pred_clean", "pred_adv", "success", "lengths", "index"}
+    assert adv["x"].shape == adv["x_clean"].shape  # x: the adversarial clips, x_clean: the clean ones
+    assert adv["x"].shape[0] == 10
+    assert set(adv) >= {"x", "x_clean", "y", "target", "pred_clean", "pred_adv", "success", "attacked", "lengths",
+                        "index", "layout", "class_names"}  # fmt: skip
     rows = list(csv.DictReader((out / "per_sample.csv").open()))
     assert len(rows) == 10
     assert {"rms_mm", "delta_bone", "grad_evals"} <= set(rows[0])
@@ -52,7 +54,7 @@ def test_attack_run_writes_every_output(tmp_path, ckpt):
     assert (out / "figures" / "success_vs_iterations.png").is_file()
     # only clips the clean model got right were attacked; the others are unchanged
     untouched = adv["pred_clean"] != adv["y"]
-    assert np.array_equal(adv["x_adv"][untouched], adv["x"][untouched])
+    assert np.array_equal(adv["x"][untouched], adv["x_clean"][untouched])
 
 
 def test_killed_run_resumes_to_identical_outputs(tmp_path, ckpt, monkeypatch):
@@ -195,8 +197,9 @@ def test_attack_sweep_jobs_write_their_own_folders_and_resume(tmp_path, ckpt):
     lines = run_script("attack.py", args, tmp_path)
     assert sum(line.startswith("{") for line in lines) == 2
     jobs = {p.name: p for p in out.iterdir() if p.name[0].isdigit()}
-    assert sorted(jobs) == ["0_attack.eps=0.01,attack.steps=5,attack=pgd,batch_size=3,limit=6",
-                            "1_attack.eps=0.05,attack.steps=5,attack=pgd,batch_size=3,limit=6"]  # fmt: skip
+    named = f"ckpt={short_file_name(str(ckpt))}"  # the checkpoint: a short form and a hash of its path
+    assert sorted(jobs) == [f"0_attack.eps=0.01,attack.steps=5,attack=pgd,batch_size=3,{named},limit=6",
+                            f"1_attack.eps=0.05,attack.steps=5,attack=pgd,batch_size=3,{named},limit=6"]  # fmt: skip
     first = {name: load(job) for name, job in jobs.items()}
     eps = [
         json.loads((job / "metrics.json").read_text())["spec"]["attack_kwargs"]["eps"]
@@ -213,9 +216,10 @@ def test_attack_sweep_jobs_write_their_own_folders_and_resume(tmp_path, ckpt):
         assert job.parent == out and f"attack.eps={eps_of(job.name)}" in row["overrides"].split(",")
         saved = json.loads((job / "metrics.json").read_text())
         assert float(row["success_rate"]) == pytest.approx(saved["success_rate"], rel=1e-3)
-        assert float(row["rms_mm"]) == pytest.approx(
-            saved["rms_mm"], rel=1e-3, nan_ok=True
-        )  # nan: none fooled
+        if saved["rms_mm"] is None:  # none fooled: null in metrics.json, blank in the summary
+            assert row["rms_mm"] == ""
+        else:
+            assert float(row["rms_mm"]) == pytest.approx(saved["rms_mm"], rel=1e-3)
     assert "| job | status | overrides |" in (summary.parent / "summary.md").read_text()
     shards = {p: p.stat().st_mtime_ns for job in jobs.values() for p in job.glob("shards/*")}
     run_script("attack.py", args, tmp_path)  # resumes: every shard is there, none is attacked again
@@ -369,10 +373,10 @@ def test_fused_checkpoints_are_attacked_as_one_model(tmp_path, ckpt, bone_ckpt):
     out = tmp_path / "fused"
     run_attack(attack_cfg(out, f"[{ckpt},{bone_ckpt}]", PGD))
     adv = load(out)
-    a, b = _scores(ckpt, adv["x"]), _scores(bone_ckpt, adv["x"])
+    a, b = _scores(ckpt, adv["x_clean"]), _scores(bone_ckpt, adv["x_clean"])
     np.testing.assert_array_equal(adv["pred_clean"], (a + b).argmax(1).numpy())
     assert not np.array_equal((a + b).argmax(1).numpy(), a.argmax(1).numpy()), "the streams should disagree"
-    fooled = _scores(ckpt, adv["x_adv"]) + _scores(bone_ckpt, adv["x_adv"])
+    fooled = _scores(ckpt, adv["x"]) + _scores(bone_ckpt, adv["x"])
     np.testing.assert_array_equal(adv["pred_adv"], fooled.argmax(1).numpy())
     right = adv["pred_clean"] == adv["y"]
     assert right.sum() >= 2 and adv["success"][right].all(), (

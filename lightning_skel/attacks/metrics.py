@@ -6,8 +6,9 @@ Distances are computed over valid entries only, with the same terms (``tau = 0``
 distance, so "delta_bone" here is exactly the attack's bone term without its threshold.
 
 Aggregation: ``success_rate`` over the clips the clean model classified correctly; the perturbation
-metrics (means, plus ``*_median``) over the successful ones among those; ``robust_accuracy`` over all
-clips; ``grad_evals`` mean over successful clips (``grad_evals_all`` over attacked clips).
+metrics (means, plus ``*_median``, the true median of :func:`median`) over the successful ones among
+those; ``robust_accuracy`` over all clips; ``grad_evals`` mean over successful clips (``grad_evals_all``
+over attacked clips). Undefined values (an empty set) are NaN here and null in metrics.json.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -87,8 +89,15 @@ def _mean(v: Tensor, m: Tensor) -> float:
     return float(v[m].double().mean()) if m.any() else float("nan")
 
 
+def median(values: Tensor | np.ndarray | Sequence[float]) -> float:
+    """The median of every value, the mean of the two middle ones for an even count (``Tensor.median``
+    would give the lower one); NaN for none. The one median of metrics.json, the report and the logs."""
+    v = torch.as_tensor(values).detach().double().flatten()
+    return float(v.quantile(0.5)) if v.numel() else float("nan")
+
+
 def _median(v: Tensor, m: Tensor) -> float:
-    return float(v[m].double().median()) if m.any() else float("nan")
+    return median(v[m])
 
 
 def attack_metrics(

@@ -13,6 +13,15 @@ optional       ``subject``, ``view``   ``(N,)`` int64
                ``split``               ``(N,)`` str, e.g. ``train`` / ``val`` / ``test``
                ``score``               ``(N, T, V, M)`` float32 keypoint confidence of 2D data
                ``sample_name``         ``(N,)`` str, the source clip of each row
+attack run     ``x_clean``             ``(N, C, T, V, M)`` float32, the clean clips of which ``x`` are the
+(optional)                             adversarial ones (attack.py's adversarial.npz)
+               ``index``               ``(N,)`` int64, each clip's row in the attacked file
+               ``target``              ``(N,)`` int64, the target label, -1 for an untargeted attack
+               ``pred_clean``,         ``(N,)`` int64, the classifier's label of ``x_clean`` and of ``x``
+               ``pred_adv``
+               ``grad_evals``          ``(N,)`` int64, classifier gradient evaluations spent
+               ``attacked``,           ``(N,)`` bool: attacked (the clean label was right); fooled
+               ``success``
 =============  ======================  =========================================================
 
 :func:`load_npz` never unpickles (``allow_pickle=False``) and checks all of the above, raising a
@@ -34,7 +43,10 @@ from lightning_skel.utils import write_npz
 REQUIRED = ("x", "y", "lengths", "layout", "class_names")
 PER_SAMPLE_INT = ("subject", "view", "emotion")
 PER_SAMPLE_STR = ("split", "sample_name")
-OPTIONAL = (*PER_SAMPLE_INT, *PER_SAMPLE_STR, "score", "emotion_names")
+ATTACK_INT = ("index", "target", "pred_clean", "pred_adv", "grad_evals")
+ATTACK_BOOL = ("attacked", "success")
+ATTACK_KEYS = ("x_clean", *ATTACK_INT, *ATTACK_BOOL)
+OPTIONAL = (*PER_SAMPLE_INT, *PER_SAMPLE_STR, "score", "emotion_names", *ATTACK_KEYS)
 
 SkeletonData = dict[str, Any]
 
@@ -135,6 +147,19 @@ def validate(data: SkeletonData, source: str | os.PathLike = "<memory>") -> Skel
         if s.shape != (n, t, v, x.shape[4]) or s.dtype != np.float32:
             fail(f"score must be float32 of shape {(n, t, v, x.shape[4])}, got {s.dtype} {s.shape}")
         out["score"] = s
+    if "x_clean" in data:
+        xc = np.asarray(data["x_clean"])
+        if xc.shape != x.shape or xc.dtype != np.float32:
+            fail(f"x_clean must be float32 of x's shape {x.shape}, got {xc.dtype} {xc.shape}")
+        out["x_clean"] = xc
+    for key in (*ATTACK_INT, *ATTACK_BOOL):
+        if key in data:
+            arr = np.asarray(data[key])
+            kind = "b" if key in ATTACK_BOOL else "iu"
+            if arr.shape != (n,) or arr.dtype.kind not in kind:
+                what = "a bool" if key in ATTACK_BOOL else "an integer"
+                fail(f"{key} must be {what} array of shape ({n},), got {arr.dtype} {arr.shape}")
+            out[key] = arr if key in ATTACK_BOOL else arr.astype(np.int64, copy=False)
     return out
 
 

@@ -46,6 +46,11 @@ def temporal_resample(
         return x.gather(2, idx.view(n, 1, window, 1, 1).expand(-1, x.shape[1], -1, x.shape[3], x.shape[4]))
 
     out = gather(i0) * (1 - w) + gather(i1) * w
+    if crop is None and x.shape[2] >= window:
+        # a clip of ``window`` valid frames is its own resampling; the interpolation above rounds the
+        # positions, and an adversarial clip written at the window (attack.py) must read back unchanged
+        same = (lengths.to(dev) == window).view(n, 1, 1, 1, 1)
+        out = torch.where(same, x[:, :, :window], out)
     return out, torch.full_like(lengths, window)
 
 

@@ -19,7 +19,7 @@ from lightning_skel.checkpoints import SafeCheckpointIO
 from lightning_skel.data.datamodule import SkeletonDataModule
 from lightning_skel.sweep import job_out_dir
 from lightning_skel.systems import ClassificationSystem
-from lightning_skel.utils import check_params, file_sha256, versions, write_json
+from lightning_skel.utils import check_params, file_sha256, torch_threads, versions, write_json
 
 log = logging.getLogger(__name__)
 
@@ -177,8 +177,21 @@ def checkpoint_accuracy(*ckpts: str, split: str = "test") -> float:
     return correct / total
 
 
+def processes_per_node(cfg: DictConfig) -> int:
+    """How many processes of the run share this node's cores: a DDP run's devices, else 1."""
+    devices = cfg.trainer.get("devices", 1)
+    return devices if _is_distributed(cfg) and isinstance(devices, int) and devices > 1 else 1
+
+
 def run_train(cfg: DictConfig) -> dict[str, Any]:
-    """Train and test a classifier as ``cfg`` says; write ``out_dir/metrics.json``; return the metrics."""
+    """Train and test a classifier as ``cfg`` says; write ``out_dir/metrics.json``; return the metrics.
+    Torch's threads are ``cfg.threads`` for the run (:func:`utils.torch_threads`)."""
+    with torch_threads(cfg.get("threads", "auto"), processes_per_node(cfg)) as n:
+        log.info("torch threads: %d (threads=%s)", n, cfg.get("threads", "auto"))
+        return _run_train(cfg)
+
+
+def _run_train(cfg: DictConfig) -> dict[str, Any]:
     start = time.perf_counter()
     epochs = cfg.trainer.get("max_epochs")
     # 0 epochs would test untrained weights; Lightning's -1 (no limit) and null (1000) are not this project's
@@ -236,6 +249,7 @@ def run_train(cfg: DictConfig) -> dict[str, Any]:
             "best_checkpoint": best,
             "last_checkpoint": last,
             "wall_time_s": round(time.perf_counter() - start, 2),
+            "threads": torch.get_num_threads(),
         }
     )
     if trainer.is_global_zero:
@@ -264,7 +278,14 @@ def _is_distributed(cfg: DictConfig) -> bool:
 def run_attack(cfg: DictConfig) -> dict[str, Any]:
     """Attack a trained classifier on a data split as ``cfg`` (configs/attack.yaml) says; write the outputs
     of docs/ARCHITECTURE.md into ``out_dir`` and return the aggregate metrics. Every input is checked before any
-    attack work starts. Under ``trainer.strategy=ddp`` (Lightning Fabric) the batches are split across ranks."""
+    attack work starts. Under ``trainer.strategy=ddp`` (Lightning Fabric) the batches are split across ranks.
+    Torch's threads are ``cfg.threads`` for the run (:func:`utils.torch_threads`)."""
+    with torch_threads(cfg.get("threads", "auto"), processes_per_node(cfg)) as n:
+        log.info("torch threads: %d (threads=%s)", n, cfg.get("threads", "auto"))
+        return _run_attack(cfg)
+
+
+def _run_attack(cfg: DictConfig) -> dict[str, Any]:
     job_out_dir(cfg, _is_distributed(cfg))
     if _is_distributed(cfg):
         from lightning_fabric import Fabric
@@ -425,6 +446,7 @@ def _attack_main(fabric, cfg: DictConfig) -> dict[str, Any]:
         budgets=budgets,
     )  # fmt: skip
     metrics["wall_time_s"] = round(time.perf_counter() - start, 2)
+    metrics["threads"] = torch.get_num_threads()
     if not metrics["num_attacked"]:
         log.warning("nothing was attacked: %s", nothing_attacked(metrics))
     extra = {"config": OmegaConf.to_container(cfg, resolve=True), "versions": versions(), "spec": spec}

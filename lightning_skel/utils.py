@@ -111,3 +111,72 @@ def machine_info() -> dict[str, Any]:
 
     return {"platform": platform.platform(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             **versions()}  # fmt: skip
+
+
+def _busy_cores(window_s: float = 0.25) -> float | None:
+    """Cores kept busy by other processes over ``window_s`` seconds (from ``/proc/stat``, less this
+    process's own CPU time), or ``None`` where ``/proc/stat`` does not exist."""
+    import resource
+    import time
+
+    def sample() -> tuple[float, float, float]:
+        with open("/proc/stat") as f:
+            cpu = [float(v) for v in f.readline().split()[1:]]
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        idle = cpu[3] + (cpu[4] if len(cpu) > 4 else 0.0)  # idle + iowait, in clock ticks
+        return sum(cpu) - idle, own.ru_utime + own.ru_stime, time.monotonic()
+
+    try:
+        busy0, own0, t0 = sample()
+        time.sleep(window_s)
+        busy1, own1, t1 = sample()
+    except OSError:
+        return None
+    ticks = os.sysconf("SC_CLK_TCK")
+    return max(0.0, ((busy1 - busy0) / ticks - (own1 - own0)) / (t1 - t0))
+
+
+def resolve_threads(threads: int | str, processes: int = 1, key: str = "threads") -> int:
+    """Torch's intra-op thread count for ``threads``: a whole number >= 1 as given, or ``"auto"``:
+    ``OMP_NUM_THREADS`` where the environment sets it, else the cores this process may run on that other
+    processes leave idle (a quarter-second sample), shared among the ``processes`` of this node; at least 1.
+    Threads on cores another job keeps busy wait for each other at every parallel region: on a loaded
+    2-core machine two threads made training and ADMM an order of magnitude slower than one."""
+    if threads == "auto":
+        env = os.environ.get("OMP_NUM_THREADS", "")
+        if env.isdigit() and int(env) >= 1:
+            return int(env)
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        busy = _busy_cores()
+        free = cores if busy is None else max(1, cores - round(busy))
+        return max(1, free // max(1, processes))
+    ok = isinstance(threads, int) and not isinstance(threads, bool) and threads >= 1
+    check_params("config", {key: (threads, ok, '"auto" or a whole number >= 1')}, "setting(s)")
+    return threads
+
+
+@contextmanager
+def torch_threads(threads: int | str, processes: int = 1) -> Iterator[int]:
+    """Run the block with torch's intra-op threads set by :func:`resolve_threads`, then restore them.
+    ``OMP_NUM_THREADS`` is set for the block too: Lightning's DDP launch keeps it (it would otherwise set
+    its own count) and the processes it starts inherit it.
+
+    Example::
+
+        with torch_threads("auto") as n:
+            log.info("torch threads: %d", n)
+    """
+    import torch
+
+    n = resolve_threads(threads, processes)
+    before, env = torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")
+    torch.set_num_threads(n)
+    os.environ["OMP_NUM_THREADS"] = str(n)
+    try:
+        yield n
+    finally:
+        torch.set_num_threads(before)
+        if env is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = env

@@ -22,6 +22,7 @@ def tiny_train_overrides(tmp_path: Path) -> list[str]:
     return [
         f"out_dir={tmp_path / 'run'}",
         f"paths.cache_dir={tmp_path / 'cache'}",
+        "threads=1",  # not auto: runs a test compares must not take their thread counts from the load
         "data.synthetic.num_per_class=4",
         "data.synthetic.frames=24",
         "data.window=16",
@@ -74,4 +75,4 @@ def train_cfg(tmp_path: Path, overrides: list[str] = ()) -> DictConfig:
 def attack_cfg(out_dir: Path, ckpt: Path, overrides: list[str] = ()) -> DictConfig:
     """The attack config for ``ckpt`` writing into ``out_dir``."""
     with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
-        return compose("attack", overrides=[f"ckpt={ckpt}", f"out_dir={out_dir}", *overrides])
+        return compose("attack", overrides=[f"ckpt={ckpt}", f"out_dir={out_dir}", "threads=1", *overrides])

@@ -29,6 +29,7 @@ from lightning_skel.data.prepare import (
 )
 from lightning_skel.data.readers import READERS
 from lightning_skel.data.readers.base import Clip, Reader, ReadError
+from tests.helpers import ntu_skeleton_text
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -206,6 +207,34 @@ def test_all_bad_writes_nothing(tmp_path, capsys):
     captured = capsys.readouterr()
     assert "nothing written" in captured.err and "b.json" in captured.out
     assert not out.exists() and leftovers(tmp_path) == []
+
+
+def test_one_bad_ntu_file_does_not_abort_prepare(tmp_path, capsys):
+    """A frame count larger than the file can hold (the parser preallocated for it: MemoryError) and a
+    coordinate beyond float32's range (the assembly failed naming no file) are skips like any corrupt file."""
+    src = tmp_path / "ntu"
+    src.mkdir()
+    good = ntu_skeleton_text(frames=3)
+    lines = good.split(b"\r\n")
+    lines[4] = b"1e39" + lines[4][lines[4].index(b" ") :]  # x of the first joint
+    files = {
+        "S001C001P001R001A001": good,
+        "S001C001P001R001A002": b"100000000" + good[1:],  # the frame count "3" replaced
+        "S001C001P002R001A003": b"1000000000000000" + good[1:],
+        "S001C002P001R001A004": b"\r\n".join(lines),
+        "S001C002P002R001A005": ntu_skeleton_text(frames=4, seed=1),
+    }
+    for name, text in files.items():
+        (src / f"{name}.skeleton").write_bytes(text)
+    out = tmp_path / "ntu.npz"
+    assert main(["ntu", str(src), str(out), "--no-progress"]) == 1
+    text = capsys.readouterr().out
+    assert "wrote 2 clip(s) from 2 file(s)" in text and "skipped 3 file(s):" in text
+    path = {name: src / f"{name}.skeleton" for name in files}
+    assert f"{path['S001C001P001R001A002']}:1: the frame count 100000000 cannot fit in a file of" in text
+    assert f"{path['S001C001P002R001A003']}:1: the frame count 1000000000000000 cannot fit" in text
+    assert f"{path['S001C002P001R001A004']}:5: joint line: b'1e39' is beyond float32's range" in text
+    assert load_npz(out)["sample_name"].tolist() == ["S001C001P001R001A001", "S001C002P002R001A005"]
 
 
 def test_subprocess_exit_code(utd_dir, tmp_path):

@@ -237,6 +237,19 @@ def test_one_bad_ntu_file_does_not_abort_prepare(tmp_path, capsys):
     assert load_npz(out)["sample_name"].tolist() == ["S001C001P001R001A001", "S001C002P002R001A005"]
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
+def test_a_value_beyond_float32_skips_its_file(kinetics_dir, tmp_path):
+    """Any reader's clip that is not finite in float32 (a finite float64 like 1e39 overflows) skips its file,
+    naming it, instead of failing the whole assembly."""
+    video = kinetics_video(3, 1, 7)
+    video["data"][1]["skeleton"][0]["pose"][5] = 1e39
+    (kinetics_dir / "huge.json").write_text(json.dumps(video))
+    report = prepare("kinetics", kinetics_dir, tmp_path / "k.npz", progress=False)
+    assert report.num_clips == 5 and len(report.skipped) == 3
+    (huge,) = [s for s in report.skipped if s.path == str(kinetics_dir / "huge.json")]
+    assert "NaN or Inf in float32" in huge.reason and "huge" in huge.reason
+
+
 def test_subprocess_exit_code(utd_dir, tmp_path):
     out = tmp_path / "u.npz"
     proc = subprocess.run(

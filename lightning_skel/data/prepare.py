@@ -101,11 +101,18 @@ def make_reader(format: str, options: Mapping[str, Any] | None = None) -> Reader
 
 
 def _read_one(reader: Reader, path: Path) -> tuple[list[Clip] | SkeletonData | None, Skipped | None]:
-    """Read one file; a ReadError becomes a Skipped record (it does not cross process boundaries)."""
+    """Read one file; a ReadError becomes a Skipped record (it does not cross process boundaries), and so
+    does a clip that is not finite in float32 (a finite float64 such as 1e39 overflows), which would fail
+    the whole assembly."""
     try:
-        return reader.read_file(path), None
+        result = reader.read_file(path)
     except ReadError as e:
         return None, Skipped(e.path, e.line, e.reason)
+    if isinstance(result, list):
+        for clip in result:
+            if not (np.isfinite(clip.x).all() and (clip.score is None or np.isfinite(clip.score).all())):
+                return None, Skipped(str(path), None, f"clip {clip.name!r} holds NaN or Inf in float32")
+    return result, None
 
 
 def _results(reader: Reader, files: list[Path], workers: int, progress: bool) -> Iterator[tuple[Any, Any]]:

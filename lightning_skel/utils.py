@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import socket
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -11,6 +13,8 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 
 def check_params(owner: str, rules: Mapping[str, tuple[Any, bool, str]], what: str = "argument(s)") -> None:
@@ -29,13 +33,47 @@ def make_readable(path: str | os.PathLike) -> None:
     os.chmod(path, 0o666 & ~umask)
 
 
+def _temp_prefix(path: Path) -> str:
+    """The name start of :func:`atomic_open`'s temporary files for ``path``: they record the machine and
+    the process that writes them, so that one left by a killed writer can be told from a live one's."""
+    return f".{path.name}.{socket.gethostname()}.{os.getpid()}."
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale_temps(path: str | os.PathLike) -> None:
+    """Remove the temporary files that :func:`atomic_open` left beside ``path`` in processes of this machine
+    that are gone (killed before their rename, e.g. by SIGKILL); those of live writers stay."""
+    path = Path(path)
+    head, host = f".{path.name}.", socket.gethostname()
+    with os.scandir(path.parent) as entries:
+        for entry in entries:
+            name = entry.name
+            if not (name.startswith(head) and name.endswith(".tmp")):
+                continue
+            parts = name[len(head) : -len(".tmp")].rsplit(".", 2)  # host, pid, mkstemp's random part
+            if len(parts) == 3 and parts[0] == host and parts[1].isdigit() and not _alive(int(parts[1])):
+                Path(entry.path).unlink(missing_ok=True)
+                log.info("removed %s, left by a writer of %s that was killed", entry.path, path.name)
+
+
 @contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs) -> Iterator[IO]:
     """Open a temporary file beside ``path``; on success rename it onto ``path``, on error delete it.
-    Readers never see a partial file, and a killed writer leaves the old file (or none)."""
+    Readers never see a partial file, and a killed writer leaves the old file (or none): its temporary file
+    is removed at once on an exception (Ctrl-C too), or by the next write of ``path`` after a SIGKILL."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, mode, **kwargs) as f:
             yield f

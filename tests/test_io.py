@@ -1,5 +1,9 @@
 import io
+import os
 import pickle
+import socket
+import subprocess
+import sys
 import zipfile
 
 import numpy as np
@@ -146,3 +150,19 @@ def test_header_claiming_more_rows_than_the_file_holds(tmp_path):
             dst.writestr(name, data)
     with pytest.raises(ValueError, match=rf"{path}: array 'x' claims shape \(1000000000000, 3, 8, 25, 2\)"):
         load_npz(path)
+
+
+def test_stale_temporary_files_of_a_killed_writer_are_removed(tmp_path):
+    """A writer killed before its rename (SIGKILL) leaves its temporary file: the next write of the same
+    file removes it when its process is gone, and leaves those of live writers and of other files."""
+    out = tmp_path / "d.npz"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    host = socket.gethostname()
+    stale = tmp_path / f".d.npz.{host}.{dead.pid}.abc123.tmp"
+    live = tmp_path / f".d.npz.{host}.{os.getpid()}.def456.tmp"
+    other = tmp_path / f".e.npz.{host}.{dead.pid}.ghi789.tmp"
+    for p in (stale, live, other):
+        p.write_bytes(b"partial")
+    save_npz(out, tiny())
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["d.npz", live.name, other.name])

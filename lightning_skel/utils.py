@@ -69,7 +69,8 @@ def remove_stale_temps(path: str | os.PathLike) -> None:
 def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs) -> Iterator[IO]:
     """Open a temporary file beside ``path``; on success rename it onto ``path``, on error delete it.
     Readers never see a partial file, and a killed writer leaves the old file (or none): its temporary file
-    is removed at once on an exception (Ctrl-C too), or by the next write of ``path`` after a SIGKILL."""
+    is removed at once on an exception (Ctrl-C too), or by the next write of ``path`` after a SIGKILL. A
+    failed write (a full disk) raises an ``OSError`` that names ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(path)
@@ -79,8 +80,10 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs) -> Iterator[
             yield f
         make_readable(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):  # numpy's and json's writes name no file
+            raise (OSError(e.errno, e.strerror, str(path)) if e.errno else OSError(f"{path}: {e}")) from e
         raise
 
 

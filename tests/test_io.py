@@ -1,3 +1,4 @@
+import errno
 import io
 import os
 import pickle
@@ -150,6 +151,17 @@ def test_header_claiming_more_rows_than_the_file_holds(tmp_path):
             dst.writestr(name, data)
     with pytest.raises(ValueError, match=rf"{path}: array 'x' claims shape \(1000000000000, 3, 8, 25, 2\)"):
         load_npz(path)
+
+
+def test_full_disk_names_the_file(tmp_path, monkeypatch):
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(np, "savez", full)
+    out = tmp_path / "d.npz"
+    with pytest.raises(OSError, match=f"No space left on device.*{out}") as e:
+        save_npz(out, tiny())
+    assert e.value.errno == errno.ENOSPC and list(tmp_path.iterdir()) == []
 
 
 def test_stale_temporary_files_of_a_killed_writer_are_removed(tmp_path):

@@ -4,6 +4,7 @@ that does not change the output, atomic writes, and the data configs that name a
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -307,6 +308,33 @@ def test_failed_write_leaves_no_partial_output(kinetics_dir, tmp_path, monkeypat
     with pytest.raises(OSError, match="disk full"):
         prepare("kinetics", kinetics_dir, out, progress=False)
     assert out.read_bytes() == before and first.num_clips == 5 and leftovers(tmp_path) == []
+
+
+def test_sigterm_while_writing_leaves_no_temporary_file(kinetics_dir, tmp_path):
+    """``prepare`` stopped by SIGTERM (a scheduler's kill, ``timeout``) while it writes the npz removes its
+    temporary file, as it does on Ctrl-C, instead of leaving a hidden partial copy."""
+    out = tmp_path / "k.npz"
+    code = (
+        "import sys, time\n"
+        "import numpy as np\n"
+        "from lightning_skel.data.prepare import main\n"
+        "def slow(f, **arrays):\n"
+        "    f.write(b'partial')\n"
+        "    print('writing', flush=True)\n"
+        "    time.sleep(60)\n"
+        "np.savez = slow\n"
+        f"sys.exit(main(['kinetics', {str(kinetics_dir)!r}, {str(out)!r}, '--no-progress']))\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "writing"
+        assert len(leftovers(tmp_path)) == 1
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    finally:
+        proc.kill()
+        proc.stdout.close()
+    assert leftovers(tmp_path) == [] and not out.exists()
 
 
 # ---- readers that misbehave, and readers that return arrays ---------------------------------------------

@@ -18,9 +18,52 @@ from pytorch_lightning.loggers import CSVLogger, Logger
 from lightning_skel.data.datamodule import SkeletonDataModule
 from lightning_skel.sweep import job_out_dir
 from lightning_skel.systems import ClassificationSystem
-from lightning_skel.utils import versions, write_json
+from lightning_skel.utils import check_number_types, versions, write_json
 
 log = logging.getLogger(__name__)
+
+
+# Where the configs hold numbers, as patterns of lightning_skel.utils.check_number_types: a string there
+# (optim.optimizer.lr=abc on the command line) is refused before any work, naming the key, instead of
+# failing deep inside the optimiser or the data loader.
+ATTACK_KWARG_NUMBERS = {  # an attack's hyper-parameters (configs/attack/*.yaml), wherever a config gives them
+    **dict.fromkeys(("max_iter", "delta_steps", "z_steps", "binary_search_steps", "steps", "emotion_every"), "int"),
+    "patience": "int?",
+    **dict.fromkeys(("c", "c_growth", "c_max", "kappa", "rho", "lr", "balance", "min_improvement", "eps", "clip",
+                     "cw", "blw", "rw", "weights.*", "tau.*"), "float"),
+    **dict.fromkeys(("lr_z", "alpha"), "float?"),
+}  # fmt: skip
+MODEL_SIZES = ("width", "feature_dim", "channels", "num_blocks", "temporal_kernel", "embed_ratio", "num_frames",
+               "affective_dim")  # fmt: skip
+TRAIN_NUMBERS = {
+    **dict.fromkeys(("seed", "data.window", "data.batch_size", "data.num_workers", "data.split_seed", "data.fold",
+                     "data.synthetic.num_per_class", "data.synthetic.frames",
+                     "data.synthetic.seed", "optim.scheduler.milestones.*", "trainer.log_every_n_steps",
+                     "trainer.num_nodes", "robust_training.steps", "callbacks.checkpoint.save_top_k",
+                     "callbacks.figures.num_clips", "callbacks.adv_training.start_epoch",
+                     "callbacks.adv_training.pool_refresh_every", "callbacks.adv_training.pool_size",
+                     "callbacks.adv_training.seed", "callbacks.robust_validation.every_n_epochs",
+                     "callbacks.robust_validation.num_samples", *(f"model.kwargs.{k}" for k in MODEL_SIZES)), "int"),
+    **dict.fromkeys(("data.num_folds", "trainer.max_epochs"), "int?"),
+    **dict.fromkeys(("data.val_fraction", "data.test_fraction", "data.augment.rotate_deg", "data.augment.scale",
+                     "data.augment.shear", "data.synthetic.noise_std", "model.kwargs.dropout", "optim.optimizer.lr",
+                     "optim.optimizer.weight_decay", "optim.optimizer.momentum", "optim.scheduler.warmup_epochs",
+                     "optim.scheduler.gamma", "optim.label_smoothing", "robust_training.eps", "robust_training.beta",
+                     "callbacks.adv_training.ratio"), "float"),
+    **dict.fromkeys(("trainer.gradient_clip_val", "robust_training.alpha"), "float?"),
+    **{f"callbacks.adv_training.attack_kwargs.{k}": v for k, v in ATTACK_KWARG_NUMBERS.items()},
+    **{f"callbacks.robust_validation.attacks.*.{k}": v for k, v in ATTACK_KWARG_NUMBERS.items()},
+}  # fmt: skip
+ATTACK_NUMBERS = {
+    "seed": "int", "batch_size": "int", "limit": "int?", "fusion_weights.*": "float",
+    **{f"attack.{k}": v for k, v in ATTACK_KWARG_NUMBERS.items()},
+}  # fmt: skip
+
+
+def check_config_numbers(cfg: DictConfig, kinds: dict[str, str], owner: str) -> list[str]:
+    """The first check of a run: every number of ``cfg`` that ``kinds`` names is a number (returns the keys
+    checked)."""
+    return check_number_types(owner, OmegaConf.to_container(cfg, resolve=True), kinds)
 
 
 def build_datamodule(cfg: DictConfig) -> SkeletonDataModule:
@@ -169,6 +212,7 @@ def checkpoint_accuracy(*ckpts: str, split: str = "test") -> float:
 def run_train(cfg: DictConfig) -> dict[str, Any]:
     """Train and test a classifier as ``cfg`` says; write ``out_dir/metrics.json``; return the metrics."""
     start = time.perf_counter()
+    check_config_numbers(cfg, TRAIN_NUMBERS, "train config")
     out_dir = job_out_dir(cfg, _is_distributed(cfg))
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), out_dir)
     pl.seed_everything(cfg.seed, workers=True)
@@ -237,6 +281,7 @@ def run_attack(cfg: DictConfig) -> dict[str, Any]:
     """Attack a trained classifier on a data split as ``cfg`` (configs/attack.yaml) says; write the outputs
     of ARCHITECTURE.md into ``out_dir`` and return the aggregate metrics. Every input is checked before any
     attack work starts. Under ``trainer.strategy=ddp`` (Lightning Fabric) the batches are split across ranks."""
+    check_config_numbers(cfg, ATTACK_NUMBERS, "attack config")
     job_out_dir(cfg, _is_distributed(cfg))
     if _is_distributed(cfg):
         from lightning_fabric import Fabric

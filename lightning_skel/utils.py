@@ -9,6 +9,7 @@ import socket
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import IO, Any
 
@@ -24,6 +25,47 @@ def check_params(owner: str, rules: Mapping[str, tuple[Any, bool, str]], what: s
     bad = [f"{k} must be {rule}, got {value!r}" for k, (value, ok, rule) in rules.items() if not ok]
     if bad:
         raise ValueError(f"{owner}: invalid {what}: {'; '.join(bad)}")
+
+
+NUMBER_KINDS = {
+    "int": "an integer",
+    "int?": "an integer or null",
+    "float": "a number",
+    "float?": "a number or null",
+}
+
+
+def _is_kind(value: Any, kind: str) -> bool:
+    if value is None:
+        return kind.endswith("?")
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (kind.startswith("float") and isinstance(value, float))
+
+
+def check_number_types(owner: str, tree: Any, kinds: Mapping[str, str]) -> list[str]:
+    """Check that the numbers of a nested config (dicts and lists, e.g. a resolved ``DictConfig``) are
+    numbers: ``kinds`` maps dotted-key patterns (``*`` matches one key, ``optim.optimizer.lr``,
+    ``attack.weights.*``) to a kind of :data:`NUMBER_KINDS`. One ``ValueError`` names every key whose value
+    is of another type (a string typed on the command line, a list), through :func:`check_params`. Returns
+    the keys checked."""
+    patterns = [(tuple(p.split(".")), kind) for p, kind in kinds.items()]
+    rules: dict[str, tuple[Any, bool, str]] = {}
+
+    def visit(node: Any, key: tuple[str, ...]) -> None:
+        kind = next((k for p, k in patterns if len(p) == len(key) and all(map(fnmatchcase, key, p))), None)
+        if kind is not None:
+            rules[".".join(key)] = (node, _is_kind(node, kind), NUMBER_KINDS[kind])
+        elif isinstance(node, Mapping):
+            for k, v in node.items():
+                visit(v, (*key, str(k)))
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                visit(v, (*key, str(i)))
+
+    visit(tree, ())
+    check_params(owner, rules, "setting(s)")
+    return list(rules)
 
 
 def make_readable(path: str | os.PathLike) -> None:

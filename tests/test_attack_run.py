@@ -177,6 +177,16 @@ def test_bad_checkpoints_and_layouts_fail_before_work(tmp_path, ckpt):
         )
 
 
+def test_a_string_where_a_number_belongs_names_the_key(tmp_path):
+    """Checked before the checkpoint is even read: each dotted key named (a TypeError named none)."""
+    cfg = attack_cfg(tmp_path / "o", tmp_path / "none.ckpt", [*PGD, "attack.eps=abc", "batch_size=four"])
+    with pytest.raises(ValueError, match="attack config: invalid setting") as e:
+        run_attack(cfg)
+    assert "attack.eps must be a number, got 'abc'" in str(e.value)
+    assert "batch_size must be an integer, got 'four'" in str(e.value)
+    assert not (tmp_path / "o").exists()
+
+
 class ShiftWrong(Attack):
     """Moves every valid coordinate by 10 mm (its L-infinity size) and claims a wrong label."""
 

@@ -219,6 +219,7 @@ def run_train(cfg: DictConfig) -> dict[str, Any]:
     dm = build_datamodule(cfg)
     dm.prepare_data()
     dm.setup("fit")
+    dm.check_sets("train", "test")
     system = build_system(cfg, dm)
     if cfg.get("init_from"):
         init_weights(system, cfg.init_from)
@@ -361,8 +362,7 @@ def _attack_main(fabric, cfg: DictConfig) -> dict[str, Any]:
             f"data has {dm.num_classes} classes but the checkpoint {shown} has {hp['num_classes']}"
         )
     emotion = load_emotion(cfg.emotion_ckpt, layout) if cfg.get("emotion_ckpt") else None
-    if split not in dm.datasets:
-        raise ValueError(f"data split {split!r} not found; the data has {sorted(dm.datasets)}")
+    dm.check_sets(split)
     ds = dm.datasets[split]
     subset = cfg.get("subset", "first")
     rows = attack_rows(len(ds), cfg.get("limit"), subset)

@@ -187,6 +187,15 @@ def test_a_string_where_a_number_belongs_names_the_key(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+def test_empty_split_fails_before_work(tmp_path, ckpt):
+    """An attacked split without clips is an error naming the data and the split (it was an IndexError in
+    temporal_resample)."""
+    cfg = attack_cfg(tmp_path / "o", ckpt, [*PGD, "data.split=val", "+data.val_fraction=0.0"])
+    with pytest.raises(ValueError, match=r"data 'synthetic': the 'val' set is empty .*val_fraction=0.0"):
+        run_attack(cfg)
+    assert not (tmp_path / "o" / "shards").exists()
+
+
 class ShiftWrong(Attack):
     """Moves every valid coordinate by 10 mm (its L-infinity size) and claims a wrong label."""
 

@@ -128,6 +128,14 @@ def test_shipped_configs_pass_the_number_check_and_every_rule_is_used():
     assert any(k.startswith("callbacks.robust_validation.attacks.admm.") for k in checked)
 
 
+def test_empty_test_split_is_refused_before_training(tmp_path):
+    """A test set left empty (too few clips per class for test_fraction) is an error naming the data and
+    the split before training (the run trained, then exited 0 with no test metrics)."""
+    with pytest.raises(ValueError, match=r"data 'synthetic': the 'test' set is empty.*test_fraction=0.01"):
+        run_train(train_cfg(tmp_path, ["data.test_fraction=0.01"]))
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
 def test_short_run_learns_generated_actions(tmp_path):
     """A small HCN on held-out generated clips: well above the 1/12 chance level after a short run."""
     cfg = train_cfg(

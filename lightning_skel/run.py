@@ -163,17 +163,21 @@ def build_callbacks(cfg: DictConfig, out_dir: Path, layout: str | None = None) -
 
 
 def resolve_ckpt_path(ckpt_path: str | None, out_dir: Path) -> str | None:
-    """``last`` means ``out_dir/checkpoints/last.ckpt`` when it exists (resume), else a fresh start."""
+    """``last`` means ``out_dir/checkpoints/last.ckpt`` when it exists (resume), else a fresh start. The
+    checkpoint must be one train.py wrote (a bare state_dict is refused, naming it)."""
+    from lightning_skel.systems.attack_run import read_hparams
+
     if ckpt_path in (None, "", "none"):
         return None
     if ckpt_path == "last":
         last = out_dir / "checkpoints" / "last.ckpt"
-        if last.is_file():
-            return str(last)
-        log.warning("ckpt_path=last but %s does not exist: starting a new run", last)
-        return None
-    if not Path(ckpt_path).is_file():
+        if not last.is_file():
+            log.warning("ckpt_path=last but %s does not exist: starting a new run", last)
+            return None
+        ckpt_path = str(last)
+    elif not Path(ckpt_path).is_file():
         raise FileNotFoundError(f"ckpt_path: no such checkpoint {ckpt_path}")
+    read_hparams(ckpt_path, "ckpt_path")
     return ckpt_path
 
 

@@ -136,6 +136,18 @@ def test_empty_test_split_is_refused_before_training(tmp_path):
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
+def test_ckpt_path_on_a_plain_state_dict_is_a_clear_error(tmp_path):
+    """ckpt_path resumes a run: a file without the run's state (a bare state_dict) is refused naming it
+    (Lightning raised KeyError: 'pytorch-lightning_version')."""
+    from lightning_skel.systems.attack_run import CheckpointError
+
+    weights = tmp_path / "weights.pt"
+    torch.save(torch.nn.Linear(2, 2).state_dict(), weights)
+    with pytest.raises(CheckpointError, match=f"ckpt_path {weights}: not a lightning_skel classifier"):
+        run_train(train_cfg(tmp_path, [f"ckpt_path={weights}"]))
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
 def test_short_run_learns_generated_actions(tmp_path):
     """A small HCN on held-out generated clips: well above the 1/12 chance level after a short run."""
     cfg = train_cfg(

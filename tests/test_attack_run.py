@@ -196,6 +196,22 @@ def test_empty_split_fails_before_work(tmp_path, ckpt):
     assert not (tmp_path / "o" / "shards").exists()
 
 
+@pytest.mark.parametrize(
+    "model_kwargs", [{"width": 9, "feature_dim": 32}, {"width": 16, "nonsense": 1}, {"width": "abc"}, "abc"]
+)
+def test_tampered_model_kwargs_name_the_checkpoint(tmp_path, ckpt, model_kwargs):
+    """Hyper-parameters that do not rebuild the checkpoint's classifier (a size that does not match its
+    weights, an unknown or mistyped argument) are refused naming the file (the tracebacks named none)."""
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    state["hyper_parameters"]["model_kwargs"] = model_kwargs
+    bad = tmp_path / "tampered.ckpt"
+    torch.save(state, bad)
+    with pytest.raises(
+        CheckpointError, match=f"ckpt {bad}: its hyper-parameters do not rebuild its classifier"
+    ):
+        run_attack(attack_cfg(tmp_path / "o", bad, PGD))
+
+
 class ShiftWrong(Attack):
     """Moves every valid coordinate by 10 mm (its L-infinity size) and claims a wrong label."""
 

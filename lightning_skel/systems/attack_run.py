@@ -73,7 +73,14 @@ def read_hparams(path: str | os.PathLike, what: str) -> dict[str, Any]:
 def load_classifier(path: str | os.PathLike, what: str = "ckpt") -> tuple[nn.Module, dict[str, Any]]:
     """The checkpoint's ``Classifier`` (eval mode, on CPU) and its hyper-parameters."""
     hp = read_hparams(path, what)
-    system = ClassificationSystem.load_from_checkpoint(path, map_location="cpu")
+    try:
+        system = ClassificationSystem.load_from_checkpoint(path, map_location="cpu")
+    except (TypeError, ValueError, KeyError, RuntimeError) as e:  # model_kwargs that do not fit its weights
+        detail = " ".join(str(e).split())
+        raise CheckpointError(
+            f"{what} {path}: its hyper-parameters do not rebuild its classifier (model {hp['model']!r}, "
+            f"model_kwargs {hp.get('model_kwargs')!r}): {type(e).__name__}: {detail[:300]}"
+        ) from e
     return system.classifier.eval(), hp
 
 

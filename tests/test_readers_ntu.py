@@ -280,6 +280,21 @@ def test_frame_count_beyond_the_file_size_is_a_read_error(tmp_path, frames):
     assert err.value.line == 1 and err.value.path == str(path)
 
 
+@pytest.mark.data
+@requires_data
+def test_real_file_with_an_impossible_frame_count_or_coordinate(tmp_path):
+    lines = lines_of()
+    lines[0] = b"100000000"
+    with pytest.raises(ReadError, match="the frame count 100000000 cannot fit in a file of") as err:
+        NTUReader().read_file(write(tmp_path, lines))
+    assert err.value.line == 1
+    lines = lines_of()
+    lines[4] = b"1e39" + lines[4][lines[4].index(b" ") :]
+    with pytest.raises(ReadError, match="b'1e39' is beyond float32's range") as err:
+        NTUReader().read_file(write(tmp_path, lines))
+    assert err.value.line == 5
+
+
 def test_coordinate_beyond_float32_is_a_read_error(tmp_path):
     """1e39 is finite in float64 but infinite in the float32 clips: refused with its line."""
     lines = ntu_skeleton_text(frames=3).split(b"\r\n")

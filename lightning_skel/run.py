@@ -19,9 +19,59 @@ from lightning_skel.checkpoints import SafeCheckpointIO
 from lightning_skel.data.datamodule import SkeletonDataModule
 from lightning_skel.sweep import job_out_dir
 from lightning_skel.systems import ClassificationSystem
-from lightning_skel.utils import check_params, file_sha256, torch_threads, versions, write_json
+from lightning_skel.utils import (
+    check_number_types,
+    check_params,
+    file_sha256,
+    torch_threads,
+    versions,
+    write_json,
+)
 
 log = logging.getLogger(__name__)
+
+
+# Where the configs hold numbers, as patterns of lightning_skel.utils.check_number_types: a string there
+# (optim.optimizer.lr=abc on the command line) is refused before any work, naming the key, instead of
+# failing deep inside the optimiser or the data loader.
+ATTACK_KWARG_NUMBERS = {  # an attack's hyper-parameters (configs/attack/*.yaml), wherever a config gives them
+    **dict.fromkeys(("max_iter", "delta_steps", "z_steps", "binary_search_steps", "steps", "emotion_every"), "int"),
+    "patience": "int?",
+    **dict.fromkeys(("c", "c_growth", "c_max", "kappa", "rho", "lr", "balance", "min_improvement", "eps", "clip",
+                     "cw", "blw", "rw", "weights.*", "tau.*"), "float"),
+    **dict.fromkeys(("lr_z", "alpha"), "float?"),
+}  # fmt: skip
+MODEL_SIZES = ("width", "feature_dim", "channels", "num_blocks", "temporal_kernel", "embed_ratio", "num_frames",
+               "affective_dim")  # fmt: skip
+TRAIN_NUMBERS = {
+    **dict.fromkeys(("seed", "data.window", "data.batch_size", "data.num_workers", "data.split_seed", "data.fold",
+                     "data.synthetic.num_per_class", "data.synthetic.frames",
+                     "data.synthetic.seed", "optim.scheduler.milestones.*", "trainer.log_every_n_steps",
+                     "trainer.num_nodes", "robust_training.steps", "callbacks.checkpoint.save_top_k",
+                     "callbacks.figures.num_clips", "callbacks.adv_training.start_epoch",
+                     "callbacks.adv_training.pool_refresh_every", "callbacks.adv_training.pool_size",
+                     "callbacks.adv_training.seed", "callbacks.robust_validation.every_n_epochs",
+                     "callbacks.robust_validation.num_samples", *(f"model.kwargs.{k}" for k in MODEL_SIZES)), "int"),
+    **dict.fromkeys(("data.num_folds", "trainer.max_epochs"), "int?"),
+    **dict.fromkeys(("data.val_fraction", "data.test_fraction", "data.augment.rotate_deg", "data.augment.scale",
+                     "data.augment.shear", "data.synthetic.noise_std", "model.kwargs.dropout", "optim.optimizer.lr",
+                     "optim.optimizer.weight_decay", "optim.optimizer.momentum", "optim.scheduler.warmup_epochs",
+                     "optim.scheduler.gamma", "optim.label_smoothing", "robust_training.eps", "robust_training.beta",
+                     "callbacks.adv_training.ratio"), "float"),
+    **dict.fromkeys(("trainer.gradient_clip_val", "robust_training.alpha"), "float?"),
+    **{f"callbacks.adv_training.attack_kwargs.{k}": v for k, v in ATTACK_KWARG_NUMBERS.items()},
+    **{f"callbacks.robust_validation.attacks.*.{k}": v for k, v in ATTACK_KWARG_NUMBERS.items()},
+}  # fmt: skip
+ATTACK_NUMBERS = {
+    "seed": "int", "batch_size": "int", "limit": "int?", "fusion_weights.*": "float",
+    **{f"attack.{k}": v for k, v in ATTACK_KWARG_NUMBERS.items()},
+}  # fmt: skip
+
+
+def check_config_numbers(cfg: DictConfig, kinds: dict[str, str], owner: str) -> list[str]:
+    """The first check of a run: every number of ``cfg`` that ``kinds`` names is a number (returns the keys
+    checked)."""
+    return check_number_types(owner, OmegaConf.to_container(cfg, resolve=True), kinds)
 
 
 def build_datamodule(cfg: DictConfig) -> SkeletonDataModule:
@@ -121,17 +171,21 @@ def build_callbacks(cfg: DictConfig, out_dir: Path, layout: str | None = None) -
 
 
 def resolve_ckpt_path(ckpt_path: str | None, out_dir: Path) -> str | None:
-    """``last`` means ``out_dir/checkpoints/last.ckpt`` when it exists (resume), else a fresh start."""
+    """``last`` means ``out_dir/checkpoints/last.ckpt`` when it exists (resume), else a fresh start. The
+    checkpoint must be one train.py wrote (a bare state_dict is refused, naming it)."""
+    from lightning_skel.systems.attack_run import read_checkpoint
+
     if ckpt_path in (None, "", "none"):
         return None
     if ckpt_path == "last":
         last = out_dir / "checkpoints" / "last.ckpt"
-        if last.is_file():
-            return str(last)
-        log.warning("ckpt_path=last but %s does not exist: starting a new run", last)
-        return None
-    if not Path(ckpt_path).is_file():
+        if not last.is_file():
+            log.warning("ckpt_path=last but %s does not exist: starting a new run", last)
+            return None
+        ckpt_path = str(last)
+    elif not Path(ckpt_path).is_file():
         raise FileNotFoundError(f"ckpt_path: no such checkpoint {ckpt_path}")
+    read_checkpoint(ckpt_path, "ckpt_path")
     return ckpt_path
 
 
@@ -193,6 +247,7 @@ def run_train(cfg: DictConfig) -> dict[str, Any]:
 
 def _run_train(cfg: DictConfig) -> dict[str, Any]:
     start = time.perf_counter()
+    check_config_numbers(cfg, TRAIN_NUMBERS, "train config")
     epochs = cfg.trainer.get("max_epochs")
     # 0 epochs would test untrained weights; Lightning's -1 (no limit) and null (1000) are not this project's
     check_params(
@@ -206,6 +261,7 @@ def _run_train(cfg: DictConfig) -> dict[str, Any]:
     dm = build_datamodule(cfg)
     dm.prepare_data()
     dm.setup("fit")
+    dm.check_sets("train", "test")
     system = build_system(cfg, dm)
     if cfg.get("init_from"):
         init_weights(system, cfg.init_from)
@@ -286,6 +342,7 @@ def run_attack(cfg: DictConfig) -> dict[str, Any]:
 
 
 def _run_attack(cfg: DictConfig) -> dict[str, Any]:
+    check_config_numbers(cfg, ATTACK_NUMBERS, "attack config")
     job_out_dir(cfg, _is_distributed(cfg))
     if _is_distributed(cfg):
         from lightning_fabric import Fabric
@@ -385,8 +442,7 @@ def _attack_main(fabric, cfg: DictConfig) -> dict[str, Any]:
             "the classifier's labels would be read as other classes"
         )
     emotion = load_emotion(cfg.emotion_ckpt, layout) if cfg.get("emotion_ckpt") else None
-    if split not in dm.datasets:
-        raise ValueError(f"data split {split!r} not found; the data has {sorted(dm.datasets)}")
+    dm.check_sets(split)
     ds = dm.datasets[split]
     rows = attack_rows(len(ds), limit, subset)
     attack_cfg = OmegaConf.to_container(cfg.attack, resolve=True)

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
+import socket
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 
 def check_params(owner: str, rules: Mapping[str, tuple[Any, bool, str]], what: str = "argument(s)") -> None:
@@ -24,6 +29,47 @@ def check_params(owner: str, rules: Mapping[str, tuple[Any, bool, str]], what: s
         raise ValueError(f"{owner}: invalid {what}: {'; '.join(bad)}")
 
 
+NUMBER_KINDS = {
+    "int": "an integer",
+    "int?": "an integer or null",
+    "float": "a number",
+    "float?": "a number or null",
+}
+
+
+def _is_kind(value: Any, kind: str) -> bool:
+    if value is None:
+        return kind.endswith("?")
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (kind.startswith("float") and isinstance(value, float))
+
+
+def check_number_types(owner: str, tree: Any, kinds: Mapping[str, str]) -> list[str]:
+    """Check that the numbers of a nested config (dicts and lists, e.g. a resolved ``DictConfig``) are
+    numbers: ``kinds`` maps dotted-key patterns (``*`` matches one key, ``optim.optimizer.lr``,
+    ``attack.weights.*``) to a kind of :data:`NUMBER_KINDS`. One ``ValueError`` names every key whose value
+    is of another type (a string typed on the command line, a list), through :func:`check_params`. Returns
+    the keys checked."""
+    patterns = [(tuple(p.split(".")), kind) for p, kind in kinds.items()]
+    rules: dict[str, tuple[Any, bool, str]] = {}
+
+    def visit(node: Any, key: tuple[str, ...]) -> None:
+        kind = next((k for p, k in patterns if len(p) == len(key) and all(map(fnmatchcase, key, p))), None)
+        if kind is not None:
+            rules[".".join(key)] = (node, _is_kind(node, kind), NUMBER_KINDS[kind])
+        elif isinstance(node, Mapping):
+            for k, v in node.items():
+                visit(v, (*key, str(k)))
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                visit(v, (*key, str(i)))
+
+    visit(tree, ())
+    check_params(owner, rules, "setting(s)")
+    return list(rules)
+
+
 def make_readable(path: str | os.PathLike) -> None:
     """mkstemp creates owner-only files; give the result the permissions a plain ``open`` would."""
     umask = os.umask(0)
@@ -31,14 +77,49 @@ def make_readable(path: str | os.PathLike) -> None:
     os.chmod(path, 0o666 & ~umask)
 
 
+def _temp_prefix(path: Path) -> str:
+    """The name start of :func:`atomic_open`'s temporary files for ``path``: they record the machine and
+    the process that writes them, so that one left by a killed writer can be told from a live one's."""
+    return f".{path.name}.{socket.gethostname()}.{os.getpid()}."
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale_temps(path: str | os.PathLike) -> None:
+    """Remove the temporary files that :func:`atomic_open` left beside ``path`` in processes of this machine
+    that are gone (killed before their rename, e.g. by SIGKILL); those of live writers stay."""
+    path = Path(path)
+    head, host = f".{path.name}.", socket.gethostname()
+    with os.scandir(path.parent) as entries:
+        for entry in entries:
+            name = entry.name
+            if not (name.startswith(head) and name.endswith(".tmp")):
+                continue
+            parts = name[len(head) : -len(".tmp")].rsplit(".", 2)  # host, pid, mkstemp's random part
+            if len(parts) == 3 and parts[0] == host and parts[1].isdigit() and not _alive(int(parts[1])):
+                Path(entry.path).unlink(missing_ok=True)
+                log.info("removed %s, left by a writer of %s that was killed", entry.path, path.name)
+
+
 @contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs) -> Iterator[IO]:
     """Open a temporary file beside ``path``; on success fsync it and rename it onto ``path``, on error delete
     it. Readers never see a partial file, and a killed writer or a crash leaves the old file (or none): the
-    data reaches the disk before the rename does."""
+    data reaches the disk before the rename does, a temporary file is removed at once on an exception (Ctrl-C
+    too), or by the next write of ``path`` after a SIGKILL. A failed write (a full disk) raises an
+    ``OSError`` that names ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, mode, **kwargs) as f:
             yield f
@@ -46,8 +127,10 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs) -> Iterator[
             os.fsync(f.fileno())
         make_readable(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):  # numpy's and json's writes name no file
+            raise (OSError(e.errno, e.strerror, str(path)) if e.errno else OSError(f"{path}: {e}")) from e
         raise
 
 

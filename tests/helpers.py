@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
@@ -15,6 +16,20 @@ CONFIGS = str(Path(__file__).resolve().parents[1] / "configs")
 
 def tiny_npz(path: Path, num_per_class: int = 4, frames: int = 24, seed: int = 0, **kw) -> Path:
     return save_npz(path, generate(num_per_class, seed=seed, frames=frames, **kw))
+
+
+def ntu_skeleton_text(frames: int = 3, bodies: int = 1, seed: int = 0) -> bytes:
+    """A small NTU ``.skeleton`` file in the exact Kinect layout (CRLF lines, 10 body fields, 25 joints of 12
+    fields, coordinates with 6 decimals), so that reader tests run without the real recordings."""
+    rng = np.random.default_rng(seed)
+    lines = [str(frames)]
+    for _ in range(frames):
+        lines += [str(bodies)]
+        for b in range(bodies):
+            lines += [f"{72057594037931101 + b} 0 1 1 1 1 0 0.1 -0.2 2", "25"]
+            for x, y, z in rng.uniform(-1.0, 1.0, (25, 3)):
+                lines.append(f"{x:.6f} {y:.6f} {z + 3:.6f} 250.5 200.25 900.1 500.2 0.1 0.2 0.3 0.9 2")
+    return ("\r\n".join(lines) + "\r\n").encode()
 
 
 def tiny_train_overrides(tmp_path: Path) -> list[str]:

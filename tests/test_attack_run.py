@@ -264,6 +264,41 @@ def test_bad_checkpoints_and_layouts_fail_before_work(tmp_path, ckpt):
         )
 
 
+def test_a_string_where_a_number_belongs_names_the_key(tmp_path):
+    """Checked before the checkpoint is even read: each dotted key named (a TypeError named none)."""
+    cfg = attack_cfg(tmp_path / "o", tmp_path / "none.ckpt", [*PGD, "attack.eps=abc", "batch_size=four"])
+    with pytest.raises(ValueError, match="attack config: invalid setting") as e:
+        run_attack(cfg)
+    assert "attack.eps must be a number, got 'abc'" in str(e.value)
+    assert "batch_size must be an integer, got 'four'" in str(e.value)
+    assert not (tmp_path / "o").exists()
+
+
+def test_empty_split_fails_before_work(tmp_path, ckpt):
+    """An attacked split without clips is an error naming the data and the split (it was an IndexError in
+    temporal_resample)."""
+    cfg = attack_cfg(tmp_path / "o", ckpt, [*PGD, "data.split=val", "+data.val_fraction=0.0"])
+    with pytest.raises(ValueError, match=r"data 'synthetic': the 'val' set is empty .*val_fraction=0.0"):
+        run_attack(cfg)
+    assert not (tmp_path / "o" / "shards").exists()
+
+
+@pytest.mark.parametrize(
+    "model_kwargs", [{"width": 9, "feature_dim": 32}, {"width": 16, "nonsense": 1}, {"width": "abc"}, "abc"]
+)
+def test_tampered_model_kwargs_name_the_checkpoint(tmp_path, ckpt, model_kwargs):
+    """Hyper-parameters that do not rebuild the checkpoint's classifier (a size that does not match its
+    weights, an unknown or mistyped argument) are refused naming the file (the tracebacks named none)."""
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    state["hyper_parameters"]["model_kwargs"] = model_kwargs
+    bad = tmp_path / "tampered.ckpt"
+    torch.save(state, bad)
+    with pytest.raises(
+        CheckpointError, match=f"ckpt {bad}: its hyper-parameters do not rebuild its classifier"
+    ):
+        run_attack(attack_cfg(tmp_path / "o", bad, PGD))
+
+
 class ShiftWrong(Attack):
     """Moves every valid coordinate by 10 mm (its L-infinity size) and claims a wrong label."""
 

@@ -1,4 +1,11 @@
+import errno
+import io
+import os
 import pickle
+import socket
+import subprocess
+import sys
+import zipfile
 
 import numpy as np
 import pytest
@@ -68,14 +75,17 @@ def test_load_rejects_non_finite(tmp_path, bad):
 
 
 def test_load_never_unpickles(tmp_path):
+    """Pickled data is refused, naming the file (and the array), without numpy's advice to unpickle it."""
     path = tmp_path / "obj.npz"
     np.savez(path, **{**tiny(), "class_names": np.array([{"evil": 1}], dtype=object)})
-    with pytest.raises(ValueError, match="not a plain skeleton npz"):
+    with pytest.raises(ValueError, match=f"{path}: array 'class_names' holds Python objects") as e:
         load_npz(path)
+    assert "allow_pickle" not in str(e.value)
     pkl = tmp_path / "p.npz"
     pkl.write_bytes(pickle.dumps({"x": 1}))
-    with pytest.raises(ValueError, match=str(pkl)):
+    with pytest.raises(ValueError, match=f"{pkl}: not an npz archive") as e:
         load_npz(pkl)
+    assert "allow_pickle" not in str(e.value)
 
 
 def test_save_validates_and_leaves_nothing_on_error(tmp_path):
@@ -110,3 +120,61 @@ def test_stack_clips_pads_clips_and_their_scores():
     np.testing.assert_array_equal(d["x"][1], long.x)
     assert d["score"].shape == (2, 5, 17, 2)
     assert (d["score"][0, :3, :, 0] == 0.5).all() and d["score"].sum() == 0.5 * 3 * 17
+
+
+def test_random_bytes_are_not_an_npz(tmp_path):
+    """Random bytes are neither a zip nor an .npy: named as such, without numpy's advice to unpickle."""
+    path = tmp_path / "noise.npz"
+    path.write_bytes(np.random.default_rng(0).bytes(1000))
+    with pytest.raises(ValueError, match=f"{path}: not an npz archive") as e:
+        load_npz(path)
+    assert "allow_pickle" not in str(e.value)
+
+
+def test_header_claiming_more_rows_than_the_file_holds(tmp_path):
+    """An .npy header is only a claim: 10^12 rows in a small file is refused, naming the file and the array,
+    instead of numpy allocating for it (MemoryError)."""
+    good = save_npz(tmp_path / "good.npz", tiny())
+    path = tmp_path / "huge.npz"
+    with zipfile.ZipFile(good) as src, zipfile.ZipFile(path, "w") as dst:
+        for name in src.namelist():
+            data = src.read(name)
+            if name == "x.npy":
+                header = io.BytesIO()
+                np.lib.format.write_array_header_1_0(
+                    header, {"descr": "<f4", "fortran_order": False, "shape": (10**12, 3, 8, 25, 2)}
+                )
+                old = io.BytesIO(data)
+                np.lib.format.read_magic(old)
+                np.lib.format.read_array_header_1_0(old)
+                data = header.getvalue() + data[old.tell() :]
+            dst.writestr(name, data)
+    with pytest.raises(ValueError, match=rf"{path}: array 'x' claims shape \(1000000000000, 3, 8, 25, 2\)"):
+        load_npz(path)
+
+
+def test_full_disk_names_the_file(tmp_path, monkeypatch):
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(np, "savez", full)
+    out = tmp_path / "d.npz"
+    with pytest.raises(OSError, match=f"No space left on device.*{out}") as e:
+        save_npz(out, tiny())
+    assert e.value.errno == errno.ENOSPC and list(tmp_path.iterdir()) == []
+
+
+def test_stale_temporary_files_of_a_killed_writer_are_removed(tmp_path):
+    """A writer killed before its rename (SIGKILL) leaves its temporary file: the next write of the same
+    file removes it when its process is gone, and leaves those of live writers and of other files."""
+    out = tmp_path / "d.npz"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    host = socket.gethostname()
+    stale = tmp_path / f".d.npz.{host}.{dead.pid}.abc123.tmp"
+    live = tmp_path / f".d.npz.{host}.{os.getpid()}.def456.tmp"
+    other = tmp_path / f".e.npz.{host}.{dead.pid}.ghi789.tmp"
+    for p in (stale, live, other):
+        p.write_bytes(b"partial")
+    save_npz(out, tiny())
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["d.npz", live.name, other.name])

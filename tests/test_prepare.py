@@ -4,6 +4,7 @@ that does not change the output, atomic writes, and the data configs that name a
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from lightning_skel.data.prepare import (
 )
 from lightning_skel.data.readers import READERS
 from lightning_skel.data.readers.base import Clip, Reader, ReadError
+from tests.helpers import ntu_skeleton_text
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -208,6 +210,47 @@ def test_all_bad_writes_nothing(tmp_path, capsys):
     assert not out.exists() and leftovers(tmp_path) == []
 
 
+def test_one_bad_ntu_file_does_not_abort_prepare(tmp_path, capsys):
+    """A frame count larger than the file can hold (the parser preallocated for it: MemoryError) and a
+    coordinate beyond float32's range (the assembly failed naming no file) are skips like any corrupt file."""
+    src = tmp_path / "ntu"
+    src.mkdir()
+    good = ntu_skeleton_text(frames=3)
+    lines = good.split(b"\r\n")
+    lines[4] = b"1e39" + lines[4][lines[4].index(b" ") :]  # x of the first joint
+    files = {
+        "S001C001P001R001A001": good,
+        "S001C001P001R001A002": b"100000000" + good[1:],  # the frame count "3" replaced
+        "S001C001P002R001A003": b"1000000000000000" + good[1:],
+        "S001C002P001R001A004": b"\r\n".join(lines),
+        "S001C002P002R001A005": ntu_skeleton_text(frames=4, seed=1),
+    }
+    for name, text in files.items():
+        (src / f"{name}.skeleton").write_bytes(text)
+    out = tmp_path / "ntu.npz"
+    assert main(["ntu", str(src), str(out), "--no-progress"]) == 1
+    text = capsys.readouterr().out
+    assert "wrote 2 clip(s) from 2 file(s)" in text and "skipped 3 file(s):" in text
+    path = {name: src / f"{name}.skeleton" for name in files}
+    assert f"{path['S001C001P001R001A002']}:1: the frame count 100000000 cannot fit in a file of" in text
+    assert f"{path['S001C001P002R001A003']}:1: the frame count 1000000000000000 cannot fit" in text
+    assert f"{path['S001C002P001R001A004']}:5: joint line: b'1e39' is beyond float32's range" in text
+    assert load_npz(out)["sample_name"].tolist() == ["S001C001P001R001A001", "S001C002P002R001A005"]
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
+def test_a_value_beyond_float32_skips_its_file(kinetics_dir, tmp_path):
+    """Any reader's clip that is not finite in float32 (a finite float64 like 1e39 overflows) skips its file,
+    naming it, instead of failing the whole assembly."""
+    video = kinetics_video(3, 1, 7)
+    video["data"][1]["skeleton"][0]["pose"][5] = 1e39
+    (kinetics_dir / "huge.json").write_text(json.dumps(video))
+    report = prepare("kinetics", kinetics_dir, tmp_path / "k.npz", progress=False)
+    assert report.num_clips == 5 and len(report.skipped) == 3
+    (huge,) = [s for s in report.skipped if s.path == str(kinetics_dir / "huge.json")]
+    assert "NaN or Inf in float32" in huge.reason and "huge" in huge.reason
+
+
 def test_subprocess_exit_code(utd_dir, tmp_path):
     out = tmp_path / "u.npz"
     proc = subprocess.run(
@@ -265,6 +308,33 @@ def test_failed_write_leaves_no_partial_output(kinetics_dir, tmp_path, monkeypat
     with pytest.raises(OSError, match="disk full"):
         prepare("kinetics", kinetics_dir, out, progress=False)
     assert out.read_bytes() == before and first.num_clips == 5 and leftovers(tmp_path) == []
+
+
+def test_sigterm_while_writing_leaves_no_temporary_file(kinetics_dir, tmp_path):
+    """``prepare`` stopped by SIGTERM (a scheduler's kill, ``timeout``) while it writes the npz removes its
+    temporary file, as it does on Ctrl-C, instead of leaving a hidden partial copy."""
+    out = tmp_path / "k.npz"
+    code = (
+        "import sys, time\n"
+        "import numpy as np\n"
+        "from lightning_skel.data.prepare import main\n"
+        "def slow(f, **arrays):\n"
+        "    f.write(b'partial')\n"
+        "    print('writing', flush=True)\n"
+        "    time.sleep(60)\n"
+        "np.savez = slow\n"
+        f"sys.exit(main(['kinetics', {str(kinetics_dir)!r}, {str(out)!r}, '--no-progress']))\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "writing"
+        assert len(leftovers(tmp_path)) == 1
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    finally:
+        proc.kill()
+        proc.stdout.close()
+    assert leftovers(tmp_path) == [] and not out.exists()
 
 
 # ---- readers that misbehave, and readers that return arrays ---------------------------------------------

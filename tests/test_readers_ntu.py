@@ -29,6 +29,7 @@ from lightning_skel.data.readers.ntu import (
     read_ntu_skeleton,
     select_bodies,
 )
+from tests.helpers import ntu_skeleton_text
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 NTU = DATA / "ntu60_samples"
@@ -255,6 +256,54 @@ def test_empty_and_zero_frame_files(tmp_path, text, message, line):
     with pytest.raises(ReadError, match=message) as err:
         NTUReader().read_file(path)
     assert err.value.line == line
+
+
+def test_crafted_text_takes_the_fast_path():
+    """The synthetic file of tests.helpers is in the exact Kinect layout: both parsers read it alike."""
+    text = ntu_skeleton_text(frames=4, bodies=2)
+    fast = _fast(text)
+    assert fast is not None and fast.xyz.shape == (8, 25, 3)
+    assert fast.body_ids == [72057594037931101, 72057594037931102]
+    np.testing.assert_array_equal(fast.xyz, _checked(text, "crafted").xyz)
+
+
+@pytest.mark.parametrize("frames", [10**8, 10**15])
+def test_frame_count_beyond_the_file_size_is_a_read_error(tmp_path, frames):
+    """A frame takes at least 2 bytes: a header claiming more frames than the file can hold is refused with
+    its line, without preallocating for it (the compiled scan sized its arrays by the header: MemoryError)."""
+    text = ntu_skeleton_text(frames=3)
+    path = tmp_path / f"{FIRST}.skeleton"
+    path.write_bytes(str(frames).encode() + text[text.index(b"\r\n") :])
+    size = path.stat().st_size
+    with pytest.raises(ReadError, match=f"frame count {frames} cannot fit in a file of {size} bytes") as err:
+        NTUReader().read_file(path)
+    assert err.value.line == 1 and err.value.path == str(path)
+
+
+@pytest.mark.data
+@requires_data
+def test_real_file_with_an_impossible_frame_count_or_coordinate(tmp_path):
+    lines = lines_of()
+    lines[0] = b"100000000"
+    with pytest.raises(ReadError, match="the frame count 100000000 cannot fit in a file of") as err:
+        NTUReader().read_file(write(tmp_path, lines))
+    assert err.value.line == 1
+    lines = lines_of()
+    lines[4] = b"1e39" + lines[4][lines[4].index(b" ") :]
+    with pytest.raises(ReadError, match="b'1e39' is beyond float32's range") as err:
+        NTUReader().read_file(write(tmp_path, lines))
+    assert err.value.line == 5
+
+
+def test_coordinate_beyond_float32_is_a_read_error(tmp_path):
+    """1e39 is finite in float64 but infinite in the float32 clips: refused with its line."""
+    lines = ntu_skeleton_text(frames=3).split(b"\r\n")
+    row = lines[1 + 1 + 27 + 2 + 3].split(b" ")  # frame 2 (header, body count, a record of 27 lines), joint 4
+    row[1] = b"-1e39"
+    lines[1 + 1 + 27 + 2 + 3] = b" ".join(row)
+    with pytest.raises(ReadError, match=r"joint line: b'-1e39' is beyond float32's range") as err:
+        NTUReader().read_file(write(tmp_path, lines))
+    assert err.value.line == 1 + 1 + 27 + 2 + 3 + 1
 
 
 def test_file_without_any_body_is_a_read_error(tmp_path):

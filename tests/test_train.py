@@ -1,12 +1,14 @@
 import csv
 import json
+from fnmatch import fnmatchcase
+from pathlib import Path
 
 import pytest
 import torch
 
 from lightning_skel.run import build_datamodule, run_train
 from lightning_skel.systems import ClassificationSystem
-from tests.helpers import run_script, tiny_train_overrides, train_cfg
+from tests.helpers import CONFIGS, run_script, tiny_train_overrides, train_cfg
 
 
 def test_run_train_fast_dev_run_writes_checkpoint_and_metrics(tmp_path):
@@ -80,6 +82,70 @@ def test_multirun_of_ddp_jobs_needs_an_outside_launcher(tmp_path):
 def test_missing_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such checkpoint"):
         run_train(train_cfg(tmp_path, [f"ckpt_path={tmp_path / 'nope.ckpt'}"]))
+
+
+def test_a_string_where_a_number_belongs_names_the_key(tmp_path):
+    """Strings typed where numbers belong are refused before any work, naming each dotted key (they ended
+    in a TypeError from deep inside the optimiser or the data loader that named none)."""
+    cfg = train_cfg(tmp_path, ["optim.optimizer.lr=abc", "data.batch_size=four", "model.kwargs.dropout=[1]"])
+    with pytest.raises(ValueError, match="train config: invalid setting") as e:
+        run_train(cfg)
+    for part in ("optim.optimizer.lr must be a number, got 'abc'", "data.batch_size must be an integer, got "
+                 "'four'", "model.kwargs.dropout must be a number, got [1]"):  # fmt: skip
+        assert part in str(e.value)
+    assert not (tmp_path / "run").exists() and not (tmp_path / "cache").exists()
+    with pytest.raises(ValueError, match="trainer.max_epochs must be an integer or null, got 2.5"):
+        run_train(train_cfg(tmp_path, ["trainer.max_epochs=2.5"]))
+
+
+def test_shipped_configs_pass_the_number_check_and_every_rule_is_used():
+    """The numbers check refuses only what is not a number: configs covering every model, optimiser,
+    callback set and attack of configs/ pass it, and each of its rules checks a key of one of them (a
+    misspelt rule would check nothing)."""
+    from hydra import compose, initialize_config_dir
+
+    from lightning_skel.run import ATTACK_KWARG_NUMBERS, ATTACK_NUMBERS, TRAIN_NUMBERS, check_config_numbers
+
+    train = [[], ["callbacks=adv_training"], ["experiment=utd_agcn_joint"], ["experiment=utd_sgn"],
+             ["experiment=ntu60_xsub_stgcn"], ["experiment=demo_emotion"]]  # fmt: skip
+    attacks = sorted(p.stem for p in (Path(CONFIGS) / "attack").glob("*.yaml"))
+    checked = set()
+    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
+        for overrides in train:
+            checked |= set(check_config_numbers(compose("train", overrides), TRAIN_NUMBERS, str(overrides)))
+        for attack in attacks:
+            cfg = compose("attack", ["ckpt=x.ckpt", f"attack={attack}", "limit=4", "fusion_weights=[1, 0.5]"])
+            checked |= set(check_config_numbers(cfg, ATTACK_NUMBERS, attack))
+
+    def used(pattern: str) -> bool:
+        p = pattern.split(".")
+        return any(len(k.split(".")) == len(p) and all(map(fnmatchcase, k.split("."), p)) for k in checked)
+
+    derived = {f"{p}{k}" for k in ATTACK_KWARG_NUMBERS
+               for p in ("callbacks.adv_training.attack_kwargs.", "callbacks.robust_validation.attacks.*.")}  # fmt: skip
+    assert [p for p in {**TRAIN_NUMBERS, **ATTACK_NUMBERS} if p not in derived and not used(p)] == []
+    assert any(k.startswith("callbacks.adv_training.attack_kwargs.") for k in checked)
+    assert any(k.startswith("callbacks.robust_validation.attacks.admm.") for k in checked)
+
+
+def test_empty_test_split_is_refused_before_training(tmp_path):
+    """A test set left empty (too few clips per class for test_fraction) is an error naming the data and
+    the split before training (the run trained, then exited 0 with no test metrics)."""
+    with pytest.raises(ValueError, match=r"data 'synthetic': the 'test' set is empty.*test_fraction=0.01"):
+        run_train(train_cfg(tmp_path, ["data.test_fraction=0.01"]))
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_ckpt_path_on_a_plain_state_dict_is_a_clear_error(tmp_path):
+    """ckpt_path resumes a run: a file without the run's state (a bare state_dict) is refused naming it
+    (Lightning raised KeyError: 'pytorch-lightning_version')."""
+    from lightning_skel.systems.attack_run import CheckpointError
+
+    weights = tmp_path / "weights.pt"
+    torch.save(torch.nn.Linear(2, 2).state_dict(), weights)
+    with pytest.raises(CheckpointError, match=f"ckpt_path {weights}: not a lightning_skel classifier"):
+        run_train(train_cfg(tmp_path, [f"ckpt_path={weights}"]))
+    assert not (tmp_path / "run" / "checkpoints").exists()
 
 
 def test_short_run_learns_generated_actions(tmp_path):

@@ -177,6 +177,7 @@ class SkeletonDataModule(pl.LightningDataModule):
         self.seed = seed
         self.num_folds, self.fold = num_folds, fold
         self.datasets: dict[str, SkeletonDataset] = {}
+        self._carved: dict[str, str] = {}  # sets carved from the training rows: the setting that sized each
         self._generator = torch.Generator().manual_seed(seed)
 
     # ---- where the data comes from ---------------------------------------------------------------
@@ -266,6 +267,8 @@ class SkeletonDataModule(pl.LightningDataModule):
             parts = stratified_split(data["y"][base], fractions, self.split_seed)
             for s, part in zip(want, parts[:-1], strict=True):
                 sets[s] = SkeletonDataset(data, base[part])
+                key = f"{s}_fraction"
+                self._carved[s] = f"{key}={getattr(self, key)}"
             sets["train"] = SkeletonDataset(data, base[parts[-1]])
         for split, ds in sets.items():
             if len(ds) == 0:
@@ -281,6 +284,22 @@ class SkeletonDataModule(pl.LightningDataModule):
             self.datasets = self._load_all()
             sizes = {k: len(v) for k, v in self.datasets.items()}
             log.info("data %s: %s clips, layout %s", self.name, sizes, self.layout)
+
+    def check_sets(self, *splits: str) -> None:
+        """A ``ValueError`` naming the data and the first of ``splits`` that it lacks or that has no clips:
+        runs check the sets they use before any work (an empty one gave no test metrics after training, or
+        an empty batch to attack)."""
+        for split in splits:
+            if split not in self.datasets:
+                raise ValueError(f"data {self.name!r}: no {split!r} set; it has {sorted(self.datasets)}")
+            if len(self.datasets[split]) == 0:
+                why = (
+                    f"{self._carved[split]} of each class's clips rounds to none; raise it or give the data "
+                    "more clips per class"
+                    if split in self._carved
+                    else "no clip of the data is in it"
+                )
+                raise ValueError(f"data {self.name!r}: the {split!r} set is empty ({why})")
 
     # ---- facts the model needs -------------------------------------------------------------------
     @property

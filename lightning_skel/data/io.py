@@ -24,18 +24,21 @@ attack run     ``x_clean``             ``(N, C, T, V, M)`` float32, the clean cl
                ``success``
 =============  ======================  =========================================================
 
-:func:`load_npz` never unpickles (``allow_pickle=False``) and checks all of the above, raising a
-``ValueError`` that names the file and the problem.
+:func:`load_npz` never unpickles (``allow_pickle=False``), checks each array's header against the bytes
+the file holds before reading it, and checks all of the above, raising a ``ValueError`` that names the file
+and the problem.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.lib import format as npy
 
 from lightning_skel.skeleton import get_layout
 from lightning_skel.utils import write_npz
@@ -178,21 +181,55 @@ def save_npz(path: str | os.PathLike, data: SkeletonData, compress: bool = False
     return path
 
 
+_NPY_MAGIC = b"\x93NUMPY"
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip's first bytes (the second: an empty zip)
+
+
+def _check_members(path: Path) -> None:
+    """Check each array's ``.npy`` header before numpy reads it: an array of Python objects (pickled) or a
+    header claiming more bytes than its member holds (corrupt, or crafted to exhaust memory) is refused,
+    naming the array."""
+    with zipfile.ZipFile(path) as z:
+        for info in z.infolist():
+            key = info.filename.removesuffix(".npy")
+            with z.open(info) as m:
+                try:
+                    version = npy.read_magic(m)
+                    read = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
+                    shape, _, dtype = read(m)
+                except ValueError as e:
+                    raise ValueError(f"{path}: member {info.filename!r} is not an .npy array ({e})") from e
+                if dtype.hasobject:
+                    raise ValueError(
+                        f"{path}: array {key!r} holds Python objects (pickled data); a skeleton npz holds "
+                        "plain arrays only"
+                    )
+                need, have = math.prod(shape) * dtype.itemsize, info.file_size - m.tell()
+                if need > have:
+                    raise ValueError(
+                        f"{path}: array {key!r} claims shape {shape} ({need} bytes) but the file holds "
+                        f"{have} bytes of it (corrupt or truncated)"
+                    )
+
+
 def load_npz(path: str | os.PathLike) -> SkeletonData:
     """Read and validate a skeleton npz; never unpickles. Errors name the file and the problem."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such skeleton npz file")
     try:
-        f = np.load(path, allow_pickle=False)
-        if not isinstance(f, np.lib.npyio.NpzFile):
+        with path.open("rb") as fh:
+            head = fh.read(len(_NPY_MAGIC))
+        if head.startswith(_NPY_MAGIC):
             raise ValueError(f"{path}: a single .npy array, not an npz archive of named arrays")
-        with f:
+        if not head.startswith(_ZIP_MAGIC):
+            raise ValueError(f"{path}: not an npz archive (a zip of .npy arrays); it starts with {head!r}")
+        _check_members(path)
+        with np.load(path, allow_pickle=False) as f:
             data = {k: f[k] for k in f.files}
     except ValueError as e:
         if str(e).startswith(str(path)):
             raise
-        # numpy raises ValueError for object (pickled) arrays when allow_pickle=False
         raise ValueError(f"{path}: not a plain skeleton npz ({e})") from e
     except (OSError, EOFError, zipfile.BadZipFile) as e:
         raise ValueError(f"{path}: cannot be read as an npz archive ({e})") from e

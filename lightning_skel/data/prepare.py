@@ -9,7 +9,8 @@ parallel (``--workers``), in file order, so the output is the same for any worke
 cannot read (a :class:`~lightning_skel.data.readers.base.ReadError`) is skipped and reported; any other
 exception is a bug and stops the run. OUT is written atomically at the end, never partially.
 
-Exit codes: 0 all files read; 1 some files skipped (OUT written); 2 bad arguments or nothing could be read.
+Exit codes: 0 all files read; 1 some files skipped (OUT written); 2 bad arguments or nothing could be read;
+143 stopped by SIGTERM (nothing written, no temporary file left).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import json
 import logging
 import os
 import pkgutil
+import signal
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -101,11 +103,18 @@ def make_reader(format: str, options: Mapping[str, Any] | None = None) -> Reader
 
 
 def _read_one(reader: Reader, path: Path) -> tuple[list[Clip] | SkeletonData | None, Skipped | None]:
-    """Read one file; a ReadError becomes a Skipped record (it does not cross process boundaries)."""
+    """Read one file; a ReadError becomes a Skipped record (it does not cross process boundaries), and so
+    does a clip that is not finite in float32 (a finite float64 such as 1e39 overflows), which would fail
+    the whole assembly."""
     try:
-        return reader.read_file(path), None
+        result = reader.read_file(path)
     except ReadError as e:
         return None, Skipped(e.path, e.line, e.reason)
+    if isinstance(result, list):
+        for clip in result:
+            if not (np.isfinite(clip.x).all() and (clip.score is None or np.isfinite(clip.score).all())):
+                return None, Skipped(str(path), None, f"clip {clip.name!r} holds NaN or Inf in float32")
+    return result, None
 
 
 def _results(reader: Reader, files: list[Path], workers: int, progress: bool) -> Iterator[tuple[Any, Any]]:
@@ -328,6 +337,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.ERROR, format="%(levelname)s %(message)s"
     )
 
+    # SIGTERM (a scheduler's kill, `timeout`) unwinds like Ctrl-C, so that a partial output is removed
+    default_sigterm = signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
         report = prepare(
             args.format,
@@ -349,6 +360,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (PrepareError, UnsafePickleError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    finally:
+        signal.signal(signal.SIGTERM, default_sigterm)
     print(
         f"wrote {report.num_clips} clip(s) from {report.num_files - len(report.skipped)} file(s) to {report.out}"
     )
@@ -356,6 +369,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         _print_skips(report.skipped)
         return 1
     return 0
+
+
+def _exit_on_signal(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _print_skips(skipped: list[Skipped]) -> None:

@@ -67,8 +67,15 @@ def load_classifier(path: str | os.PathLike, what: str = "ckpt") -> tuple[nn.Mod
     read of the file (Lightning's ``load_from_checkpoint`` would unpickle it again, and restore the RNG)."""
     ckpt = read_checkpoint(path, what)
     hp = dict(ckpt["hyper_parameters"])
-    system = ClassificationSystem(**hp)
-    system.load_state_dict(ckpt["state_dict"])
+    try:
+        system = ClassificationSystem(**hp)
+        system.load_state_dict(ckpt["state_dict"])
+    except (TypeError, ValueError, KeyError, RuntimeError) as e:  # model_kwargs that do not fit its weights
+        detail = " ".join(str(e).split())
+        raise CheckpointError(
+            f"{what} {path}: its hyper-parameters do not rebuild its classifier (model {hp['model']!r}, "
+            f"model_kwargs {hp.get('model_kwargs')!r}): {type(e).__name__}: {detail[:300]}"
+        ) from e
     return system.classifier.eval(), hp
 
 

@@ -253,8 +253,13 @@ warnings.filterwarnings(
     "ignore", message=r"\s*The keyword argument 'parallel=True'", category=numba.NumbaPerformanceWarning
 )
 _POW10 = 10.0 ** np.arange(23)  # exact in float64
-_MAX_DIGITS = 15  # longer numbers and other spellings go to the line-by-line reader
+_MAX_DIGITS = 15  # longer numbers and other spellings go to the line-by-line reader (so values stay < 1e37)
 _ID_DIGITS = 18  # below 2**63; Kinect body IDs have 17
+# The fewest bytes a frame ("0" and a line break) and a body record (info line, joint count, 25 joint lines
+# of one-character fields) take: what a file's size can hold bounds its frame count and the arrays' size.
+_MIN_FRAME_BYTES = 2
+_MIN_BODY_BYTES = 2 * _INFO_FIELDS + len("25\n") + NUM_JOINTS * 2 * _JOINT_FIELDS
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -380,7 +385,10 @@ def _scan(buf: np.ndarray) -> tuple:
     xyz (R, 25, 3) float64)``; ``ok`` is False, and the arrays empty, for anything else."""
     num_frames, i = _count(buf, 0, _ID_DIGITS)
     i = _line_end(buf, i)
-    cap, r = max(2 * num_frames, 1), 0
+    if num_frames > len(buf) // _MIN_FRAME_BYTES:  # more frames than the bytes hold: the slow path says so
+        i = -1
+    # at most one body record per _MIN_BODY_BYTES bytes: the arrays are never sized by the header alone
+    cap, r = max(min(2 * num_frames, len(buf) // _MIN_BODY_BYTES + 1), 1), 0
     frame = np.empty(cap, np.int64)
     body_id = np.empty(cap, np.int64)
     xyz = np.empty((cap, NUM_JOINTS, 3))
@@ -467,21 +475,31 @@ def _checked(data: bytes, path: str | Path) -> RawSkeleton:
             raise ReadError(path, f"{what} must be a non-negative integer, found {tok[:40]!r}", line=i + 1)
         return int(tok)
 
-    def numbers(i: int, toks: list[bytes], what: str) -> list[float]:
+    def numbers(i: int, toks: list[bytes], what: str, coords: int = 0) -> list[float]:
+        """The values of ``toks``; the first ``coords`` become float32 coordinates and must fit it."""
         out = []
-        for tok in toks:
+        for k, tok in enumerate(toks):
             try:
                 v = float(tok)
             except ValueError:
                 raise ReadError(path, f"{what}: {tok[:40]!r} is not a number", line=i + 1) from None
             if not math.isfinite(v):
                 raise ReadError(path, f"{what}: {tok[:40]!r} is not a finite number", line=i + 1)
+            if k < coords and abs(v) > _FLOAT32_MAX:
+                raise ReadError(path, f"{what}: {tok[:40]!r} is beyond float32's range", line=i + 1)
             out.append(v)
         return out
 
     num_frames = integer(0, "frame count")
     if num_frames == 0:
         raise ReadError(path, "the frame count is 0", line=1)
+    if num_frames > len(data) // _MIN_FRAME_BYTES:
+        raise ReadError(
+            path,
+            f"the frame count {num_frames} cannot fit in a file of {len(data)} bytes "
+            f"(a frame takes at least {_MIN_FRAME_BYTES})",
+            line=1,
+        )
     ids: dict[int, int] = {}
     frame, body, xyz = [], [], []
     i = 1
@@ -496,7 +514,7 @@ def _checked(data: bytes, path: str | Path) -> RawSkeleton:
                 raise ReadError(path, f"joint count is {nj}; a Kinect v2 body has {NUM_JOINTS}", line=i + 3)
             xyz.append(
                 [
-                    numbers(j, fields(j, _JOINT_FIELDS, "joint line"), "joint line")[:3]
+                    numbers(j, fields(j, _JOINT_FIELDS, "joint line"), "joint line", coords=3)[:3]
                     for j in range(i + 3, i + 3 + nj)
                 ]
             )
@@ -520,8 +538,8 @@ def parse_skeleton(data: bytes, path: str | Path = "<bytes>") -> RawSkeleton:
     """Parse the text of one NTU ``.skeleton`` file (all bodies, all fields).
 
     Raises :class:`ReadError` (naming ``path`` and the 1-based line) for any malformed input: empty,
-    truncated, a wrong field or joint count, a non-numeric or non-finite field, a zero frame count, data
-    after the last frame.
+    truncated, a wrong field or joint count, a non-numeric or non-finite field, a coordinate beyond float32's
+    range, a zero frame count or one larger than the file can hold, data after the last frame.
     """
     raw = _fast(data)
     return raw if raw is not None else _checked(data, path)

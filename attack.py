@@ -10,12 +10,16 @@ import json
 import hydra
 from omegaconf import DictConfig
 
-from lightning_skel.run import run_attack
+from lightning_skel.cli import require, user_errors
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="attack")
 def main(cfg: DictConfig) -> None:
-    metrics = run_attack(cfg)
+    require(cfg, "attack.py")  # before the heavy imports
+    from lightning_skel.run import run_attack
+
+    with user_errors("attack.py"):
+        metrics = run_attack(cfg)
     if metrics:
         print(json.dumps(metrics, sort_keys=True))
 

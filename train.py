@@ -7,14 +7,19 @@ import json
 
 import hydra
 from omegaconf import DictConfig
-from pytorch_lightning.utilities import rank_zero_only
 
-from lightning_skel.run import run_train
+from lightning_skel.cli import require, user_errors
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
 def main(cfg: DictConfig) -> None:
-    metrics = run_train(cfg)
+    require(cfg, "train.py")  # before the heavy imports
+    from pytorch_lightning.utilities import rank_zero_only
+
+    from lightning_skel.run import run_train
+
+    with user_errors("train.py"):
+        metrics = run_train(cfg)
     if rank_zero_only.rank == 0:  # one line, from one process, under DDP too
         print(json.dumps(metrics, sort_keys=True))
 

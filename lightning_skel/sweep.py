@@ -17,17 +17,18 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
-from matplotlib.figure import Figure
 from omegaconf import DictConfig
-from pytorch_lightning.utilities import rank_zero_only
 
 from lightning_skel.utils import atomic_open, write_json
+
+if TYPE_CHECKING:  # Hydra loads this module for every run: torch and matplotlib wait until needed
+    from matplotlib.figure import Figure
 from lightning_skel.viz import save_figure
 
 log = logging.getLogger(__name__)
@@ -127,6 +128,8 @@ class SweepSummary(Callback):
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         # under DDP (torchrun) every process ends the job: rank 0 writes its row
+        from pytorch_lightning.utilities import rank_zero_only
+
         if HydraConfig.get().mode != RunMode.MULTIRUN or rank_zero_only.rank != 0:
             return
         out_dir = Path(job_return.cfg.out_dir)  # the job's own: run.py's job_out_dir set it
@@ -190,6 +193,8 @@ def summary_figure(rows: Sequence[dict[str, Any]], metrics: Sequence[str]) -> Fi
         return None
     ncols = min(len(shown), 4)
     nrows = math.ceil(len(shown) / ncols)
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(3.2 * ncols, 2.4 * nrows + 0.4), layout="constrained")
     axes = list(fig.subplots(nrows, ncols, squeeze=False).flat)
     jobs = [str(r["job"]) for r in rows]

@@ -36,6 +36,7 @@ TINY = {
     "stgcn": {"channels": 8, "num_blocks": 3},
     "agcn": {"channels": 8, "num_blocks": 3},
     "sgn": {"channels": 8, "num_frames": T},
+    "ctrgcn": {"channels": 8, "num_blocks": 3},
     "msg3d": {
         "channels": 24,
         "num_gcn_scales": 3,
@@ -203,6 +204,22 @@ def test_fixed_adjacency_is_built_from_the_layout(layout):
         edges = blocks[0].A.sum(0).numpy() > 0
         graph_layout = get_layout("gait16") if name == "emotion" else lay
         np.testing.assert_array_equal(edges & ~np.eye(len(edges), dtype=bool), graph_layout.adjacency > 0)
+
+
+@pytest.mark.parametrize("layout", ["ntu25", "kinect20", "openpose18"])
+def test_ctrgcn_graph_is_built_from_the_layout(layout):
+    """CTR-GCN's blocks keep the layout's partition (transposed, as CTR-GCN applies it) and initialise the
+    learned topology with it."""
+    from lightning_skel.models.ctrgcn import CTRGraphConv
+
+    lay = get_layout(layout)
+    net = _model("ctrgcn", layout, 3, 2, graph_center=lay.joint_names[1])
+    want = spatial_partition(lay, center=lay.joint_names[1], normalize="subset").transpose(0, 2, 1)
+    units = [m for m in net.modules() if isinstance(m, CTRGraphConv)]
+    assert len(units) == TINY["ctrgcn"]["num_blocks"]
+    for unit in units:
+        np.testing.assert_array_equal(unit.A.numpy(), want)
+        np.testing.assert_array_equal(unit.PA.detach().numpy(), want)
 
 
 @pytest.mark.parametrize("layout", ["ntu25", "kinect20", "openpose18"])
@@ -422,7 +439,9 @@ EXPERIMENTS = [
     "ntu60_xsub_stgcn",
     "ntu60_xsub_sgn",
     "ntu60_xsub_hcn",
+    "utd_ctrgcn",
     "utd_msg3d",
+    "ntu60_xsub_ctrgcn",
     "ntu60_xsub_msg3d",
 ]
 

@@ -1,11 +1,12 @@
-"""The published networks' graphs: the official NTU RGB+D graph of 2s-AGCN, CTR-GCN and MS-G3D, and MS-G3D's
-multi-scale adjacency."""
+"""The published networks' graphs: the official NTU RGB+D graph of 2s-AGCN, CTR-GCN and MS-G3D, CTR-GCN's
+partition of it and MS-G3D's multi-scale adjacency."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from lightning_skel.models.ctrgcn import ctrgcn_partition
 from lightning_skel.models.graph import hops, multiscale_adjacency, official_ntu_graph
 from lightning_skel.skeleton.layouts import get_layout
 
@@ -24,6 +25,25 @@ def test_official_ntu_graph_differs_from_ntu25_at_the_hands():
 
     assert _edges(ntu) - _edges(official) == pairs(("hand_tip", "hand"), ("thumb", "wrist"))
     assert _edges(official) - _edges(ntu) == pairs(("hand_tip", "thumb"), ("thumb", "hand"))
+
+
+def test_ctrgcn_partition_is_the_official_spatial_graph():
+    """CTR-GCN's graph/tools.py ``get_spatial_graph``: the identity; ``In[u, v] = 1`` where ``v``'s inward
+    neighbour (one hop closer to spine_shoulder) is ``u``; ``Out[v, u] = 1 / (number of joints whose inward
+    neighbour is u)``."""
+    g = official_ntu_graph()
+    a = ctrgcn_partition(g)
+    v = g.num_joints
+    inward = [(j, g.parents[j]) for j in range(v) if g.parents[j] >= 0]
+    fan_in = np.bincount([p for _, p in inward], minlength=v)
+    want = np.zeros((3, v, v), dtype=np.float32)
+    want[0] = np.eye(v)
+    for j, p in inward:
+        want[1, p, j] = 1.0
+        want[2, j, p] = 1.0 / fan_in[p]
+    np.testing.assert_array_equal(a, want)
+    spine_mid, spine_shoulder = g.index("spine_mid"), g.index("spine_shoulder")
+    assert a[2, spine_mid, spine_shoulder] == 0.25  # spine_shoulder: spine_mid, neck and both shoulders
 
 
 def test_multiscale_adjacency_scales_are_hop_rings_normalised():

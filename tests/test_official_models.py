@@ -1,14 +1,69 @@
-"""The published networks' graphs: the official NTU RGB+D graph of 2s-AGCN, CTR-GCN and MS-G3D, CTR-GCN's
-partition of it and MS-G3D's multi-scale adjacency."""
+"""CTR-GCN and MS-G3D are the published networks: the official state_dicts of the fixtures load into the
+project's models built with the official NTU graph and reproduce the official logits; the graphs they are
+built from; the graph a model was built with travels in its state_dict."""
 
 from __future__ import annotations
 
+import copy
+from pathlib import Path
+
 import numpy as np
 import pytest
+import torch
 
+from lightning_skel.models import build_model
 from lightning_skel.models.ctrgcn import ctrgcn_partition
 from lightning_skel.models.graph import hops, multiscale_adjacency, official_ntu_graph
 from lightning_skel.skeleton.layouts import get_layout
+
+# Values computed by the official code (its README lists every file), beside the checkout.
+OFFICIAL = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "official"
+requires_official = pytest.mark.skipif(
+    not OFFICIAL.is_dir(), reason=f"official-code fixtures not found at {OFFICIAL}"
+)
+# The buffers holding the graph, which the official code keeps as plain attributes (not in its state_dict).
+GRAPH_BUFFERS = {"ctrgcn": ".gcn1.A", "msg3d": ".A_binary"}
+
+
+def _official(name: str) -> tuple[torch.nn.Module, dict]:
+    """The fixture of ``name`` and the project's model built with the official graph, the fixture's
+    state_dict loaded: every key but the graph buffers matches, and nothing is left over."""
+    fixture = torch.load(OFFICIAL / f"{name}.pt", weights_only=True)
+    net = build_model(name, 60, "ntu25", in_channels=3, num_persons=2, graph="official")
+    result = net.load_state_dict(fixture["state_dict"], strict=False)
+    graph_keys = {k for k in net.state_dict() if k.endswith(GRAPH_BUFFERS[name])}
+    assert graph_keys and set(result.missing_keys) == graph_keys
+    assert result.unexpected_keys == []
+    return net.eval(), fixture
+
+
+@requires_official
+@pytest.mark.parametrize("name", ["ctrgcn", "msg3d"])
+def test_official_state_dict_reproduces_the_official_logits_in_float32(name):
+    """float32 within 1e-4 of the largest |logit| (CPU float32 rounding depends on the kernels and threads;
+    the official code itself differs by 4e-7 relative between 1 and 2 threads)."""
+    net, fixture = _official(name)
+    assert sum(p.numel() for p in net.parameters()) == {"ctrgcn": 1_446_672, "msg3d": 3_194_595}[name]
+    with torch.no_grad():
+        logits = net(fixture["input"])
+    want = fixture["logits"]
+    assert (logits - want).abs().max() <= 1e-4 * want.abs().max()
+    assert (logits.argmax(1) == want.argmax(1)).all()
+
+
+@requires_official
+@pytest.mark.parametrize("name", ["ctrgcn", "msg3d"])
+def test_official_state_dict_reproduces_the_official_logits_in_float64(name):
+    """float64 within 1e-9. MS-G3D's normalised graphs are float32 constants in the official code (cast to
+    float64 in the fixture's float64 run); the project builds them the same way, so they agree exactly."""
+    net, fixture = _official(name)
+    with torch.no_grad():
+        logits = copy.deepcopy(net).double()(fixture["input"].double())
+    assert logits.dtype == torch.float64
+    assert (logits - fixture["logits_f64"]).abs().max() <= 1e-9
+
+
+# ---- the graphs -----------------------------------------------------------------------------------------
 
 
 def _edges(layout) -> set[frozenset[str]]:
@@ -61,3 +116,43 @@ def test_multiscale_adjacency_scales_are_hop_rings_normalised():
         assert (a[k] > 0).tolist() == ring.tolist()
     with pytest.raises(ValueError, match="num_scales must be >= 1, got 0"):
         multiscale_adjacency(layout.adjacency, 0)
+
+
+@pytest.mark.parametrize("name", ["ctrgcn", "msg3d"])
+def test_graph_argument_errors_name_the_model(name):
+    with pytest.raises(
+        ValueError, match=rf"{name}: graph must be one of \('layout', 'official'\), got 'ntu'"
+    ):
+        build_model(name, 5, "ntu25", graph="ntu")
+    official_on_kinect = (
+        rf"{name}: graph='official' is the NTU RGB\+D graph, for layout 'ntu25', got 'kinect20'"
+    )
+    with pytest.raises(ValueError, match=official_on_kinect):
+        build_model(name, 5, "kinect20", num_persons=1, graph="official")
+
+
+TINY = {
+    "ctrgcn": {"channels": 8, "num_blocks": 3, "adaptive": False},
+    "msg3d": {"channels": 6, "num_gcn_scales": 4, "num_g3d_scales": 3},
+}
+
+
+@pytest.mark.parametrize("name", ["ctrgcn", "msg3d"])
+def test_the_graph_travels_in_the_state_dict(name):
+    """A model built with the official graph hands it, through its state_dict, to a model built with the
+    layout's: the graph buffers, MS-G3D's normalised graphs derived from them, and so the outputs, become
+    the official ones (CTR-GCN without the learned topology, where the partition enters the forward)."""
+    torch.manual_seed(0)
+    official = build_model(name, 5, "ntu25", graph="official", **TINY[name]).eval()
+    own = build_model(name, 5, "ntu25", **TINY[name]).eval()
+    graph_keys = [k for k in own.state_dict() if k.endswith(GRAPH_BUFFERS[name])]
+    assert graph_keys and all(not torch.equal(own.get_buffer(k), official.get_buffer(k)) for k in graph_keys)
+    x = torch.randn(2, 3, 12, 25, 2)
+    with torch.no_grad():
+        own.load_state_dict(official.state_dict())
+        torch.testing.assert_close(own(x), official(x), rtol=0, atol=0)
+    for (key, mine), (_, theirs) in zip(own.named_buffers(), official.named_buffers(), strict=True):
+        assert torch.equal(mine, theirs), key
+    if name == "msg3d":
+        np.testing.assert_array_equal(own.sgcn1[0].A_binary.numpy(), official_ntu_graph().adjacency)
+        assert "sgcn1.0.A_powers" not in own.state_dict()  # derived, not saved

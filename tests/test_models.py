@@ -36,6 +36,14 @@ TINY = {
     "stgcn": {"channels": 8, "num_blocks": 3},
     "agcn": {"channels": 8, "num_blocks": 3},
     "sgn": {"channels": 8, "num_frames": T},
+    "ctrgcn": {"channels": 8, "num_blocks": 3},
+    "msg3d": {
+        "channels": 24,
+        "num_gcn_scales": 3,
+        "num_g3d_scales": 2,
+        "windows": [3],
+        "window_dilations": [1],
+    },
     "emotion": {"channels": 8, "temporal_kernel": 9, "affective_dim": 8, "feature_dim": 16},
 }
 # (layout, C, M): NTU-25 with two persons, Kinect v1 with one, 2D OpenPose with two.
@@ -196,6 +204,61 @@ def test_fixed_adjacency_is_built_from_the_layout(layout):
         edges = blocks[0].A.sum(0).numpy() > 0
         graph_layout = get_layout("gait16") if name == "emotion" else lay
         np.testing.assert_array_equal(edges & ~np.eye(len(edges), dtype=bool), graph_layout.adjacency > 0)
+
+
+@pytest.mark.parametrize("layout", ["ntu25", "kinect20", "openpose18"])
+def test_ctrgcn_graph_is_built_from_the_layout(layout):
+    """CTR-GCN's blocks keep the layout's partition (transposed, as CTR-GCN applies it) and initialise the
+    learned topology with it."""
+    from lightning_skel.models.ctrgcn import CTRGraphConv
+
+    lay = get_layout(layout)
+    net = _model("ctrgcn", layout, 3, 2, graph_center=lay.joint_names[1])
+    want = spatial_partition(lay, center=lay.joint_names[1], normalize="subset").transpose(0, 2, 1)
+    units = [m for m in net.modules() if isinstance(m, CTRGraphConv)]
+    assert len(units) == TINY["ctrgcn"]["num_blocks"]
+    for unit in units:
+        np.testing.assert_array_equal(unit.A.numpy(), want)
+        np.testing.assert_array_equal(unit.PA.detach().numpy(), want)
+
+
+@pytest.mark.parametrize("layout", ["ntu25", "kinect20", "openpose18"])
+def test_msg3d_graph_is_built_from_the_layout(layout):
+    """MS-G3D's graph convolutions keep the layout's bone graph and derive their scales from it: the graph
+    itself, and for G3D the graph of a window of frames (every joint joined to itself and its neighbours in
+    every frame of the window)."""
+    from lightning_skel.models.graph import multiscale_adjacency
+    from lightning_skel.models.msg3d import MultiScaleGraphConv, SpatialTemporalGraphConv
+
+    lay = get_layout(layout)
+    net = _model("msg3d", layout, 3, 2, windows=[3, 5], window_dilations=[1, 1])
+    sgcn = [m for m in net.modules() if isinstance(m, MultiScaleGraphConv)]
+    g3d = [m for m in net.modules() if isinstance(m, SpatialTemporalGraphConv)]
+    assert len(sgcn) == 3 and len(g3d) == 6
+    for m in sgcn + g3d:
+        np.testing.assert_array_equal(m.A_binary.numpy(), lay.adjacency)
+    np.testing.assert_array_equal(sgcn[0].A_powers.numpy(), multiscale_adjacency(lay.adjacency, 3))
+    v, window = lay.num_joints, g3d[1].window
+    assert window == 5
+    tiled = np.tile(lay.adjacency + np.eye(v, dtype=np.float32), (window, window))
+    np.testing.assert_array_equal(g3d[1].A_scales.numpy(), multiscale_adjacency(tiled, 2))
+    assert g3d[1].A_scales.shape == (2 * window * v, window * v)
+
+
+def test_msg3d_temporal_windows_are_the_zero_padded_frames_around_each_start():
+    """MS-G3D's windows (official: ``nn.Unfold``, frames moved next to the joints) as strided views."""
+    from lightning_skel.models.msg3d import TemporalWindows
+
+    x = torch.randn(2, 3, 11, 4)
+    for window, stride, dilation in [(3, 1, 1), (5, 2, 1), (3, 2, 2)]:
+        got = TemporalWindows(window, stride, dilation)(x)
+        pad = dilation * (window - 1) // 2
+        unfold = torch.nn.Unfold((window, 1), dilation=(dilation, 1), stride=(stride, 1), padding=(pad, 0))
+        starts = (11 - 1) // stride + 1
+        want = (
+            unfold(x).view(2, 3, window, starts, 4).permute(0, 1, 3, 2, 4).reshape(2, 3, starts, window * 4)
+        )
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
 
 
 def test_stage_plan_is_the_papers_network():
@@ -376,6 +439,10 @@ EXPERIMENTS = [
     "ntu60_xsub_stgcn",
     "ntu60_xsub_sgn",
     "ntu60_xsub_hcn",
+    "utd_ctrgcn",
+    "utd_msg3d",
+    "ntu60_xsub_ctrgcn",
+    "ntu60_xsub_msg3d",
 ]
 
 

@@ -1,7 +1,9 @@
 """Graph operations of the skeleton GCNs, derived from a :class:`~lightning_skel.skeleton.layouts.Layout`.
 
 No edge list is written here: every matrix comes from the layout's bone tree, so ST-GCN, 2s-AGCN and the
-emotion recognizer see exactly the topology the bone modality, the attack distances and the plots see.
+emotion recognizer see exactly the topology the bone modality, the attack distances and the plots see. The one
+exception is the graph the published NTU checkpoints were trained with (:func:`official_ntu_graph`), which
+differs from ``ntu25``'s tree at the hands and is only used to import or reproduce those checkpoints.
 
 Convention: ``A[i, j]`` (or ``A[k, i, j]``) is the weight of joint ``j`` in the update of joint ``i``, so a
 graph convolution of ``x: (N, C, T, V)`` is ``einsum("nctj,ij->ncti", x, A)`` and rows sum to one after
@@ -11,20 +13,29 @@ normalisation (a mean over neighbours). The official ST-GCN / 2s-AGCN code store
 
 from __future__ import annotations
 
+from dataclasses import replace
+from functools import cache
+
 import numpy as np
 
 from lightning_skel.skeleton.layouts import Layout, get_layout
 
 PARTITION_NORMALIZE = ("whole", "subset")
+GRAPHS = ("layout", "official")
 
 
 def hop_distance(layout: Layout | str) -> np.ndarray:
     """Shortest-path hop counts ``(V, V)`` int64 over the bone tree (0 on the diagonal)."""
-    layout = get_layout(layout)
-    v = layout.num_joints
+    return hops(get_layout(layout).adjacency)
+
+
+def hops(adjacency: np.ndarray) -> np.ndarray:
+    """Shortest-path hop counts ``(V, V)`` int64 over the graph whose edges are the nonzero entries of
+    ``adjacency`` ``(V, V)``: 0 on the diagonal, -1 between unconnected joints."""
+    v = adjacency.shape[0]
     reach = np.eye(v, dtype=bool)
     dist = np.where(reach, 0, -1).astype(np.int64)
-    step = layout.adjacency > 0
+    step = adjacency != 0
     # Breadth first over all joints at once: hop d reaches whatever hop d-1 reached, one edge further.
     for d in range(1, v):
         reach_next = reach | ((reach.astype(np.int64) @ step.astype(np.int64)) > 0)
@@ -101,3 +112,66 @@ def _center_index(layout: Layout, center: int | str | None) -> int:
             f"center must be a joint of {layout.name!r} (0..{layout.num_joints - 1}), got {center}"
         )
     return int(center)
+
+
+# graph/ntu_rgb_d.py of the official 2s-AGCN, CTR-GCN and MS-G3D code: 1-based (joint, its neighbour towards
+# spine_shoulder, joint 21). The hand tip hangs from the thumb and the thumb from the hand, where ntu25 (the
+# Kinect v2 SDK tree) attaches both to the hand and the wrist.
+_OFFICIAL_NTU_INWARD = (
+    (1, 2), (2, 21), (3, 21), (4, 3), (5, 21), (6, 5), (7, 6), (8, 7), (9, 21), (10, 9), (11, 10), (12, 11),
+    (13, 1), (14, 13), (15, 14), (16, 15), (17, 1), (18, 17), (19, 18), (20, 19), (22, 23), (23, 8),
+    (24, 25), (25, 12),
+)  # fmt: skip
+
+
+@cache
+def official_ntu_graph() -> Layout:
+    """The NTU RGB+D graph of the official 2s-AGCN, CTR-GCN and MS-G3D code as a layout: ``ntu25``'s joints,
+    the official edges, rooted at ``spine_shoulder`` (the centre of their spatial partition), so that every
+    function here builds those models' graphs from it. Only the graph: the bone modality, the distances and
+    the plots keep ``ntu25``'s tree."""
+    ntu = get_layout("ntu25")
+    parents = [-1] * ntu.num_joints
+    for joint, towards_centre in _OFFICIAL_NTU_INWARD:
+        parents[joint - 1] = towards_centre - 1
+    return replace(
+        ntu,
+        name="ntu25_official_graph",
+        parents=tuple(parents),
+        description="the graph of the official 2s-AGCN / CTR-GCN / MS-G3D NTU RGB+D code",
+    )
+
+
+def multiscale_adjacency(adjacency: np.ndarray, num_scales: int) -> np.ndarray:
+    """MS-G3D's disentangled multi-scale graphs (Liu et al., CVPR 2020, eq. 2), stacked as
+    ``(num_scales * V, V)`` float32: scale ``k`` joins every joint to the joints exactly ``k`` hops away in
+    ``adjacency`` ``(V, V)`` (nonzero entries are edges), with self-loops (scale 0: the joint alone), each
+    normalised ``D^-1/2 A D^-1/2``. Rounded to float32 as MS-G3D's ``graph/tools.py`` rounds them: the
+    published checkpoints were trained with these constants.
+
+    Example: ``multiscale_adjacency(get_layout("kinect20").adjacency, 13).shape == (260, 20)``.
+    """
+    if num_scales < 1:
+        raise ValueError(f"num_scales must be >= 1, got {num_scales}")
+    v = adjacency.shape[0]
+    h = hops(adjacency)
+    scales = (h[None] == np.arange(num_scales)[:, None, None]) | np.eye(v, dtype=bool)  # (K, V, V)
+    a = scales.astype(np.float64)
+    # 1 / sqrt(degree) rounded to float32, as graph/tools.py computes it (a float32 power)
+    d = (1.0 / np.sqrt(a.sum(-1))).astype(np.float32).astype(np.float64)  # (K, V)
+    return (d[:, :, None] * a * d[:, None, :]).astype(np.float32).reshape(num_scales * v, v)
+
+
+def model_graph(owner: str, layout: Layout, graph: str) -> Layout:
+    """The layout whose tree is a model's graph: ``layout`` itself (``graph="layout"``), or the graph of the
+    official NTU RGB+D code (``"official"``, :func:`official_ntu_graph`, for ``ntu25`` only) to load the
+    published checkpoints. ``owner`` (the model's name) prefixes the errors."""
+    if graph not in GRAPHS:
+        raise ValueError(f"{owner}: graph must be one of {GRAPHS}, got {graph!r}")
+    if graph == "layout":
+        return layout
+    if layout.name != "ntu25":
+        raise ValueError(
+            f"{owner}: graph='official' is the NTU RGB+D graph, for layout 'ntu25', got {layout.name!r}"
+        )
+    return official_ntu_graph()

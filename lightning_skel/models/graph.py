@@ -17,14 +17,93 @@ from lightning_skel.skeleton.layouts import Layout, get_layout
 
 PARTITION_NORMALIZE = ("whole", "subset")
 
+# The graph a model is built on: the layout's bone tree, or the official NTU RGB+D graph of the model's
+# reference code (``ntu25`` only), which a published checkpoint was trained with.
+GRAPHS = ("layout", "official_ntu")
+
+# The NTU RGB+D edges of the official ST-GCN and 2s-AGCN code, as (joint, neighbour) names of ``ntu25``. They
+# differ from ``ntu25``'s bones at the hands: there the tip hangs on the thumb and the thumb on the hand,
+# where ``ntu25`` hangs the tip on the hand and the thumb on the wrist. Both graphs are centred on
+# ``spine_shoulder``.
+OFFICIAL_NTU_EDGES = (
+    ("spine_base", "spine_mid"),
+    ("spine_mid", "spine_shoulder"),
+    ("neck", "spine_shoulder"),
+    ("head", "neck"),
+    ("left_shoulder", "spine_shoulder"),
+    ("left_elbow", "left_shoulder"),
+    ("left_wrist", "left_elbow"),
+    ("left_hand", "left_wrist"),
+    ("right_shoulder", "spine_shoulder"),
+    ("right_elbow", "right_shoulder"),
+    ("right_wrist", "right_elbow"),
+    ("right_hand", "right_wrist"),
+    ("left_hip", "spine_base"),
+    ("left_knee", "left_hip"),
+    ("left_ankle", "left_knee"),
+    ("left_foot", "left_ankle"),
+    ("right_hip", "spine_base"),
+    ("right_knee", "right_hip"),
+    ("right_ankle", "right_knee"),
+    ("right_foot", "right_ankle"),
+    ("left_hand_tip", "left_thumb"),
+    ("left_thumb", "left_hand"),
+    ("right_hand_tip", "right_thumb"),
+    ("right_thumb", "right_hand"),
+)
+OFFICIAL_NTU_CENTER = "spine_shoulder"
+
+
+def official_ntu_adjacency() -> np.ndarray:
+    """The official NTU graph's symmetric 0/1 adjacency ``(25, 25)``, no self-loops."""
+    layout = get_layout("ntu25")
+    a = np.zeros((layout.num_joints, layout.num_joints), dtype=np.float32)
+    i = [layout.index(u) for u, _ in OFFICIAL_NTU_EDGES]
+    j = [layout.index(w) for _, w in OFFICIAL_NTU_EDGES]
+    a[i, j] = a[j, i] = 1.0
+    return a
+
+
+def official_ntu_partition(model: str, layout: Layout | str, graph_center: str | None = None) -> np.ndarray:
+    """The fixed ``(3, V, V)`` partition the official code of ``model`` (``"stgcn"`` or ``"agcn"``) builds on
+    :data:`OFFICIAL_NTU_EDGES`, centred on ``spine_shoulder``: 2s-AGCN's ``tools.py`` partition (self,
+    centripetal, centrifugal, each subset normalised on its own) and ST-GCN's ``graph.py`` one, which is not
+    the paper's (below). ``layout`` must be ``ntu25``, and ``graph_center`` unset (the centre is fixed)."""
+    layout = get_layout(layout)
+    if layout.name != "ntu25":
+        raise ValueError(
+            f"graph='official_ntu' is the NTU RGB+D graph: it needs layout 'ntu25', got {layout.name!r}"
+        )
+    if graph_center is not None:
+        raise ValueError(
+            f"graph='official_ntu' is centred on {OFFICIAL_NTU_CENTER!r}; graph_center must be unset"
+        )
+    adjacency, center = official_ntu_adjacency(), layout.index(OFFICIAL_NTU_CENTER)
+    if model != "stgcn":
+        return _partition(adjacency, center, "subset")
+    # ST-GCN's graph.py measures the distance to the centre only up to max_hop = 1 (farther joints are at
+    # infinity, all equally far), and puts a neighbour j of joint i in subset 1 when j is at least as far
+    # from the centre as i, in subset 2 when it is closer; every subset keeps the whole-graph normalisation.
+    hops = _hops(adjacency)
+    r = np.where(hops[center] <= 1, hops[center], np.inf)
+    neighbour = hops == 1
+    eye = np.eye(adjacency.shape[0], dtype=bool)
+    masks = np.stack([eye, neighbour & (r[None, :] >= r[:, None]), neighbour & (r[None, :] < r[:, None])])
+    a = (adjacency > 0) | eye
+    return ((a / a.sum(1, keepdims=True))[None] * masks).astype(np.float32)
+
 
 def hop_distance(layout: Layout | str) -> np.ndarray:
     """Shortest-path hop counts ``(V, V)`` int64 over the bone tree (0 on the diagonal)."""
-    layout = get_layout(layout)
-    v = layout.num_joints
+    return _hops(get_layout(layout).adjacency)
+
+
+def _hops(adjacency: np.ndarray) -> np.ndarray:
+    """Shortest-path hop counts ``(V, V)`` int64 over a symmetric adjacency (-1 where unreachable)."""
+    v = adjacency.shape[0]
     reach = np.eye(v, dtype=bool)
     dist = np.where(reach, 0, -1).astype(np.int64)
-    step = layout.adjacency > 0
+    step = adjacency > 0
     # Breadth first over all joints at once: hop d reaches whatever hop d-1 reached, one edge further.
     for d in range(1, v):
         reach_next = reach | ((reach.astype(np.int64) @ step.astype(np.int64)) > 0)
@@ -76,15 +155,21 @@ def spatial_partition(
     if normalize not in PARTITION_NORMALIZE:
         raise ValueError(f"normalize must be one of {PARTITION_NORMALIZE}, got {normalize!r}")
     layout = get_layout(layout)
-    hops = hop_distance(layout)
-    r = hops[_center_index(layout, center)]  # (V,) hops of each joint to the centre
+    return _partition(layout.adjacency, _center_index(layout, center), normalize)
+
+
+def _partition(adjacency: np.ndarray, center: int, normalize: str) -> np.ndarray:
+    """:func:`spatial_partition` of a symmetric 0/1 adjacency ``(V, V)`` around joint ``center``."""
+    hops = _hops(adjacency)
+    r = hops[center]  # (V,) hops of each joint to the centre
     neighbour = hops == 1
     closer = neighbour & (r[None, :] < r[:, None])  # j one hop closer to the centre than i
     farther = neighbour & (r[None, :] > r[:, None])
-    eye = np.eye(layout.num_joints, dtype=bool)
+    eye = np.eye(adjacency.shape[0], dtype=bool)
     masks = np.stack([eye, closer, farther]).astype(np.float64)  # (3, V, V)
     if normalize == "whole":
-        parts = normalized_adjacency(layout, self_loops=True).astype(np.float64)[None] * masks
+        a = (adjacency > 0) | eye
+        parts = (a / a.sum(1, keepdims=True))[None] * masks
     else:
         deg = masks.sum(2, keepdims=True)
         parts = masks / np.where(deg > 0, deg, 1.0)

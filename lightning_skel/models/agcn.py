@@ -165,18 +165,18 @@ class AGCN(nn.Module):
         self.layout = layout
         self.num_persons = num_persons
         if graph == "layout":
-            graph = spatial_partition(layout, center=graph_center, normalize=partition_normalize)
+            partition = spatial_partition(layout, center=graph_center, normalize=partition_normalize)
         elif partition_normalize != "subset":
             raise ValueError(
                 "graph='official_ntu' is 2s-AGCN's subset-normalised graph; partition_normalize must be 'subset'"
             )
         else:
-            graph = official_ntu_partition("agcn", layout, graph_center)
+            partition = official_ntu_partition("agcn", layout, graph_center)
         self.data_bn = nn.BatchNorm1d(num_persons * layout.num_joints * in_channels)
         blocks, c = [], in_channels
         for i, (out, stride) in enumerate(stage_plan(channels, num_blocks)):
             blocks.append(
-                AGCNBlock(c, out, graph, stride, temporal_kernel, embed_ratio, dropout, residual=i > 0)
+                AGCNBlock(c, out, partition, stride, temporal_kernel, embed_ratio, dropout, residual=i > 0)
             )
             c = out
         self.blocks = nn.Sequential(*blocks)

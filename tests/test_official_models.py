@@ -29,7 +29,7 @@ def _official(name: str) -> tuple[torch.nn.Module, dict]:
     """The fixture of ``name`` and the project's model built with the official graph, the fixture's
     state_dict loaded: every key but the graph buffers matches, and nothing is left over."""
     fixture = torch.load(OFFICIAL / f"{name}.pt", weights_only=True)
-    net = build_model(name, 60, "ntu25", in_channels=3, num_persons=2, graph="official")
+    net = build_model(name, 60, "ntu25", in_channels=3, num_persons=2, graph="official_ntu")
     result = net.load_state_dict(fixture["state_dict"], strict=False)
     graph_keys = {k for k in net.state_dict() if k.endswith(GRAPH_BUFFERS[name])}
     assert graph_keys and set(result.missing_keys) == graph_keys
@@ -121,14 +121,14 @@ def test_multiscale_adjacency_scales_are_hop_rings_normalised():
 @pytest.mark.parametrize("name", ["ctrgcn", "msg3d"])
 def test_graph_argument_errors_name_the_model(name):
     with pytest.raises(
-        ValueError, match=rf"{name}: graph must be one of \('layout', 'official'\), got 'ntu'"
+        ValueError, match=rf"{name}: graph must be one of \('layout', 'official_ntu'\), got 'ntu'"
     ):
         build_model(name, 5, "ntu25", graph="ntu")
     official_on_kinect = (
-        rf"{name}: graph='official' is the NTU RGB\+D graph, for layout 'ntu25', got 'kinect20'"
+        rf"{name}: graph='official_ntu' is the NTU RGB\+D graph, for layout 'ntu25', got 'kinect20'"
     )
     with pytest.raises(ValueError, match=official_on_kinect):
-        build_model(name, 5, "kinect20", num_persons=1, graph="official")
+        build_model(name, 5, "kinect20", num_persons=1, graph="official_ntu")
 
 
 TINY = {
@@ -143,7 +143,7 @@ def test_the_graph_travels_in_the_state_dict(name):
     layout's: the graph buffers, MS-G3D's normalised graphs derived from them, and so the outputs, become
     the official ones (CTR-GCN without the learned topology, where the partition enters the forward)."""
     torch.manual_seed(0)
-    official = build_model(name, 5, "ntu25", graph="official", **TINY[name]).eval()
+    official = build_model(name, 5, "ntu25", graph="official_ntu", **TINY[name]).eval()
     own = build_model(name, 5, "ntu25", **TINY[name]).eval()
     graph_keys = [k for k in own.state_dict() if k.endswith(GRAPH_BUFFERS[name])]
     assert graph_keys and all(not torch.equal(own.get_buffer(k), official.get_buffer(k)) for k in graph_keys)

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from lightning_skel.models.graph import spatial_partition
+from lightning_skel.models.graph import GRAPHS, official_ntu_partition, spatial_partition
 from lightning_skel.models.registry import MODELS, check_model_args
 from lightning_skel.models.stgcn import TemporalConv, stage_plan
 from lightning_skel.skeleton.layouts import Layout
@@ -37,7 +37,8 @@ class AdaptiveGraphConv(nn.Module):
     For each subset k, ``C_k[n, i, j] = softmax_j(theta_k(x)_i . phi_k(x)_j / (C_e T))`` with 1x1 embeddings
     of ``C_e = C_out / embed_ratio`` channels; the output is ``ReLU(BN(sum_k W_k x (A_k + B_k + C_k)^T) +
     down(x))``. The K subset convolutions ``W_k`` are one 1x1 convolution over the K aggregated inputs
-    stacked on the channel axis (the same linear map).
+    stacked on the channel axis (the same linear map); their K biases are kept apart (``subset_bias``, as
+    the official ``conv_d`` list holds them) and added summed.
     """
 
     def __init__(self, in_channels: int, out_channels: int, graph: np.ndarray, embed_ratio: int = 4) -> None:
@@ -49,7 +50,8 @@ class AdaptiveGraphConv(nn.Module):
         embed = max(out_channels // embed_ratio, 1)
         self.theta = nn.Conv2d(in_channels, k * embed, kernel_size=1)
         self.phi = nn.Conv2d(in_channels, k * embed, kernel_size=1)
-        self.conv = nn.Conv2d(k * in_channels, out_channels, kernel_size=1)
+        self.conv = nn.Conv2d(k * in_channels, out_channels, kernel_size=1, bias=False)
+        self.subset_bias = nn.Parameter(torch.zeros(k, out_channels))
         self.bn = nn.BatchNorm2d(out_channels)
         if in_channels == out_channels:
             self.down = nn.Identity()
@@ -61,10 +63,20 @@ class AdaptiveGraphConv(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out")
-                nn.init.zeros_(m.bias)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
         nn.init.normal_(self.conv.weight, 0.0, math.sqrt(2.0 / (out_channels * in_channels * k)))
         nn.init.constant_(self.bn.weight, 1e-6)
         nn.init.zeros_(self.bn.bias)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        # checkpoints from before subset_bias hold the K biases summed, as conv.bias
+        bias = state_dict.pop(prefix + "conv.bias", None)
+        if bias is not None and prefix + "subset_bias" not in state_dict:
+            state_dict[prefix + "subset_bias"] = torch.cat(
+                [bias[None], bias.new_zeros(self.num_subsets - 1, *bias.shape)]
+            )
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def graphs(self, x: Tensor) -> Tensor:
         """The per-sample graphs ``A + B + C``: ``(N, C_in, T, V) -> (N, K, V, V)``."""
@@ -77,7 +89,8 @@ class AdaptiveGraphConv(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         n, c, t, v = x.shape
         h = torch.einsum("nctj,nkij->nkcti", x, self.graphs(x))  # (N, K, C_in, T, V)
-        h = self.bn(self.conv(h.reshape(n, self.num_subsets * c, t, v)))  # (N, C_out, T, V)
+        h = self.conv(h.reshape(n, self.num_subsets * c, t, v)) + self.subset_bias.sum(0)[:, None, None]
+        h = self.bn(h)  # (N, C_out, T, V)
         return self.relu(h + self.down(x))
 
 
@@ -123,8 +136,11 @@ class AGCN(nn.Module):
     Defaults are the paper's network (10 blocks, 64-128-256 channels, embedding ratio 4, no dropout). As in
     the official ``model/agcn.py``, ``data_bn`` normalises the ``M * V * C`` input channels, so the input
     must carry exactly ``num_persons`` persons. The fixed graph is normalised per subset as in 2s-AGCN's
-    ``graph/tools.py`` (``partition_normalize="subset"``); ``graph_center`` is the partition's centre joint
-    (the official NTU graph is rooted at ``spine_shoulder``), default the layout's root.
+    ``graph/tools.py`` (``partition_normalize="subset"``). ``graph="layout"``: the partition of the layout's
+    bones, centred on ``graph_center`` (a joint name, default the layout's root); ``graph="official_ntu"``:
+    the official code's NTU graph (:func:`~lightning_skel.models.graph.official_ntu_partition`), the one its
+    published checkpoints were trained with. With it the network computes what the official
+    ``model/agcn.py`` computes. The fixed graph is a buffer of every block, so a checkpoint carries it.
     """
 
     def __init__(
@@ -140,18 +156,27 @@ class AGCN(nn.Module):
         dropout: float = 0.0,
         graph_center: str | None = None,
         partition_normalize: str = "subset",
+        graph: str = "layout",
     ) -> None:
         check_model_args("agcn", in_channels, num_persons, dropout, temporal_kernel, channels=channels,
-                         num_blocks=num_blocks, embed_ratio=embed_ratio)  # fmt: skip
+                         num_blocks=num_blocks, embed_ratio=embed_ratio,
+                         rules={"graph": (graph, graph in GRAPHS, f"one of {GRAPHS}")})  # fmt: skip
         super().__init__()
         self.layout = layout
         self.num_persons = num_persons
-        graph = spatial_partition(layout, center=graph_center, normalize=partition_normalize)
+        if graph == "layout":
+            partition = spatial_partition(layout, center=graph_center, normalize=partition_normalize)
+        elif partition_normalize != "subset":
+            raise ValueError(
+                "graph='official_ntu' is 2s-AGCN's subset-normalised graph; partition_normalize must be 'subset'"
+            )
+        else:
+            partition = official_ntu_partition("agcn", layout, graph_center)
         self.data_bn = nn.BatchNorm1d(num_persons * layout.num_joints * in_channels)
         blocks, c = [], in_channels
         for i, (out, stride) in enumerate(stage_plan(channels, num_blocks)):
             blocks.append(
-                AGCNBlock(c, out, graph, stride, temporal_kernel, embed_ratio, dropout, residual=i > 0)
+                AGCNBlock(c, out, partition, stride, temporal_kernel, embed_ratio, dropout, residual=i > 0)
             )
             c = out
         self.blocks = nn.Sequential(*blocks)

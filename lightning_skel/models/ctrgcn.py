@@ -8,7 +8,7 @@ temporal part is MS-G3D's multi-scale temporal convolution with kernel 5 and dil
 
 Module and parameter names are the official ``Uason-Chen/CTR-GCN`` ones (``l1.gcn1.convs.0.conv1``,
 ``l*.gcn1.PA``, ``l*.gcn1.alpha``, ``data_bn``, ``fc``), so the published state_dicts load into
-:class:`CTRGCN` built with ``graph="official"``. Each block keeps the partition it was built with as a buffer
+:class:`CTRGCN` built with ``graph="official_ntu"``. Each block keeps the partition it was built with as a buffer
 ``A``, saved with the weights.
 """
 
@@ -158,7 +158,7 @@ class CTRGCN(nn.Module):
     ``l1 .. l<num_blocks>`` follow :func:`~lightning_skel.models.stgcn.stage_plan`; ``channels`` must be a
     multiple of 4 (the temporal branches). ``data_bn`` normalises the ``M * V * C`` input channels, so the
     input must carry exactly ``num_persons`` persons. ``graph``: ``"layout"`` (the layout's bone tree, the
-    partition centred on ``graph_center``, default the layout's root) or ``"official"`` (the official NTU
+    partition centred on ``graph_center``, default the layout's root) or ``"official_ntu"`` (the official NTU
     graph, centred on ``spine_shoulder``, to load the published checkpoints). ``dropout`` is applied before
     ``fc`` (official ``drop_out``, 0 in the NTU configs).
 

@@ -21,7 +21,40 @@ import numpy as np
 from lightning_skel.skeleton.layouts import Layout, get_layout
 
 PARTITION_NORMALIZE = ("whole", "subset")
-GRAPHS = ("layout", "official")
+# The graph a model is built on: the layout's bone tree, or the official NTU RGB+D graph of the model's
+# reference code (``ntu25`` only), which a published checkpoint was trained with.
+GRAPHS = ("layout", "official_ntu")
+
+OFFICIAL_NTU_CENTER = "spine_shoulder"
+
+
+def official_ntu_partition(model: str, layout: Layout | str, graph_center: str | None = None) -> np.ndarray:
+    """The fixed ``(3, V, V)`` partition the official code of ``model`` (``"stgcn"`` or ``"agcn"``) builds on
+    :func:`official_ntu_graph`, centred on ``spine_shoulder``: 2s-AGCN's ``tools.py`` partition (self,
+    centripetal, centrifugal, each subset normalised on its own) and ST-GCN's ``graph.py`` one, which is not
+    the paper's (below). ``layout`` must be ``ntu25``, and ``graph_center`` unset (the centre is fixed)."""
+    layout = get_layout(layout)
+    if layout.name != "ntu25":
+        raise ValueError(
+            f"graph='official_ntu' is the NTU RGB+D graph: it needs layout 'ntu25', got {layout.name!r}"
+        )
+    if graph_center is not None:
+        raise ValueError(
+            f"graph='official_ntu' is centred on {OFFICIAL_NTU_CENTER!r}; graph_center must be unset"
+        )
+    adjacency, center = official_ntu_graph().adjacency, layout.index(OFFICIAL_NTU_CENTER)
+    if model != "stgcn":
+        return _partition(adjacency, center, "subset")
+    # ST-GCN's graph.py measures the distance to the centre only up to max_hop = 1 (farther joints are at
+    # infinity, all equally far), and puts a neighbour j of joint i in subset 1 when j is at least as far
+    # from the centre as i, in subset 2 when it is closer; every subset keeps the whole-graph normalisation.
+    h = hops(adjacency)
+    r = np.where(h[center] <= 1, h[center], np.inf)
+    neighbour = h == 1
+    eye = np.eye(adjacency.shape[0], dtype=bool)
+    masks = np.stack([eye, neighbour & (r[None, :] >= r[:, None]), neighbour & (r[None, :] < r[:, None])])
+    a = (adjacency > 0) | eye
+    return ((a / a.sum(1, keepdims=True))[None] * masks).astype(np.float32)
 
 
 def hop_distance(layout: Layout | str) -> np.ndarray:
@@ -87,15 +120,21 @@ def spatial_partition(
     if normalize not in PARTITION_NORMALIZE:
         raise ValueError(f"normalize must be one of {PARTITION_NORMALIZE}, got {normalize!r}")
     layout = get_layout(layout)
-    hops = hop_distance(layout)
-    r = hops[_center_index(layout, center)]  # (V,) hops of each joint to the centre
-    neighbour = hops == 1
+    return _partition(layout.adjacency, _center_index(layout, center), normalize)
+
+
+def _partition(adjacency: np.ndarray, center: int, normalize: str) -> np.ndarray:
+    """:func:`spatial_partition` of a symmetric 0/1 adjacency ``(V, V)`` around joint ``center``."""
+    h = hops(adjacency)
+    r = h[center]  # (V,) hops of each joint to the centre
+    neighbour = h == 1
     closer = neighbour & (r[None, :] < r[:, None])  # j one hop closer to the centre than i
     farther = neighbour & (r[None, :] > r[:, None])
-    eye = np.eye(layout.num_joints, dtype=bool)
+    eye = np.eye(adjacency.shape[0], dtype=bool)
     masks = np.stack([eye, closer, farther]).astype(np.float64)  # (3, V, V)
     if normalize == "whole":
-        parts = normalized_adjacency(layout, self_loops=True).astype(np.float64)[None] * masks
+        a = (adjacency > 0) | eye
+        parts = (a / a.sum(1, keepdims=True))[None] * masks
     else:
         deg = masks.sum(2, keepdims=True)
         parts = masks / np.where(deg > 0, deg, 1.0)
@@ -114,7 +153,7 @@ def _center_index(layout: Layout, center: int | str | None) -> int:
     return int(center)
 
 
-# graph/ntu_rgb_d.py of the official 2s-AGCN, CTR-GCN and MS-G3D code: 1-based (joint, its neighbour towards
+# graph/ntu_rgb_d.py of the official 2s-AGCN, CTR-GCN and MS-G3D code (and ST-GCN's ntu-rgb+d layout): 1-based (joint, its neighbour towards
 # spine_shoulder, joint 21). The hand tip hangs from the thumb and the thumb from the hand, where ntu25 (the
 # Kinect v2 SDK tree) attaches both to the hand and the wrist.
 _OFFICIAL_NTU_INWARD = (
@@ -164,7 +203,7 @@ def multiscale_adjacency(adjacency: np.ndarray, num_scales: int) -> np.ndarray:
 
 def model_graph(owner: str, layout: Layout, graph: str) -> Layout:
     """The layout whose tree is a model's graph: ``layout`` itself (``graph="layout"``), or the graph of the
-    official NTU RGB+D code (``"official"``, :func:`official_ntu_graph`, for ``ntu25`` only) to load the
+    official NTU RGB+D code (``"official_ntu"``, :func:`official_ntu_graph`, for ``ntu25`` only) to load the
     published checkpoints. ``owner`` (the model's name) prefixes the errors."""
     if graph not in GRAPHS:
         raise ValueError(f"{owner}: graph must be one of {GRAPHS}, got {graph!r}")
@@ -172,6 +211,6 @@ def model_graph(owner: str, layout: Layout, graph: str) -> Layout:
         return layout
     if layout.name != "ntu25":
         raise ValueError(
-            f"{owner}: graph='official' is the NTU RGB+D graph, for layout 'ntu25', got {layout.name!r}"
+            f"{owner}: graph='official_ntu' is the NTU RGB+D graph, for layout 'ntu25', got {layout.name!r}"
         )
     return official_ntu_graph()

@@ -10,7 +10,7 @@ for windows of 3 and 5 frames. The multi-scale temporal convolution (:class:`Mul
 CTR-GCN's.
 
 Module and parameter names are the official ``kenziyuliu/MS-G3D`` ones (``sgcn1``, ``gcn3d1``, ``tcn1``,
-``*.A_res``, ...), so the published state_dicts load into :class:`MSG3D` built with ``graph="official"``.
+``*.A_res``, ...), so the published state_dicts load into :class:`MSG3D` built with ``graph="official_ntu"``.
 The graph each module was built with is a buffer ``A_binary`` saved with the weights; the normalised
 multi-scale graphs are derived from it on construction and again on loading a state_dict.
 """
@@ -305,7 +305,7 @@ class MSG3D(nn.Module):
     96-192-384 channels, 13 graph scales, 6 G3D scales, windows 3 and 5 with dilation 1; 3.19 M parameters
     on ``ntu25``, M=2). ``channels`` must be a multiple of 6 (the temporal branches); ``data_bn`` normalises
     the ``M * V * C`` input channels, so the input must carry exactly ``num_persons`` persons. ``graph``:
-    ``"layout"`` (the layout's bone tree) or ``"official"`` (the official NTU graph, to load the published
+    ``"layout"`` (the layout's bone tree) or ``"official_ntu"`` (the official NTU graph, to load the published
     checkpoints). ``dropout`` (before ``fc``; not in the paper, default 0) is for small data sets.
 
     Example: ``build_model("msg3d", 27, "kinect20", num_persons=1, channels=24)`` is the CPU-sized network

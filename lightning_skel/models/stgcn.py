@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lightning_skel.models.graph import spatial_partition
+from lightning_skel.models.graph import GRAPHS, official_ntu_partition, spatial_partition
 from lightning_skel.models.registry import MODELS, check_model_args
 from lightning_skel.skeleton.layouts import Layout
 
@@ -180,8 +180,11 @@ class STGCN(nn.Module):
     over persons: ``(N, 4 * channels)``.
 
     Defaults are the paper's network (10 blocks, 64-128-256 channels, temporal kernel 9, dropout 0.5 as in
-    the official NTU configs, edge importance on). ``graph_center`` is the partition's centre joint (name),
-    default the layout's root; the official NTU graph uses ``spine_shoulder``.
+    the official NTU configs, edge importance on). ``graph="layout"``: the spatial partition of the layout's
+    bones, centred on ``graph_center`` (a joint name, default the layout's root); ``graph="official_ntu"``:
+    the official code's NTU graph (:func:`~lightning_skel.models.graph.official_ntu_partition`), the one its
+    published checkpoints hold. With it the network computes what the official ``net/st_gcn.py`` computes.
+    The fixed graph is a buffer of every block, so a checkpoint carries the graph it was trained with.
     """
 
     def __init__(
@@ -196,17 +199,22 @@ class STGCN(nn.Module):
         dropout: float = 0.5,
         edge_importance: bool = True,
         graph_center: str | None = None,
+        graph: str = "layout",
     ) -> None:
         check_model_args("stgcn", in_channels, num_persons, dropout, temporal_kernel, channels=channels,
-                         num_blocks=num_blocks)  # fmt: skip
+                         num_blocks=num_blocks, rules={"graph": (graph, graph in GRAPHS, f"one of {GRAPHS}")})  # fmt: skip
         super().__init__()
         self.layout = layout
         plan = stage_plan(channels, num_blocks)
         self.data_bn = nn.BatchNorm1d(in_channels * layout.num_joints)
+        if graph == "layout":
+            partition = spatial_partition(layout, center=graph_center)
+        else:
+            partition = official_ntu_partition("stgcn", layout, graph_center)
         self.blocks = st_gcn_blocks(
             in_channels,
             plan,
-            spatial_partition(layout, center=graph_center),
+            partition,
             temporal_kernel=temporal_kernel,
             dropout=dropout,
             edge_importance=edge_importance,

@@ -1,11 +1,16 @@
-"""Progress reaches the log when stdout is not a terminal; the attack's progress advances clip by clip."""
+"""Progress reaches the log when stdout is not a terminal; the attack's progress advances clip by clip;
+``prepare`` compiles the NTU parser once, before its workers start."""
 
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from lightning_skel.attacks import build_attack
+from lightning_skel.data.readers.ntu import NTUReader, _scan
 from lightning_skel.progress import ClipProgress, format_eta
 from tests.helpers import run_script, tiny_train_overrides
 
@@ -62,3 +67,31 @@ def test_clip_progress_lines_count_resumed_clips_out_of_the_rate(caplog):
         p.skip(2)  # all reused: nothing left
     assert caplog.records[-1].getMessage().endswith("ETA 0:00:00")
     assert format_eta(3725) == "1:02:05" and format_eta(float("inf")) == "?"
+
+
+def ntu_file(folder: Path, name: str = "S001C001P001R001A001") -> Path:
+    """A one-frame, one-body NTU ``.skeleton`` file."""
+    body = b"72057594037931101 0 1 1 1 1 0 0.1 0.2 2\n25\n" + b"0.1 0.2 3.0 1 2 3 4 5 6 7 8 2\n" * 25
+    path = folder / f"{name}.skeleton"
+    path.write_bytes(b"1\n1\n" + body)
+    return path
+
+
+def test_prepare_compiles_the_ntu_parser_once_before_the_workers(tmp_path):
+    """In a fresh process, as a user runs it: the parser is compiled (or loaded from numba's cache) once, said
+    without --verbose, before the files are read by the workers."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for a in (1, 2):
+        ntu_file(src, f"S001C001P001R001A00{a}")
+    cmd = [sys.executable, "-m", "lightning_skel.data.prepare", "ntu", str(src), str(tmp_path / "n.npz"),
+           "--workers", "2"]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=True)
+    said = [line for line in proc.stderr.splitlines() if "NTU parser" in line]
+    assert len(said) == 2 and "compiling the NTU parser (once)" in said[0] and "ready in" in said[1]
+    assert "wrote 2 clip(s)" in proc.stdout
+
+
+def test_ntu_warm_up_leaves_the_parser_compiled():
+    NTUReader().warm_up()
+    assert _scan.signatures

@@ -12,12 +12,22 @@ from typing import Any
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback, RichProgressBar
 
+from lightning_skel.utils import check_params
+
 log = logging.getLogger(__name__)
 
 
 def interactive() -> bool:
     """Whether progress can be drawn as a bar: stdout is a terminal."""
     return sys.stdout.isatty()
+
+
+def every_s(cfg: Any, script: str) -> float:
+    """The config's ``progress_every_s`` (seconds between progress lines), or a clear error."""
+    value = cfg.get("progress_every_s", 30)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
+    check_params(script, {"progress_every_s": (value, ok, "a number of seconds >= 0")}, "setting(s)")
+    return float(value)
 
 
 def format_eta(seconds: float) -> str:

@@ -17,7 +17,7 @@ from pytorch_lightning.loggers import CSVLogger, Logger
 
 from lightning_skel.checkpoints import SafeCheckpointIO
 from lightning_skel.data.datamodule import SkeletonDataModule
-from lightning_skel.progress import ClipProgress, interactive, training_progress
+from lightning_skel.progress import ClipProgress, every_s, interactive, training_progress
 from lightning_skel.sweep import job_out_dir
 from lightning_skel.systems import ClassificationSystem
 from lightning_skel.utils import check_params, file_sha256, torch_threads, versions, write_json
@@ -201,6 +201,7 @@ def _run_train(cfg: DictConfig) -> dict[str, Any]:
         {"trainer.max_epochs": (epochs, type(epochs) is int and epochs >= 1, "an integer >= 1")},
         "setting(s)",
     )
+    progress_every_s = every_s(cfg, "train.py")
     out_dir = job_out_dir(cfg, _is_distributed(cfg))
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), out_dir)
     pl.seed_everything(cfg.seed, workers=True)
@@ -216,7 +217,7 @@ def _run_train(cfg: DictConfig) -> dict[str, Any]:
     callbacks = build_callbacks(cfg, out_dir, dm.layout)
     trainer_kw = OmegaConf.to_container(cfg.trainer, resolve=True)
     show = trainer_kw.get("enable_progress_bar", True)
-    callbacks += training_progress(show, float(cfg.get("progress_every_s", 30)))
+    callbacks += training_progress(show, progress_every_s)
     # without a terminal Lightning's bar prints nothing: log lines take its place
     trainer_kw["enable_progress_bar"] = bool(show) and interactive()
     trainer = pl.Trainer(
@@ -343,6 +344,7 @@ def _attack_main(fabric, cfg: DictConfig) -> dict[str, Any]:
     start = time.perf_counter()
     budgets = OmegaConf.to_container(cfg.budgets, resolve=True) if cfg.get("budgets") else None
     check_budgets(budgets)
+    progress_every_s = every_s(cfg, "attack.py")
     check_batch_size(int(cfg.batch_size))  # before any data is read; AttackRun checks it again
     subset, limit, targeted = cfg.get("subset", "spread"), cfg.get("limit"), cfg.attack.get("targeted", False)
     check_rows(limit, subset)
@@ -433,8 +435,8 @@ def _attack_main(fabric, cfg: DictConfig) -> dict[str, Any]:
     if fabric is not None:
         fabric.barrier()
     mine = sum(sl.stop - sl.start for sl in run.batches(len(y), rank, world).values())  # clips of this rank
-    every_s = float(cfg.get("progress_every_s", 30))
-    with ClipProgress(f"{name} on {split}", mine, every_s, enabled=rank == 0) as progress:
+    visible = rank == 0 and bool(cfg.trainer.get("enable_progress_bar", True))
+    with ClipProgress(f"{name} on {split}", mine, progress_every_s, enabled=visible) as progress:
         run.run(x, y, lengths, index, rank, world, device, progress=progress)
     if fabric is not None:
         fabric.barrier()

@@ -6,13 +6,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from torch import nn
 
 from lightning_skel.attacks import build_attack
 from lightning_skel.data.readers.ntu import NTUReader, _scan
 from lightning_skel.progress import ClipProgress, format_eta
-from tests.helpers import run_script, tiny_train_overrides
+from lightning_skel.run import run_attack, run_train
+from tests.helpers import attack_cfg, run_script, tiny_train_overrides, train_cfg
 
 TRAIN_LINE = re.compile(r"epoch (\d+)/2 step (\d+)/(\d+) loss \d+\.\d+ acc [01]\.\d+ elapsed \S+ ETA (\S+)")
 ATTACK_LINE = re.compile(r"pgd on test: clips (\d+)/6 \(\d+ %\) elapsed \S+ ETA \S+")
@@ -95,3 +97,11 @@ def test_prepare_compiles_the_ntu_parser_once_before_the_workers(tmp_path):
 def test_ntu_warm_up_leaves_the_parser_compiled():
     NTUReader().warm_up()
     assert _scan.signatures
+
+
+@pytest.mark.parametrize("value", ["-1", "soon"])
+def test_a_bad_progress_interval_is_refused_naming_the_key(tmp_path, value):
+    with pytest.raises(ValueError, match=r"train.py: .*progress_every_s must be a number of seconds >= 0"):
+        run_train(train_cfg(tmp_path, [f"progress_every_s={value}"]))
+    with pytest.raises(ValueError, match=r"attack.py: .*progress_every_s must be a number of seconds >= 0"):
+        run_attack(attack_cfg(tmp_path / "a", tmp_path / "none.ckpt", [f"progress_every_s={value}"]))

@@ -79,14 +79,16 @@ class TrainingProgressLog(Callback):
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._t0 = self._last = time.perf_counter()
         self._done0 = trainer.current_epoch * trainer.num_training_batches
+        self._step = 0
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        self._step = batch_idx + 1
         now = time.perf_counter()
         if now - self._last >= self.every_s:
-            self._line(trainer, pl_module, batch_idx + 1, now)
+            self._line(trainer, pl_module, self._step, now)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._line(trainer, pl_module, trainer.num_training_batches, time.perf_counter())
+        self._line(trainer, pl_module, self._step, time.perf_counter())
 
     def _line(self, trainer: pl.Trainer, pl_module: pl.LightningModule, step: int, now: float) -> None:
         self._last = now

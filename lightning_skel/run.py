@@ -17,6 +17,7 @@ from pytorch_lightning.loggers import CSVLogger, Logger
 
 from lightning_skel.checkpoints import SafeCheckpointIO
 from lightning_skel.data.datamodule import SkeletonDataModule
+from lightning_skel.progress import ClipProgress, every_s, interactive, training_progress
 from lightning_skel.sweep import job_out_dir
 from lightning_skel.systems import ClassificationSystem
 from lightning_skel.utils import (
@@ -255,6 +256,7 @@ def _run_train(cfg: DictConfig) -> dict[str, Any]:
         {"trainer.max_epochs": (epochs, type(epochs) is int and epochs >= 1, "an integer >= 1")},
         "setting(s)",
     )
+    progress_every_s = every_s(cfg, "train.py")
     out_dir = job_out_dir(cfg, _is_distributed(cfg))
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), out_dir)
     pl.seed_everything(cfg.seed, workers=True)
@@ -269,8 +271,13 @@ def _run_train(cfg: DictConfig) -> dict[str, Any]:
     for lg in loggers:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     callbacks = build_callbacks(cfg, out_dir, dm.layout)
+    trainer_kw = OmegaConf.to_container(cfg.trainer, resolve=True)
+    show = trainer_kw.get("enable_progress_bar", True)
+    callbacks += training_progress(show, progress_every_s)
+    # without a terminal Lightning's bar prints nothing: log lines take its place
+    trainer_kw["enable_progress_bar"] = bool(show) and interactive()
     trainer = pl.Trainer(
-        **OmegaConf.to_container(cfg.trainer, resolve=True),
+        **trainer_kw,
         default_root_dir=str(out_dir),
         logger=loggers,
         callbacks=callbacks,
@@ -386,8 +393,6 @@ def _attack_data(cfg: DictConfig, hp: dict[str, Any]) -> tuple[SkeletonDataModul
 
 
 def _attack_main(fabric, cfg: DictConfig) -> dict[str, Any]:
-    from rich.progress import Progress
-
     from lightning_skel.attacks.metrics import attack_metrics, check_budgets
     from lightning_skel.report import nothing_attacked, write_outputs, write_report
     from lightning_skel.systems import attack_run
@@ -396,6 +401,7 @@ def _attack_main(fabric, cfg: DictConfig) -> dict[str, Any]:
     start = time.perf_counter()
     budgets = OmegaConf.to_container(cfg.budgets, resolve=True) if cfg.get("budgets") else None
     check_budgets(budgets)
+    progress_every_s = every_s(cfg, "attack.py")
     check_batch_size(int(cfg.batch_size))  # before any data is read; AttackRun checks it again
     subset, limit, targeted = cfg.get("subset", "spread"), cfg.get("limit"), cfg.attack.get("targeted", False)
     check_rows(limit, subset)
@@ -484,10 +490,10 @@ def _attack_main(fabric, cfg: DictConfig) -> dict[str, Any]:
         run.check_out_dir(index)  # the shards already there: this run's, of these samples, readable
     if fabric is not None:
         fabric.barrier()
-    mine = len([b for b in range(run.num_batches(len(y))) if b % world == rank])
-    with Progress(disable=rank != 0) as bar:
-        task = bar.add_task(f"{name} on {split}", total=mine)
-        run.run(x, y, lengths, index, rank, world, device, progress=lambda: bar.advance(task))
+    mine = sum(sl.stop - sl.start for sl in run.batches(len(y), rank, world).values())  # clips of this rank
+    visible = rank == 0 and bool(cfg.trainer.get("enable_progress_bar", True))
+    with ClipProgress(f"{name} on {split}", mine, progress_every_s, enabled=visible) as progress:
+        run.run(x, y, lengths, index, rank, world, device, progress=progress)
     if fabric is not None:
         fabric.barrier()
     if rank != 0:

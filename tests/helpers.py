@@ -50,26 +50,35 @@ def tiny_train_overrides(tmp_path: Path) -> list[str]:
 
 
 def run_script(
-    script: str, args: list[str], cwd: Path, fails: bool = False, env: dict[str, str] | None = None
+    script: str,
+    args: list[str],
+    cwd: Path,
+    fails: bool = False,
+    env: dict[str, str] | None = None,
+    stdout: Path | None = None,
 ) -> list[str]:
     """Run ``python <script>`` (train.py, attack.py) with ``args`` in a subprocess, as a user runs it (under
     DDP, or a Hydra multirun), with ``env`` added to the environment; fail with its stderr unless it exits 0
-    (``fails``: unless it exits non-zero); return its stdout's lines (``fails``: its stderr's)."""
+    (``fails``: unless it exits non-zero); return its stdout's lines (``fails``: its stderr's). ``stdout``:
+    a file its stdout is redirected to (as in ``python train.py > FILE``), read back for the lines."""
     import os
     import subprocess
     import sys
 
     root = Path(__file__).resolve().parents[1]
-    proc = subprocess.run(
-        [sys.executable, str(root / script), *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, **(env or {})},
-    )
+    with open(stdout, "w") if stdout else open(os.devnull) as sink:
+        proc = subprocess.run(
+            [sys.executable, str(root / script), *args],
+            cwd=cwd,
+            stdout=sink if stdout else subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=300,
+            env={**os.environ, **(env or {})},
+        )
     assert (proc.returncode != 0) == fails, proc.stderr[-3000:]
-    return (proc.stderr if fails else proc.stdout).strip().splitlines()
+    out = Path(stdout).read_text() if stdout else proc.stdout
+    return (proc.stderr if fails else out).strip().splitlines()
 
 
 def run_train_script(tmp_path: Path, overrides: list[str], env: dict[str, str] | None = None) -> dict:

@@ -289,6 +289,8 @@ class ADMMAttack(Attack):
                 self.c_max
             )
             runs_done[done] += 1
+            if self.on_clips_done is not None:  # samples whose last run of the search just ended
+                self.clips_done(int((runs_done[done] >= self.binary_search_steps).sum()))
             pending = torch.cat([pending, done[runs_done[done] < self.binary_search_steps]])
             keep = ~finished
             rows, delta, z = rows[keep], opt_delta.keep(keep), opt_z.keep(keep)

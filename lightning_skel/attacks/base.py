@@ -14,6 +14,7 @@ its clean label (adversarial training and the reference defenses) and skips that
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -123,6 +124,9 @@ class Attack:
     device, with the model in eval mode, returning an :class:`AttackResult`."""
 
     name: ClassVar[str] = ""
+    # called with k as k more clips of the current call finish (a progress display); attacks that finish
+    # clips one by one report them through :meth:`clips_done`, the rest are reported when the call returns
+    on_clips_done: Callable[[int], None] | None = None
 
     def __init__(self, model: nn.Module, layout: str | Layout, targeted: bool = False) -> None:
         if not isinstance(model, nn.Module):
@@ -179,9 +183,12 @@ class Attack:
             )
         was_training = self.model.training
         self.model.eval()
+        self._reported = 0
         try:
             pred_clean = None if attack_all else self.predict(x)
             attacked = torch.ones_like(y, dtype=torch.bool) if attack_all else pred_clean == y
+            if self.on_clips_done is not None:
+                self.clips_done(int((~attacked).sum()))  # not attacked: finished already
             if bool(attacked.all()):
                 with torch.enable_grad():
                     result = self.attack(x.detach(), y, lengths, target)
@@ -195,7 +202,14 @@ class Attack:
         result.attacked, result.pred_clean = attacked, pred_clean
         if pred_clean is not None:  # the clean labelling pass
             result.forward_evals = result.forward_evals + 1
+        self.clips_done(y.shape[0] - self._reported)
         return result
+
+    def clips_done(self, k: int) -> None:
+        """Report ``k`` more clips of the current call finished to :attr:`on_clips_done`."""
+        if k > 0 and self.on_clips_done is not None:
+            self._reported += k
+            self.on_clips_done(k)
 
     def _attack_some(
         self,

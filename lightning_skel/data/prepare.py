@@ -265,6 +265,7 @@ def prepare(
         raise PrepareError(f"no {format} files found under {str(src)!r}")
     if limit is not None:
         files = files[:limit]
+    reader.warm_up()  # once, before any worker starts
     log.info("%s: reading %d file(s) from %s with %d worker(s)", format, len(files), src, workers)
 
     results: list = []
@@ -336,6 +337,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.ERROR, format="%(levelname)s %(message)s"
     )
+    if not args.no_progress:  # what takes time (a parser compiling) is said without --verbose too
+        logging.getLogger("lightning_skel.progress").setLevel(logging.INFO)
 
     # SIGTERM (a scheduler's kill, `timeout`) unwinds like Ctrl-C, so that a partial output is removed
     default_sigterm = signal.signal(signal.SIGTERM, _exit_on_signal)

@@ -27,6 +27,7 @@ from lightning_skel.attacks import build_attack
 from lightning_skel.attacks.metrics import per_sample_metrics
 from lightning_skel.checkpoints import CheckpointError, load_checkpoint
 from lightning_skel.models import ScoreFusion
+from lightning_skel.progress import ClipProgress
 from lightning_skel.skeleton.features import to_gait16
 from lightning_skel.systems.classification import ClassificationSystem
 from lightning_skel.utils import check_params, write_json, write_npz
@@ -257,6 +258,13 @@ class AttackRun:
     def num_batches(self, n: int) -> int:
         return (n + self.batch_size - 1) // self.batch_size
 
+    def batches(self, n: int, rank: int = 0, world: int = 1) -> dict[int, slice]:
+        """Rank ``rank``'s batches of ``n`` clips: batch id to its rows."""
+        bs = self.batch_size
+        return {
+            b: slice(b * bs, min((b + 1) * bs, n)) for b in range(self.num_batches(n)) if b % world == rank
+        }
+
     def run(
         self,
         x: Tensor,
@@ -266,27 +274,32 @@ class AttackRun:
         rank: int = 0,
         world: int = 1,
         device: torch.device | str = "cpu",
-        progress=None,
+        progress: ClipProgress | None = None,
     ) -> list[int]:
-        """Attack this rank's batches that have no shard yet; return the batch ids attacked now."""
+        """Attack this rank's batches that have no shard yet; return the batch ids attacked now. ``progress``
+        counts the clips as they finish (those of reused shards first, with :meth:`ClipProgress.skip`)."""
         self.classifier.to(device)
         if self.emotion is not None:
             self.emotion.to(device)
         done_now = []
-        mine = [b for b in range(self.num_batches(len(y))) if b % world == rank]
+        mine = self.batches(len(y), rank, world)
         todo = [b for b in mine if not self.shard_path(b).is_file()]
         if len(todo) < len(mine):
+            reused = sum(mine[b].stop - mine[b].start for b in mine if b not in todo)
+            who = f"rank {rank}: " if world > 1 else ""
             log.info(
-                "rank %d: resuming, %d of %d batches already done", rank, len(mine) - len(todo), len(mine)
-            )
-        for b in todo:
-            sl = slice(b * self.batch_size, (b + 1) * self.batch_size)
-            self._attack_batch(
-                b, x[sl].to(device), y[sl].to(device), lengths[sl].to(device), index[sl].to(device)
-            )
-            done_now.append(b)
+                "%sresumed: reused %d of %d shards (%d clips) in %s",
+                who, len(mine) - len(todo), len(mine), reused, self.shard_dir,
+            )  # fmt: skip
             if progress is not None:
-                progress()
+                progress.skip(reused)
+        for b in todo:
+            sl = mine[b]
+            self._attack_batch(
+                b, x[sl].to(device), y[sl].to(device), lengths[sl].to(device), index[sl].to(device),
+                None if progress is None else progress.advance,
+            )  # fmt: skip
+            done_now.append(b)
         return done_now
 
     def build(self, batch: int = 0):
@@ -299,8 +312,9 @@ class AttackRun:
             kwargs["emotion_model"] = self.emotion
         return build_attack(self.attack_name, self.classifier, self.layout, targeted=self.targeted, **kwargs)
 
-    def _attack_batch(self, b: int, x, y, lengths, index) -> None:
+    def _attack_batch(self, b: int, x, y, lengths, index, on_clips_done=None) -> None:
         attack = self.build(b)
+        attack.on_clips_done = on_clips_done
         target = (
             targets_for(y, index, self.num_classes, self.seed) if self.targeted else torch.full_like(y, -1)
         )

@@ -110,6 +110,9 @@ class ClassificationSystem(pl.LightningModule):
         )
         self.mean_loss = nn.ModuleDict({f"{s}_loss": MeanMetric() for s in ("train", "val", "test")})
         self.confmat = MulticlassConfusionMatrix(num_classes)
+        # the epoch's training loss sum, correct clips and clips on this rank, for the progress display
+        # (:meth:`running_metrics`); not part of checkpoints
+        self.register_buffer("running", torch.zeros(3), persistent=False)
 
     @property
     def class_names(self) -> list[str]:
@@ -130,7 +133,19 @@ class ClassificationSystem(pl.LightningModule):
         self.mean_loss[f"{stage}_loss"].update(
             torch.nan_to_num(loss.detach(), nan=math.inf, posinf=math.inf), weight=len(y)
         )
+        if stage == "train":
+            n, correct = loss.new_tensor(len(y)), (logits.detach().argmax(1) == y).sum().to(loss.dtype)
+            self.running += torch.stack([loss.detach() * n, correct, n]).to(self.running.dtype)
         return loss, logits
+
+    def running_metrics(self) -> dict[str, float]:
+        """The training loss and accuracy of the epoch so far on this rank (for progress displays; the
+        logged epoch values are :meth:`_log_epoch`'s), or nothing before the epoch's first step."""
+        loss, correct, clips = self.running.tolist()
+        return {"loss": loss / clips, "acc": correct / clips} if clips else {}
+
+    def on_train_epoch_start(self) -> None:
+        self.running.zero_()
 
     def _mean_loss(self, stage: str) -> tuple[Tensor, Tensor]:
         """The epoch's mean ``stage`` loss and its number of clips, over all ranks."""

@@ -59,6 +59,10 @@ class Reader:
     def __post_init__(self) -> None:
         """Subclasses check their ``options`` here (the dataclass ``__init__`` calls it)."""
 
+    def warm_up(self) -> None:
+        """Work every file needs done once (compiling a parser), run by ``prepare`` before it reads any file,
+        in the parent process, so that worker processes do not each do it. Nothing by default."""
+
     def files(self, src: Path) -> list[Path]:
         """The files under ``src`` to read, in a stable (sorted) order."""
         return [src]

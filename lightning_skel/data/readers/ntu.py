@@ -27,9 +27,11 @@ CTR-GCN (``data/ntu/get_raw_denoised_data.py``): see its docstring.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +43,9 @@ import numpy as np
 from lightning_skel.data.io import SkeletonData
 from lightning_skel.data.readers import READERS
 from lightning_skel.data.readers.base import Clip, Reader, ReadError, stack_clips
+
+# progress messages (shown by ``prepare`` without --verbose)
+progress_log = logging.getLogger("lightning_skel.progress")
 
 __all__ = [
     "NTU60_ACTIONS",
@@ -624,6 +629,16 @@ class NTUReader(Reader):
     def __post_init__(self) -> None:
         if self.options:
             raise ValueError(f"the ntu reader takes no options, got {sorted(self.options)}")
+
+    def warm_up(self) -> None:
+        """Compile the scan (or load it from numba's cache) once; workers forked afterwards inherit it, and
+        spawned ones load the cache instead of each compiling it."""
+        if _scan.signatures:
+            return
+        progress_log.info("compiling the NTU parser (once) ...")
+        start = time.perf_counter()
+        _fast(b"0\n")  # the argument types of every call: a read-only uint8 array
+        progress_log.info("NTU parser ready in %.1f s", time.perf_counter() - start)
 
     def files(self, src: Path) -> list[Path]:
         src = Path(src)

@@ -1,0 +1,170 @@
+"""Progress of long runs: a bar in a terminal; elsewhere (a file, a pipe, CI, a SLURM log), where a bar prints
+nothing, periodic ``logging`` lines. Time-throttled, so that the per-step cost stays negligible."""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from typing import Any
+
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import Callback, RichProgressBar
+
+from lightning_skel.utils import check_params
+
+log = logging.getLogger(__name__)
+
+
+def interactive() -> bool:
+    """Whether progress can be drawn as a bar: stdout is a terminal."""
+    return sys.stdout.isatty()
+
+
+def every_s(cfg: Any, script: str) -> float:
+    """The config's ``progress_every_s`` (seconds between progress lines), or a clear error."""
+    value = cfg.get("progress_every_s", 30)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
+    check_params(script, {"progress_every_s": (value, ok, "a number of seconds >= 0")}, "setting(s)")
+    return float(value)
+
+
+def format_eta(seconds: float) -> str:
+    """``H:MM:SS``, or ``?`` when not known yet."""
+    if not math.isfinite(seconds) or seconds < 0:
+        return "?"
+    s = round(seconds)
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def _eta(elapsed: float, done: int, left: float) -> float:
+    """Seconds left at the rate so far (``done`` units in ``elapsed`` seconds)."""
+    if left <= 0:
+        return 0.0
+    return elapsed / done * left if done > 0 else math.inf
+
+
+def _running(pl_module: pl.LightningModule) -> dict[str, float]:
+    """The module's running training loss and accuracy of the epoch so far, where it keeps them."""
+    get = getattr(pl_module, "running_metrics", None)
+    return get() if callable(get) else {}
+
+
+class MetricsBar(RichProgressBar):
+    """Lightning's Rich bar showing the epoch's running training loss and accuracy instead of ``v_num``
+    (read at most every ``every_s`` seconds: reading them waits for the device)."""
+
+    def __init__(self, every_s: float = 0.5, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.every_s, self._last, self._shown = every_s, -math.inf, {}
+
+    def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
+        items = super().get_metrics(trainer, pl_module)
+        items.pop("v_num", None)
+        now = time.perf_counter()
+        if now - self._last >= self.every_s:
+            self._last = now
+            self._shown = {k: round(v, 3) for k, v in _running(pl_module).items()}
+        return {**items, **self._shown}
+
+
+class TrainingProgressLog(Callback):
+    """A log line every ``every_s`` seconds of training and at the end of each epoch: epoch, step of the epoch,
+    the epoch's running training loss and accuracy, and the time left for the run (rank 0 only)."""
+
+    def __init__(self, every_s: float = 30.0) -> None:
+        self.every_s = every_s
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._t0 = self._last = time.perf_counter()
+        self._done0 = trainer.current_epoch * trainer.num_training_batches
+        self._step = 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        self._step = batch_idx + 1
+        now = time.perf_counter()
+        if now - self._last >= self.every_s:
+            self._line(trainer, pl_module, self._step, now)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._line(trainer, pl_module, self._step, time.perf_counter())
+
+    def _line(self, trainer: pl.Trainer, pl_module: pl.LightningModule, step: int, now: float) -> None:
+        self._last = now
+        if not trainer.is_global_zero:
+            return
+        per_epoch, epochs = trainer.num_training_batches, trainer.max_epochs
+        done = trainer.current_epoch * per_epoch + step
+        total = per_epoch * epochs if math.isfinite(per_epoch) and epochs and epochs > 0 else math.nan
+        eta = _eta(now - self._t0, done - self._done0, total - done)
+        metrics = "".join(f" {k} {v:.4f}" for k, v in _running(pl_module).items())
+        log.info(
+            "epoch %d/%s step %d/%s%s elapsed %s ETA %s",
+            trainer.current_epoch + 1, epochs, step, per_epoch, metrics, format_eta(now - self._t0),
+            format_eta(eta),
+        )  # fmt: skip
+
+
+def training_progress(enabled: bool, every_s: float) -> list[Callback]:
+    """The progress callbacks of a training run: the bar in a terminal, log lines elsewhere, none when
+    ``enabled`` (``trainer.enable_progress_bar``) is false. Without a terminal the trainer's own bar must be
+    off (``enable_progress_bar=False``)."""
+    if not enabled:
+        return []
+    return [MetricsBar()] if interactive() else [TrainingProgressLog(every_s)]
+
+
+class ClipProgress:
+    """Clips finished out of ``total``: a Rich bar in a terminal, else a log line every ``every_s`` seconds
+    and at the end. ``enabled=False`` (ranks other than 0) shows nothing."""
+
+    def __init__(self, description: str, total: int, every_s: float = 30.0, enabled: bool = True) -> None:
+        self.description, self.total, self.every_s, self.enabled = description, total, every_s, enabled
+        self.done = self._done0 = 0
+        self._shown = -1  # the count of the last line logged
+        self._bar = None
+
+    def __enter__(self) -> ClipProgress:
+        self._t0 = self._last = time.perf_counter()
+        if self.enabled and interactive():
+            from rich.progress import Progress
+
+            self._bar = Progress()
+            self._bar.__enter__()
+            self._task = self._bar.add_task(self.description, total=self.total)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+        elif exc[0] is None and self._shown != self.done:
+            self._line(time.perf_counter())
+
+    def skip(self, k: int) -> None:
+        """``k`` clips done before this run (a resume): counted as done, not in the rate of the ETA."""
+        self.done += k
+        self._done0 += k
+        if self._bar is not None:
+            self._bar.reset(self._task, completed=self.done)
+
+    def advance(self, k: int = 1) -> None:
+        """``k`` more clips finished."""
+        self.done += k
+        if self._bar is not None:
+            self._bar.advance(self._task, k)
+            return
+        now = time.perf_counter()
+        if now - self._last >= self.every_s:
+            self._line(now)
+
+    def _line(self, now: float) -> None:
+        self._last, self._shown = now, self.done
+        if not self.enabled:
+            return
+        eta = _eta(now - self._t0, self.done - self._done0, self.total - self.done)
+        pct = 100 * self.done / self.total if self.total else 100.0
+        log.info(
+            "%s: clips %d/%d (%.0f %%) elapsed %s ETA %s",
+            self.description, self.done, self.total, pct, format_eta(now - self._t0), format_eta(eta),
+        )  # fmt: skip

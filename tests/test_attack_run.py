@@ -543,7 +543,7 @@ def test_data_path_with_other_class_names_is_refused(tmp_path, ckpt):
 @pytest.mark.parametrize("limit", ["2.7", "0", "abc", "true"])
 def test_limit_must_be_a_whole_number(tmp_path, ckpt, limit):
     """``limit=2.7`` attacked 2 clips: refused, like other non-integers, before any work."""
-    with pytest.raises(ValueError, match=r"limit must be an integer >= 1 or null, got"):
+    with pytest.raises(ValueError, match=r"limit must be an integer( >= 1)? or null, got"):
         run_attack(attack_cfg(tmp_path / "o", ckpt, ["attack=pgd", f"limit={limit}"]))
     assert not (tmp_path / "o").exists()
 

@@ -455,19 +455,18 @@ def _attack_main(fabric, cfg: DictConfig) -> dict[str, Any]:
     name = attack_cfg.pop("name")
     attack_cfg.pop("targeted", None)
     spec = {
-        # one checkpoint is recorded as a path (as before fusions existed, so that earlier runs resume)
+        # one checkpoint is recorded as a path, several as a list with their fusion weights
         **_checkpoint_spec(ckpts, fusion),
         "emotion_ckpt": str(Path(cfg.emotion_ckpt).resolve()) if cfg.get("emotion_ckpt") else None,
         "emotion_ckpt_sha256": file_sha256(cfg.emotion_ckpt) if cfg.get("emotion_ckpt") else None,
         "attack": name,
-        # compile=false (ADMM's default, the eager steps) is left out, so that runs begun before the option
-        # existed still resume; their eager steps are unchanged
+        # compile=false (ADMM's default, the eager steps) is left out: it is the run without the option
         "attack_kwargs": {k: v for k, v in attack_cfg.items() if not (k == "compile" and v is False)},
         "targeted": targeted,
         "split": split,
         "num_samples": int(rows.size),
-        # which clips: recorded only when a limit picks other than the first ones, so that earlier runs'
-        # shards still resume
+        # which clips: recorded only when a limit picks other than the first ones (the whole split is the
+        # same run whatever the subset rule)
         **({"subset": subset} if subset != "first" and rows.size < len(ds) else {}),
         "batch_size": int(cfg.batch_size),
         "seed": int(cfg.seed),

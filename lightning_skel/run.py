@@ -88,6 +88,8 @@ def build_system(cfg: DictConfig, dm: SkeletonDataModule) -> ClassificationSyste
         model_kwargs=model.get("kwargs") or {},
         normalize=model.get("normalize", "center_rotate"),
         modality=model.get("modality", "joint"),
+        pipeline=model.get("pipeline"),
+        pipeline_kwargs=model.get("pipeline_kwargs"),
         num_classes=len(desc["class_names"]),
         layout=desc["layout"],
         class_names=desc["class_names"],

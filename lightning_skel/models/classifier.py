@@ -6,43 +6,88 @@ the emotion term) feeds raw coordinates ``(N, C, T, V, M)`` and differentiates t
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
+from lightning_skel.data.pipelines import build_pipeline
 from lightning_skel.data.transforms import TEMPORAL, fit_window
 from lightning_skel.skeleton.features import MODALITIES, normalize, to_modality
 from lightning_skel.skeleton.layouts import get_layout
 
 
 class Classifier(nn.Module):
-    """``net(modality(normalize(x)))``. ``normalize``: centre on the root of the first frame and rotate to
-    the canonical facing (``"center_rotate"``), also scale to unit height (``"full"``), or ``"none"``."""
+    """``net(modality(normalize(x)))``, or ``net(modality(pipeline(x)))`` for a published model.
+
+    Args:
+        net: the network, ``(N, C, T, V, M) -> (N, K)`` logits.
+        layout: the skeleton layout name of the clips.
+        normalize: centre on the root of the first frame and rotate to the canonical facing
+            (``"center_rotate"``, default), also scale to unit height (``"full"``), or ``"none"``.
+        modality: ``"joint"`` (default), ``"bone"`` or ``"motion"`` (:func:`~lightning_skel.skeleton.to_modality`).
+        pipeline: an official input pipeline's name (:data:`~lightning_skel.data.pipelines.PIPELINES`) in
+            place of ``normalize`` (which must then be ``"none"``); default none.
+        pipeline_kwargs: its options.
+
+    ``forward(x (N, C, T, V, M))`` returns ``(N, K)``: with a pipeline of several samplings per clip, the
+    mean of their logits.
+
+    Example::
+
+        clf = Classifier(build_model("hcn", 27, "kinect20"), "kinect20")
+        logits = clf(x)  # x (N, 3, T, 20, 1) in metres
+    """
 
     NORMALIZE = ("none", "center_rotate", "full")
 
     def __init__(
-        self, net: nn.Module, layout: str, normalize: str = "center_rotate", modality: str = "joint"
+        self,
+        net: nn.Module,
+        layout: str,
+        normalize: str = "center_rotate",
+        modality: str = "joint",
+        pipeline: str | None = None,
+        pipeline_kwargs: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if normalize not in self.NORMALIZE:
             raise ValueError(f"normalize must be one of {self.NORMALIZE}, got {normalize!r}")
         if modality not in MODALITIES:
             raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}")
+        if pipeline is not None and normalize != "none":
+            raise ValueError(
+                f"pipeline {pipeline!r} is the whole input normalisation: normalize must be 'none', got "
+                f"{normalize!r}"
+            )
         self.net = net
         self.layout = get_layout(layout)
         self.normalize = normalize
         self.modality = modality
+        self.pipeline = (
+            None if pipeline is None else build_pipeline(pipeline, self.layout, **(pipeline_kwargs or {}))
+        )
+
+    @property
+    def samples(self) -> int:
+        """Rows per clip the network sees (their logits are averaged)."""
+        return 1 if self.pipeline is None else self.pipeline.samples
 
     def preprocess(self, x: Tensor) -> Tensor:
-        if self.normalize != "none":
+        if self.pipeline is not None:
+            x = self.pipeline(x)
+        elif self.normalize != "none":
             x = normalize(x, self.layout, scale=self.normalize == "full")
         return to_modality(x, self.layout, self.modality)
 
+    def _mean(self, out: Tensor, n: int) -> Tensor:
+        return out if self.samples == 1 else out.view(n, self.samples, *out.shape[1:]).mean(1)
+
     def forward_features(self, x: Tensor) -> Tensor:
-        return self.net.forward_features(self.preprocess(x))
+        return self._mean(self.net.forward_features(self.preprocess(x)), x.shape[0])
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net(self.preprocess(x))
+        return self._mean(self.net(self.preprocess(x)), x.shape[0])
 
 
 class WindowedClassifier(nn.Module):

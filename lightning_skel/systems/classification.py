@@ -36,6 +36,8 @@ class ClassificationSystem(pl.LightningModule):
         model_kwargs: dict[str, Any] | None = None,
         normalize: str = "center_rotate",
         modality: str = "joint",
+        pipeline: str | None = None,
+        pipeline_kwargs: dict[str, Any] | None = None,
         optimizer: dict[str, Any] | None = None,
         scheduler: dict[str, Any] | None = None,
         label_smoothing: float = 0.0,
@@ -96,7 +98,10 @@ class ClassificationSystem(pl.LightningModule):
             num_persons=num_persons,
             **(model_kwargs or {}),
         )
-        self.classifier = Classifier(net, layout, normalize=normalize, modality=modality)
+        self.classifier = Classifier(
+            net, layout, normalize=normalize, modality=modality, pipeline=pipeline,
+            pipeline_kwargs=pipeline_kwargs,
+        )  # fmt: skip
         self.loss = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
         metrics = MetricCollection(
             {

@@ -1,0 +1,65 @@
+"""The official input pipelines: what each published network's own code does to a clip between its data
+files and the network, as differentiable modules that run inside the :class:`~lightning_skel.models.Classifier`.
+
+A pipeline takes raw clips ``x (N, C, T, V, M)`` in metres, zero padded in time and for absent persons
+(the readers' output), and returns what the official network sees, ``(N * samples, C', T', V', M')``. With
+``samples > 1`` (test-time averaging over several samplings of each clip, SGN's official test) the rows are
+clip-major and the classifier averages the logits of each clip's ``samples`` rows. Because the attack
+differentiates through the classifier, it differentiates through exactly what the published model saw.
+
+Registered names (``model.pipeline`` in configs; ``build_pipeline(name, layout, **kwargs)``):
+
+* ``stgcn``: ST-GCN's test feeder passes the array through unchanged.
+
+Example::
+
+    pipe = build_pipeline("stgcn", "ntu25")
+    z = pipe(x)                       # (N * pipe.samples, C, T, V, M)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import Tensor, nn
+
+from lightning_skel.registry import Registry
+from lightning_skel.skeleton.layouts import Layout, get_layout
+
+PIPELINES: Registry[type[Pipeline]] = Registry("pipeline")
+
+
+class Pipeline(nn.Module):
+    """Base class: ``forward(x (N, C, T, V, M)) -> (N * samples, C', T', V', M')``.
+
+    Args:
+        layout: the skeleton layout of the clips (a name or a :class:`~lightning_skel.skeleton.Layout`).
+    """
+
+    samples: int = 1  # rows per clip in the output; the classifier averages their logits
+
+    def __init__(self, layout: str | Layout) -> None:
+        super().__init__()
+        self.layout = get_layout(layout)
+
+    def forward(self, x: Tensor) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+@PIPELINES.register("stgcn")
+class STGCNPipeline(Pipeline):
+    """ST-GCN (Yan et al. AAAI 2018): its NTU test feeder gives the network the zero-padded array as it is
+    (``tools/ntu_gendata.py`` keeps the first two bodies of each frame; that is the reader's part).
+
+    Example::
+
+        z = STGCNPipeline("ntu25")(x)  # z is x
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x
+
+
+def build_pipeline(name: str, layout: str | Layout, **kwargs: Any) -> Pipeline:
+    """The registered pipeline ``name`` for ``layout``; an unknown name is a ``KeyError`` listing the known."""
+    return PIPELINES.get(name)(layout, **kwargs)

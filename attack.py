@@ -5,12 +5,10 @@ Writes adversarial.npz, per_sample.csv, metrics.json and report.md into out_dir;
 resume. Prints the aggregate metrics as one JSON line.
 """
 
-import json
-
 import hydra
 from omegaconf import DictConfig
 
-from lightning_skel.cli import require, user_errors
+from lightning_skel.cli import print_metrics, require, user_errors
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="attack")
@@ -21,7 +19,7 @@ def main(cfg: DictConfig) -> None:
     with user_errors("attack.py"):
         metrics = run_attack(cfg)
     if metrics:
-        print(json.dumps(metrics, sort_keys=True))
+        print_metrics(metrics)
 
 
 if __name__ == "__main__":

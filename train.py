@@ -3,12 +3,10 @@
 Prints the final metrics as one JSON line; they are also in ``out_dir/metrics.json``.
 """
 
-import json
-
 import hydra
 from omegaconf import DictConfig
 
-from lightning_skel.cli import require, user_errors
+from lightning_skel.cli import print_metrics, require, user_errors
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
@@ -21,7 +19,7 @@ def main(cfg: DictConfig) -> None:
     with user_errors("train.py"):
         metrics = run_train(cfg)
     if rank_zero_only.rank == 0:  # one line, from one process, under DDP too
-        print(json.dumps(metrics, sort_keys=True))
+        print_metrics(metrics)
 
 
 if __name__ == "__main__":

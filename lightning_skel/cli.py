@@ -58,3 +58,13 @@ def user_errors(script: str) -> Iterator[None]:
         if os.environ.get(TRACEBACK_ENV) or not _raised_by_the_project(e):
             raise
         fail(script, e.args[0] if isinstance(e, KeyError) and e.args else e)
+
+
+def print_metrics(metrics: dict) -> None:
+    """The run's final metrics as one line of strict JSON on stdout (undefined values ``null``, as in
+    metrics.json), for scripts that read the last line."""
+    import json
+
+    from lightning_skel.utils import json_safe
+
+    sys.stdout.write(json.dumps(json_safe(metrics), sort_keys=True, default=str, allow_nan=False) + "\n")

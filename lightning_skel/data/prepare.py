@@ -31,8 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from lightning_skel.data import readers as readers_pkg
 from lightning_skel.data.io import (
@@ -118,31 +116,23 @@ def _read_one(reader: Reader, path: Path) -> tuple[list[Clip] | SkeletonData | N
 
 
 def _results(reader: Reader, files: list[Path], workers: int, progress: bool) -> Iterator[tuple[Any, Any]]:
-    """``_read_one`` over ``files`` in file order, in ``workers`` processes, with a progress bar."""
-    console = Console(stderr=True)
-    bar = Progress(
-        TextColumn(f"[bold]{reader.name}[/]"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        disable=not (progress and console.is_terminal),
-        transient=True,
-    )
+    """``_read_one`` over ``files`` in file order, in ``workers`` processes, with progress: a bar in a
+    terminal, else a log line every 30 s (:class:`~lightning_skel.progress.ClipProgress`)."""
+    from lightning_skel.progress import ClipProgress  # imports Lightning: only when there is work
+
     read = partial(_read_one, reader)
-    with bar:
-        task = bar.add_task("reading", total=len(files))
+    with ClipProgress(f"{reader.name}: reading", len(files), enabled=progress, unit="files") as bar:
         if workers <= 1 or len(files) <= 1:
             for path in files:
                 yield read(path)
-                bar.advance(task)
+                bar.advance()
             return
         pool = ProcessPoolExecutor(max_workers=min(workers, len(files)))
         try:
             chunk = max(1, min(64, len(files) // (workers * 8)))
             for result in pool.map(read, files, chunksize=chunk):  # map keeps file order
                 yield result
-                bar.advance(task)
+                bar.advance()
         except BaseException:
             pool.shutdown(wait=True, cancel_futures=True)
             raise

@@ -92,6 +92,7 @@ class PGDAttack(Attack):
                     # the logits were of the previous iterate; a sample that was already fooled stops
                     done = is_success(logits.argmax(1), y[active], None if target is None else target[active])
                 active = active[~done]
+                self.clips_done(int(done.sum()))
         return self.result(x + delta, y, target, grad_evals)
 
 

@@ -90,4 +90,5 @@ class SMARTAttack(Attack):
             keep = (~done).to(x.dtype).view(-1, 1, 1, 1, 1)  # samples already fooled are not moved
             x_adv[active] = xa.detach() - step * keep
             active = active[~done]
+            self.clips_done(int(done.sum()))
         return self.result(x_adv, y, target, grad_evals)

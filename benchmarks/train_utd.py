@@ -17,7 +17,7 @@ from common import ROOT, save_results, trained
 
 from lightning_skel.run import checkpoint_accuracy
 
-MODELS = ("hcn", "agcn_joint", "agcn_bone", "sgn", "stgcn")
+MODELS = ("hcn", "agcn_joint", "agcn_bone", "sgn", "stgcn", "ctrgcn", "msg3d")
 FLOOR = 0.837  # random forest on crude features (the recordings' own README)
 
 

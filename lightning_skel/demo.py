@@ -17,6 +17,7 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -37,12 +38,18 @@ def _compose(name: str, overrides: list[str]) -> DictConfig:
 
 
 def _table(title: str, metrics: dict, keys) -> Table:
-    table = Table(title=title)
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for key in keys:
-        if key in metrics:
-            table.add_row(key, f"{metrics[key]:.4g}")
+    """``metrics[keys]`` as a compact table, two metric-value pairs a row (the demo's whole output fits
+    one screen)."""
+    table = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False)
+    rows = [(k, "-" if metrics[k] is None else f"{metrics[k]:.4g}") for k in keys if k in metrics]
+    pairs = 2 if len(rows) > 3 else 1
+    for _ in range(pairs):
+        table.add_column("metric")
+        table.add_column("value", justify="right")
+    half = -(-len(rows) // pairs)
+    for i in range(half):
+        cells = [c for j in range(pairs) if i + j * half < len(rows) for c in rows[i + j * half]]
+        table.add_row(*cells)
     return table
 
 
@@ -108,7 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     adv_ckpt = adv["last_checkpoint"]  # see configs/experiment/demo_adv.yaml
     limit = None  # the whole test split: its clips are ordered by class, so the first few cover few classes
     table = Table(
-        title="clean and robust accuracy on the test clips, before and after adversarial fine-tuning"
+        title="clean and robust accuracy on the test clips, before and after adversarial fine-tuning",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
     )
     for col in (
         "classifier",

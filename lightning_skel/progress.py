@@ -70,8 +70,9 @@ class MetricsBar(RichProgressBar):
 
 
 class TrainingProgressLog(Callback):
-    """A log line every ``every_s`` seconds of training and at the end of each epoch: epoch, step of the epoch,
-    the epoch's running training loss and accuracy, and the time left for the run (rank 0 only)."""
+    """A log line every ``every_s`` seconds of training (at a step's or an epoch's end) and when training
+    ends: epoch, step of the epoch, the epoch's running training loss and accuracy, and the time left for
+    the run (rank 0 only)."""
 
     def __init__(self, every_s: float = 30.0) -> None:
         self.every_s = every_s
@@ -79,30 +80,35 @@ class TrainingProgressLog(Callback):
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._t0 = self._last = time.perf_counter()
         self._done0 = trainer.current_epoch * trainer.num_training_batches
-        self._step = 0
+        self._epoch, self._step, self._pending = trainer.current_epoch, 0, False
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
-        self._step = batch_idx + 1
+        self._epoch, self._step, self._pending = trainer.current_epoch, batch_idx + 1, True
         now = time.perf_counter()
         if now - self._last >= self.every_s:
-            self._line(trainer, pl_module, self._step, now)
+            self._line(trainer, pl_module, now)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._line(trainer, pl_module, self._step, time.perf_counter())
+        now = time.perf_counter()
+        if now - self._last >= self.every_s:
+            self._line(trainer, pl_module, now)
 
-    def _line(self, trainer: pl.Trainer, pl_module: pl.LightningModule, step: int, now: float) -> None:
-        self._last = now
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._pending:  # where training stopped, unless the last line said it
+            self._line(trainer, pl_module, time.perf_counter())
+
+    def _line(self, trainer: pl.Trainer, pl_module: pl.LightningModule, now: float) -> None:
+        self._last, self._pending = now, False
         if not trainer.is_global_zero:
             return
-        per_epoch, epochs = trainer.num_training_batches, trainer.max_epochs
-        done = trainer.current_epoch * per_epoch + step
+        step, per_epoch, epochs = self._step, trainer.num_training_batches, trainer.max_epochs
+        done = self._epoch * per_epoch + step
         total = per_epoch * epochs if math.isfinite(per_epoch) and epochs and epochs > 0 else math.nan
         eta = _eta(now - self._t0, done - self._done0, total - done)
         metrics = "".join(f" {k} {v:.4f}" for k, v in _running(pl_module).items())
         log.info(
             "epoch %d/%s step %d/%s%s elapsed %s ETA %s",
-            trainer.current_epoch + 1, epochs, step, per_epoch, metrics, format_eta(now - self._t0),
-            format_eta(eta),
+            self._epoch + 1, epochs, step, per_epoch, metrics, format_eta(now - self._t0), format_eta(eta),
         )  # fmt: skip
 
 
@@ -116,11 +122,21 @@ def training_progress(enabled: bool, every_s: float) -> list[Callback]:
 
 
 class ClipProgress:
-    """Clips finished out of ``total``: a Rich bar in a terminal, else a log line every ``every_s`` seconds
-    and at the end. ``enabled=False`` (ranks other than 0) shows nothing."""
+    """Items finished out of ``total``: a Rich bar in a terminal, else a log line every ``every_s`` seconds
+    and at the end. ``enabled=False`` (ranks other than 0) shows nothing; ``unit`` names the items
+    (default clips).
 
-    def __init__(self, description: str, total: int, every_s: float = 30.0, enabled: bool = True) -> None:
+    Example::
+
+        with ClipProgress("ADMM", total=len(x)) as bar:
+            bar.advance(k)  # k more clips finished
+    """
+
+    def __init__(
+        self, description: str, total: int, every_s: float = 30.0, enabled: bool = True, unit: str = "clips"
+    ) -> None:
         self.description, self.total, self.every_s, self.enabled = description, total, every_s, enabled
+        self.unit = unit
         self.done = self._done0 = 0
         self._shown = -1  # the count of the last line logged
         self._bar = None
@@ -165,6 +181,6 @@ class ClipProgress:
         eta = _eta(now - self._t0, self.done - self._done0, self.total - self.done)
         pct = 100 * self.done / self.total if self.total else 100.0
         log.info(
-            "%s: clips %d/%d (%.0f %%) elapsed %s ETA %s",
-            self.description, self.done, self.total, pct, format_eta(now - self._t0), format_eta(eta),
+            "%s: %s %d/%d (%.0f %%) elapsed %s ETA %s",
+            self.description, self.unit, self.done, self.total, pct, format_eta(now - self._t0), format_eta(eta),
         )  # fmt: skip

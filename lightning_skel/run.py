@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +25,47 @@ from lightning_skel.utils import (
     check_number_types,
     check_params,
     file_sha256,
+    log_once,
     torch_threads,
     versions,
     write_json,
 )
 
 log = logging.getLogger(__name__)
+
+
+class LightningNoise(logging.Filter):
+    """Quiets Lightning's per-Trainer chatter: drops its advertising tips, the stepping-batches note and
+    the restore line that the "Loaded model weights" line repeats, and lets each device-availability and
+    seed line through once per process (a demo builds eight Trainers)."""
+
+    DROP = ("💡 Tip", "Loading `train_dataloader` to estimate", "Restoring states from the checkpoint path")
+    ONCE = ("GPU available", "TPU available", "HPU available", "Seed set to")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        if msg.startswith(self.DROP):
+            return False
+        if msg.startswith(self.ONCE):
+            if msg in self.seen:
+                return False
+            self.seen.add(msg)
+        return True
+
+
+for _name in (
+    "pytorch_lightning.utilities.rank_zero",
+    "lightning_fabric.utilities.rank_zero",
+    "lightning_fabric.utilities.seed",
+):
+    if not any(isinstance(f, LightningNoise) for f in logging.getLogger(_name).filters):
+        logging.getLogger(_name).addFilter(LightningNoise())
+# a deprecation inside Lightning's own code, printed once per process; nothing a user can change
+warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
 
 
 # Where the configs hold numbers, as patterns of lightning_skel.utils.check_number_types: a string there
@@ -118,7 +154,16 @@ def build_loggers(cfg: DictConfig, out_dir: Path) -> list[Logger]:
         os.environ.setdefault("WANDB_MODE", "offline")
         kwargs = OmegaConf.to_container(wandb_cfg, resolve=True)
         kwargs["name"] = kwargs.get("name") or out_dir.name
-        loggers.append(WandbLogger(save_dir=str(out_dir), **kwargs))
+        if "settings" not in kwargs:
+            import wandb
+
+            # W&B's own console output (a banner, the run history and summary: 30 lines a run) says what
+            # metrics.json and the progress lines say; the run's folder is logged when it finishes
+            kwargs["settings"] = wandb.Settings(silent=True)
+        lg = WandbLogger(save_dir=str(out_dir), **kwargs)
+        # Lightning passes ``anonymous=None``, which this W&B version warns is a no-op
+        lg._wandb_init.pop("anonymous", None)
+        loggers.append(lg)
     return loggers
 
 
@@ -244,7 +289,7 @@ def run_train(cfg: DictConfig) -> dict[str, Any]:
     """Train and test a classifier as ``cfg`` says; write ``out_dir/metrics.json``; return the metrics.
     Torch's threads are ``cfg.threads`` for the run (:func:`utils.torch_threads`)."""
     with torch_threads(cfg.get("threads", "auto"), processes_per_node(cfg)) as n:
-        log.info("torch threads: %d (threads=%s)", n, cfg.get("threads", "auto"))
+        log_once(log, "torch threads: %d (threads=%s)", n, cfg.get("threads", "auto"))
         return _run_train(cfg)
 
 
@@ -329,7 +374,10 @@ def finish_loggers(loggers: list[Logger]) -> None:
 
     for lg in loggers:
         if isinstance(lg, WandbLogger) and lg._experiment is not None:
+            run_dir = Path(lg.experiment.dir).parent
             lg.experiment.finish()
+            if os.environ.get("WANDB_MODE") == "offline":
+                log.info("W&B run written to %s; upload it with `wandb sync %s`", run_dir, run_dir)
 
 
 # ---- attack runs ------------------------------------------------------------------------------------
@@ -346,7 +394,7 @@ def run_attack(cfg: DictConfig) -> dict[str, Any]:
     attack work starts. Under ``trainer.strategy=ddp`` (Lightning Fabric) the batches are split across ranks.
     Torch's threads are ``cfg.threads`` for the run (:func:`utils.torch_threads`)."""
     with torch_threads(cfg.get("threads", "auto"), processes_per_node(cfg)) as n:
-        log.info("torch threads: %d (threads=%s)", n, cfg.get("threads", "auto"))
+        log_once(log, "torch threads: %d (threads=%s)", n, cfg.get("threads", "auto"))
         return _run_attack(cfg)
 
 

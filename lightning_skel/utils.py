@@ -20,6 +20,20 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 
+_LOGGED_ONCE: set[tuple[str, str]] = set()
+
+
+def log_once(logger: logging.Logger, msg: str, *args: Any) -> None:
+    """``logger.info(msg, *args)`` the first time this process says it, ``debug`` after: a message that a
+    sequence of runs in one process (the demo, a sweep) would repeat word for word is said once."""
+    key = (logger.name, msg % args if args else msg)
+    if key in _LOGGED_ONCE:
+        logger.debug(msg, *args)
+    else:
+        _LOGGED_ONCE.add(key)
+        logger.info(msg, *args)
+
+
 def check_params(owner: str, rules: Mapping[str, tuple[Any, bool, str]], what: str = "argument(s)") -> None:
     """Raise one ``ValueError`` naming every argument that breaks its rule: ``rules`` maps a name to
     ``(value, ok, rule)``, e.g. ``{"width": (width, width >= 2, ">= 2")}`` ->

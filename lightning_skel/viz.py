@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -123,6 +124,9 @@ def save_gif(
 ) -> Path:
     """Animate one or more versions of a clip (each ``(C, T, V, M)``) overlaid, written atomically."""
     from matplotlib.animation import FuncAnimation, PillowWriter
+
+    # it logs which writer it uses at every save; the report says where the GIF is
+    logging.getLogger("matplotlib.animation").setLevel(logging.WARNING)
 
     layout = get_layout(layout)
     t_max = length or clips[0].shape[1]

@@ -1,5 +1,5 @@
 """Progress reaches the log when stdout is not a terminal; the attack's progress advances clip by clip;
-``prepare`` compiles the NTU parser once, before its workers start."""
+``prepare`` compiles the NTU parser once, before its workers start, and logs the files it has read."""
 
 import re
 import subprocess
@@ -57,6 +57,24 @@ def test_admm_reports_clips_as_they_finish():
     assert reports[0] == 1 and len(reports) >= 4 and max(reports[1:]) <= 2
 
 
+@pytest.mark.parametrize(("name", "kwargs"), [("pgd", {"early_stop": True, "eps": 0.5, "steps": 30}),
+                                            ("smart", {"steps": 30, "lr": 0.05})])  # fmt: skip
+def test_stopping_attacks_report_clips_as_they_stop(name, kwargs):
+    """PGD with early stopping and SMART stop clip by clip: each clip is reported when it stops (not all when
+    the call returns), and every clip exactly once."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 25, 4))
+    x = torch.randn(8, 3, 16, 25, 1) * 0.1
+    y = model(x).argmax(1)
+    attack = build_attack(name, model, "ntu25", **kwargs)
+    reports = []
+    attack.on_clips_done = reports.append
+    res = attack(x, y)
+    assert sum(reports) == 8
+    assert len(reports) >= 2 and reports[-1] < 8  # some clips were reported before the call returned
+    assert res.success.any()
+
+
 def test_clip_progress_lines_count_resumed_clips_out_of_the_rate(caplog):
     caplog.set_level("INFO", logger="lightning_skel.progress")
     with ClipProgress("x", total=10, every_s=0) as p:
@@ -92,6 +110,8 @@ def test_prepare_compiles_the_ntu_parser_once_before_the_workers(tmp_path):
     said = [line for line in proc.stderr.splitlines() if "NTU parser" in line]
     assert len(said) == 2 and "compiling the NTU parser (once)" in said[0] and "ready in" in said[1]
     assert "wrote 2 clip(s)" in proc.stdout
+    # off a terminal the file count is logged (at the end at least), not drawn as an invisible bar
+    assert re.search(r"ntu: reading: files 2/2 \(100 %\) elapsed \S+ ETA 0:00:00", proc.stderr)
 
 
 def test_ntu_warm_up_leaves_the_parser_compiled():

@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from lightning_skel.data.io import SkeletonData, load_npz, save_npz
 from lightning_skel.data.transforms import TEMPORAL, fit_window, random_affine, random_mirror
 from lightning_skel.skeleton.layouts import get_layout
+from lightning_skel.utils import log_once
 
 log = logging.getLogger(__name__)
 
@@ -283,7 +284,7 @@ class SkeletonDataModule(pl.LightningDataModule):
         if not self.datasets:
             self.datasets = self._load_all()
             sizes = {k: len(v) for k, v in self.datasets.items()}
-            log.info("data %s: %s clips, layout %s", self.name, sizes, self.layout)
+            log_once(log, "data %s: %s clips, layout %s", self.name, sizes, self.layout)
 
     def check_sets(self, *splits: str) -> None:
         """A ``ValueError`` naming the data and the first of ``splits`` that it lacks or that has no clips:

@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     console = Console()
     extra = list(sys.argv[1:] if argv is None else argv)
+    threads = [o for o in extra if o.startswith("threads=")]  # the attack runs' thread count too
 
     console.rule("[bold]1/4 HCN action classifier on generated motion")
     cls_cfg = _compose("train", ["experiment=demo", *extra])
@@ -99,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         overrides = [
             f"ckpt={ckpt}",
             *presets[preset],
+            *threads,
             f"limit={'null' if limit is None else limit}",
             f"out_dir={out}",
             "logger=wandb",

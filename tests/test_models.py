@@ -469,6 +469,8 @@ def test_experiment_composes_and_builds(spec, tmp_path: Path):
         model_kwargs=model.get("kwargs") or {},
         normalize=model.get("normalize", "center_rotate"),
         modality=model.get("modality", "joint"),
+        pipeline=model.get("pipeline"),
+        pipeline_kwargs=model.get("pipeline_kwargs"),
         num_classes=num_classes,
         layout=layout,
         in_channels=in_channels,
@@ -482,8 +484,9 @@ def test_experiment_composes_and_builds(spec, tmp_path: Path):
     net = system.classifier.net
     assert c["out_dir"] == str(tmp_path)
     assert c["trainer"]["accelerator"] == ("gpu" if experiment.startswith("ntu60") else "cpu")
-    if model["name"] == "sgn":
-        assert net.num_frames >= data["window"]
+    if model["name"] == "sgn":  # the frames the network sees: the window, or the pipeline's segments
+        pipeline = system.classifier.pipeline
+        assert net.num_frames >= (data["window"] if pipeline is None else pipeline.seg)
     if extra == ["model=emotion_slim"]:  # the slim recognizer: STEP's network at a fraction of its size
         assert model["kwargs"]["channels"] == 16 and model["kwargs"]["temporal_kernel"] == 9
         step = EmotionNet(num_classes, get_layout(layout))  # the defaults: STEP's size

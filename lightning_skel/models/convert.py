@@ -11,7 +11,9 @@ hold exactly those keys: anything else is refused with the missing and unexpecte
 
 The imported classifier applies no normalisation (``normalize="none"``, joint modality): the network gets
 the clips as they are, so they must come in the official model's own input format (its repository's data
-preparation); the official preprocessing pipelines are not part of this import.
+preparation); the official preprocessing pipelines are not part of this import. What the official code does
+between its data files and its network is: a format's ``pipeline`` (SGN's frame sampling,
+:mod:`lightning_skel.data.pipelines`) runs inside the imported classifier.
 """
 
 from __future__ import annotations
@@ -48,7 +50,9 @@ class OfficialFormat:
     ``rules`` are tried in order for each project key (``rule(key, tensor, project_state)``); the first that
     returns sources wins. ``aliases`` are ``(regex, replacement)`` renames of official keys applied before
     matching (older releases' names). ``sizes(state)`` reads ``num_classes``, ``in_channels`` and
-    ``num_persons`` off the official state_dict; ``model_kwargs`` on ``layout`` build the official network."""
+    ``num_persons`` off the official state_dict; ``model_kwargs`` on ``layout`` build the official network.
+    ``pipeline`` names the official input pipeline the imported classifier runs in front of the network
+    (:data:`~lightning_skel.data.pipelines.PIPELINES`; default none: the clips go in as they are)."""
 
     model: str
     repo: str
@@ -57,6 +61,7 @@ class OfficialFormat:
     rules: tuple[Rule, ...]
     sizes: Callable[[Mapping[str, Tensor]], dict[str, int]]
     aliases: tuple[tuple[str, str], ...] = field(default=())
+    pipeline: str | None = None
 
 
 OFFICIAL_FORMATS: dict[str, OfficialFormat] = {}
@@ -316,6 +321,54 @@ register_format(
 )
 
 
+# ---- SGN (microsoft/SGN, model.py) ----------------------------------------------------------------------
+def _sgn_sizes(sd: Mapping[str, Tensor]) -> dict[str, int]:
+    # the official network sees one row stream (its loader interleaves the two bodies: the sgn pipeline);
+    # the project's takes the data's two persons, which the pipeline turns into that stream
+    return {"num_classes": sd["fc.weight"].shape[0], "in_channels": sd["joint_embed.cnn.1.cnn.weight"].shape[1],
+            "num_persons": 2}  # fmt: skip
+
+
+def _sgn_kernel(t: Tensor) -> Tensor:
+    """The official ``(C_out, C_in, 1, 3)`` kernel over ``(V, T)`` as the project's ``(C_out, C_in, 3, 1)``
+    over ``(T, V)``."""
+    return t.transpose(2, 3).contiguous()
+
+
+def _sgn_kernel_shape(s: tuple[int, ...]) -> tuple[int, ...]:
+    return (s[0], s[1], s[3], s[2])
+
+
+register_format(
+    "sgn",
+    OfficialFormat(
+        model="sgn",
+        repo="microsoft/SGN",
+        layout="ntu25",
+        # SGN(num_classes, 'NTU', seg=20, args, bias=True): 64-d embeddings, 20 segments
+        model_kwargs={"channels": 64, "num_frames": 20},
+        sizes=_sgn_sizes,
+        pipeline="sgn",
+        rules=(
+            rename(r"(joint|dif)_embed\.bn\.(.+)", r"\1_embed.cnn.0.bn.\2"),  # norm_data
+            rename(r"(joint|dif)_embed\.mlp\.0\.(.+)", r"\1_embed.cnn.1.cnn.\2"),
+            rename(r"(joint|dif)_embed\.mlp\.2\.(.+)", r"\1_embed.cnn.3.cnn.\2"),
+            rename(r"(spa|tem)_embed\.mlp\.(0|2)\.(.+)", r"\1_embed.cnn.\2.cnn.\3"),
+            rename(r"compute_g\.theta\.(.+)", r"compute_g1.g1.cnn.\1"),
+            rename(r"compute_g\.phi\.(.+)", r"compute_g1.g2.cnn.\1"),
+            *(rename(rf"gcn\.{i}\.(w|w1)\.(.+)", rf"gcn{i + 1}.\1.cnn.\2") for i in range(3)),
+            *(rename(rf"gcn\.{i}\.bn\.(.+)", rf"gcn{i + 1}.bn.\1") for i in range(3)),
+            rename(r"frame_cnn\.0\.conv\.weight", "cnn.cnn1.weight", _sgn_kernel, _sgn_kernel_shape),
+            rename(r"frame_cnn\.0\.conv\.bias", "cnn.cnn1.bias"),
+            rename(r"frame_cnn\.1\.(.+)", r"cnn.bn1.\1"),
+            rename(r"frame_cnn\.4\.(.+)", r"cnn.cnn2.\1"),
+            rename(r"frame_cnn\.5\.(.+)", r"cnn.bn2.\1"),
+            rename(r"fc\.(.+)", r"fc.\1"),
+        ),
+    ),
+)
+
+
 # ---- the project checkpoint ----------------------------------------------------------------------------
 def data_config(data: str) -> tuple[dict[str, Any], str, tuple[str, ...]]:
     """The data config ``configs/data/<data>.yaml`` (resolved, with the official window of
@@ -367,6 +420,7 @@ def convert(model: str, official_path: str | Path, out_path: str | Path, data: s
         "window": OFFICIAL_WINDOW,
         "model_kwargs": dict(fmt.model_kwargs),
         "normalize": "none",  # the clips must come in the official model's own input format
+        "pipeline": fmt.pipeline,  # what the official code does to them before its network
         "modality": "joint",
         "data_name": cfg_data["name"],
         "data_config": cfg_data,

@@ -6,6 +6,16 @@ semantics of the joint (an embedded one-hot joint index) feed a joint-level modu
 convolutions over a data-driven adjacency ``G_t = softmax_j(theta(z_t)_i . phi(z_t)_j)`` computed per frame.
 The embedded one-hot frame index is added, joints are max-pooled, and a frame-level CNN (temporal kernel 3,
 then 1x1) is max-pooled over frames. Persons are folded into the batch and merged by a maximum.
+
+At its defaults on one person and ``T = num_frames = 20`` frames this is the function of the official
+``model.SGN(num_classes, 'NTU', seg=20, args, bias=True)`` (microsoft/SGN ``model.py``), layer for layer:
+``joint_embed`` / ``dif_embed`` (``norm_data`` and two ``cnn1x1``), ``spa_embed``, ``tem_embed``,
+``compute_g1`` (``g1`` = theta, ``g2`` = phi), ``gcn1``-``gcn3`` and ``cnn`` (``local``: ``cnn1`` is the
+temporal convolution, kept here as ``(3, 1)`` over ``(T, V)``, the official ``(1, 3)`` over ``(V, T)``).
+The official network takes ``(N, seg, 75)``, frames by 25 joints times xyz, i.e. ``(N, 3, seg, 25, 1)``
+here; its two persons are interleaved as rows by its data loader (the ``sgn`` input pipeline,
+:mod:`lightning_skel.data.pipelines.sgn`). Its one-hot ``spa`` / ``tem`` inputs are tensors built for one
+fixed batch size; here they are buffers broadcast over any batch.
 """
 
 from __future__ import annotations
@@ -60,13 +70,28 @@ class _GraphConv(nn.Module):
 
 @MODELS.register("sgn")
 class SGN(nn.Module):
-    """SGN on ``(N, C, T, V, M)`` with ``T <= num_frames``; ``forward_features`` is the max over frames (and
-    persons) of the frame-level CNN: ``(N, 8 * channels)``.
+    """SGN on ``(N, C, T, V, M)`` with ``T <= num_frames``: ``forward`` gives the logits ``(N, num_classes)``,
+    ``forward_features`` the max over frames (and persons) of the frame-level CNN, ``(N, 8 * channels)``.
 
-    Defaults are the paper's network (``channels=64``: 64-d dynamics and joint embeddings, a 256-d
-    joint-level output and 512-d features, frame-level dropout 0.2). ``num_frames`` sizes the frame-index
-    one-hot embedding: the paper samples 20 segments per clip on NTU; here any ``T`` up to ``num_frames``
-    is accepted and frame ``t`` gets the embedding of index ``t``.
+    Args:
+        num_classes: the number of classes.
+        layout: the skeleton layout (its joints size the joint one-hot and the BN over ``C * V``).
+        in_channels: coordinates per joint ``C`` (default 3).
+        num_persons: persons ``M`` in the input (default 2); they share the weights (folded into the batch)
+            and their features are max-pooled, so the weights do not depend on it. The official network sees
+            one person: its loader turns two bodies into consecutive rows (the ``sgn`` pipeline).
+        channels: the width unit (default 64, the paper's and the official only one): ``channels``-d
+            dynamics and joint embeddings (and the embeddings' hidden layers), a ``4 * channels`` joint-level
+            output and ``8 * channels`` features.
+        num_frames: the size of the frame-index one-hot embedding, the longest ``T`` accepted (default 20,
+            the official ``seg``); frame ``t`` gets the embedding of index ``t``, so a shorter clip uses the
+            first ``T`` (the official network takes exactly ``seg`` frames).
+        dropout: the frame-level CNN's channel dropout (default 0.2, the official).
+
+    Example::
+
+        net = SGN(60, get_layout("ntu25"))  # the official network
+        logits = net(torch.randn(4, 3, 20, 25, 1))  # (4, 60)
     """
 
     def __init__(
@@ -76,7 +101,7 @@ class SGN(nn.Module):
         in_channels: int = 3,
         num_persons: int = 2,
         channels: int = 64,
-        num_frames: int = 64,
+        num_frames: int = 20,
         dropout: float = 0.2,
     ) -> None:
         check_model_args("sgn", in_channels, num_persons, dropout, channels=channels, num_frames=num_frames)

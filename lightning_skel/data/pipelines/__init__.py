@@ -10,6 +10,9 @@ differentiates through the classifier, it differentiates through exactly what th
 Registered names (``model.pipeline`` in configs; ``build_pipeline(name, layout, **kwargs)``):
 
 * ``stgcn``: ST-GCN's test feeder passes the array through unchanged.
+* ``sgn``: SGN's loader (:mod:`~lightning_skel.data.pipelines.sgn`): zero frames dropped, two bodies as
+  consecutive rows, ``seg`` segments with one row sampled from each (the middle, or at random with several
+  samplings per clip as the official test); ``(N * samples, C, seg, V, 1)``.
 
 Example::
 
@@ -63,3 +66,6 @@ class STGCNPipeline(Pipeline):
 def build_pipeline(name: str, layout: str | Layout, **kwargs: Any) -> Pipeline:
     """The registered pipeline ``name`` for ``layout``; an unknown name is a ``KeyError`` listing the known."""
     return PIPELINES.get(name)(layout, **kwargs)
+
+
+from lightning_skel.data.pipelines import sgn  # noqa: E402, F401  (registers "sgn")

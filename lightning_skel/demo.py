@@ -59,13 +59,17 @@ def _train(cfg: DictConfig) -> dict:
     ``last.ckpt`` would be a stale run's until overwritten)."""
     old = Path(cfg.out_dir) / "checkpoints"
     if old.is_dir():
-        log.info("removing the previous demo run's checkpoints in %s", old)
+        log.debug("removing the previous demo run's checkpoints in %s", old)
         shutil.rmtree(old)
     return run_train(cfg)
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # the closing lines say where the W&B runs are, once for all eight runs
+    logging.getLogger("lightning_skel.run").addFilter(
+        lambda r: not r.getMessage().startswith("W&B run written to")
+    )
     console = Console()
     extra = list(sys.argv[1:] if argv is None else argv)
     threads = [o for o in extra if o.startswith("threads=")]  # the attack runs' thread count too
@@ -73,12 +77,12 @@ def main(argv: list[str] | None = None) -> int:
     console.rule("[bold]1/4 HCN action classifier on generated motion")
     cls_cfg = _compose("train", ["experiment=demo", *extra])
     cls = _train(cls_cfg)
-    console.print(_table("action classifier, held-out generated clips", cls, ("test/acc", "test/acc_top5")))
+    console.print(_table("action classifier, test clips", cls, ("test/acc", "test/acc_top5")))
 
     console.rule("[bold]2/4 emotion recognizer on generated emotional motion")
     emo_cfg = _compose("train", ["experiment=demo_emotion", *extra])
     emo = _train(emo_cfg)
-    console.print(_table("emotion recognizer, held-out generated clips", emo, ("test/acc",)))
+    console.print(_table("emotion recognizer, test clips", emo, ("test/acc",)))
 
     console.rule("[bold]3/4 ADMM attack on the classifier, emotion term on")
     emotion_ckpt = emo["best_checkpoint"] or emo["last_checkpoint"]
@@ -117,17 +121,11 @@ def main(argv: list[str] | None = None) -> int:
     adv_ckpt = adv["last_checkpoint"]  # see configs/experiment/demo_adv.yaml
     limit = None  # the whole test split: its clips are ordered by class, so the first few cover few classes
     table = Table(
-        title="clean and robust accuracy on the test clips, before and after adversarial fine-tuning",
+        title="accuracy on the test clips, before and after adversarial fine-tuning",
         box=box.SIMPLE_HEAD,
         show_edge=False,
     )
-    for col in (
-        "classifier",
-        "clean",
-        "robust, ADMM 30 steps",
-        "robust, ADMM within 2 cm",
-        "robust, PGD 2 cm",
-    ):
+    for col in ("classifier", "clean", "robust: ADMM-30", "ADMM-30 in 2 cm", "PGD-20, 2 cm"):
         table.add_column(col, justify="right")
     for when, ckpt in (("before", cls_ckpt), ("after", adv_ckpt)):
         res = {b: attack(ckpt, b, root / f"demo_robust_{when}_{b}", limit) for b in ("admm", "pgd")}
@@ -139,15 +137,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         table.add_row(when, *(f"{v:.1%}" for v in values))
     console.print(table)
-    console.print(
-        f"classifier run:  {cls_cfg.out_dir}  (checkpoints/, logs/, figures/, wandb/, metrics.json)"
-    )
-    console.print(f"emotion run:     {emo_cfg.out_dir}")
-    console.print(
-        f"attack run:      {root / 'demo_attack'}  (report.md, adversarial.npz, per_sample.csv, metrics.json)"
-    )
-    console.print(f"fine-tuned run:  {adv_cfg.out_dir}; attacks before and after: {root}/demo_robust_*")
-    console.print("W&B runs are offline under each wandb/ folder: `wandb sync <run>/wandb/offline-run-*`")
+    console.print(f"classifier: {cls_cfg.out_dir}  (checkpoints/, figures/, metrics.json)")
+    console.print(f"emotion:    {emo_cfg.out_dir}")
+    console.print(f"attack:     {root / 'demo_attack'}  (report.md, adversarial.npz, per_sample.csv)")
+    console.print(f"fine-tuned: {adv_cfg.out_dir}; its attacks: {root}/demo_robust_*")
+    console.print("W&B (offline): each run's wandb/ folder; `wandb sync <run>/wandb/offline-run-*`")
     return 0
 
 

@@ -10,6 +10,9 @@ differentiates through the classifier, it differentiates through exactly what th
 Registered names (``model.pipeline`` in configs; ``build_pipeline(name, layout, **kwargs)``):
 
 * ``stgcn``: ST-GCN's test feeder passes the array through unchanged.
+* ``agcn``: 2s-AGCN's (and MS-G3D's) ``pre_normalization``: the padding filled by repeating each person,
+  centred on the first person's spine, turned so that its spine points along +z and its shoulders along +x
+  (:mod:`~lightning_skel.data.pipelines.agcn`).
 
 Example::
 
@@ -63,3 +66,6 @@ class STGCNPipeline(Pipeline):
 def build_pipeline(name: str, layout: str | Layout, **kwargs: Any) -> Pipeline:
     """The registered pipeline ``name`` for ``layout``; an unknown name is a ``KeyError`` listing the known."""
     return PIPELINES.get(name)(layout, **kwargs)
+
+
+from lightning_skel.data.pipelines import agcn  # noqa: E402, F401  (register the official pipelines)

@@ -13,6 +13,8 @@ Registered names (``model.pipeline`` in configs; ``build_pipeline(name, layout, 
 * ``agcn``: 2s-AGCN's (and MS-G3D's) ``pre_normalization``: the padding filled by repeating each person,
   centred on the first person's spine, turned so that its spine points along +z and its shoulders along +x
   (:mod:`~lightning_skel.data.pipelines.agcn`).
+* ``ctrgcn``: CTR-GCN's ``seq_translation`` (centred on the first person's spine in its first frame) and its
+  test feeder's centre crop resampled to 64 frames (:mod:`~lightning_skel.data.pipelines.ctrgcn`).
 
 Example::
 
@@ -68,4 +70,4 @@ def build_pipeline(name: str, layout: str | Layout, **kwargs: Any) -> Pipeline:
     return PIPELINES.get(name)(layout, **kwargs)
 
 
-from lightning_skel.data.pipelines import agcn  # noqa: E402, F401  (register the official pipelines)
+from lightning_skel.data.pipelines import agcn, ctrgcn  # noqa: E402, F401  (register the official pipelines)

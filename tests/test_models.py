@@ -469,6 +469,8 @@ def test_experiment_composes_and_builds(spec, tmp_path: Path):
         model_kwargs=model.get("kwargs") or {},
         normalize=model.get("normalize", "center_rotate"),
         modality=model.get("modality", "joint"),
+        pipeline=model.get("pipeline"),
+        pipeline_kwargs=model.get("pipeline_kwargs"),
         num_classes=num_classes,
         layout=layout,
         in_channels=in_channels,

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from lightning_skel.data.pipelines import build_pipeline
 from lightning_skel.data.transforms import TEMPORAL, fit_window
-from lightning_skel.skeleton.features import MODALITIES, normalize, to_modality
+from lightning_skel.skeleton.features import MODALITIES, check_modality, normalize, to_modality
 from lightning_skel.skeleton.layouts import get_layout
 
 
@@ -25,7 +25,8 @@ class Classifier(nn.Module):
         layout: the skeleton layout name of the clips.
         normalize: centre on the root of the first frame and rotate to the canonical facing
             (``"center_rotate"``, default), also scale to unit height (``"full"``), or ``"none"``.
-        modality: ``"joint"`` (default), ``"bone"`` or ``"motion"`` (:func:`~lightning_skel.skeleton.to_modality`).
+        modality: ``"joint"`` (default), ``"bone"``, ``"bone_agcn"`` (2s-AGCN's bone stream, ``ntu25``) or
+            ``"motion"`` (:func:`~lightning_skel.skeleton.features.to_modality`).
         pipeline: an official input pipeline's name (:data:`~lightning_skel.data.pipelines.PIPELINES`) in
             place of ``normalize`` (which must then be ``"none"``); default none.
         pipeline_kwargs: its options.
@@ -62,6 +63,7 @@ class Classifier(nn.Module):
             )
         self.net = net
         self.layout = get_layout(layout)
+        check_modality(self.layout, modality)
         self.normalize = normalize
         self.modality = modality
         self.pipeline = (

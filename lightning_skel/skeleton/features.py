@@ -47,8 +47,10 @@ def _difference_matrix(layout_name: str, kind: str, device: torch.device, dtype:
 
 def _build_difference_matrix(layout_name: str, kind: str, device: torch.device, dtype: torch.dtype) -> Tensor:
     """``(V, K)`` matrix ``W`` of 0 and +-1 with ``x @ W`` the joint differences of the layout: the bones
-    ``x[child] - x[parent]`` (``kind="bone"``, K = B) or the two bones of every triplet, ``x[parent] -
-    x[joint]`` then ``x[child] - x[joint]`` (``kind="triplet"``, K = 2 x triplets).
+    ``x[child] - x[parent]`` (``kind="bone"``, K = B), the two bones of every triplet, ``x[parent] -
+    x[joint]`` then ``x[child] - x[joint]`` (``kind="triplet"``, K = 2 x triplets), or the bone modality,
+    column ``j`` the bone of joint ``j`` to its parent and zero at the root (``kind="joint_bone"``, K = V),
+    the same on the tree of the official 2s-AGCN NTU graph for ``ntu25`` (``kind="joint_bone_agcn"``).
 
     Written as a product rather than indexing because its backward is a product too, where indexing's
     backward is a scatter-add: the attacks differentiate these on every step, and the product's forward
@@ -58,14 +60,22 @@ def _build_difference_matrix(layout_name: str, kind: str, device: torch.device, 
     layout = get_layout(layout_name)
     if kind == "bone":
         child, parent = layout.bone_index
-        plus, minus = child, parent
+        plus, minus, cols, k = child, parent, np.arange(len(child)), len(child)
     elif kind == "triplet":
         p, j, c = layout.triplet_index
         plus, minus = np.concatenate([p, c]), np.concatenate([j, j])
+        cols, k = np.arange(len(plus)), len(plus)
+    elif kind in ("joint_bone", "joint_bone_agcn"):
+        if kind == "joint_bone_agcn":
+            # imported here: lightning_skel.models imports this module
+            from lightning_skel.models.graph import official_ntu_graph
+
+            layout = official_ntu_graph()
+        child, parent = layout.bone_index
+        plus, minus, cols, k = child, parent, child, layout.num_joints
     else:
         raise KeyError(f"unknown difference kind {kind!r}")
-    w = np.zeros((layout.num_joints, len(plus)), dtype=np.float64)
-    cols = np.arange(len(plus))
+    w = np.zeros((layout.num_joints, k), dtype=np.float64)
     np.add.at(w, (plus, cols), 1.0)
     np.add.at(w, (minus, cols), -1.0)
     return torch.as_tensor(w, dtype=dtype, device=device)
@@ -302,20 +312,30 @@ def normalize(
     return out * mask.to(out.dtype)
 
 
-MODALITIES = ("joint", "bone", "motion")
+MODALITIES = ("joint", "bone", "bone_agcn", "motion")
+
+
+def check_modality(layout: Layout | str, modality: str) -> None:
+    """Raise unless ``modality`` is one of :data:`MODALITIES` and defined on ``layout`` (``bone_agcn``:
+    ``ntu25`` only)."""
+    if modality not in MODALITIES:
+        raise KeyError(f"unknown modality {modality!r}; known: {', '.join(MODALITIES)}")
+    if modality == "bone_agcn" and get_layout(layout).name != "ntu25":
+        raise ValueError(
+            f"modality 'bone_agcn' is 2s-AGCN's NTU RGB+D bone stream: layout must be 'ntu25', got "
+            f"{get_layout(layout).name!r}"
+        )
 
 
 def to_modality(x: Tensor, layout: Layout | str, modality: str) -> Tensor:
     """The input stream of a classifier, same shape as ``x``: ``joint`` (coordinates), ``bone`` (each
-    joint's bone vector to its parent, zero at the root, as 2s-AGCN) or ``motion`` (frame differences,
-    zero in the last frame)."""
+    joint's bone vector to its parent in the layout's tree, zero at the root), ``bone_agcn`` (2s-AGCN's
+    ``gen_bone_data.py`` for ``ntu25``: the same on the official NTU graph's tree, rooted at the spine
+    shoulder, where the hand tips hang from the thumbs) or ``motion`` (frame differences, zero in the last
+    frame)."""
+    check_modality(layout, modality)
     if modality == "joint":
         return x
-    if modality == "bone":
-        layout = get_layout(layout)
-        child, _ = _indices(layout.name, "bone_index", x.device)
-        out = torch.zeros_like(x)
-        return out.index_copy(3, child, bone_vectors(x, layout))
     if modality == "motion":
         return torch.nn.functional.pad(velocity(x), (0, 0, 0, 0, 0, 1))
-    raise KeyError(f"unknown modality {modality!r}; known: {', '.join(MODALITIES)}")
+    return _differences(x, layout, "joint_bone" if modality == "bone" else "joint_bone_agcn")

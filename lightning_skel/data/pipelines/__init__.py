@@ -10,6 +10,11 @@ differentiates through the classifier, it differentiates through exactly what th
 Registered names (``model.pipeline`` in configs; ``build_pipeline(name, layout, **kwargs)``):
 
 * ``stgcn``: ST-GCN's test feeder passes the array through unchanged.
+* ``agcn``: 2s-AGCN's (and MS-G3D's) ``pre_normalization``: the padding filled by repeating each person,
+  centred on the first person's spine, turned so that its spine points along +z and its shoulders along +x
+  (:mod:`~lightning_skel.data.pipelines.agcn`).
+* ``ctrgcn``: CTR-GCN's ``seq_translation`` (centred on the first person's spine in its first frame) and its
+  test feeder's centre crop resampled to 64 frames (:mod:`~lightning_skel.data.pipelines.ctrgcn`).
 * ``sgn``: SGN's loader (:mod:`~lightning_skel.data.pipelines.sgn`): zero frames dropped, two bodies as
   consecutive rows, ``seg`` segments with one row sampled from each (the middle, or at random with several
   samplings per clip as the official test); ``(N * samples, C, seg, V, 1)``.
@@ -68,4 +73,4 @@ def build_pipeline(name: str, layout: str | Layout, **kwargs: Any) -> Pipeline:
     return PIPELINES.get(name)(layout, **kwargs)
 
 
-from lightning_skel.data.pipelines import sgn  # noqa: E402, F401  (registers "sgn")
+from lightning_skel.data.pipelines import agcn, ctrgcn, sgn  # noqa: E402, F401  (register the official pipelines)

@@ -78,14 +78,16 @@ def test_imported_sgn_reproduces_official_logits(tmp_path):
         assert (net64(_project(fx["input"]).double()) - fx["logits_f64"]).abs().max() <= 1e-9
 
         # the whole input function: the seq arrays through the window and the pipeline, replaying the
-        # official loader's first sampling of each clip
+        # official loader's first sampling of each clip; the fixture's random clips went into the loader
+        # as they are, without the dataset's centring
         x = _clips(fx["sgn_seq"])
+        clf.pipeline.translate = False
         clf.pipeline.offsets = lambda lengths: fx["sgn_offsets"][:, :1]
         assert (model(x) - fx["logits"]).abs().max() <= 1e-4 * scale
 
         # the official test: 5 samplings per clip, their logits averaged by the Classifier
         five = Classifier(net, "ntu25", normalize="none", pipeline="sgn",
-                          pipeline_kwargs={"sampling": "random", "samples": 5}).eval()  # fmt: skip
+                          pipeline_kwargs={"sampling": "random", "samples": 5, "translate": False}).eval()  # fmt: skip
         assert five.samples == 5
         five.pipeline.offsets = lambda lengths: fx["sgn_offsets"]
         assert torch.equal(_official_rows(five.pipeline(x)), fx["input_test5"])
@@ -118,6 +120,12 @@ def test_sgn_pipeline_reproduces_the_official_loader():
         assert torch.equal(rows[i, : lengths[i]].transpose(1, 2).flatten(1), want)
         assert not rows[i, lengths[i] :].any()
     assert torch.equal(_official_rows(pipe(x, offsets=pre["offsets"])), pre["input"])
+    # from the denoised joints, before the dataset's centring: the pipeline centres them as the script does
+    raw = torch.zeros_like(seq)
+    for i, d in enumerate(_fixture("preprocess_ctrgcn")["denoised"]):
+        raw[i, : d.shape[0], : d.shape[1]] = d
+    assert not torch.equal(raw, seq)
+    assert torch.equal(_official_rows(pipe(_clips(raw), offsets=pre["offsets"])), pre["input"])
 
 
 # ---- the pipeline on its own: a per-clip reference of the official loader -------------------------------
@@ -159,7 +167,7 @@ def _ragged_clips(dtype=torch.float64) -> torch.Tensor:
 
 def test_sgn_pipeline_middle_sampling_matches_the_reference():
     x = _ragged_clips()
-    pipe = build_pipeline("sgn", "ntu25", seg=SEG)
+    pipe = build_pipeline("sgn", "ntu25", seg=SEG, translate=False)
     out = pipe(x)
     assert out.shape == (5, 3, SEG, 25, 1) and pipe.samples == 1
     for i in range(5):
@@ -176,7 +184,9 @@ def test_sgn_pipeline_random_sampling_is_reproducible_and_uniform():
     x = _ragged_clips()
 
     def random(seed: int):
-        return build_pipeline("sgn", "ntu25", seg=SEG, sampling="random", samples=3, seed=seed).eval()
+        return build_pipeline(
+            "sgn", "ntu25", seg=SEG, sampling="random", samples=3, seed=seed, translate=False
+        ).eval()
 
     pipe = random(5)
     out = pipe(x)
@@ -210,7 +220,7 @@ def test_sgn_pipeline_gradient_is_the_gather():
     """The output is linear in x, ``out = A x``: the gradient of ``<w, out>`` is ``A^T w``, so
     ``<grad, x> = <w, out>``; it is zero on padding frames and absent persons, and reaches every row sampled."""
     x = _ragged_clips().requires_grad_(True)
-    pipe = build_pipeline("sgn", "ntu25", seg=SEG, sampling="random", samples=2).eval()
+    pipe = build_pipeline("sgn", "ntu25", seg=SEG, sampling="random", samples=2, translate=False).eval()
     out = pipe(x)
     w = torch.randn(out.shape, generator=torch.Generator().manual_seed(1), dtype=x.dtype)
     (grad,) = torch.autograd.grad((out * w).sum(), x)
@@ -239,7 +249,7 @@ def test_sgn_pipeline_refuses_bad_arguments():
         build_pipeline("sgn", "ntu25", samples=5)
     with pytest.raises(ValueError, match=r"seg must be an integer >= 1.*sampling must be one of"):
         build_pipeline("sgn", "ntu25", seg=0, sampling="uniform")
-    pipe = build_pipeline("sgn", "ntu25", seg=SEG)
+    pipe = build_pipeline("sgn", "ntu25", seg=SEG, translate=False)
     x = _ragged_clips()
     with pytest.raises(ValueError, match=r"x must be \(N, C, T, V=25, M\)"):
         pipe(x[:, :, :, :20])

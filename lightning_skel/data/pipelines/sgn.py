@@ -8,9 +8,11 @@ zero padded to at least ``seg``; of the ``L`` rows, segment ``k`` is rows ``[k d
 ``d = L // seg`` (the ``L - seg d`` last rows are never sampled), and one row is taken from each segment.
 The output is ``(N * samples, C, seg, V, 1)``: a sampling's ``seg`` rows as frames, one "person".
 
-The clips must be what SGN's loader reads: the ``seq`` arrays of its ``data/ntu/seq_transformation.py``
-(centred on the spine of the first actor's first frame, zero padded to 300 frames), as the ``ctrgcn`` reader
-gives them; that centring is data preparation, not part of this module. A person counts as present in a
+SGN's loader reads the ``seq`` arrays of its ``data/ntu/seq_transformation.py``, centred on the spine of the
+first actor's first frame when the dataset is built. With ``translate=True`` (the default) that centring
+(:func:`~lightning_skel.data.pipelines.ctrgcn.seq_translation`, the same script as CTR-GCN's) is applied
+first, so clips straight from the NTU reader and the already centred arrays of the ``ctrgcn`` reader give
+the same rows (the centring of centred clips changes nothing). A person counts as present in a
 frame when any of its values is non-zero (:func:`~lightning_skel.skeleton.features.valid_mask`, the mask
 the attacks perturb within), so the rows depend on the exact zeros of ``x``: an attack keeps absent persons
 and padding frames at zero, and their gradient is zero.
@@ -25,6 +27,7 @@ import torch
 from torch import Tensor
 
 from lightning_skel.data.pipelines import PIPELINES, Pipeline
+from lightning_skel.data.pipelines.ctrgcn import seq_translation
 from lightning_skel.skeleton.features import valid_mask
 from lightning_skel.skeleton.layouts import Layout
 from lightning_skel.utils import check_params
@@ -57,6 +60,8 @@ class SGNPipeline(Pipeline):
             ``sampling="random", samples=5`` is the official test, ``sub_seq(train=2)``); ``"middle"``
             takes 1.
         seed: seeds the ``"random"`` draws (default 1337, the official ``np.random.seed``).
+        translate: centre the clips as ``seq_transformation.py`` does first (default true; false for clips
+            that are centred otherwise).
 
     Example::
 
@@ -72,6 +77,7 @@ class SGNPipeline(Pipeline):
         sampling: str = "middle",
         samples: int = 1,
         seed: int = 1337,
+        translate: bool = True,
     ) -> None:
         check_params(
             "sgn pipeline",
@@ -84,10 +90,12 @@ class SGNPipeline(Pipeline):
                     "an integer >= 1, and 1 for the deterministic 'middle' sampling",
                 ),
                 "seed": (seed, isinstance(seed, int), "an integer"),
+                "translate": (translate, isinstance(translate, bool), "true or false"),
             },
         )
         super().__init__(layout)
         self.seg, self.sampling, self.num_samples, self.seed = seg, sampling, samples, seed
+        self.translate = translate
         self.generator = torch.Generator().manual_seed(seed)
         draws = torch.randint(0, DRAW_RANGE, (samples, seg), generator=self.generator)
         self.register_buffer("draws", draws, persistent=False)  # (samples, seg), eval-mode "random"
@@ -97,13 +105,15 @@ class SGNPipeline(Pipeline):
         """Rows per clip in the output: one in train mode with ``"random"``, else ``samples``."""
         return 1 if self.training and self.sampling == "random" else self.num_samples
 
-    def _check(self, x: Tensor) -> None:
+    def _check(self, x: Tensor) -> Tensor:
+        """``x`` checked, and centred when ``translate``."""
         v = self.layout.num_joints
         if x.dim() != 5 or x.shape[3] != v:
             raise ValueError(
                 f"sgn pipeline: x must be (N, C, T, V={v}, M) clips of layout {self.layout.name!r}, "
                 f"got shape {tuple(x.shape)}"
             )
+        return seq_translation(x) if self.translate else x
 
     @staticmethod
     def _count(x: Tensor) -> tuple[Tensor, Tensor]:
@@ -125,7 +135,7 @@ class SGNPipeline(Pipeline):
     def rows(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """The rows of each clip before padding and sampling (zero-frame removal and ``turn_two_to_one``):
         ``(N, T * M, C, V)``, zero from row ``lengths`` on, and ``lengths (N,)``."""
-        self._check(x)
+        x = self._check(x)
         n, c, t, v, m = x.shape
         cum, lengths = self._count(x)
         index = torch.arange(t * m, device=x.device).expand(n, -1)
@@ -149,7 +159,7 @@ class SGNPipeline(Pipeline):
         """``x (N, C, T, V, M) -> (N * S, C, seg, V, 1)``, clip-major. ``offsets (N, S, seg)`` replays given
         rows (indices into each clip's rows after padding to ``seg``, e.g. recorded from the official
         loader); default :meth:`offsets`, ``S = samples``."""
-        self._check(x)
+        x = self._check(x)
         n, c, _, v, _ = x.shape
         cum, lengths = self._count(x)
         if offsets is None:

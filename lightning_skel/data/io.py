@@ -231,6 +231,7 @@ def read_prepared_by(path: str | os.PathLike) -> dict | None:
     naming the file."""
     path = Path(path)
     try:
+        _check_members(path)  # headers only
         with np.load(path, allow_pickle=False) as f:
             if "prepared_by" not in f.files:
                 return None

@@ -7,6 +7,7 @@ import json
 import signal
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -431,10 +432,10 @@ CONFIGS = {
 }
 
 
-def compose_data(name: str, data_dir: Path):
+def compose_data(name: str, data_dir: Path, overrides: Sequence[str] = ()):
     """The ``data`` group entry ``name`` as Hydra composes it (with its ``_base_``), paths from configs/paths."""
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base=None):
-        cfg = compose(overrides=[f"+data={name}", "+paths=default", f"paths.data_dir={data_dir}"])
+        cfg = compose(overrides=[f"+data={name}", "+paths=default", f"paths.data_dir={data_dir}", *overrides])
     return cfg
 
 
@@ -452,6 +453,10 @@ def test_data_configs(name, tmp_path):
     load_readers()
     if fmt in READERS:  # the NTU reader is written separately
         READERS.get(fmt)().check_split(split)
+    if fmt == "ntu":  # the body selection is named, so that each has its own cache file
+        assert cfg.data.source.options == {"pipeline": "project"}
+        other = compose_data(name, tmp_path, ["data.source.options.pipeline=agcn"]).data.source
+        assert READERS.get("ntu")(options=dict(other.options)).pipeline == "agcn"
 
 
 @pytest.mark.data

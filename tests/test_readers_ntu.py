@@ -505,9 +505,10 @@ def test_splits():
         r.split_of(clip("clip_7"), "xview")
 
 
-def test_reader_takes_no_options():
-    with pytest.raises(ValueError, match="takes no options"):
+def test_reader_takes_only_the_pipeline_option():
+    with pytest.raises(ValueError, match=r"only option is 'pipeline', got \['max_bodies'\]"):
         NTUReader(options={"max_bodies": 3})
+    assert NTUReader().pipeline == "project" and NTUReader().settings() == {"pipeline": "project"}
 
 
 def test_class_names():

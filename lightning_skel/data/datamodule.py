@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from lightning_skel.data.io import SkeletonData, load_npz, save_npz
+from lightning_skel.data.io import SkeletonData, load_npz, read_prepared_by, save_npz
 from lightning_skel.data.transforms import TEMPORAL, fit_window, random_affine, random_mirror
 from lightning_skel.skeleton.layouts import get_layout
 from lightning_skel.utils import log_once
@@ -29,6 +30,20 @@ from lightning_skel.utils import log_once
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
+
+
+_FILE_NAME_SAFE = re.compile(r"[A-Za-z0-9_.+-]+")
+
+
+def _options_key(options: dict) -> str:
+    """``-key=value`` per option (sorted) for a cache file name, ``-`` and a hash of them when a key or
+    value is not a short plain word, ``""`` without options."""
+    if not options:
+        return ""
+    words = [f"{k}={v}" for k, v in sorted(options.items())]
+    if all(_FILE_NAME_SAFE.fullmatch(w.replace("=", "", 1)) for w in words) and sum(map(len, words)) <= 60:
+        return "-" + "-".join(words)
+    return "-" + hashlib.sha1(json.dumps(options, sort_keys=True).encode()).hexdigest()[:10]
 
 
 class EpochShuffleSampler(Sampler[int]):
@@ -180,22 +195,64 @@ class SkeletonDataModule(pl.LightningDataModule):
         self.datasets: dict[str, SkeletonDataset] = {}
         self._carved: dict[str, str] = {}  # sets carved from the training rows: the setting that sized each
         self._generator = torch.Generator().manual_seed(seed)
+        self._preparation: dict | None = None
 
     # ---- where the data comes from ---------------------------------------------------------------
     @property
+    def preparation(self) -> dict | None:
+        """The ``prepared_by`` record the cache of a ``source`` must hold (format, the reader's options with
+        its defaults, split; :func:`lightning_skel.data.prepare.preparation`); ``None`` without a source."""
+        if self.source is None:
+            return None
+        if self._preparation is None:
+            from lightning_skel.data.prepare import preparation
+
+            self._preparation = preparation(
+                self.source["format"], self.source.get("options"), self.source.get("split")
+            )
+        return self._preparation
+
+    @property
     def cache_file(self) -> Path | None:
+        """Where a ``synthetic`` or ``source`` set is cached: ``<name>-<hash of the settings>.npz``, or for a
+        source ``<name>[-<split>][-<options>].npz`` with the reader's options (defaults filled in) as
+        ``key=value`` (a hash when they do not fit a file name), e.g. ``ntu60_xsub-xsub60-pipeline=stgcn.npz``:
+        a set converted with other options is another file."""
         if self.synthetic is not None:
             key = hashlib.sha1(json.dumps(self.synthetic, sort_keys=True).encode()).hexdigest()[:10]
             return self.cache_dir / f"{self.name}-{key}.npz"
         if self.source is not None:
             split = self.source.get("split")
-            return self.cache_dir / f"{self.name}{'-' + split if split else ''}.npz"
+            options = self.preparation["options"]
+            return self.cache_dir / f"{self.name}{'-' + split if split else ''}{_options_key(options)}.npz"
         return None
 
+    def _cache_is_current(self, out: Path) -> bool:
+        """Whether the cache ``out`` exists and, for a source, records :attr:`preparation`; a stale one is
+        logged with both records."""
+        if not out.is_file():
+            return False
+        if self.source is None:
+            return True
+        try:
+            found = read_prepared_by(out)
+        except ValueError as e:
+            found = f"unreadable ({e})"
+        if found == self.preparation:
+            return True
+        log.warning(
+            "%s was prepared by %s, not %s: converting it again",
+            out,
+            found or "a version that recorded nothing",
+            self.preparation,
+        )
+        return False
+
     def prepare_data(self) -> None:
-        """Generate or convert into the cache on first use (rank 0 only under DDP)."""
+        """Generate or convert into the cache on first use, or again when the cached conversion was made
+        with other settings (rank 0 only under DDP)."""
         out = self.cache_file
-        if out is None or out.is_file():
+        if out is None or self._cache_is_current(out):
             return
         if self.synthetic is not None:
             from lightning_skel.data.synthetic import generate
@@ -226,9 +283,15 @@ class SkeletonDataModule(pl.LightningDataModule):
                     )
             return self._carve(train, sets)
         path = self.paths["path"] or self.cache_file
-        if not Path(path).is_file():
+        if not self.paths["path"]:
             self.prepare_data()
         data = load_npz(path)
+        if self.source is not None:
+            found = json.loads(data["prepared_by"]) if "prepared_by" in data else None
+            if found != self.preparation:
+                raise ValueError(
+                    f"{path}: prepared by {found}, not {self.preparation}; delete it to convert again"
+                )
         if "split" in data:
             split = data["split"]
             unknown = sorted(set(split.tolist()) - set(SPLITS))

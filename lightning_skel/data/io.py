@@ -13,6 +13,8 @@ optional       ``subject``, ``view``   ``(N,)`` int64
                ``split``               ``(N,)`` str, e.g. ``train`` / ``val`` / ``test``
                ``score``               ``(N, T, V, M)`` float32 keypoint confidence of 2D data
                ``sample_name``         ``(N,)`` str, the source clip of each row
+               ``prepared_by``         scalar str, a JSON object: what ``prepare`` made the file with
+                                       (``format``, the reader's ``options``, ``split``)
 attack run     ``x_clean``             ``(N, C, T, V, M)`` float32, the clean clips of which ``x`` are the
 (optional)                             adversarial ones (attack.py's adversarial.npz)
                ``index``               ``(N,)`` int64, each clip's row in the attacked file
@@ -31,6 +33,7 @@ and the problem.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import zipfile
@@ -49,7 +52,7 @@ PER_SAMPLE_STR = ("split", "sample_name")
 ATTACK_INT = ("index", "target", "pred_clean", "pred_adv", "grad_evals")
 ATTACK_BOOL = ("attacked", "success")
 ATTACK_KEYS = ("x_clean", *ATTACK_INT, *ATTACK_BOOL)
-OPTIONAL = (*PER_SAMPLE_INT, *PER_SAMPLE_STR, "score", "emotion_names", *ATTACK_KEYS)
+OPTIONAL = (*PER_SAMPLE_INT, *PER_SAMPLE_STR, "score", "emotion_names", "prepared_by", *ATTACK_KEYS)
 
 SkeletonData = dict[str, Any]
 
@@ -140,6 +143,16 @@ def validate(data: SkeletonData, source: str | os.PathLike = "<memory>") -> Skel
             out[key] = arr.astype(str)
     if "emotion_names" in data:
         out["emotion_names"] = [str(s) for s in np.asarray(data["emotion_names"]).reshape(-1)]
+    if "prepared_by" in data:
+        record = data["prepared_by"]
+        text = str(record.item()) if isinstance(record, np.ndarray) and record.shape == () else record
+        try:
+            ok = isinstance(text, str) and isinstance(json.loads(text), dict)
+        except json.JSONDecodeError:
+            ok = False
+        if not ok:
+            fail(f"prepared_by must be a string holding a JSON object, got {str(record)[:80]!r}")
+        out["prepared_by"] = text
     if "emotion" in out:
         hi = len(out.get("emotion_names", [])) or None
         e = out["emotion"]
@@ -210,6 +223,31 @@ def _check_members(path: Path) -> None:
                         f"{path}: array {key!r} claims shape {shape} ({need} bytes) but the file holds "
                         f"{have} bytes of it (corrupt or truncated)"
                     )
+
+
+def read_prepared_by(path: str | os.PathLike) -> dict | None:
+    """The ``prepared_by`` record of the skeleton npz at ``path`` as a dict, ``None`` when it has none;
+    reads only that array (a converted data set can be gigabytes). A malformed record is a ``ValueError``
+    naming the file."""
+    path = Path(path)
+    try:
+        _check_members(path)  # headers only
+        with np.load(path, allow_pickle=False) as f:
+            if "prepared_by" not in f.files:
+                return None
+            record = f["prepared_by"]
+    except (OSError, EOFError, zipfile.BadZipFile, ValueError) as e:
+        raise ValueError(f"{path}: cannot read its prepared_by record ({e})") from e
+    text = str(record.item()) if record.shape == () and record.dtype.kind == "U" else None
+    try:
+        value = json.loads(text) if text is not None else None
+    except json.JSONDecodeError:
+        value = None
+    if not isinstance(value, dict):
+        raise ValueError(
+            f"{path}: prepared_by must be a string holding a JSON object, got {str(record)[:80]!r}"
+        )
+    return value
 
 
 def load_npz(path: str | os.PathLike) -> SkeletonData:

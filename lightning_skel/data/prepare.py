@@ -1,13 +1,18 @@
 """Convert a dataset in an external format into one skeleton npz.
 
     python -m lightning_skel.data.prepare FORMAT SRC OUT.npz [--split NAME] [--workers N] [--limit K]
-                                          [--option KEY=VALUE ...]
+                                          [--pipeline NAME] [--option KEY=VALUE ...]
 
 FORMAT is a reader registered in :data:`~lightning_skel.data.readers.READERS` (every module of
 ``lightning_skel.data.readers`` is imported first, see :func:`load_readers`). The files under SRC are read in
 parallel (``--workers``), in file order, so the output is the same for any worker count. A file the reader
 cannot read (a :class:`~lightning_skel.data.readers.base.ReadError`) is skipped and reported; any other
 exception is a bug and stops the run. OUT is written atomically at the end, never partially.
+
+``--pipeline NAME`` is the reader option ``pipeline`` (``-o pipeline=NAME``): for ``ntu``, whose body
+selection chooses the persons of each clip (``project``, ``stgcn``, ``agcn``, ``ctrgcn``, ``sgn``; see
+:class:`~lightning_skel.data.readers.ntu.NTUReader`). OUT records what made it in ``prepared_by``: the
+format, the reader's options with its defaults filled in, and the split (:func:`preparation`).
 
 Exit codes: 0 all files read; 1 some files skipped (OUT written); 2 bad arguments or nothing could be read;
 143 stopped by SIGTERM (nothing written, no temporary file left).
@@ -98,6 +103,25 @@ def make_reader(format: str, options: Mapping[str, Any] | None = None) -> Reader
         return READERS.get(format)(options=dict(options or {}))
     except (ValueError, TypeError, OSError) as e:
         raise PrepareError(f"format {format!r}: bad options {dict(options or {})}: {e}") from e
+
+
+def preparation(
+    format: str,
+    options: Mapping[str, Any] | None = None,
+    split: str | None = None,
+    limit: int | None = None,
+) -> dict[str, Any]:
+    """The ``prepared_by`` record that :func:`prepare` writes for these arguments, e.g.
+    ``{"format": "ntu", "options": {"pipeline": "project"}, "split": "xsub60"}`` (``limit`` only when set).
+    Bad options are a :class:`PrepareError`, as in :func:`prepare`."""
+    return _record(format, make_reader(format, options), split, limit)
+
+
+def _record(format: str, reader: Reader, split: str | None, limit: int | None) -> dict[str, Any]:
+    record = {"format": format, "options": reader.settings(), "split": split}
+    if limit is not None:
+        record["limit"] = limit
+    return json.loads(json.dumps(record, default=str))  # as read back from the file
 
 
 def _read_one(reader: Reader, path: Path) -> tuple[list[Clip] | SkeletonData | None, Skipped | None]:
@@ -278,6 +302,7 @@ def prepare(
         data = _assemble(reader, results, split, limit)
     except ValueError as e:  # a split protocol the files cannot satisfy, or inconsistent files
         raise PrepareError(f"{format}: cannot assemble the clips read from {src}: {e}") from e
+    data["prepared_by"] = json.dumps(_record(format, reader, split, limit), sort_keys=True)
     report.out = save_npz(out, data)
     report.num_clips = len(data["y"])
     log.info("%s: wrote %d clip(s) to %s (%d file(s) skipped)", format, report.num_clips, out, len(skipped))
@@ -295,6 +320,8 @@ def _option(text: str) -> tuple[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from lightning_skel.data.readers.ntu import DEFAULT_PIPELINE, NTU_PIPELINES
+
     parser = argparse.ArgumentParser(
         prog="python -m lightning_skel.data.prepare",
         description="Convert a skeleton dataset into one skeleton npz. Formats: " + ", ".join(load_readers()),
@@ -311,6 +338,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--limit", type=int, default=None, help="read at most K files and keep at most K clips"
     )
     parser.add_argument(
+        "--pipeline",
+        default=None,
+        metavar="NAME",
+        help=f"the reader option pipeline; ntu: the body selection of {', '.join(NTU_PIPELINES)} "
+        f"(default {DEFAULT_PIPELINE})",
+    )
+    parser.add_argument(
         "-o",
         "--option",
         type=_option,
@@ -324,6 +358,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "-v", "--verbose", action="store_true", help="log progress and each skip as it happens"
     )
     args = parser.parse_args(argv)
+    options = dict(args.option)
+    if args.pipeline is not None:
+        if options.get("pipeline", args.pipeline) != args.pipeline:
+            print(
+                f"error: --pipeline {args.pipeline} and -o pipeline={options['pipeline']} disagree",
+                file=sys.stderr,
+            )
+            return 2
+        options["pipeline"] = args.pipeline
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.ERROR, format="%(levelname)s %(message)s"
     )
@@ -341,7 +384,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             workers=args.workers,
             limit=args.limit,
             progress=not args.no_progress,
-            options=dict(args.option),
+            options=options,
         )
     except NothingReadError as e:
         print(

@@ -59,6 +59,11 @@ class Reader:
     def __post_init__(self) -> None:
         """Subclasses check their ``options`` here (the dataclass ``__init__`` calls it)."""
 
+    def settings(self) -> dict:
+        """The options as the reader applies them, defaults filled in where it has any: what ``prepare``
+        records in the npz it writes (``prepared_by``). The options as given by default."""
+        return dict(self.options)
+
     def warm_up(self) -> None:
         """Work every file needs done once (compiling a parser), run by ``prepare`` before it reads any file,
         in the parent process, so that worker processes do not each do it. Nothing by default."""

@@ -21,8 +21,11 @@ does not accept (a malformed file, or an unusual but valid one, e.g. tab separat
 than 15 digits) goes to a line-by-line reader that either returns the same result or raises
 :class:`~lightning_skel.data.readers.base.ReadError` with the 1-based line number of the problem.
 
-Body selection (:func:`select_bodies`) follows the denoising of the NTU preprocessing shipped with SGN and
-CTR-GCN (``data/ntu/get_raw_denoised_data.py``): see its docstring.
+Body selection, the reader's option ``pipeline``: ``project`` (the default, :func:`select_bodies`) is the
+project's own, after the denoising of SGN and CTR-GCN (``data/ntu/get_raw_denoised_data.py``) but keeping
+every frame; ``stgcn``, ``agcn`` and ``ctrgcn`` (= ``sgn``) reproduce the official repositories'
+preprocessing exactly, up to where it becomes model input (padding, normalisation and translation are the
+model-side pipelines' part): see :data:`NTU_PIPELINES`.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import os
 import re
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -50,13 +54,17 @@ progress_log = logging.getLogger("lightning_skel.progress")
 __all__ = [
     "NTU60_ACTIONS",
     "NTU120_ACTIONS",
+    "NTU_PIPELINES",
     "NTUName",
     "NTUReader",
     "RawSkeleton",
+    "denoise_ctrgcn",
     "parse_ntu_name",
     "parse_skeleton",
     "read_ntu_skeleton",
     "select_bodies",
+    "select_bodies_agcn",
+    "select_bodies_stgcn",
 ]
 
 # The official action names (github.com/shahroudy/NTURGB-D), A001..A120; label = A - 1.
@@ -231,7 +239,8 @@ def parse_ntu_name(name: str) -> NTUName:
 
 @dataclass
 class RawSkeleton:
-    """The bodies of a ``.skeleton`` file, one record per (frame, body) pair, in file order.
+    """The bodies of a ``.skeleton`` file, one record per (frame, body) pair, in file order (so ``frame`` never
+    decreases, and the records of a frame are in the order the file lists its bodies).
 
     ``xyz (R, 25, 3)`` float64 holds the joints' camera coordinates in metres (the other fields are checked
     to be numbers, then dropped); ``body (R,)`` indexes ``body_ids`` (numbered by first appearance);
@@ -605,6 +614,169 @@ def select_bodies(raw: RawSkeleton, max_bodies: int = 2) -> np.ndarray:
     return out
 
 
+# The official pipelines' body selection. Each returns ``(3, T, 25, 2)`` float32 like :func:`select_bodies`,
+# reproducing one repository's NTU preprocessing bit for bit (tests/test_ntu_pipelines.py checks the six
+# sample files against arrays computed by the official scripts).
+
+MAX_BODY_TRUE = 2  # persons an official array holds
+MAX_BODY_KINECT = 4  # 2s-AGCN / MS-G3D: bodies of a frame read before ranking by energy
+
+
+def _slots(raw: RawSkeleton, slots: int) -> np.ndarray:
+    """``(slots, T, 25, 3)`` float64: slot ``m`` of frame ``t`` holds the ``m``-th body listed in that frame
+    (whatever its ID), zeros where a frame lists fewer bodies; bodies beyond ``slots`` are dropped."""
+    position = np.arange(len(raw.frame)) - np.searchsorted(raw.frame, raw.frame)  # records are in frame order
+    kept = position < slots
+    out = np.zeros((slots, raw.num_frames, NUM_JOINTS, 3))
+    out[position[kept], raw.frame[kept]] = raw.xyz[kept]
+    return out
+
+
+def select_bodies_stgcn(raw: RawSkeleton) -> np.ndarray:
+    """ST-GCN's ``tools/utils/ntu_read_skeleton.read_xyz(file, max_body=2)``: person ``m`` of frame ``t`` is
+    the ``m``-th body listed in that frame, with no ranking or denoising, so a person's slot can change body
+    from frame to frame. ``T`` is the file's frame count; ``tools/ntu_gendata.py`` then zero-pads to 300.
+
+    Example::
+
+        x = select_bodies_stgcn(parse_skeleton(path.read_bytes()))  # (3, T, 25, 2)
+    """
+    return np.ascontiguousarray(_slots(raw, MAX_BODY_TRUE).transpose(3, 1, 2, 0), dtype=np.float32)
+
+
+def _energy(slot: np.ndarray) -> float:
+    """2s-AGCN's ``get_nonzero_std`` of one slot ``(T, 25, 3)``: over the frames whose coordinates do not sum
+    to 0, the standard deviation of each axis over all joints and frames, summed over the three axes."""
+    s = slot[slot.sum(-1).sum(-1) != 0]
+    return sum(float(s[..., c].std()) for c in range(3)) if len(s) else 0.0
+
+
+def select_bodies_agcn(raw: RawSkeleton) -> np.ndarray:
+    """2s-AGCN's (and MS-G3D's) ``data_gen/ntu_gendata.read_xyz(file, max_body=4)``: the first four bodies
+    listed in each frame fill four slots as in :func:`select_bodies_stgcn`, and the two slots of highest
+    energy (:func:`_energy`) are kept, highest first (ties ordered as ``np.argsort(energy)[::-1]`` orders
+    them). ``T`` is the file's frame count; ``gendata`` then zero-pads to 300 and runs ``pre_normalization``,
+    which belongs to the model-side pipeline.
+
+    Example::
+
+        x = select_bodies_agcn(parse_skeleton(path.read_bytes()))  # (3, T, 25, 2)
+    """
+    slots = _slots(raw, MAX_BODY_KINECT)
+    energy = np.array([_energy(s) for s in slots])
+    best = np.argsort(energy)[::-1][:MAX_BODY_TRUE]
+    return np.ascontiguousarray(slots[best].transpose(3, 1, 2, 0), dtype=np.float32)
+
+
+def _pooled_motion(joints: np.ndarray) -> np.float32:
+    """CTR-GCN's motion of a body ``(n, 25, 3)`` float32: the variance of each axis over all its joints and
+    frames pooled, summed over the axes, in float32."""
+    return np.sum(np.var(joints.reshape(-1, 3), axis=0))
+
+
+def _spread_ok(joints: np.ndarray) -> np.ndarray:
+    """``(n,)`` bool: the frames of ``joints (n, 25, 3)`` whose x-range is at most 0.8 times their y-range.
+
+    The ranges are float32 and the comparison float64, as in ``get_valid_frames_by_spread`` under the numpy
+    1.x it was written for (numpy 2 computes ``0.8 * y-range`` in float32)."""
+    x_range = np.ptp(joints[..., 0], axis=1).astype(np.float64)
+    y_range = np.ptp(joints[..., 1], axis=1).astype(np.float64)
+    return x_range <= NOISE_SPR_THRES1 * y_range
+
+
+def denoise_ctrgcn(raw: RawSkeleton, path: str | Path = "<bytes>") -> np.ndarray:
+    """The NTU preprocessing of CTR-GCN and SGN (``data/ntu/get_raw_skes_data.py`` then
+    ``get_raw_denoised_data.py``), up to ``raw_denoised_joints.pkl``: ``(3, T, 25, 2)`` float32.
+
+    1. Frames without any body are dropped. Each body ID keeps its joints in float32 in file order; its
+       frames are numbered consecutively from its first frame (the scripts' ``interval``, also where the body
+       was missing in between). With several IDs, a body's motion is :func:`_pooled_motion`.
+    2. With several IDs: drop those tracked in at most 11 frames; then, in order of first appearance and
+       while more than one is left, drop a body with at least 69.754 % frames failing :func:`_spread_ok`, or
+       lower its motion to that of its passing frames if that is less.
+    3. Actor 1 is the body of largest motion (ties: first appearance). Each further body, by decreasing
+       motion, joins actor 1 if its frames overlap actor 1's by at most one frame, else actor 2 on the same
+       rule (actor 2's span always counts from frame 0), else is dropped; a later body overwrites a shared
+       frame.
+    4. After denoising several IDs, frames where all coordinates sum to 0 are dropped.
+
+    ``T`` is the frames left; person 2 is zeros when only one actor is found. The official 150-vector of a
+    frame is ``x[:, t].transpose(2, 1, 0).reshape(-1)`` (person, joint, axis). Not applied here:
+    ``seq_transformation.py``'s translation to actor 1's spine middle in its first frame and its padding to
+    300 frames, which belong to the model-side ``ctrgcn`` / ``sgn`` pipelines.
+
+    Raises :class:`ReadError` (naming ``path``) where the scripts fail: every body is tracked in at most 11
+    frames, a body ID is listed twice in one frame so that its frames overrun the clip, or no frame is left.
+    """
+    tracked = np.unique(raw.frame)
+    num_frames = len(tracked)
+    row = np.searchsorted(tracked, raw.frame)  # each record's frame among the tracked ones
+    xyz = raw.xyz.astype(np.float32)
+    joints = [xyz[raw.body == b] for b in range(len(raw.body_ids))]  # (n, 25, 3) each, in frame order
+    start = [int(row[raw.body == b][0]) for b in range(len(raw.body_ids))]
+    actors = [0]
+    if len(joints) > 1:
+        motion = [_pooled_motion(j) for j in joints]
+        keep = [b for b, j in enumerate(joints) if len(j) > NOISE_LEN_THRES]
+        if not keep:
+            raise ReadError(
+                path,
+                f"each of the {len(joints)} bodies is tracked in at most {NOISE_LEN_THRES} frames: "
+                "the ctrgcn denoising keeps none",
+            )
+        for b in list(keep):
+            if len(keep) == 1:
+                break
+            ok = _spread_ok(joints[b])
+            if ok.all():
+                continue
+            if (len(ok) - ok.sum()) / len(ok) >= NOISE_SPR_THRES2:  # the scripts' noisy / all
+                keep.remove(b)
+            else:
+                motion[b] = min(motion[b], _pooled_motion(joints[b][ok]))
+        actors = sorted(keep, key=lambda b: motion[b], reverse=True)  # stable: ties keep their order
+    people = 1 if len(actors) == 1 else MAX_BODY_TRUE
+    out = np.zeros((num_frames, people, NUM_JOINTS, 3), dtype=np.float32)
+
+    def place(b: int, m: int) -> None:
+        if start[b] + len(joints[b]) > num_frames:
+            raise ReadError(
+                path,
+                f"body {raw.body_ids[b]} has {len(joints[b])} records from tracked frame {start[b]} on, "
+                f"where {num_frames - start[b]} frames follow (listed twice in a frame): the ctrgcn "
+                "pipeline cannot place it",
+            )
+        out[start[b] : start[b] + len(joints[b]), m] = joints[b]
+
+    place(actors[0], 0)
+    spans = [(start[actors[0]], start[actors[0]] + len(joints[actors[0]]) - 1), (0, 0)]
+    for b in actors[1:]:
+        s, e = start[b], start[b] + len(joints[b]) - 1
+        for m, (s_m, e_m) in enumerate(spans):
+            if min(e_m, e) - max(s_m, s) <= 0:
+                place(b, m)
+                spans[m] = (min(s, s_m), max(e, e_m))
+                break
+    if len(joints) > 1:
+        out = out[out.reshape(num_frames, -1).sum(axis=1) != 0]  # the official (T, 75 or 150) row sums
+    if not len(out):
+        raise ReadError(path, "no frame is left after the ctrgcn denoising (every kept coordinate is 0)")
+    x = np.zeros((3, len(out), NUM_JOINTS, MAX_BODY_TRUE), dtype=np.float32)
+    x[..., :people] = out.transpose(3, 0, 2, 1)
+    return x
+
+
+# The reader's ``pipeline`` option: how the persons of a clip are chosen from the bodies of a file.
+NTU_PIPELINES: dict[str, Callable[[RawSkeleton], np.ndarray]] = {
+    "project": select_bodies,
+    "stgcn": select_bodies_stgcn,
+    "agcn": select_bodies_agcn,
+    "ctrgcn": denoise_ctrgcn,
+    "sgn": denoise_ctrgcn,
+}
+DEFAULT_PIPELINE = "project"
+
+
 # ---------------------------------------------------------------------------------------------------------
 # The reader.
 
@@ -612,11 +784,17 @@ def select_bodies(raw: RawSkeleton, max_bodies: int = 2) -> np.ndarray:
 @READERS.register("ntu")
 @dataclass
 class NTUReader(Reader):
-    """NTU RGB+D 60 / 120 ``.skeleton`` files, one clip each, 2 persons (see :func:`select_bodies`).
+    """NTU RGB+D 60 / 120 ``.skeleton`` files, one clip each, 2 persons.
+
+    The option ``pipeline`` (``prepare ntu --pipeline NAME``, ``data.source.options.pipeline``) chooses the
+    persons from a file's bodies as one repository's preprocessing does (:data:`NTU_PIPELINES`):
+    ``project`` (the default, :func:`select_bodies`), ``stgcn`` (:func:`select_bodies_stgcn`), ``agcn``
+    (2s-AGCN and MS-G3D, :func:`select_bodies_agcn`), ``ctrgcn`` or its alias ``sgn``
+    (:func:`denoise_ctrgcn`). Clips are not padded to 300 frames (``lengths`` holds each one's ``T``).
 
     ``SRC`` is a ``.skeleton`` file or a folder searched recursively. A file without any tracked body (the
-    dataset's "missing skeleton" samples) or that does not parse is a :class:`ReadError`, so ``prepare``
-    lists it as skipped. Splits: ``xsub60`` / ``xview60`` (NTU RGB+D 60 cross-subject / cross-view), ``xsub120`` / ``xset120``
+    dataset's "missing skeleton" samples), that does not parse, or that the pipeline's official scripts
+    cannot process is a :class:`ReadError`, so ``prepare`` lists it as skipped. Splits: ``xsub60`` / ``xview60`` (NTU RGB+D 60 cross-subject / cross-view), ``xsub120`` / ``xset120``
     (NTU RGB+D 120 cross-subject / cross-setup: even setups train); ``xsub``, ``xview``, ``xset`` are
     aliases of ``xsub60``, ``xview60``, ``xset120``. The NTU 60 protocols keep 60 class names.
     """
@@ -627,8 +805,16 @@ class NTUReader(Reader):
     splits: ClassVar[tuple[str, ...]] = ("xsub60", "xview60", "xsub120", "xset120", *SPLIT_ALIASES)
 
     def __post_init__(self) -> None:
-        if self.options:
-            raise ValueError(f"the ntu reader takes no options, got {sorted(self.options)}")
+        unknown = sorted(set(self.options) - {"pipeline"})
+        if unknown:
+            raise ValueError(f"the ntu reader's only option is 'pipeline', got {unknown}")
+        pipeline = self.options.get("pipeline", DEFAULT_PIPELINE)
+        if pipeline not in NTU_PIPELINES:
+            raise ValueError(f"unknown ntu pipeline {pipeline!r}; known: {', '.join(NTU_PIPELINES)}")
+        self.pipeline: str = pipeline
+
+    def settings(self) -> dict:
+        return {"pipeline": self.pipeline}
 
     def warm_up(self) -> None:
         """Compile the scan (or load it from numba's cache) once; workers forked afterwards inherit it, and
@@ -660,9 +846,13 @@ class NTUReader(Reader):
         raw = parse_skeleton(data, path)
         if not raw.body_ids:
             raise ReadError(path, f"no body is tracked in any of the {raw.num_frames} frames")
+        try:
+            x = NTU_PIPELINES[self.pipeline](raw)
+        except ReadError as e:  # raised without the file's path
+            raise ReadError(path, e.reason, e.line) from None
         return [
             Clip(
-                x=select_bodies(raw),
+                x=x,
                 label=name.action - 1,
                 name=stem,
                 subject=name.performer,

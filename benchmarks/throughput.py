@@ -29,7 +29,7 @@ from lightning_skel.models import list_models
 from lightning_skel.systems import ClassificationSystem
 
 SIZES = {  # the utd_* experiment sizes
-    "hcn": {"width": 32, "feature_dim": 128},
+    "hcn": {"variant": "compact", "width": 32, "feature_dim": 128},
     "stgcn": {"channels": 32, "num_blocks": 6},
     "agcn": {"channels": 32, "num_blocks": 6},
     "sgn": {"channels": 32, "num_frames": 64},

@@ -79,7 +79,7 @@ ATTACK_KWARG_NUMBERS = {  # an attack's hyper-parameters (configs/attack/*.yaml)
     **dict.fromkeys(("lr_z", "alpha"), "float?"),
 }  # fmt: skip
 MODEL_SIZES = ("width", "feature_dim", "channels", "num_blocks", "temporal_kernel", "embed_ratio", "num_frames",
-               "affective_dim")  # fmt: skip
+               "affective_dim", "window")  # fmt: skip
 TRAIN_NUMBERS = {
     **dict.fromkeys(("seed", "data.window", "data.batch_size", "data.num_workers", "data.split_seed", "data.fold",
                      "data.synthetic.num_per_class", "data.synthetic.frames",

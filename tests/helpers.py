@@ -33,7 +33,8 @@ def ntu_skeleton_text(frames: int = 3, bodies: int = 1, seed: int = 0) -> bytes:
 
 
 def tiny_train_overrides(tmp_path: Path) -> list[str]:
-    """train.py overrides for tiny generated data in ``tmp_path`` and a tiny HCN (also for subprocess runs)."""
+    """train.py overrides for tiny generated data in ``tmp_path`` and a tiny compact HCN (also for subprocess
+    runs)."""
     return [
         f"out_dir={tmp_path / 'run'}",
         f"paths.cache_dir={tmp_path / 'cache'}",
@@ -43,6 +44,7 @@ def tiny_train_overrides(tmp_path: Path) -> list[str]:
         "data.window=16",
         "data.batch_size=8",
         "data.val_fraction=0.25",
+        "model.kwargs.variant=compact",
         "model.kwargs.width=8",
         "model.kwargs.feature_dim=16",
         "trainer.enable_progress_bar=false",
@@ -91,7 +93,7 @@ def run_train_script(tmp_path: Path, overrides: list[str], env: dict[str, str] |
 
 
 def train_cfg(tmp_path: Path, overrides: list[str] = ()) -> DictConfig:
-    """The train config on tiny generated data in ``tmp_path`` with a tiny HCN."""
+    """The train config on tiny generated data in ``tmp_path`` with a tiny compact HCN."""
     with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
         return compose("train", overrides=[*tiny_train_overrides(tmp_path), *overrides])
 

@@ -38,7 +38,7 @@ class Recorder(ClassificationSystem):
 def system(cls=ClassificationSystem):
     torch.manual_seed(0)
     return cls(
-        model="hcn", num_classes=12, layout="ntu25", model_kwargs={"width": 8, "feature_dim": 16, "dropout": 0.0},
+        model="hcn", num_classes=12, layout="ntu25", model_kwargs={"variant": "compact", "width": 8, "feature_dim": 16, "dropout": 0.0},
         optimizer={"name": "sgd", "lr": 0.1, "momentum": 0.0, "nesterov": False, "weight_decay": 0.0},
         scheduler={"name": "constant"},
     )  # fmt: skip
@@ -183,7 +183,7 @@ def test_argument_errors():
 def robust_system(**robust):
     torch.manual_seed(0)
     return ClassificationSystem(
-        model="hcn", num_classes=12, layout="ntu25", model_kwargs={"width": 8, "feature_dim": 16, "dropout": 0.0},
+        model="hcn", num_classes=12, layout="ntu25", model_kwargs={"variant": "compact", "width": 8, "feature_dim": 16, "dropout": 0.0},
         robust_training=robust,
     )  # fmt: skip
 

@@ -32,7 +32,7 @@ NUM_CLASSES = 5
 T = 16
 # Tiny versions of every model; a model missing here is tested at its default size.
 TINY = {
-    "hcn": {"width": 8, "feature_dim": 16},
+    "hcn": {"width": 8, "feature_dim": 16, "window": T},  # the reference variant: its head sized for T
     "stgcn": {"channels": 8, "num_blocks": 3},
     "agcn": {"channels": 8, "num_blocks": 3},
     "sgn": {"channels": 8, "num_frames": T},
@@ -49,6 +49,10 @@ TINY = {
 # (layout, C, M): NTU-25 with two persons, Kinect v1 with one, 2D OpenPose with two.
 LAYOUTS = [("ntu25", 3, 2), ("kinect20", 3, 1), ("openpose18", 2, 2)]
 CASES = [(name, *case) for name in list_models() for case in LAYOUTS] + [("emotion", "gait16", 3, 1)]
+# Named variants of a model besides its default, on every layout too: (name, layout, C, M, kwargs).
+VARIANT_CASES = [
+    pytest.param("hcn", *case, {"variant": "compact"}, id=f"hcn-compact-{case[0]}") for case in LAYOUTS
+]
 
 
 def _model(name: str, layout: str, c: int, m: int, **kw) -> torch.nn.Module:
@@ -91,9 +95,9 @@ def _random_rotation(seed: int) -> torch.Tensor:
 # ---- every model on every layout -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("name", "layout", "c", "m"), CASES)
-def test_model_shapes_and_gradients(name, layout, c, m):
-    net = _model(name, layout, c, m).train()
+@pytest.mark.parametrize(("name", "layout", "c", "m", "kw"), [(*case, {}) for case in CASES] + VARIANT_CASES)
+def test_model_shapes_and_gradients(name, layout, c, m, kw):
+    net = _model(name, layout, c, m, **kw).train()
     x = torch.randn(2, c, T, get_layout(layout).num_joints, m)
     logits = net(x)
     feats = net.forward_features(x)
@@ -322,6 +326,100 @@ def test_agcn_needs_its_number_of_persons():
     net = _model("agcn", "ntu25", 3, 2)
     with pytest.raises(ValueError, match="num_persons=2, got input with M=1"):
         net(torch.randn(2, 3, T, 25, 1))
+
+
+def _hcn_reference_parameters(c: int, v: int, width: int, window: int, feature_dim: int, k: int) -> int:
+    """The parameter count of huguyuehuhu/HCN-pytorch ``model/HCN.py`` read off its layers (weights + biases;
+    ``num_person`` enters no layer): per stream ``conv1`` 1x1 C->width, ``conv2`` 3x1 width->window, ``conv3``
+    3x3 V->width/2, ``conv4`` 3x3 width/2->width; ``conv5`` 3x3 2w->2w, ``conv6`` 3x3 2w->4w; ``fc7``
+    4w * (window/16)^2 -> feature_dim (its ``256*2``), ``fc8`` feature_dim -> K."""
+
+    def conv(i: int, o: int, kh: int, kw: int) -> int:
+        return i * o * kh * kw + o
+
+    half, side = width // 2, window // 16
+    stream = conv(c, width, 1, 1) + conv(width, window, 3, 1) + conv(v, half, 3, 3) + conv(half, width, 3, 3)
+    fused = conv(2 * width, 2 * width, 3, 3) + conv(2 * width, 4 * width, 3, 3)
+    head = (4 * width * side * side + 1) * feature_dim + (feature_dim + 1) * k
+    return 2 * stream + fused + head
+
+
+@pytest.mark.parametrize(("window", "count"), [(64, 2_647_868), (32, 1_062_652)])
+def test_hcn_reference_has_the_reference_parameter_count(window, count):
+    """At the reference's NTU-60 configs (experiments/NTU-RGB-D-CS/HCN02/params.json: in_channel 3,
+    out_channel 64, window_size 64, num_joint 25, num_person 2, num_class 60; HCN01: window_size 32) the
+    default ``hcn`` has the reference's parameters, layer by layer as in its code (counts from that code's
+    layer shapes, :func:`_hcn_reference_parameters`), and no batch norm."""
+    net = build_model("hcn", 60, "ntu25", in_channels=3, num_persons=2, width=64, window=window)
+    assert _hcn_reference_parameters(3, 25, 64, window, 512, 60) == count
+    assert sum(p.numel() for p in net.parameters()) == count
+    assert not [mod for mod in net.modules() if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm)]
+    assert net.conv2.out_channels == window and net.fc7[0].in_features == 256 * (window // 16) ** 2
+    streams = [f"conv{i}{s}" for s in ("", "m") for i in range(1, 5)]
+    assert [name for name, _ in net.named_children()] == [*streams, "conv5", "conv6", "fc7", "fc"]
+
+
+def test_hcn_compact_variant_is_the_network_the_figures_were_measured_with():
+    """``variant="compact"``: the network of the UTD-MHAD figures (configs/experiment/utd_hcn.yaml's sizes,
+    0.26 M parameters), its input batch norms and state_dict keys as before the variants existed."""
+    net = build_model("hcn", 27, "kinect20", num_persons=1, variant="compact", width=32, feature_dim=128)
+    assert sum(p.numel() for p in net.parameters()) == 264_235
+    assert [name for name, _ in net.named_children()] == ["joint_bn", "motion_bn", "joint", "motion", "fuse",
+                                                          "fc7", "fc"]  # fmt: skip
+    # any clip length: an adaptive pool before the head
+    for t in (9, 40):
+        assert net.eval()(torch.randn(2, 3, t, 20, 1)).shape == (2, 27)
+
+
+def test_hcn_reference_merges_persons_before_fc7_and_resizes_the_motion():
+    """The persons' last maps are merged by a maximum before ``fc7`` (so swapping persons changes nothing), and
+    the motion stream sees the ``T - 1`` frame differences linearly resized to ``T`` frames: a clip moving
+    at constant speed has the same differences in every frame, so its motion input is that constant."""
+    net = _model("hcn", "ntu25", 3, 2).eval()
+    x = torch.randn(2, 3, T, 25, 2)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), net(x.flip(-1)), rtol=0, atol=0)
+        seen = []
+        hook = net.conv1m.register_forward_hook(lambda mod, args, out: seen.append(args[0]))
+        step = torch.randn(1, 3, 1, 25, 1)
+        net(torch.arange(T).view(1, 1, T, 1, 1) * step.expand(1, 3, 1, 25, 2))
+        hook.remove()
+    assert seen[0].shape == (2, 3, T, 25)  # (N * M, C, T, V)
+    torch.testing.assert_close(seen[0], step[..., 0].expand(2, 3, T, 25), rtol=1e-6, atol=1e-6)
+
+
+def test_hcn_arguments_name_the_variant_and_the_window():
+    with pytest.raises(
+        ValueError, match=r"hcn: variant must be one of \('reference', 'compact'\), got 'small'"
+    ):
+        build_model("hcn", 5, "ntu25", variant="small")
+    with pytest.raises(ValueError, match="window must be an int >= 16"):
+        build_model("hcn", 5, "ntu25", window=8)
+    net = _model("hcn", "ntu25", 3, 2)
+    with pytest.raises(
+        ValueError, match=rf"built for window={T} frames, got T={T + 4}; set model.kwargs.window"
+    ):
+        net(torch.randn(2, 3, T + 4, 25, 2))
+
+
+def test_hcn_checkpoint_from_before_the_variants_loads_as_compact(tmp_path):
+    """A checkpoint whose ``model_kwargs`` name no variant (all were the compact network then) is read as the
+    compact variant, with the same outputs; a reference checkpoint is left as it is."""
+    from lightning_skel.systems import ClassificationSystem
+    from lightning_skel.systems.attack_run import load_classifier
+
+    kwargs = {"width": 8, "feature_dim": 16}
+    for variant, saved in (("compact", kwargs), ("reference", {**kwargs, "window": T})):
+        system = ClassificationSystem(model="hcn", num_classes=NUM_CLASSES, layout="kinect20", num_persons=1,
+                                      model_kwargs={**saved, "variant": variant}).eval()  # fmt: skip
+        hp = {**system.hparams, "model_kwargs": saved}  # as saved before the variants
+        path = tmp_path / f"{variant}.ckpt"
+        torch.save({"hyper_parameters": hp, "state_dict": system.state_dict()}, path)
+        loaded, got = load_classifier(path)
+        assert got["model_kwargs"] == ({**saved, "variant": "compact"} if variant == "compact" else saved)
+        x = _motion("kinect20", t=T)
+        with torch.no_grad():
+            torch.testing.assert_close(loaded(x), system.classifier(x), rtol=0, atol=0)
 
 
 def test_score_fusion_adds_the_streams():

@@ -1,5 +1,6 @@
-"""Official checkpoints imported exactly: the official ST-GCN / 2s-AGCN state_dicts of the fixtures beside the
-checkout (../shared/fixtures/official, README there) go through the import and reproduce the official logits."""
+"""Official checkpoints imported exactly: the official ST-GCN / 2s-AGCN / CTR-GCN / MS-G3D state_dicts of the
+fixtures beside the checkout (../shared/fixtures/official, README there) go through the import, record their
+official input pipeline, and reproduce the official logits."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ import torch
 from conftest import DATA
 
 from lightning_skel.checkpoints import CheckpointError
+from lightning_skel.data.pipelines import PIPELINES, STGCNPipeline
 from lightning_skel.models import build_model
-from lightning_skel.models.convert import convert, map_state_dict, unwrap
+from lightning_skel.models.convert import OFFICIAL_FORMATS, convert, map_state_dict, unwrap
 from lightning_skel.models.graph import official_ntu_partition, spatial_partition
 from lightning_skel.systems.attack_run import load_classifier
 
@@ -23,49 +25,113 @@ requires_fixtures = pytest.mark.skipif(
 )
 
 
+FORMATS = ["stgcn", "agcn", "ctrgcn", "msg3d"]
+# the official input pipeline each import records: MS-G3D's data preparation is 2s-AGCN's
+PIPELINE = {"stgcn": "stgcn", "agcn": "agcn", "ctrgcn": "ctrgcn", "msg3d": "agcn"}
+
+
 def _fixture(name: str) -> dict:
     return torch.load(FIXTURES / f"{name}.pt")
 
 
+@pytest.fixture(autouse=True)
+def official_pipelines(monkeypatch):
+    """Every pipeline a format records can be built: one not registered (yet) stands in as the identity
+    for the test, which checks the network on the official input (``classifier.net``), not the pipeline."""
+    for fmt in OFFICIAL_FORMATS.values():
+        if fmt.pipeline is not None and fmt.pipeline not in PIPELINES:
+            monkeypatch.setitem(PIPELINES._items, fmt.pipeline, STGCNPipeline)
+
+
+def test_every_format_records_its_official_pipeline():
+    assert {name: fmt.pipeline for name, fmt in OFFICIAL_FORMATS.items() if name in PIPELINE} == PIPELINE
+    assert set(FORMATS) <= set(OFFICIAL_FORMATS)
+
+
 @requires_fixtures
-@pytest.mark.parametrize("name", ["stgcn", "agcn"])
+@pytest.mark.parametrize("name", FORMATS)
 def test_imported_checkpoint_reproduces_official_logits(tmp_path, name):
     fx = _fixture(name)
     sd_path = tmp_path / "official.pt"
     torch.save(fx["state_dict"], sd_path)
     out = tmp_path / "imported.ckpt"
     convert(name, sd_path, out, "ntu60_xsub")
+    assert torch.load(out, weights_only=True)["hyper_parameters"]["pipeline"] == PIPELINE[name]
     classifier, hp = load_classifier(out)
     assert hp["model"] == name and hp["model_kwargs"]["graph"] == "official_ntu"
     assert hp["layout"] == "ntu25" and len(hp["class_names"]) == 60 and hp["normalize"] == "none"
-    assert sum(p.numel() for p in classifier.parameters()) == sum(
+    assert hp["pipeline"] == PIPELINE[name] and classifier.pipeline is not None
+    net = classifier.net
+    assert sum(p.numel() for p in net.parameters()) == sum(
         v.numel()
         for k, v in fx["state_dict"].items()
         if k != "A" and "running" not in k and "num_batches" not in k
     )
+    scale = fx["logits"].abs().max()
     with torch.no_grad():
-        logits = classifier(fx["input"])  # normalize none, joint: the network on the official input
-        scale = fx["logits"].abs().max()
+        logits = net(fx["input"])  # the official network on the official input
         assert (logits - fx["logits"]).abs().max() <= 1e-4 * scale
-        logits64 = classifier.double()(fx["input"].double())
+        if name == "stgcn":  # its pipeline is the identity: raw clips are the official input
+            assert (classifier(fx["input"]) - fx["logits"]).abs().max() <= 1e-4 * scale
+        logits64 = net.double()(fx["input"].double())
     assert (logits64 - fx["logits_f64"]).abs().max() <= 1e-9
 
 
+# per format: an official key the test removes, and the head's weight, whose shape it changes
+BROKEN = {
+    "stgcn": ("st_gcn_networks.3.gcn.conv.bias", "fcn.weight"),
+    "agcn": ("l4.gcn1.conv_d.1.weight", "fc.weight"),
+    "ctrgcn": ("l4.gcn1.convs.1.conv2.weight", "fc.weight"),
+    "msg3d": ("gcn3d2.gcn3d.0.gcn3d.1.A_res", "fc.weight"),
+}
+
+
 @requires_fixtures
-def test_import_refuses_missing_and_unexpected_keys(tmp_path):
-    sd = OrderedDict(_fixture("stgcn")["state_dict"])
-    del sd["st_gcn_networks.3.gcn.conv.bias"]
-    sd["st_gcn_networks.3.extra.weight"] = torch.zeros(7, 2)
-    sd["fcn.weight"] = torch.zeros(60, 128, 1, 1)
+@pytest.mark.parametrize("name", FORMATS)
+def test_import_refuses_missing_and_unexpected_keys(tmp_path, name):
+    sd = OrderedDict(_fixture(name)["state_dict"])
+    gone, head = BROKEN[name]
+    gone_shape, head_shape = list(sd.pop(gone).shape), list(sd[head].shape)
+    sd["blocks.3.extra.weight"] = torch.zeros(7, 2)
+    narrow = [head_shape[0], head_shape[1] // 2, *head_shape[2:]]
+    sd[head] = torch.zeros(narrow)
     path = tmp_path / "bad.pt"
     torch.save({"state_dict": sd}, path)
     with pytest.raises(CheckpointError) as err:
-        convert("stgcn", path, tmp_path / "out.ckpt", "ntu60_xsub")
+        convert(name, path, tmp_path / "out.ckpt", "ntu60_xsub")
     msg = str(err.value)
-    assert "missing (1): st_gcn_networks.3.gcn.conv.bias [192]" in msg
-    assert "unexpected (1): st_gcn_networks.3.extra.weight [7, 2]" in msg
-    assert "fcn.weight [60, 128, 1, 1] (expected [60, 256, 1, 1])" in msg
+    assert f"not an official {name} checkpoint ({OFFICIAL_FORMATS[name].repo})" in msg
+    assert f"missing (1): {gone} {gone_shape}" in msg
+    assert "unexpected (1): blocks.3.extra.weight [7, 2]" in msg
+    assert f"wrong shape (1): {head} {narrow} (expected {head_shape})" in msg
     assert not (tmp_path / "out.ckpt").exists()
+
+
+@requires_fixtures
+@pytest.mark.parametrize("name", ["ctrgcn", "msg3d"])
+def test_import_accepts_wrappers_and_dataparallel_prefixes(tmp_path, name):
+    """{'state_dict'} / {'model'} wrappers and ``module.`` prefixes map to the same network as the bare
+    state_dict; the project keys the official file lacks are the graph buffers only."""
+    sd = _fixture(name)["state_dict"]
+    fmt = OFFICIAL_FORMATS[name]
+    project = build_model(name, 60, "ntu25", **fmt.model_kwargs).state_dict()
+    want = map_state_dict(name, sd, project)
+    assert {k for k in want if k not in sd} == {k for k in project if k.endswith((".gcn1.A", ".A_binary"))}
+    variants = [
+        {"state_dict": {f"module.{k}": v for k, v in sd.items()}},
+        {"model": OrderedDict(sd), "epoch": 64},
+        OrderedDict((f"module.{k}", v) for k, v in sd.items()),
+    ]
+    for obj in variants:
+        got = map_state_dict(name, unwrap(obj, "variant"), project)
+        assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
+    path = tmp_path / "wrapped.pt"
+    torch.save(variants[0], path)
+    convert(name, path, tmp_path / "out.ckpt", "ntu60_xsub")
+    ckpt = torch.load(tmp_path / "out.ckpt", weights_only=True)
+    assert ckpt["imported_from"] == {"repo": fmt.repo, "file": "wrapped.pt", "format": name}
+    for k, v in want.items():
+        assert torch.equal(ckpt["state_dict"][f"classifier.net.{k}"], v)
 
 
 @requires_fixtures

@@ -77,7 +77,7 @@ def test_adversarial_npz_loads_trains_and_is_attacked_again(tmp_path, ckpt):
         cfg = compose("train", overrides=[
             f"out_dir={tmp_path / 'train'}", f"paths.cache_dir={tmp_path / 'cache'}", "data=npz",
             f"data.path={out / 'adversarial.npz'}", "data.window=16", "data.batch_size=8",
-            "data.val_fraction=0.25", "data.test_fraction=0.25", "model.kwargs.width=8",
+            "data.val_fraction=0.25", "data.test_fraction=0.25", "model.kwargs.variant=compact", "model.kwargs.width=8",
             "model.kwargs.feature_dim=16", "trainer.max_epochs=2", "trainer.enable_progress_bar=false"])  # fmt: skip
     metrics = run_train(cfg)
     assert metrics["epochs"] == 2 and 0 <= metrics["test/acc"] <= 1

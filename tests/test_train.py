@@ -240,7 +240,7 @@ def test_init_from_starts_from_the_checkpoint_weights_and_refuses_another_model(
     ):
         assert torch.equal(a, b), name
     other = ClassificationSystem(
-        model="hcn", num_classes=12, layout="kinect20", model_kwargs={"width": 8, "feature_dim": 16},
+        model="hcn", num_classes=12, layout="kinect20", model_kwargs={"variant": "compact", "width": 8, "feature_dim": 16},
         optimizer={"name": "adam", "lr": 1e-3}, scheduler={"name": "constant"},
     )  # fmt: skip
     with pytest.raises(CheckpointError, match="init_from .*layout is 'ntu25'"):

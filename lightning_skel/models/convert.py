@@ -9,11 +9,11 @@ Each model's key mapping is an :class:`OfficialFormat` in :data:`OFFICIAL_FORMAT
 project's state_dict, the official keys it is computed from (with their shapes) and how. The file must
 hold exactly those keys: anything else is refused with the missing and unexpected keys and their shapes.
 
-The imported classifier applies no normalisation (``normalize="none"``, joint modality): the network gets
-the clips as they are, so they must come in the official model's own input format (its repository's data
-preparation); the official preprocessing pipelines are not part of this import. What the official code does
-between its data files and its network is: a format's ``pipeline`` (SGN's frame sampling,
-:mod:`lightning_skel.data.pipelines`) runs inside the imported classifier.
+The checkpoint records the official input pipeline of the format (``pipeline``: ``stgcn``; ``agcn`` for
+2s-AGCN and MS-G3D, whose data preparation is 2s-AGCN's; ``ctrgcn``; ``sgn``; see
+:mod:`lightning_skel.data.pipelines`) and no normalisation of its own (``normalize="none"``, joint modality):
+the classifier it loads as maps raw clips through that pipeline to the official model's input format, and
+``classifier.net`` is the official network on that format.
 """
 
 from __future__ import annotations
@@ -51,8 +51,8 @@ class OfficialFormat:
     returns sources wins. ``aliases`` are ``(regex, replacement)`` renames of official keys applied before
     matching (older releases' names). ``sizes(state)`` reads ``num_classes``, ``in_channels`` and
     ``num_persons`` off the official state_dict; ``model_kwargs`` on ``layout`` build the official network.
-    ``pipeline`` names the official input pipeline the imported classifier runs in front of the network
-    (:data:`~lightning_skel.data.pipelines.PIPELINES`; default none: the clips go in as they are)."""
+    ``pipeline`` names the official input pipeline (:data:`~lightning_skel.data.pipelines.PIPELINES`) the
+    imported checkpoint records, ``None`` for none."""
 
     model: str
     repo: str
@@ -224,6 +224,7 @@ register_format(
         repo="yysijie/st-gcn",
         layout="ntu25",
         model_kwargs={"graph": "official_ntu", "dropout": 0.5},
+        pipeline="stgcn",
         sizes=_stgcn_sizes,
         rules=(
             rename(r"data_bn\.(.+)", r"data_bn.\1"),
@@ -296,6 +297,7 @@ register_format(
         repo="lshiwjx/2s-AGCN",
         layout="ntu25",
         model_kwargs={"graph": "official_ntu"},
+        pipeline="agcn",
         sizes=_agcn_sizes,
         # released checkpoints name the first blocks' gcn residual conv_res (lshiwjx/2s-AGCN#67, #32) and,
         # in the cross-subject bone model, the first block l1a (#32)
@@ -369,6 +371,55 @@ register_format(
 )
 
 
+# ---- CTR-GCN (Uason-Chen/CTR-GCN, model/ctrgcn.py) -------------------------------------------------------
+# The project's network holds the official keys as they are; the fixed graph, a plain attribute there, is
+# the project's buffer ``l*.gcn1.A`` built from the official graph (graph/ntu_rgb_d.py).
+def _ctrgcn_sizes(sd: Mapping[str, Tensor]) -> dict[str, int]:
+    c = sd["l1.gcn1.convs.0.conv3.weight"].shape[1]
+    v = sd["l1.gcn1.PA"].shape[-1]
+    return {"num_classes": sd["fc.weight"].shape[0], "in_channels": c,
+            "num_persons": sd["data_bn.weight"].shape[0] // (c * v)}  # fmt: skip
+
+
+register_format(
+    "ctrgcn",
+    OfficialFormat(
+        model="ctrgcn",
+        repo="Uason-Chen/CTR-GCN",
+        layout="ntu25",
+        model_kwargs={"graph": "official_ntu"},
+        pipeline="ctrgcn",
+        sizes=_ctrgcn_sizes,
+        rules=(keep(r"l\d+\.gcn1\.A"), rename(r"(.+)", r"\1")),
+    ),
+)
+
+
+# ---- MS-G3D (kenziyuliu/MS-G3D, model/msg3d.py) ----------------------------------------------------------
+# The official keys as they are; the binary graphs the official code keeps as plain attributes (its
+# ``A_powers`` / ``A_scales`` are derived from them) are the project's ``*.A_binary`` buffers.
+def _msg3d_sizes(sd: Mapping[str, Tensor]) -> dict[str, int]:
+    scales_v, v = sd["sgcn1.0.A_res"].shape  # (num_gcn_scales * V, V)
+    c = sd["sgcn1.0.mlp.layers.0.weight"].shape[1] // (scales_v // v)
+    return {"num_classes": sd["fc.weight"].shape[0], "in_channels": c,
+            "num_persons": sd["data_bn.weight"].shape[0] // (c * v)}  # fmt: skip
+
+
+register_format(
+    "msg3d",
+    OfficialFormat(
+        model="msg3d",
+        repo="kenziyuliu/MS-G3D",
+        layout="ntu25",
+        # config/nturgbd-cross-subject/train_joint.yaml
+        model_kwargs={"graph": "official_ntu", "num_gcn_scales": 13, "num_g3d_scales": 6},
+        pipeline="agcn",  # MS-G3D's data_gen is 2s-AGCN's, bit for bit
+        sizes=_msg3d_sizes,
+        rules=(keep(r".+\.A_binary"), rename(r"(.+)", r"\1")),
+    ),
+)
+
+
 # ---- the project checkpoint ----------------------------------------------------------------------------
 def data_config(data: str) -> tuple[dict[str, Any], str, tuple[str, ...]]:
     """The data config ``configs/data/<data>.yaml`` (resolved, with the official window of
@@ -419,9 +470,9 @@ def convert(model: str, official_path: str | Path, out_path: str | Path, data: s
         "num_persons": sizes["num_persons"],
         "window": OFFICIAL_WINDOW,
         "model_kwargs": dict(fmt.model_kwargs),
-        "normalize": "none",  # the clips must come in the official model's own input format
-        "pipeline": fmt.pipeline,  # what the official code does to them before its network
+        "normalize": "none",  # the official pipeline makes the official model's input format
         "modality": "joint",
+        "pipeline": fmt.pipeline,
         "data_name": cfg_data["name"],
         "data_config": cfg_data,
     }

@@ -27,6 +27,7 @@ from lightning_skel.attacks import build_attack
 from lightning_skel.attacks.metrics import per_sample_metrics
 from lightning_skel.checkpoints import CheckpointError, load_checkpoint
 from lightning_skel.models import ScoreFusion
+from lightning_skel.models.hcn import legacy_model_kwargs
 from lightning_skel.progress import ClipProgress
 from lightning_skel.skeleton.features import to_gait16
 from lightning_skel.systems.classification import ClassificationSystem
@@ -51,7 +52,7 @@ SHARD_KEYS = (
 
 def read_checkpoint(path: str | os.PathLike, what: str) -> dict[str, Any]:
     """A ``ClassificationSystem`` checkpoint, read safely (:func:`load_checkpoint`), or a clear
-    :class:`CheckpointError`."""
+    :class:`CheckpointError`. An ``hcn`` checkpoint from before its variants gets ``variant="compact"``."""
     ckpt = load_checkpoint(path, what)
     hp = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
     needed = {"model", "num_classes", "layout"}
@@ -60,6 +61,11 @@ def read_checkpoint(path: str | os.PathLike, what: str) -> dict[str, Any]:
             f"{what} {path}: not a lightning_skel classifier checkpoint (no ClassificationSystem hyper-parameters "
             f"{sorted(needed)})"
         )
+    if hp["model"] == "hcn":  # saved before hcn had variants: the compact network, named so
+        kwargs = hp.get("model_kwargs") or {}
+        upgraded = legacy_model_kwargs(kwargs, ckpt["state_dict"])
+        if upgraded is not kwargs:
+            ckpt["hyper_parameters"] = {**hp, "model_kwargs": upgraded}
     return ckpt
 
 

@@ -430,7 +430,11 @@ def _attack_data(cfg: DictConfig, hp: dict[str, Any]) -> tuple[SkeletonDataModul
     split = data_cfg.pop("split")
     path = data_cfg.pop("path", None)
     if path:
+        # the checkpoint's window, reached as its own data reached it (an imported model pads to 300 frames)
         dm_cfg = {"name": Path(path).stem, "path": path, "window": hp.get("window", 64)}
+        temporal = (hp.get("data_config") or {}).get("temporal")
+        if temporal is not None:
+            dm_cfg["temporal"] = temporal
     elif hp.get("data_config"):
         dm_cfg = dict(hp["data_config"])
     else:

@@ -421,9 +421,11 @@ register_format(
 
 
 # ---- the project checkpoint ----------------------------------------------------------------------------
-def data_config(data: str) -> tuple[dict[str, Any], str, tuple[str, ...]]:
+def data_config(data: str, pipeline: str | None = None) -> tuple[dict[str, Any], str, tuple[str, ...]]:
     """The data config ``configs/data/<data>.yaml`` (resolved, with the official window of
-    ``OFFICIAL_WINDOW`` zero-padded frames), its layout and its reader's class names."""
+    ``OFFICIAL_WINDOW`` zero-padded frames), its layout and its reader's class names. Raw NTU files are read
+    with the body selection of the official ``pipeline`` (the NTU reader's option of the same name: each
+    repository's preprocessing picks the persons of a clip its own way)."""
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
@@ -441,6 +443,9 @@ def data_config(data: str) -> tuple[dict[str, Any], str, tuple[str, ...]]:
                          f"files (data.source.format one of {READERS.names()}), got source {source!r}")  # fmt: skip
     reader = READERS.get(source["format"])
     cfg_data = {**cfg_data, "window": OFFICIAL_WINDOW, "temporal": "pad"}
+    if source["format"] == "ntu" and pipeline is not None:
+        options = {**(source.get("options") or {}), "pipeline": pipeline}
+        cfg_data["source"] = {**source, "options": options}
     return cfg_data, reader.layout, tuple(reader.class_names)
 
 
@@ -450,7 +455,7 @@ def convert(model: str, official_path: str | Path, out_path: str | Path, data: s
     from lightning_skel.systems.classification import ClassificationSystem
 
     fmt = get_format(model)
-    cfg_data, layout, names = data_config(data)  # bad arguments fail before the file is read
+    cfg_data, layout, names = data_config(data, fmt.pipeline)  # bad arguments fail before the file is read
     if layout != fmt.layout:
         raise ValueError(
             f"--data {data!r} is layout {layout!r}; the official {model} graph is {fmt.layout!r}"

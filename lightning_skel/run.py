@@ -130,6 +130,7 @@ def build_system(cfg: DictConfig, dm: SkeletonDataModule) -> ClassificationSyste
         layout=desc["layout"],
         class_names=desc["class_names"],
         in_channels=desc["in_channels"],
+        score_channel=desc.get("score_channel", False),
         num_persons=desc["num_persons"],
         window=desc["window"],
         optimizer=optim["optimizer"],

@@ -431,7 +431,8 @@ def _attack_data(cfg: DictConfig, hp: dict[str, Any]) -> tuple[SkeletonDataModul
     split = data_cfg.pop("split")
     path = data_cfg.pop("path", None)
     if path:
-        dm_cfg = {"name": Path(path).stem, "path": path, "window": hp.get("window", 64)}
+        dm_cfg = {"name": Path(path).stem, "path": path, "window": hp.get("window", 64),
+                  "score_channel": bool(hp.get("score_channel", False))}  # fmt: skip
     elif hp.get("data_config"):
         dm_cfg = dict(hp["data_config"])
     else:
@@ -489,6 +490,12 @@ def _attack_main(fabric, cfg: DictConfig) -> dict[str, Any]:
     if dm.num_classes != hp["num_classes"]:
         raise ValueError(
             f"data has {dm.num_classes} classes but the checkpoint {shown} has {hp['num_classes']}"
+        )
+    if dm.score_channel != bool(hp.get("score_channel", False)):
+        raise ValueError(
+            f"data.score_channel is {dm.score_channel} but the checkpoint {shown} was trained with "
+            f"score_channel={bool(hp.get('score_channel', False))}: its classifier takes "
+            f"{'coordinates and the keypoint score' if hp.get('score_channel') else 'coordinates only'}"
         )
     names = hp.get("class_names")
     if names is not None and list(dm.class_names) != list(names):

@@ -29,7 +29,9 @@ def load_classifier(
         their valid frames ``lengths (N,)`` (default: all T), brings them to the checkpoint's window as
         training and attack.py did (``model.window`` frames, ``model.temporal``) and returns the logits
         ``(N, K)`` over ``model.class_names``. ``model.apply_window(x, lengths)`` gives the windowed clips
-        and ``model.classifier`` the classifier that takes them, the one to attack.
+        and ``model.classifier`` the classifier that takes them, the one to attack. Where
+        ``model.score_channel`` (a checkpoint trained with ``data.score_channel``), the last channel of ``x``
+        is the keypoint score, which attacks leave unchanged.
 
     Raises:
         CheckpointError (a ValueError): the file is missing, unreadable or not a classifier checkpoint.

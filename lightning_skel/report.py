@@ -20,7 +20,8 @@ HISTOGRAMS = (("rms_mm", "RMS joint displacement (mm)"), ("delta_bone", "relativ
 
 def adversarial_data(merged: dict[str, np.ndarray], source: SkeletonData) -> SkeletonData:
     """The attack's clips as a skeleton npz (lightning_skel.data.io): ``x`` the adversarial clips, as the
-    classifier saw them (windowed), ``x_clean`` the clean ones, the attack's per-clip results, and the
+    classifier saw them (windowed), ``x_clean`` the clean ones, ``score`` their keypoint scores where the
+    classifier took a score channel (unchanged by the attack), the attack's per-clip results, and the
     source rows' layout, class names and per-clip facts (subject, view, emotion, sample name), so that
     the file trains, evaluates and is attacked like any other."""
     rows = merged["index"]
@@ -30,6 +31,8 @@ def adversarial_data(merged: dict[str, np.ndarray], source: SkeletonData) -> Ske
         **{k: merged[k].astype(np.int64) for k in ATTACK_INT},
         "attacked": merged["attacked"].astype(bool), "success": merged["success"].astype(bool),
     }  # fmt: skip
+    if "score" in merged:
+        data["score"] = merged["score"]
     for key in (*PER_SAMPLE_INT, "sample_name"):
         if key in source:
             data[key] = np.asarray(source[key])[rows]

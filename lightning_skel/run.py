@@ -130,6 +130,7 @@ def build_system(cfg: DictConfig, dm: SkeletonDataModule) -> ClassificationSyste
         layout=desc["layout"],
         class_names=desc["class_names"],
         in_channels=desc["in_channels"],
+        score_channel=desc.get("score_channel", False),
         num_persons=desc["num_persons"],
         window=desc["window"],
         optimizer=optim["optimizer"],
@@ -430,8 +431,9 @@ def _attack_data(cfg: DictConfig, hp: dict[str, Any]) -> tuple[SkeletonDataModul
     split = data_cfg.pop("split")
     path = data_cfg.pop("path", None)
     if path:
+        dm_cfg = {"name": Path(path).stem, "path": path, "window": hp.get("window", 64),
+                  "score_channel": bool(hp.get("score_channel", False))}  # fmt: skip
         # the checkpoint's window, reached as its own data reached it (an imported model pads to 300 frames)
-        dm_cfg = {"name": Path(path).stem, "path": path, "window": hp.get("window", 64)}
         temporal = (hp.get("data_config") or {}).get("temporal")
         if temporal is not None:
             dm_cfg["temporal"] = temporal
@@ -492,6 +494,12 @@ def _attack_main(fabric, cfg: DictConfig) -> dict[str, Any]:
     if dm.num_classes != hp["num_classes"]:
         raise ValueError(
             f"data has {dm.num_classes} classes but the checkpoint {shown} has {hp['num_classes']}"
+        )
+    if dm.score_channel != bool(hp.get("score_channel", False)):
+        raise ValueError(
+            f"data.score_channel is {dm.score_channel} but the checkpoint {shown} was trained with "
+            f"score_channel={bool(hp.get('score_channel', False))}: its classifier takes "
+            f"{'coordinates and the keypoint score' if hp.get('score_channel') else 'coordinates only'}"
         )
     names = hp.get("class_names")
     if names is not None and list(dm.class_names) != list(names):

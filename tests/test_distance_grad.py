@@ -207,8 +207,8 @@ def test_candidate_check_skips_only_rows_whose_verdict_changes_nothing(monkeypat
 
     fooled = ADMMAttack._fooled
 
-    def check_all(self, cand, y, target, rows):
-        return fooled(self, cand, y, target, torch.ones_like(rows))
+    def check_all(self, cand, y, target, rows, clips=None):
+        return fooled(self, cand, y, target, torch.ones_like(rows), clips)
 
     monkeypatch.setattr(ADMMAttack, "_fooled", check_all)
     model.forward_only = 0

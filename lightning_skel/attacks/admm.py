@@ -220,7 +220,7 @@ class ADMMAttack(Attack):
             centre = z - u
             for _ in range(self.delta_steps):
                 d = delta.detach().requires_grad_(True)
-                loss = margin_loss(self.model(xs + d), ys, ts, self.kappa)
+                loss = margin_loss(self.classify(xs + d, rows), ys, ts, self.kappa)
                 steps["_delta_step"](opt_delta, self.input_grad(c * loss, d), centre, r5, ms)
             counts["grad"][rows] += self.delta_steps
             # z block: D(x, x + z) + rho/2 |delta - z + u|^2, D's gradient in closed form where it has one
@@ -254,7 +254,7 @@ class ADMMAttack(Attack):
             # a sample already fooled in this run whose candidate is no closer and leaves a hinge open keeps
             # its best, its c and its patience count whatever the classifier says: skip its forward pass
             check = ~fooled | (total < old) | hinges
-            ok, pred, passes = self._fooled(cand, ys, ts, check)
+            ok, pred, passes = self._fooled(cand, ys, ts, check, rows)
             counts["forward"][rows] += passes
             counts["iter"][rows] += 1
             it += 1
@@ -358,13 +358,14 @@ class ADMMAttack(Attack):
 
     @torch.no_grad()
     def _fooled(
-        self, cand: Tensor, y: Tensor, target: Tensor | None, rows: Tensor
+        self, cand: Tensor, y: Tensor, target: Tensor | None, rows: Tensor, clips: Tensor | None = None
     ) -> tuple[Tensor, Tensor, Tensor]:
         """``(n,)`` bool: the classifier is fooled by ``cand``, ``(n,)`` its label, both evaluated on the
         ``rows`` only (elsewhere False and -1), and ``(n,)`` the forward passes each row took (0, 1, or 2
-        where a compiled check's label was confirmed eagerly, :meth:`_labels`)."""
+        where a compiled check's label was confirmed eagerly, :meth:`_labels`). ``cand`` are candidates of
+        the call's clips ``clips (n,)`` (None: all of them, in order)."""
         if bool(rows.all()):
-            pred, passes = self._labels(cand)
+            pred, passes = self._labels(cand, clips)
             return is_success(pred, y, target), pred, passes
         ok = torch.zeros_like(rows)
         pred = torch.full(rows.shape, -1, dtype=torch.long, device=rows.device)
@@ -372,15 +373,17 @@ class ADMMAttack(Attack):
         pick = rows.nonzero().squeeze(1)
         if pick.numel():
             t = None if target is None else target[pick]
-            pred[pick], passes[pick] = self._labels(cand[pick])
+            pred[pick], passes[pick] = self._labels(cand[pick], pick if clips is None else clips[pick])
             ok[pick] = is_success(pred[pick], y[pick], t)
         return ok, pred, passes
 
-    def _labels(self, cand: Tensor) -> tuple[Tensor, Tensor]:
+    def _labels(self, cand: Tensor, clips: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """The classifier's labels of ``cand`` ``(n,)`` and the forward passes each took ``(n,)``. With
         ``compile=True`` the check runs the compiled classifier (a forward-only graph: HCN's check takes half
         the eager time on a CPU, docs/RESULTS.md), and the rows whose two top logits are within
-        :data:`CHECK_TOLERANCE` go through the classifier itself, so every label is the eager one."""
+        :data:`CHECK_TOLERANCE` go through the classifier itself, so every label is the eager one.
+        ``cand`` are candidates of the call's clips ``clips (n,)`` (None: all of them, in order)."""
+        cand = self.model_input(cand, clips)
         logits = self._check_model(cand)
         pred = logits.argmax(1)
         passes = torch.ones_like(pred)

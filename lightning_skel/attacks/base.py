@@ -10,6 +10,14 @@ targeted attack too; a target must differ from the label, so a clip already labe
 of them). It comes back unchanged, with ``attacked`` and ``success`` False and no evaluation spent but that
 pass, so that successes count only clips the attack fooled (docs/METHOD.md section 5, as attack.py counts). ``attack_all=True`` attacks every clip whatever
 its clean label (adversarial training and the reference defenses) and skips that pass.
+
+A model whose input ends with the keypoint score of 2D data (``score_channel`` true, as a
+:class:`~lightning_skel.models.Classifier` trained with ``data.score_channel`` is) takes
+``x (N, C + 1, T, V, M)``, coordinates then score. The base class splits the score off before any attack
+math: :meth:`Attack.attack`, the distances and the masks see the coordinates ``(N, C, T, V, M)`` only,
+every forward pass gets the score of its clips appended (:meth:`Attack.classify`, :meth:`Attack.predict`:
+an attack names the clips of its call that a batch of coordinates belongs to), and ``x_adv`` comes back
+with the input's score channel, bit-identical (docs/METHOD.md section 1).
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from torch import Tensor, nn
 
 from lightning_skel.registry import Registry
 from lightning_skel.skeleton import features as F
+from lightning_skel.skeleton.features import join_score, split_score
 from lightning_skel.skeleton.layouts import Layout, get_layout
 from lightning_skel.utils import check_params
 
@@ -33,7 +42,8 @@ ATTACKS: Registry = Registry("attack")
 class AttackResult:
     """What an attack returns for a batch of N clips."""
 
-    x_adv: Tensor  # (N, C, T, V, M): the best successful candidate, else the last one
+    x_adv: Tensor  # (N, C, T, V, M) as the input, score channel unchanged: the best successful candidate,
+    # else the last one
     success: Tensor  # (N,) bool: attacked and now misclassified (untargeted) or labelled as the target
     pred_adv: Tensor  # (N,) the classifier's label of x_adv
     grad_evals: Tensor  # (N,) classifier forward+backward passes spent on each sample
@@ -121,7 +131,10 @@ class BatchAdam:
 
 class Attack:
     """Base class. Subclasses set ``name`` and implement :meth:`attack` on tensors already on the model's
-    device, with the model in eval mode, returning an :class:`AttackResult`."""
+    device, with the model in eval mode, returning an :class:`AttackResult`. They run the model through
+    :meth:`classify` and :meth:`predict`, never ``self.model`` itself, so that a model with a score channel
+    gets it (see the module docstring); ``score_channel`` is the model's own attribute (false if it has
+    none)."""
 
     name: ClassVar[str] = ""
     # called with k as k more clips of the current call finish (a progress display); attacks that finish
@@ -137,6 +150,8 @@ class Attack:
         self.model = model
         self.layout = get_layout(layout)
         self.targeted = targeted
+        self.score_channel = bool(getattr(model, "score_channel", False))
+        self._score: Tensor | None = None  # (n, 1, T, V, M) of the clips :meth:`attack` is running on
 
     @property
     def device(self) -> torch.device:
@@ -153,9 +168,15 @@ class Attack:
     ) -> AttackResult:
         """Attack the clips ``x (N, C, T, V, M)`` of labels ``y (N,)``, valid for ``lengths (N,)`` frames (all
         T by default), towards ``target (N,)`` if the attack is targeted. Only the clips the classifier labels
-        ``y`` are attacked, unless ``attack_all`` (see the module docstring)."""
+        ``y`` are attacked, unless ``attack_all`` (see the module docstring). With a score channel, ``x`` is
+        ``(N, C + 1, T, V, M)`` and its last channel comes back unchanged."""
         if x.dim() != 5:
             raise ValueError(f"{self.name}: x must be (N, C, T, V, M), got shape {tuple(x.shape)}")
+        if self.score_channel and x.shape[1] < 3:
+            raise ValueError(
+                f"{self.name}: the model takes coordinates then the keypoint score, x (N, C + 1, T, V, M) with "
+                f"C >= 2 coordinates; got {x.shape[1]} channel(s)"
+            )
         if x.shape[3] != self.layout.num_joints:
             raise ValueError(
                 f"{self.name}: x has V={x.shape[3]} joints but layout {self.layout.name!r} has {self.layout.num_joints}"
@@ -181,9 +202,12 @@ class Attack:
                 f"{self.name}: target equals the label y in clip(s) {_clips(target == y)}: a target must be "
                 "another label"
             )
+        # from here on the attack sees coordinates only; the score rides along in self._score
+        x, score = split_score(x, self.score_channel)
         was_training = self.model.training
         self.model.eval()
         self._reported = 0
+        self._score = score
         try:
             pred_clean = None if attack_all else self.predict(x)
             attacked = torch.ones_like(y, dtype=torch.bool) if attack_all else pred_clean == y
@@ -196,9 +220,11 @@ class Attack:
                 result = self._attack_some(x, y, lengths, target, pred_clean, attacked)
         finally:
             self.model.train(was_training)
+            self._score = None
         mask = self.mask(x, lengths)
-        # padding frames and absent persons come back bit-identical, whatever the attack did
-        result.x_adv = torch.where(mask, result.x_adv.detach(), x)
+        # padding frames and absent persons come back bit-identical, whatever the attack did, and so does
+        # the score channel, which the attack never saw
+        result.x_adv = join_score(torch.where(mask, result.x_adv.detach(), x), score)
         result.attacked, result.pred_clean = attacked, pred_clean
         if pred_clean is not None:  # the clean labelling pass
             result.forward_evals = result.forward_evals + 1
@@ -228,8 +254,15 @@ class Attack:
             return AttackResult(
                 x.clone(), attacked.clone(), pred_clean.clone(), zero, zero.clone(), zero.clone()
             )
-        with torch.enable_grad():
-            sub = self.attack(x[idx].detach(), y[idx], lengths[idx], None if target is None else target[idx])
+        score = self._score
+        self._score = None if score is None else score[idx]  # the sub-call's clips are x[idx]
+        try:
+            with torch.enable_grad():
+                sub = self.attack(
+                    x[idx].detach(), y[idx], lengths[idx], None if target is None else target[idx]
+                )
+        finally:
+            self._score = score
 
         def spread(v: Tensor, fill: Tensor | float | bool) -> Tensor:
             out = fill.clone() if isinstance(fill, Tensor) else v.new_full((n, *v.shape[1:]), fill)
@@ -253,16 +286,35 @@ class Attack:
         """``(N, 1, T, 1, M)`` valid entries: the only ones an attack may change."""
         return F.valid_mask(x, lengths)
 
+    def coordinates(self, x: Tensor) -> Tensor:
+        """The coordinates of a model input ``x``: without its score channel, if the model takes one. What
+        the distances and metrics of an attack's result are computed on."""
+        return split_score(x, self.score_channel)[0]
+
+    def model_input(self, x: Tensor, rows: Tensor | None = None) -> Tensor:
+        """What the model takes for the coordinates ``x (n, C, T, V, M)`` of the clips ``rows`` of the current
+        :meth:`attack` call (indices or a boolean mask over its clips; None: all of them, in order): ``x`` with
+        their score channel appended when the model takes one, else ``x`` itself."""
+        if self._score is None:
+            return x
+        return join_score(x, self._score if rows is None else self._score[rows])
+
+    def classify(self, x: Tensor, rows: Tensor | None = None) -> Tensor:
+        """The model's logits ``(n, K)`` of the coordinates ``x`` of clips ``rows`` (:meth:`model_input`)."""
+        return self.model(self.model_input(x, rows))
+
     def input_grad(self, loss: Tensor, inputs: Tensor) -> Tensor:
         """Gradient of ``loss.sum()`` with respect to ``inputs`` only."""
         (g,) = torch.autograd.grad(loss.sum(), inputs)
         return g
 
     @torch.no_grad()
-    def predict(self, x: Tensor, batch: int = 256) -> Tensor:
-        """The classifier's labels of ``x`` ``(N,)``, ``batch`` clips at a time."""
+    def predict(self, x: Tensor, batch: int = 256, rows: Tensor | None = None) -> Tensor:
+        """The classifier's labels ``(n,)`` of the coordinates ``x`` of clips ``rows`` (:meth:`model_input`),
+        ``batch`` clips at a time."""
         if x.shape[0] == 0:
             return torch.zeros(0, dtype=torch.long, device=x.device)
+        x = self.model_input(x, rows)
         return torch.cat([self.model(x[i : i + batch]).argmax(1) for i in range(0, x.shape[0], batch)])
 
     def result(
@@ -286,7 +338,7 @@ class Attack:
             pred = self.predict(x_adv)
         elif bool(todo.any()):
             pred = pred.clone()
-            pred[todo] = self.predict(x_adv[todo])
+            pred[todo] = self.predict(x_adv[todo], rows=todo)
         own = torch.zeros_like(grad_evals) if forward_evals is None else forward_evals
         return AttackResult(
             x_adv=x_adv,

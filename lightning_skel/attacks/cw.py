@@ -59,7 +59,7 @@ class CWAttack(Attack):
                 if active.numel() == 0:
                     break
                 d = delta[active].requires_grad_(True)
-                logits = self.model(x[active] + d)
+                logits = self.classify(x[active] + d, active)
                 t_a = None if target is None else target[active]
                 l2 = d.pow(2).flatten(1).sum(1)
                 loss = l2 + c[active] * margin_loss(logits, y[active], t_a, self.kappa)

@@ -71,12 +71,12 @@ class PGDAttack(Attack):
         label = y if target is None else target
         if self.loss == "kl":
             with torch.no_grad():
-                clean = self.model(x).log_softmax(1)
+                clean = self.classify(x).log_softmax(1)
         for _ in range(self.steps):
             if active.numel() == 0:
                 break
             d = delta[active].requires_grad_(True)
-            logits = self.model(x[active] + d)
+            logits = self.classify(x[active] + d, active)
             if self.loss == "kl":
                 loss = nn.functional.kl_div(
                     logits.log_softmax(1), clean[active], reduction="none", log_target=True

@@ -75,7 +75,7 @@ class SMARTAttack(Attack):
             if active.numel() == 0:
                 break
             xa = x_adv[active].requires_grad_(True)
-            logits = self.model(xa)
+            logits = self.classify(xa, active)
             t_a = None if target is None else target[active]
             with torch.no_grad():
                 done = is_success(logits.argmax(1), y[active], t_a)

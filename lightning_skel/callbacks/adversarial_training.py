@@ -153,7 +153,8 @@ class AdversarialTraining(pl.Callback):
             x_new, y_new, len_new = res.x_adv.detach(), y[idx], lengths[idx]
             logs["train/adv_time_s"] = time.perf_counter() - start
             logs["train/adv_success"] = res.success.float().mean()
-            dist = per_sample_metrics(x[idx], x_new, lengths[idx], pl_module.hparams.layout)
+            coords, coords_new = self._attack.coordinates(x[idx]), self._attack.coordinates(x_new)
+            dist = per_sample_metrics(coords, coords_new, lengths[idx], pl_module.hparams.layout)
             logs.update(
                 {f"train/adv_{key}": dist[key].mean() for key in ("rms_mm", "delta_bone", "delta_angle_deg", "delta_speed")}
             )  # fmt: skip

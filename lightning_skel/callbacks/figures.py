@@ -14,6 +14,7 @@ import torch
 from matplotlib.figure import Figure
 from pytorch_lightning.loggers import WandbLogger
 
+from lightning_skel.skeleton.features import split_score
 from lightning_skel.viz import clip_grid, save_figure
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ class ClassificationFigures(pl.Callback):
         x = torch.stack([it[0] for it in items])
         lengths = torch.tensor([it[2] for it in items])
         x, lengths = trainer.datamodule.window_batch(x, lengths, train=False)
+        x = split_score(x, bool(pl_module.hparams.get("score_channel", False)))[0]  # the skeletons drawn
         names = pl_module.class_names
         titles = [names[it[1]] for it in items]
         path = save_figure(

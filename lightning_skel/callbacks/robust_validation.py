@@ -115,7 +115,8 @@ class RobustValidation(pl.Callback):
                 res = attack(x, y, lengths)
                 if name in self.budgets:
                     size, budget = self.budgets[name]
-                    sizes = per_sample_metrics(x, res.x_adv, lengths, attack.layout)[size]
+                    coords, coords_adv = attack.coordinates(x), attack.coordinates(res.x_adv)
+                    sizes = per_sample_metrics(coords, coords_adv, lengths, attack.layout)[size]
                     self._counts[name] += int(robust_within(y, pred, res.pred_adv, sizes, budget).sum())
                 else:
                     self._counts[name] += int((res.pred_adv == y).sum())

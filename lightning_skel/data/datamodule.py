@@ -2,10 +2,12 @@
 
 The module turns one of four sources (a prepared npz, separate train/val/test npz files, a reader FORMAT
 converted on first use, or generated motion) into train/val/test sets. Batches are ``(x, y, lengths,
-index)`` with ``x (N, C, T, V, M)`` float32 in the data's own coordinates; the temporal window and the
-training augmentation run on the device after transfer, vectorised over the batch. Normalisation and the
-input modality (joint / bone / motion) belong to the classifier (``lightning_skel.models.Classifier``), so
-that an attack perturbs coordinates, not a derived representation.
+index)`` with ``x (N, C, T, V, M)`` float32 in the data's own coordinates (with ``score_channel``, the npz
+``score`` follows them as one more channel, ``(N, C + 1, T, V, M)``: ST-GCN's Kinetics input x, y, score);
+the temporal window and the training augmentation run on the device after transfer, vectorised over the
+batch. Normalisation and the input modality (joint / bone / motion) belong to the classifier
+(``lightning_skel.models.Classifier``), so that an attack perturbs coordinates, not a derived
+representation.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from lightning_skel.data.io import SkeletonData, load_npz, read_prepared_by, save_npz
 from lightning_skel.data.transforms import TEMPORAL, fit_window, random_affine, random_mirror
+from lightning_skel.skeleton.features import join_score, split_score
 from lightning_skel.skeleton.layouts import get_layout
 from lightning_skel.utils import log_once
 
@@ -66,29 +69,37 @@ class EpochShuffleSampler(Sampler[int]):
 
 class SkeletonDataset(Dataset):
     """Rows ``indices`` of a skeleton-npz dict; items are ``(x (C, T, V, M), y, length, index)`` where
-    ``index`` is the row in the source file."""
+    ``index`` is the row in the source file. With ``score_channel`` the data's ``score`` is appended to
+    ``x`` as its last channel, ``(C + 1, T, V, M)``; data without ``score`` is then a ``ValueError``."""
 
-    def __init__(self, data: SkeletonData, indices: np.ndarray | None = None) -> None:
+    def __init__(
+        self, data: SkeletonData, indices: np.ndarray | None = None, score_channel: bool = False
+    ) -> None:
+        if score_channel and "score" not in data:
+            raise ValueError("score_channel is true but the data has no 'score' array (keypoint confidence)")
         self.data = data
         self.indices = np.arange(len(data["y"])) if indices is None else np.asarray(indices, dtype=np.int64)
+        self.score_channel = score_channel
 
     def __len__(self) -> int:
         return len(self.indices)
 
+    def _x(self, rows: int | np.ndarray) -> torch.Tensor:
+        """``x`` of one row ``(C, T, V, M)`` or of rows ``(B, C, T, V, M)``, the score channel appended."""
+        x = self.data["x"][rows]
+        if self.score_channel:
+            x = np.concatenate([x, self.data["score"][rows][..., None, :, :, :]], axis=-4)
+        return torch.from_numpy(np.ascontiguousarray(x))
+
     def __getitem__(self, i: int):
         j = int(self.indices[i])
-        return (
-            torch.from_numpy(np.ascontiguousarray(self.data["x"][j])),
-            int(self.data["y"][j]),
-            int(self.data["lengths"][j]),
-            j,
-        )
+        return (self._x(j), int(self.data["y"][j]), int(self.data["lengths"][j]), j)
 
     def batch(self, items: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Items ``items`` at once, stacked: ``(x (B, C, T, V, M), y (B,), lengths (B,))``."""
         rows = self.indices[np.asarray(items, dtype=np.int64)]
         return (
-            torch.from_numpy(np.ascontiguousarray(self.data["x"][rows])),
+            self._x(rows),
             torch.from_numpy(self.data["y"][rows].astype(np.int64)),
             torch.from_numpy(self.data["lengths"][rows].astype(np.int64)),
         )
@@ -135,6 +146,7 @@ class SkeletonDataModule(pl.LightningDataModule):
         seed: int = 0,
         num_folds: int | None = None,
         fold: int = 0,
+        score_channel: bool = False,
     ) -> None:
         super().__init__()
         given = [
@@ -162,6 +174,8 @@ class SkeletonDataModule(pl.LightningDataModule):
             )
         if window < 2:
             raise ValueError(f"data {name!r}: window must be >= 2, got {window}")
+        if not isinstance(score_channel, bool):
+            raise ValueError(f"data {name!r}: score_channel must be true or false, got {score_channel!r}")
         if temporal not in TEMPORAL:
             raise ValueError(f"data {name!r}: temporal must be 'resample' or 'pad', got {temporal!r}")
         for p in (path, train_path, val_path, test_path):
@@ -192,6 +206,7 @@ class SkeletonDataModule(pl.LightningDataModule):
         self.batch_size, self.num_workers = batch_size, num_workers
         self.seed = seed
         self.num_folds, self.fold = num_folds, fold
+        self.score_channel = score_channel
         self.datasets: dict[str, SkeletonDataset] = {}
         self._carved: dict[str, str] = {}  # sets carved from the training rows: the setting that sized each
         self._generator = torch.Generator().manual_seed(seed)
@@ -274,18 +289,18 @@ class SkeletonDataModule(pl.LightningDataModule):
 
     def _load_all(self) -> dict[str, SkeletonDataset]:
         if self.paths["train"]:
-            train = load_npz(self.paths["train"])
-            sets = {"train": SkeletonDataset(train)}
+            train = self._load(self.paths["train"])
+            sets = {"train": self._dataset(train)}
             for split in ("val", "test"):
                 if self.paths[split]:
-                    sets[split] = SkeletonDataset(
-                        self._check_compatible(load_npz(self.paths[split]), train, split)
+                    sets[split] = self._dataset(
+                        self._check_compatible(self._load(self.paths[split]), train, split)
                     )
             return self._carve(train, sets)
         path = self.paths["path"] or self.cache_file
         if not self.paths["path"]:
             self.prepare_data()
-        data = load_npz(path)
+        data = self._load(path)
         if self.source is not None:
             found = json.loads(data["prepared_by"]) if "prepared_by" in data else None
             if found != self.preparation:
@@ -297,11 +312,26 @@ class SkeletonDataModule(pl.LightningDataModule):
             unknown = sorted(set(split.tolist()) - set(SPLITS))
             if unknown:
                 raise ValueError(f"{path}: split column holds {unknown}; expected values in {list(SPLITS)}")
-            sets = {s: SkeletonDataset(data, np.nonzero(split == s)[0]) for s in SPLITS if (split == s).any()}
+            sets = {s: self._dataset(data, np.nonzero(split == s)[0]) for s in SPLITS if (split == s).any()}
             if "train" not in sets:
                 raise ValueError(f"{path}: split column has no 'train' rows")
             return self._carve(data, sets)
         return self._carve(data, {})
+
+    def _load(self, path: str | Path) -> SkeletonData:
+        """The skeleton npz ``path``; with ``score_channel``, one without ``score`` is a ``ValueError``
+        naming the data, the file and the setting."""
+        data = load_npz(path)
+        if self.score_channel and "score" not in data:
+            raise ValueError(
+                f"data {self.name!r}: score_channel is true but {path} has no 'score' array (the keypoint "
+                f"confidence of 2D data, which the kinetics, pyskl and agcn readers keep for 2D clips; "
+                f"layout {data['layout']!r}, C={data['x'].shape[1]}); set data.score_channel=false"
+            )
+        return data
+
+    def _dataset(self, data: SkeletonData, indices: np.ndarray | None = None) -> SkeletonDataset:
+        return SkeletonDataset(data, indices, score_channel=self.score_channel)
 
     def _check_compatible(self, other: SkeletonData, train: SkeletonData, split: str) -> SkeletonData:
         for key in ("layout", "class_names"):
@@ -321,19 +351,19 @@ class SkeletonDataModule(pl.LightningDataModule):
             folds = stratified_split(
                 data["y"], (1.0 / self.num_folds,) * (self.num_folds - 1), self.split_seed
             )
-            sets = {"test": SkeletonDataset(data, rows[folds[self.fold]])}
+            sets = {"test": self._dataset(data, rows[folds[self.fold]])}
             rest = np.sort(np.concatenate([f for k, f in enumerate(folds) if k != self.fold]))
-            sets["train"] = SkeletonDataset(data, rest)
+            sets["train"] = self._dataset(data, rest)
         base = sets["train"].indices if "train" in sets else np.arange(len(data["y"]))
         want = [s for s in ("test", "val") if s not in sets]
         fractions = tuple(self.test_fraction if s == "test" else self.val_fraction for s in want)
         if fractions:
             parts = stratified_split(data["y"][base], fractions, self.split_seed)
             for s, part in zip(want, parts[:-1], strict=True):
-                sets[s] = SkeletonDataset(data, base[part])
+                sets[s] = self._dataset(data, base[part])
                 key = f"{s}_fraction"
                 self._carved[s] = f"{key}={getattr(self, key)}"
-            sets["train"] = SkeletonDataset(data, base[parts[-1]])
+            sets["train"] = self._dataset(data, base[parts[-1]])
         for split, ds in sets.items():
             if len(ds) == 0:
                 log.warning(
@@ -386,14 +416,16 @@ class SkeletonDataModule(pl.LightningDataModule):
 
     @property
     def in_channels(self) -> int:
-        return int(self.data["x"].shape[1])
+        """The input channels of a batch: the coordinates, plus one with ``score_channel``."""
+        return int(self.data["x"].shape[1]) + int(self.score_channel)
 
     @property
     def num_persons(self) -> int:
         return int(self.data["x"].shape[4])
 
     def describe(self) -> dict[str, Any]:
-        """What a checkpoint must remember about the data."""
+        """What a checkpoint must remember about the data. ``score_channel`` appears only when true, so that
+        the description of data without it (recorded in attack runs' fingerprints) is what it was."""
         return {
             "name": self.name,
             "layout": self.layout,
@@ -401,6 +433,7 @@ class SkeletonDataModule(pl.LightningDataModule):
             "in_channels": self.in_channels,
             "num_persons": self.num_persons,
             "window": self.window,
+            **({"score_channel": True} if self.score_channel else {}),
         }
 
     # ---- loaders ---------------------------------------------------------------------------------
@@ -433,17 +466,20 @@ class SkeletonDataModule(pl.LightningDataModule):
     def window_batch(
         self, x: torch.Tensor, lengths: torch.Tensor, train: bool
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Bring a batch to ``window`` frames (and augment it when ``train``)."""
+        """Bring a batch to ``window`` frames (and augment it when ``train``). The score channel is resampled
+        with the coordinates and goes with its joint under the mirror; the affine map moves coordinates only."""
         crop = (0.75, 1.0) if train and self.augment["random_crop"] else None  # resample only
         x, lengths = fit_window(x, lengths, self.window, self.temporal, crop=crop, generator=self._generator)
         if train and any(self.augment[k] for k in ("rotate_deg", "scale", "shear")):
-            x = random_affine(
-                x,
+            coords, score = split_score(x, self.score_channel)
+            coords = random_affine(
+                coords,
                 self.augment["rotate_deg"],
                 self.augment["scale"],
                 self.augment["shear"],
                 generator=self._generator,
             )
+            x = join_score(coords, score)
         if train and self.augment["mirror"]:
             mirror = torch.as_tensor(get_layout(self.layout).mirror_index)
             x = random_mirror(x, mirror, generator=self._generator)

@@ -13,7 +13,14 @@ from torch import Tensor, nn
 
 from lightning_skel.data.pipelines import build_pipeline
 from lightning_skel.data.transforms import TEMPORAL, fit_window
-from lightning_skel.skeleton.features import MODALITIES, check_modality, normalize, to_modality
+from lightning_skel.skeleton.features import (
+    MODALITIES,
+    check_modality,
+    join_score,
+    normalize,
+    split_score,
+    to_modality,
+)
 from lightning_skel.skeleton.layouts import get_layout
 
 
@@ -30,6 +37,10 @@ class Classifier(nn.Module):
         pipeline: an official input pipeline's name (:data:`~lightning_skel.data.pipelines.PIPELINES`) in
             place of ``normalize`` (which must then be ``"none"``); default none.
         pipeline_kwargs: its options.
+        score_channel: the input's last channel is the keypoint score of 2D data (default false):
+            ``x (N, C + 1, T, V, M)``, coordinates then score. Normalisation and modality act on the
+            coordinates only (a bone or motion entry keeps its joint's score); a pipeline, which picks
+            frames and persons, takes the whole input.
 
     ``forward(x (N, C, T, V, M))`` returns ``(N, K)``: with a pipeline of several samplings per clip, the
     mean of their logits.
@@ -50,8 +61,11 @@ class Classifier(nn.Module):
         modality: str = "joint",
         pipeline: str | None = None,
         pipeline_kwargs: dict[str, Any] | None = None,
+        score_channel: bool = False,
     ) -> None:
         super().__init__()
+        if not isinstance(score_channel, bool):
+            raise TypeError(f"score_channel must be true or false, got {score_channel!r}")
         if normalize not in self.NORMALIZE:
             raise ValueError(f"normalize must be one of {self.NORMALIZE}, got {normalize!r}")
         if modality not in MODALITIES:
@@ -66,6 +80,7 @@ class Classifier(nn.Module):
         check_modality(self.layout, modality)
         self.normalize = normalize
         self.modality = modality
+        self.score_channel = score_channel
         self.pipeline = (
             None if pipeline is None else build_pipeline(pipeline, self.layout, **(pipeline_kwargs or {}))
         )
@@ -78,9 +93,10 @@ class Classifier(nn.Module):
     def preprocess(self, x: Tensor) -> Tensor:
         if self.pipeline is not None:
             x = self.pipeline(x)
-        elif self.normalize != "none":
-            x = normalize(x, self.layout, scale=self.normalize == "full")
-        return to_modality(x, self.layout, self.modality)
+        coords, score = split_score(x, self.score_channel)
+        if self.pipeline is None and self.normalize != "none":
+            coords = normalize(coords, self.layout, scale=self.normalize == "full")
+        return join_score(to_modality(coords, self.layout, self.modality), score)
 
     def _mean(self, out: Tensor, n: int) -> Tensor:
         return out if self.samples == 1 else out.view(n, self.samples, *out.shape[1:]).mean(1)
@@ -117,6 +133,11 @@ class WindowedClassifier(nn.Module):
         self.classifier = classifier
         self.window, self.temporal, self.layout = int(window), temporal, get_layout(layout).name
         self.class_names = None if class_names is None else list(class_names)
+
+    @property
+    def score_channel(self) -> bool:
+        """Whether the classifier's input ends with the keypoint-score channel."""
+        return bool(getattr(self.classifier, "score_channel", False))
 
     def apply_window(self, x: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """The clips ``(N, C, window, V, M)`` the classifier sees, and their valid frames ``(N,)``."""

@@ -16,7 +16,8 @@ from torch import Tensor, nn
 
 class ScoreFusion(nn.Module):
     """``forward(x) = sum_s w_s * stream_s(x)``: ``(N, num_classes)``; ``forward_features(x)`` is the
-    concatenation of the streams' features, ``(N, sum_s D_s)``. ``weights`` default to one per stream."""
+    concatenation of the streams' features, ``(N, sum_s D_s)``. ``weights`` default to one per stream.
+    ``score_channel`` is the streams' own: all of them take the keypoint-score channel, or none does."""
 
     def __init__(self, streams: Sequence[nn.Module], weights: Sequence[float] | None = None) -> None:
         super().__init__()
@@ -25,6 +26,10 @@ class ScoreFusion(nn.Module):
         weights = [1.0] * len(streams) if weights is None else list(weights)
         if len(weights) != len(streams):
             raise ValueError(f"ScoreFusion got {len(weights)} weights for {len(streams)} streams")
+        channels = {bool(getattr(s, "score_channel", False)) for s in streams}
+        if len(channels) > 1:
+            raise ValueError("ScoreFusion streams disagree on score_channel: all or none must take the score")
+        self.score_channel = channels.pop()
         self.streams = nn.ModuleList(streams)
         self.register_buffer("weights", torch.tensor(weights, dtype=torch.float32))
 

@@ -194,6 +194,33 @@ def valid_mask(x: Tensor, lengths: Tensor | None = None) -> Tensor:
     return present & (frames < lengths.to(x.device).view(n, 1, 1, 1, 1))
 
 
+def split_score(x: Tensor, score_channel: bool) -> tuple[Tensor, Tensor | None]:
+    """Coordinates and keypoint scores of an input: with ``score_channel``, ``x (N, C + 1, T, V, M)`` holds
+    C >= 2 coordinates then the score (the ST-GCN Kinetics input x, y, score), and the result is the views
+    ``(N, C, T, V, M)`` and ``(N, 1, T, V, M)``; without it, ``(x, None)``. A ``ValueError`` names the
+    shape when ``x`` cannot hold coordinates and a score.
+
+    Example::
+
+        coords, score = split_score(x, True)  # x (N, 3, T, 18, M): image x, y, then confidence
+        x_again = join_score(coords, score)
+    """
+    if not score_channel:
+        return x, None
+    if x.dim() != 5 or x.shape[1] < 3:
+        raise ValueError(
+            "an input with a score channel is (N, C + 1, T, V, M): C >= 2 coordinates, then the keypoint "
+            f"score; got shape {tuple(x.shape)}"
+        )
+    return x[:, :-1], x[:, -1:]
+
+
+def join_score(coords: Tensor, score: Tensor | None) -> Tensor:
+    """The inverse of :func:`split_score`: ``coords (N, C, T, V, M)`` with ``score (N, 1, T, V, M)`` as the
+    last channel, or ``coords`` itself when ``score`` is None."""
+    return coords if score is None else torch.cat([coords, score.to(coords.dtype)], dim=1)
+
+
 def temporal_mask(mask: Tensor, order: int) -> Tensor:
     """Mask of finite differences of ``order`` (1: velocity, 2: acceleration): all frames involved valid."""
     out = mask

@@ -29,7 +29,7 @@ from lightning_skel.checkpoints import CheckpointError, load_checkpoint
 from lightning_skel.models import ScoreFusion
 from lightning_skel.models.hcn import legacy_model_kwargs
 from lightning_skel.progress import ClipProgress
-from lightning_skel.skeleton.features import to_gait16
+from lightning_skel.skeleton.features import split_score, to_gait16
 from lightning_skel.systems.classification import ClassificationSystem
 from lightning_skel.utils import check_params, write_json, write_npz
 
@@ -87,8 +87,13 @@ def load_classifier(path: str | os.PathLike, what: str = "ckpt") -> tuple[nn.Mod
 
 
 # what the streams of a score fusion must share: the clips each sees are windowed once, as the first
-# checkpoint's data says, and their scores are added class by class
-FUSION_KEYS = ("layout", "num_classes", "class_names", "data_name", "window")
+# checkpoint's data says, and their scores are added class by class; one input, with or without the
+# keypoint-score channel (checkpoints older than that setting record none: false)
+FUSION_KEYS = ("layout", "num_classes", "class_names", "data_name", "window", "score_channel")
+
+
+def _fusion_value(hp: dict[str, Any], key: str) -> Any:
+    return bool(hp.get(key, False)) if key == "score_channel" else hp.get(key)
 
 
 def load_classifiers(
@@ -116,9 +121,10 @@ def load_classifiers(
     first = loaded[0][1]
     for path, (_, hp) in zip(paths[1:], loaded[1:], strict=True):
         for key in FUSION_KEYS:
-            if hp.get(key) != first.get(key):
+            if _fusion_value(hp, key) != _fusion_value(first, key):
                 raise CheckpointError(
-                    f"cannot fuse {path} with {paths[0]}: {key} {hp.get(key)!r} != {first.get(key)!r}"
+                    f"cannot fuse {path} with {paths[0]}: {key} {_fusion_value(hp, key)!r} != "
+                    f"{_fusion_value(first, key)!r}"
                 )
     fused = ScoreFusion([m for m, _ in loaded], weights).eval()
     return fused, {**first, "model": "+".join(h["model"] for _, h in loaded)}
@@ -326,13 +332,17 @@ class AttackRun:
         )
         # the attack labels the clean clips and attacks only those the classifier gets right
         res = attack(x, y, lengths, target if self.targeted else None)
-        x_adv, pred_clean, pred_adv = res.x_adv, res.pred_clean, res.pred_adv
+        pred_clean, pred_adv = res.pred_clean, res.pred_adv
         success, attacked, grad_evals = res.success, res.attacked, res.grad_evals
+        # shards hold coordinates; a score channel, which the attack returns unchanged, is the shard's score
+        x_adv, score = split_score(res.x_adv, attack.score_channel)
+        x = attack.coordinates(x)
         metrics = per_sample_metrics(x, x_adv, lengths, self.layout, self.emotion)
         arrays = {
             "index": index, "x": x, "x_adv": x_adv, "y": y, "target": target, "lengths": lengths,
             "pred_clean": pred_clean, "pred_adv": pred_adv, "success": success, "attacked": attacked,
             "grad_evals": grad_evals,
+            **({} if score is None else {"score": score[:, 0]}),
             **{f"m_{k}": v for k, v in metrics.items()},
         }  # fmt: skip
         shard = {k: v.detach().cpu().numpy() for k, v in arrays.items()}

@@ -2,7 +2,8 @@
 
 It holds a plain :class:`~lightning_skel.models.Classifier` built from the registry, the loss, one
 torchmetrics collection per stage, and the optimiser and schedule from config. ``save_hyperparameters``
-makes a checkpoint self-describing: model name and kwargs, layout, class names, input preprocessing.
+makes a checkpoint self-describing: model name and kwargs, layout, class names, input preprocessing, and
+``score_channel`` (the input ends with the keypoint score of 2D data, as the data module gave it).
 """
 
 from __future__ import annotations
@@ -44,9 +45,15 @@ class ClassificationSystem(pl.LightningModule):
         robust_training: dict[str, Any] | None = None,
         data_name: str | None = None,
         data_config: dict[str, Any] | None = None,
+        score_channel: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        if score_channel and model == "emotion":
+            raise ValueError(
+                "score_channel: the emotion recognizer reads geometry (angles, distances, speeds) from every "
+                "input channel, so it cannot take the keypoint score; train it on coordinates"
+            )
         self.optimizer_cfg = {
             "name": "sgd",
             "lr": 0.1,
@@ -100,7 +107,7 @@ class ClassificationSystem(pl.LightningModule):
         )
         self.classifier = Classifier(
             net, layout, normalize=normalize, modality=modality, pipeline=pipeline,
-            pipeline_kwargs=pipeline_kwargs,
+            pipeline_kwargs=pipeline_kwargs, score_channel=score_channel,
         )  # fmt: skip
         self.loss = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
         metrics = MetricCollection(

@@ -26,7 +26,7 @@ from lightning_skel.systems.attack_run import read_checkpoint
 from tests.helpers import CONFIGS, attack_cfg
 
 CLASSES = ("wave", "squat", "jump")
-TINY = {"width": 8, "feature_dim": 16}
+TINY = {"width": 8, "feature_dim": 16, "variant": "compact"}
 
 
 def two_d_with_score(
@@ -224,7 +224,7 @@ def trained(tmp_path_factory):
     path = save_npz(tmp / "kinetics_like.npz", two_d_with_score("openpose18", num_per_class=12))
     overrides = [
         "data=npz", f"data.path={path}", "data.score_channel=true", "data.window=16", "data.batch_size=4",
-        "data.val_fraction=0.25", "data.test_fraction=0.25", "model.kwargs.width=16", "model.kwargs.feature_dim=32",
+        "data.val_fraction=0.25", "data.test_fraction=0.25", "model.kwargs.width=16", "model.kwargs.feature_dim=32", "model.kwargs.variant=compact",
         "optim.optimizer.lr=0.01", "trainer.max_epochs=20", f"out_dir={tmp / 'run'}",
         f"paths.cache_dir={tmp / 'cache'}", "threads=1", "trainer.enable_progress_bar=false",
         "callbacks=adv_training", "callbacks.adv_training.attack=pgd", "~callbacks.adv_training.attack_kwargs",

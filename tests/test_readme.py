@@ -15,6 +15,7 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
+from lightning_skel.models.convert import OFFICIAL_FORMATS
 from tests.helpers import CONFIGS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,6 +36,9 @@ def readme_commands(text: str) -> list[tuple[str, list[str]]]:
                 env[name] = value
                 continue
             words = [re.sub(r"\$(\w+)", lambda m: env[m.group(1)], w) for w in words]
+            if "lightning_skel.models.convert" in words:  # python -m lightning_skel.models.convert ...
+                commands.append(("convert", words[words.index("lightning_skel.models.convert") + 1 :]))
+                continue
             if words[0] == "make":
                 commands.extend(("make", [target]) for target in words[1:])
                 continue
@@ -65,7 +69,10 @@ def demo_out_dirs() -> dict[str, DictConfig]:
 
 
 def producer(path: str, runs: dict[str, DictConfig], where: str) -> DictConfig:
-    """The train config of the earlier README run whose ``out_dir`` holds checkpoint ``path``."""
+    """The train config of the earlier README run whose ``out_dir`` holds checkpoint ``path``, or of the
+    checkpoint an import above wrote to ``path``."""
+    if path in runs:
+        return runs[path]
     out_dir = str(Path(path).parent.parent)
     assert Path(path).parent.name == "checkpoints" and out_dir in runs, (
         f"{where}: {path} is not a checkpoint of a run a command above writes ({sorted(runs)})"
@@ -85,6 +92,12 @@ def check_commands(commands: list[tuple[str, list[str]]]) -> None:
         if program == "make":
             if args == ["demo"]:
                 runs.update(demo_out_dirs())
+            continue
+        if program == "convert":  # MODEL OFFICIAL OUT --data DATA: OUT is a checkpoint of MODEL on DATA
+            model, _, out = args[:3]
+            assert model in OFFICIAL_FORMATS, f"{where}: no official format {model!r}"
+            (cfg,) = compose_jobs("train", [f"data={args[args.index('--data') + 1]}", f"model={model}"])
+            runs[out] = cfg
             continue
         if program == "train.py":
             for cfg in compose_jobs("train", args):

@@ -3,6 +3,8 @@
 #   make demo TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu126"
 PYTHON ?= python3
 TORCH ?= torch==2.13.0
+# test processes (pytest-xdist): one per core of the 2-core machines the suite is sized for
+TEST_WORKERS ?= 2
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -26,8 +28,8 @@ demo: $(STAMP)
 # ones, minutes each there, are run under those kernels before a release: see the README's Tests section).
 test: $(STAMP)
 	$(BIN)/ruff check .
-	WANDB_MODE=offline $(BIN)/python -m pytest -q
-	ATEN_CPU_CAPABILITY=default WANDB_MODE=offline $(BIN)/python -m pytest -q -m 'numerics and not slow' -k 'not ddp'
+	WANDB_MODE=offline $(BIN)/python -m pytest -q -n $(TEST_WORKERS)
+	ATEN_CPU_CAPABILITY=default WANDB_MODE=offline $(BIN)/python -m pytest -q -n $(TEST_WORKERS) -m 'numerics and not slow' -k 'not ddp'
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

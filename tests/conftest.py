@@ -14,7 +14,12 @@ DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 requires_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"real recordings not found at {DATA}")
 
 
+# Under pytest-xdist (``make test`` runs a worker per core) each worker keeps to one thread, so that the
+# workers do not contend for the cores.
+THREADS = 1 if os.environ.get("PYTEST_XDIST_WORKER") else 2
+
+
 @pytest.fixture(autouse=True)
 def _seed_and_threads():
     torch.manual_seed(0)
-    torch.set_num_threads(min(2, torch.get_num_threads()))
+    torch.set_num_threads(min(THREADS, torch.get_num_threads()))

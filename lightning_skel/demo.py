@@ -24,6 +24,7 @@ from rich.table import Table
 from lightning_skel.run import run_attack, run_train
 
 log = logging.getLogger(__name__)
+PROGRESS = "progress_every_s=60"
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 ATTACK_METRICS = (
@@ -40,7 +41,7 @@ def _compose(name: str, overrides: list[str]) -> DictConfig:
 def _table(title: str, metrics: dict, keys) -> Table:
     """``metrics[keys]`` as a compact table, two metric-value pairs a row (the demo's whole output fits
     one screen)."""
-    table = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False)
+    table = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, min_width=len(title))
     rows = [(k, "-" if metrics[k] is None else f"{metrics[k]:.4g}") for k in keys if k in metrics]
     pairs = 2 if len(rows) > 3 else 1
     for _ in range(pairs):
@@ -73,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     console = Console()
     extra = list(sys.argv[1:] if argv is None else argv)
     threads = [o for o in extra if o.startswith("threads=")]  # the attack runs' thread count too
+    # off a terminal, a progress line a minute: the demo's whole output stays on one screen at any speed
+    extra = [PROGRESS, *extra]
 
     console.rule("[bold]1/4 HCN action classifier on generated motion")
     cls_cfg = _compose("train", ["experiment=demo", *extra])
@@ -104,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         overrides = [
             f"ckpt={ckpt}",
             *presets[preset],
+            PROGRESS,
             *threads,
             f"limit={'null' if limit is None else limit}",
             f"out_dir={out}",

@@ -553,7 +553,9 @@ def _attack_main(fabric, cfg: DictConfig) -> dict[str, Any]:
         fabric.barrier()
     mine = sum(sl.stop - sl.start for sl in run.batches(len(y), rank, world).values())  # clips of this rank
     visible = rank == 0 and bool(cfg.trainer.get("enable_progress_bar", True))
-    with ClipProgress(f"{name} on {split}", mine, progress_every_s, enabled=visible) as progress:
+    # the run's folder names it: a sequence of runs in one log (the demo, a sweep) stays apart
+    what = f"{name} on {split} ({out_dir.name})"
+    with ClipProgress(what, mine, progress_every_s, enabled=visible) as progress:
         run.run(x, y, lengths, index, rank, world, device, progress=progress)
     if fabric is not None:
         fabric.barrier()

@@ -17,7 +17,7 @@ from lightning_skel.run import run_attack, run_train
 from tests.helpers import attack_cfg, run_script, tiny_train_overrides, train_cfg
 
 TRAIN_LINE = re.compile(r"epoch (\d+)/2 step (\d+)/(\d+) loss \d+\.\d+ acc [01]\.\d+ elapsed \S+ ETA (\S+)")
-ATTACK_LINE = re.compile(r"pgd on test: clips (\d+)/6 \(\d+ %\) elapsed \S+ ETA \S+")
+ATTACK_LINE = re.compile(r"pgd on test \(attack\): clips (\d+)/6 \(\d+ %\) elapsed \S+ ETA \S+")
 
 
 def test_runs_with_stdout_in_a_file_log_progress_lines(tmp_path):

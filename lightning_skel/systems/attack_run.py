@@ -35,20 +35,6 @@ from lightning_skel.utils import check_params, write_json, write_npz
 
 log = logging.getLogger(__name__)
 
-SHARD_KEYS = (
-    "index",
-    "x",
-    "x_adv",
-    "y",
-    "target",
-    "lengths",
-    "pred_clean",
-    "pred_adv",
-    "success",
-    "attacked",
-    "grad_evals",
-)
-
 
 def read_checkpoint(path: str | os.PathLike, what: str) -> dict[str, Any]:
     """A ``ClassificationSystem`` checkpoint, read safely (:func:`load_checkpoint`), or a clear

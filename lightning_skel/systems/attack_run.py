@@ -11,6 +11,7 @@ merge. Under several processes (Lightning Fabric: ``trainer.strategy=ddp``), bat
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import logging
 import os
@@ -35,10 +36,19 @@ from lightning_skel.utils import check_params, write_json, write_npz
 
 log = logging.getLogger(__name__)
 
+# the defaults a checkpoint that predates a setting is read with
+_SYSTEM_DEFAULTS = {
+    k: p.default
+    for k, p in inspect.signature(ClassificationSystem.__init__).parameters.items()
+    if p.default is not inspect.Parameter.empty
+}
+
 
 def read_checkpoint(path: str | os.PathLike, what: str) -> dict[str, Any]:
     """A ``ClassificationSystem`` checkpoint, read safely (:func:`load_checkpoint`), or a clear
-    :class:`CheckpointError`. An ``hcn`` checkpoint from before its variants gets ``variant="compact"``."""
+    :class:`CheckpointError`. Its hyper-parameters are complete: a setting the checkpoint predates has
+    ``ClassificationSystem``'s default (what building the system from it gives), and an ``hcn`` checkpoint
+    from before its variants gets ``variant="compact"``."""
     ckpt = load_checkpoint(path, what)
     hp = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
     needed = {"model", "num_classes", "layout"}
@@ -47,11 +57,10 @@ def read_checkpoint(path: str | os.PathLike, what: str) -> dict[str, Any]:
             f"{what} {path}: not a lightning_skel classifier checkpoint (no ClassificationSystem hyper-parameters "
             f"{sorted(needed)})"
         )
+    hp = {**_SYSTEM_DEFAULTS, **hp}
     if hp["model"] == "hcn":  # saved before hcn had variants: the compact network, named so
-        kwargs = hp.get("model_kwargs") or {}
-        upgraded = legacy_model_kwargs(kwargs, ckpt["state_dict"])
-        if upgraded is not kwargs:
-            ckpt["hyper_parameters"] = {**hp, "model_kwargs": upgraded}
+        hp["model_kwargs"] = legacy_model_kwargs(hp.get("model_kwargs") or {}, ckpt["state_dict"])
+    ckpt["hyper_parameters"] = hp
     return ckpt
 
 
@@ -74,12 +83,8 @@ def load_classifier(path: str | os.PathLike, what: str = "ckpt") -> tuple[nn.Mod
 
 # what the streams of a score fusion must share: the clips each sees are windowed once, as the first
 # checkpoint's data says, and their scores are added class by class; one input, with or without the
-# keypoint-score channel (checkpoints older than that setting record none: false)
+# keypoint-score channel
 FUSION_KEYS = ("layout", "num_classes", "class_names", "data_name", "window", "score_channel")
-
-
-def _fusion_value(hp: dict[str, Any], key: str) -> Any:
-    return bool(hp.get(key, False)) if key == "score_channel" else hp.get(key)
 
 
 def load_classifiers(
@@ -107,10 +112,9 @@ def load_classifiers(
     first = loaded[0][1]
     for path, (_, hp) in zip(paths[1:], loaded[1:], strict=True):
         for key in FUSION_KEYS:
-            if _fusion_value(hp, key) != _fusion_value(first, key):
+            if hp.get(key) != first.get(key):
                 raise CheckpointError(
-                    f"cannot fuse {path} with {paths[0]}: {key} {_fusion_value(hp, key)!r} != "
-                    f"{_fusion_value(first, key)!r}"
+                    f"cannot fuse {path} with {paths[0]}: {key} {hp.get(key)!r} != {first.get(key)!r}"
                 )
     fused = ScoreFusion([m for m, _ in loaded], weights).eval()
     return fused, {**first, "model": "+".join(h["model"] for _, h in loaded)}

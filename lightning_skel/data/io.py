@@ -144,14 +144,9 @@ def validate(data: SkeletonData, source: str | os.PathLike = "<memory>") -> Skel
     if "emotion_names" in data:
         out["emotion_names"] = [str(s) for s in np.asarray(data["emotion_names"]).reshape(-1)]
     if "prepared_by" in data:
-        record = data["prepared_by"]
-        text = str(record.item()) if isinstance(record, np.ndarray) and record.shape == () else record
-        try:
-            ok = isinstance(text, str) and isinstance(json.loads(text), dict)
-        except json.JSONDecodeError:
-            ok = False
-        if not ok:
-            fail(f"prepared_by must be a string holding a JSON object, got {str(record)[:80]!r}")
+        text, record = _prepared_record(data["prepared_by"])
+        if record is None:
+            fail(f"prepared_by must be a string holding a JSON object, got {str(data['prepared_by'])[:80]!r}")
         out["prepared_by"] = text
     if "emotion" in out:
         hi = len(out.get("emotion_names", [])) or None
@@ -235,19 +230,29 @@ def read_prepared_by(path: str | os.PathLike) -> dict | None:
         with np.load(path, allow_pickle=False) as f:
             if "prepared_by" not in f.files:
                 return None
-            record = f["prepared_by"]
+            stored = f["prepared_by"]
     except (OSError, EOFError, zipfile.BadZipFile, ValueError) as e:
         raise ValueError(f"{path}: cannot read its prepared_by record ({e})") from e
-    text = str(record.item()) if record.shape == () and record.dtype.kind == "U" else None
-    try:
-        value = json.loads(text) if text is not None else None
-    except json.JSONDecodeError:
-        value = None
-    if not isinstance(value, dict):
+    _, record = _prepared_record(stored)
+    if record is None:
         raise ValueError(
-            f"{path}: prepared_by must be a string holding a JSON object, got {str(record)[:80]!r}"
+            f"{path}: prepared_by must be a string holding a JSON object, got {str(stored)[:80]!r}"
         )
-    return value
+    return record
+
+
+def _prepared_record(stored: Any) -> tuple[str | None, dict | None]:
+    """A ``prepared_by`` entry (a str, or a 0-d str array as read from a file) as its text and the JSON
+    object it holds; ``(text, None)`` when it holds anything else."""
+    if isinstance(stored, np.ndarray):
+        stored = stored.item() if stored.shape == () and stored.dtype.kind == "U" else None
+    if not isinstance(stored, str):
+        return None, None
+    try:
+        record = json.loads(stored)
+    except json.JSONDecodeError:
+        return stored, None
+    return stored, record if isinstance(record, dict) else None
 
 
 def load_npz(path: str | os.PathLike) -> SkeletonData:

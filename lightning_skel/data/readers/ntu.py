@@ -684,7 +684,7 @@ def _spread_ok(joints: np.ndarray) -> np.ndarray:
     return x_range <= NOISE_SPR_THRES1 * y_range
 
 
-def denoise_ctrgcn(raw: RawSkeleton, path: str | Path = "<bytes>") -> np.ndarray:
+def denoise_ctrgcn(raw: RawSkeleton) -> np.ndarray:
     """The NTU preprocessing of CTR-GCN and SGN (``data/ntu/get_raw_skes_data.py`` then
     ``get_raw_denoised_data.py``), up to ``raw_denoised_joints.pkl``: ``(3, T, 25, 2)`` float32.
 
@@ -705,7 +705,7 @@ def denoise_ctrgcn(raw: RawSkeleton, path: str | Path = "<bytes>") -> np.ndarray
     ``seq_transformation.py``'s translation to actor 1's spine middle in its first frame and its padding to
     300 frames, which belong to the model-side ``ctrgcn`` / ``sgn`` pipelines.
 
-    Raises :class:`ReadError` (naming ``path``) where the scripts fail: every body is tracked in at most 11
+    Raises :class:`ReadError` (the reader adds the file's path) where the scripts fail: every body is tracked in at most 11
     frames, a body ID is listed twice in one frame so that its frames overrun the clip, or no frame is left.
     """
     tracked = np.unique(raw.frame)
@@ -720,7 +720,7 @@ def denoise_ctrgcn(raw: RawSkeleton, path: str | Path = "<bytes>") -> np.ndarray
         keep = [b for b, j in enumerate(joints) if len(j) > NOISE_LEN_THRES]
         if not keep:
             raise ReadError(
-                path,
+                "<bytes>",
                 f"each of the {len(joints)} bodies is tracked in at most {NOISE_LEN_THRES} frames: "
                 "the ctrgcn denoising keeps none",
             )
@@ -741,7 +741,7 @@ def denoise_ctrgcn(raw: RawSkeleton, path: str | Path = "<bytes>") -> np.ndarray
     def place(b: int, m: int) -> None:
         if start[b] + len(joints[b]) > num_frames:
             raise ReadError(
-                path,
+                "<bytes>",
                 f"body {raw.body_ids[b]} has {len(joints[b])} records from tracked frame {start[b]} on, "
                 f"where {num_frames - start[b]} frames follow (listed twice in a frame): the ctrgcn "
                 "pipeline cannot place it",
@@ -760,7 +760,7 @@ def denoise_ctrgcn(raw: RawSkeleton, path: str | Path = "<bytes>") -> np.ndarray
     if len(joints) > 1:
         out = out[out.reshape(num_frames, -1).sum(axis=1) != 0]  # the official (T, 75 or 150) row sums
     if not len(out):
-        raise ReadError(path, "no frame is left after the ctrgcn denoising (every kept coordinate is 0)")
+        raise ReadError("<bytes>", "no frame is left after the ctrgcn denoising (every kept coordinate is 0)")
     x = np.zeros((3, len(out), NUM_JOINTS, MAX_BODY_TRUE), dtype=np.float32)
     x[..., :people] = out.transpose(3, 0, 2, 1)
     return x

@@ -55,3 +55,13 @@ def test_pipeline_replaces_normalize_and_averages_the_samplings(monkeypatch):
     assert clf.forward_features(x).shape == (4, 300)
     with pytest.raises(ValueError, match="normalize must be 'none'"):
         Classifier(net, "kinect20", normalize="center_rotate", pipeline="twice")
+
+
+def test_a_pipeline_that_computes_on_coordinates_refuses_a_score_channel():
+    """A centring or rotation would treat the keypoint score as a coordinate; the pass-through takes it."""
+    net = _Linear(4 * 5 * 25, 6)
+    with pytest.raises(ValueError, match="cannot take score_channel"):
+        Classifier(net, "ntu25", normalize="none", pipeline="agcn", score_channel=True)
+    clf = Classifier(net, "ntu25", normalize="none", pipeline="stgcn", score_channel=True)
+    x = torch.randn(2, 4, 5, 25, 1, dtype=torch.float64)
+    torch.testing.assert_close(clf(x), net(x), rtol=0, atol=0)

@@ -84,6 +84,11 @@ class Classifier(nn.Module):
         self.pipeline = (
             None if pipeline is None else build_pipeline(pipeline, self.layout, **(pipeline_kwargs or {}))
         )
+        if score_channel and self.pipeline is not None and not self.pipeline.takes_score:
+            raise ValueError(
+                f"pipeline {pipeline!r} computes on every input channel (it would move the keypoint score as a "
+                "coordinate): it cannot take score_channel=true"
+            )
 
     @property
     def samples(self) -> int:

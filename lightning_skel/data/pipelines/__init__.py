@@ -45,6 +45,9 @@ class Pipeline(nn.Module):
     """
 
     samples: int = 1  # rows per clip in the output; the classifier averages their logits
+    # whether a keypoint-score channel may ride through as one more channel: true only for a pipeline that
+    # moves frames and persons but computes nothing from the coordinates (a centring would shift the score)
+    takes_score: bool = False
 
     def __init__(self, layout: str | Layout) -> None:
         super().__init__()
@@ -63,6 +66,8 @@ class STGCNPipeline(Pipeline):
 
         z = STGCNPipeline("ntu25")(x)  # z is x
     """
+
+    takes_score = True
 
     def forward(self, x: Tensor) -> Tensor:
         return x

@@ -89,7 +89,7 @@ def cost_ratios(
     On a GPU every timing ends with a synchronisation, and the breakdown (CPU timers around asynchronous
     kernels) is not taken."""
     from lightning_skel.attacks import build_attack
-    from lightning_skel.systems.attack_run import load_emotion
+    from lightning_skel.checkpoints import load_emotion
 
     dev = torch.device(device)
 

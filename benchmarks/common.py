@@ -85,8 +85,8 @@ def correct_test_clips(ckpt: str, device: str = "cpu", limit: int | None = None,
     correctly, windowed as attack.py windows them: ``(model, layout, x, y, lengths)``."""
     import torch
 
+    from lightning_skel.checkpoints import load_classifiers
     from lightning_skel.data.datamodule import SkeletonDataModule
-    from lightning_skel.systems.attack_run import load_classifiers
 
     dev = torch.device(device)
     model, hp = load_classifiers(ckpt.split(","))

@@ -16,9 +16,9 @@ from pathlib import Path
 import torch
 from common import save_results, seconds_per_call
 
+from lightning_skel.checkpoints import load_emotion
 from lightning_skel.models import stgcn
 from lightning_skel.skeleton.layouts import get_layout
-from lightning_skel.systems.attack_run import load_emotion
 
 
 def einsum_order(self: stgcn.STGCNBlock, x: torch.Tensor) -> torch.Tensor:

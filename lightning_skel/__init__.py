@@ -45,9 +45,9 @@ def load_classifier(
     """
     import inspect
 
+    from lightning_skel.checkpoints import load_classifiers
     from lightning_skel.data.datamodule import SkeletonDataModule
     from lightning_skel.models.classifier import WindowedClassifier
-    from lightning_skel.systems.attack_run import load_classifiers
 
     classifier, hp = load_classifiers(path, weights)
     temporal = (hp.get("data_config") or {}).get("temporal")

@@ -16,7 +16,14 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, Logger
 
-from lightning_skel.checkpoints import SafeCheckpointIO
+from lightning_skel.checkpoints import (
+    CheckpointError,
+    SafeCheckpointIO,
+    load_classifier,
+    load_classifiers,
+    load_emotion,
+    read_checkpoint,
+)
 from lightning_skel.data.datamodule import SkeletonDataModule
 from lightning_skel.progress import ClipProgress, every_s, interactive, training_progress
 from lightning_skel.sweep import job_out_dir
@@ -222,8 +229,6 @@ def build_callbacks(cfg: DictConfig, out_dir: Path, layout: str | None = None) -
 def resolve_ckpt_path(ckpt_path: str | None, out_dir: Path) -> str | None:
     """``last`` means ``out_dir/checkpoints/last.ckpt`` when it exists (resume), else a fresh start. The
     checkpoint must be one train.py wrote (a bare state_dict is refused, naming it)."""
-    from lightning_skel.systems.attack_run import read_checkpoint
-
     if ckpt_path in (None, "", "none"):
         return None
     if ckpt_path == "last":
@@ -242,8 +247,6 @@ def init_weights(system: ClassificationSystem, path: str) -> None:
     """Start ``system`` from the classifier weights of checkpoint ``path`` (fine-tuning: the optimiser,
     schedule and epoch count start afresh). The checkpoint must hold the same model on the same layout with
     the same classes."""
-    from lightning_skel.systems.attack_run import CheckpointError, load_classifier
-
     source, hp = load_classifier(path, "init_from")
     mine = system.hparams
     for key in ("model", "layout", "num_classes"):
@@ -267,8 +270,6 @@ def init_weights(system: ClassificationSystem, path: str) -> None:
 def checkpoint_accuracy(*ckpts: str, split: str = "test") -> float:
     """Top-1 on ``split`` of one classifier checkpoint, or of the sum of several checkpoints' scores (as
     2s-AGCN fuses its joint and bone streams), on the data the first checkpoint was trained with."""
-    from lightning_skel.systems.attack_run import load_classifiers
-
     model, hp = load_classifiers(ckpts)
     dm = SkeletonDataModule(**{**hp["data_config"], "batch_size": 64})
     dm.setup()
@@ -451,8 +452,7 @@ def _attack_data(cfg: DictConfig, hp: dict[str, Any]) -> tuple[SkeletonDataModul
 def _attack_main(fabric, cfg: DictConfig) -> dict[str, Any]:
     from lightning_skel.attacks.metrics import attack_metrics, check_budgets
     from lightning_skel.report import nothing_attacked, write_outputs, write_report
-    from lightning_skel.systems import attack_run
-    from lightning_skel.systems.attack_run import AttackRun, check_batch_size, load_classifiers, load_emotion
+    from lightning_skel.systems.attack_run import AttackRun, check_batch_size
 
     start = time.perf_counter()
     budgets = OmegaConf.to_container(cfg.budgets, resolve=True) if cfg.get("budgets") else None
@@ -476,7 +476,7 @@ def _attack_main(fabric, cfg: DictConfig) -> dict[str, Any]:
     shown = " + ".join(ckpts)
     for path, model in zip(ckpts, hp["model"].split("+"), strict=True):
         if model == "emotion":
-            raise attack_run.CheckpointError(
+            raise CheckpointError(
                 f"ckpt {path}: an emotion recognizer (model 'emotion'), not an action classifier; pass it as "
                 "emotion_ckpt= for the emotion term, and an action classifier as ckpt"
             )

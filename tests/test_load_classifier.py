@@ -9,10 +9,10 @@ import pytest
 import torch
 
 import lightning_skel
+from lightning_skel.checkpoints import CheckpointError
+from lightning_skel.checkpoints import load_classifier as load_bare
 from lightning_skel.data.datamodule import SkeletonDataModule
 from lightning_skel.run import checkpoint_accuracy, run_train
-from lightning_skel.systems.attack_run import CheckpointError
-from lightning_skel.systems.attack_run import load_classifier as load_bare
 from tests.helpers import tiny_npz, train_cfg
 
 README = Path(__file__).resolve().parents[1] / "README.md"

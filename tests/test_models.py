@@ -405,8 +405,8 @@ def test_hcn_arguments_name_the_variant_and_the_window():
 def test_hcn_checkpoint_from_before_the_variants_loads_as_compact(tmp_path):
     """A checkpoint whose ``model_kwargs`` name no variant (all were the compact network then) is read as the
     compact variant, with the same outputs; a reference checkpoint is left as it is."""
+    from lightning_skel.checkpoints import load_classifier
     from lightning_skel.systems import ClassificationSystem
-    from lightning_skel.systems.attack_run import load_classifier
 
     kwargs = {"width": 8, "feature_dim": 16}
     for variant, saved in (("compact", kwargs), ("reference", {**kwargs, "window": T})):

@@ -12,12 +12,11 @@ import pytest
 import torch
 from conftest import DATA
 
-from lightning_skel.checkpoints import CheckpointError
+from lightning_skel.checkpoints import CheckpointError, load_classifier
 from lightning_skel.data.pipelines import PIPELINES
 from lightning_skel.models import build_model
 from lightning_skel.models.convert import OFFICIAL_FORMATS, convert, map_state_dict, unwrap
 from lightning_skel.models.graph import official_ntu_partition, spatial_partition
-from lightning_skel.systems.attack_run import load_classifier
 
 FIXTURES = DATA.parent / "fixtures" / "official"
 requires_fixtures = pytest.mark.skipif(

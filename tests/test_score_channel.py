@@ -14,6 +14,7 @@ from torch import nn
 from lightning_skel import load_classifier
 from lightning_skel.attacks import Attack, DynamicDistance, build_attack, list_attacks
 from lightning_skel.attacks.metrics import per_sample_metrics
+from lightning_skel.checkpoints import read_checkpoint
 from lightning_skel.data.datamodule import SkeletonDataModule, SkeletonDataset
 from lightning_skel.data.io import load_npz, save_npz
 from lightning_skel.data.synthetic import generate
@@ -22,7 +23,6 @@ from lightning_skel.models import Classifier, ScoreFusion, build_model
 from lightning_skel.run import run_attack, run_train
 from lightning_skel.skeleton.features import join_score, valid_mask
 from lightning_skel.systems import ClassificationSystem
-from lightning_skel.systems.attack_run import read_checkpoint
 from tests.helpers import CONFIGS, attack_cfg
 
 CLASSES = ("wave", "squat", "jump")

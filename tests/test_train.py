@@ -139,7 +139,7 @@ def test_empty_test_split_is_refused_before_training(tmp_path):
 def test_ckpt_path_on_a_plain_state_dict_is_a_clear_error(tmp_path):
     """ckpt_path resumes a run: a file without the run's state (a bare state_dict) is refused naming it
     (Lightning raised KeyError: 'pytorch-lightning_version')."""
-    from lightning_skel.systems.attack_run import CheckpointError
+    from lightning_skel.checkpoints import CheckpointError
 
     weights = tmp_path / "weights.pt"
     torch.save(torch.nn.Linear(2, 2).state_dict(), weights)
@@ -222,8 +222,8 @@ def test_ddp_two_processes_metrics_equal_single_process(tmp_path):
 
 
 def test_init_from_starts_from_the_checkpoint_weights_and_refuses_another_model(tmp_path):
+    from lightning_skel.checkpoints import CheckpointError
     from lightning_skel.run import build_system, init_weights
-    from lightning_skel.systems.attack_run import CheckpointError
 
     run_train(train_cfg(tmp_path, ["trainer.max_epochs=1"]))
     ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
@@ -263,8 +263,8 @@ def test_init_from_starts_from_the_checkpoint_weights_and_refuses_another_model(
 
 
 def test_checkpoint_accuracy_equals_lightning_test_and_fuses_only_the_same_data(tmp_path):
+    from lightning_skel.checkpoints import CheckpointError
     from lightning_skel.run import checkpoint_accuracy
-    from lightning_skel.systems.attack_run import CheckpointError
 
     metrics = run_train(train_cfg(tmp_path, ["trainer.max_epochs=2"]))
     best = metrics["best_checkpoint"]
@@ -348,7 +348,7 @@ def test_init_from_loads_weights_only_not_the_random_state(tmp_path):
 def test_init_from_of_other_model_settings_is_a_clear_error(tmp_path):
     """A checkpoint of the same model with other sizes (the README's fine-tune after another training)
     fails naming init_from and both settings, not with load_state_dict's size-mismatch traceback."""
-    from lightning_skel.systems.attack_run import CheckpointError
+    from lightning_skel.checkpoints import CheckpointError
 
     run_train(train_cfg(tmp_path, ["trainer.max_epochs=1"]))
     ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"

@@ -11,10 +11,8 @@ merge. Under several processes (Lightning Fabric: ``trainer.strategy=ddp``), bat
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,133 +24,11 @@ from torch import Tensor, nn
 
 from lightning_skel.attacks import build_attack
 from lightning_skel.attacks.metrics import per_sample_metrics
-from lightning_skel.checkpoints import CheckpointError, load_checkpoint
-from lightning_skel.models import ScoreFusion
-from lightning_skel.models.hcn import legacy_model_kwargs
 from lightning_skel.progress import ClipProgress
-from lightning_skel.skeleton.features import split_score, to_gait16
-from lightning_skel.systems.classification import ClassificationSystem
+from lightning_skel.skeleton.features import split_score
 from lightning_skel.utils import check_params, write_json, write_npz
 
 log = logging.getLogger(__name__)
-
-# the defaults a checkpoint that predates a setting is read with
-_SYSTEM_DEFAULTS = {
-    k: p.default
-    for k, p in inspect.signature(ClassificationSystem.__init__).parameters.items()
-    if p.default is not inspect.Parameter.empty
-}
-
-
-def read_checkpoint(path: str | os.PathLike, what: str) -> dict[str, Any]:
-    """A ``ClassificationSystem`` checkpoint, read safely (:func:`load_checkpoint`), or a clear
-    :class:`CheckpointError`. Its hyper-parameters are complete: a setting the checkpoint predates has
-    ``ClassificationSystem``'s default (what building the system from it gives), and an ``hcn`` checkpoint
-    from before its variants gets ``variant="compact"``."""
-    ckpt = load_checkpoint(path, what)
-    hp = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
-    needed = {"model", "num_classes", "layout"}
-    if not isinstance(hp, dict) or not needed <= set(hp) or "state_dict" not in ckpt:
-        raise CheckpointError(
-            f"{what} {path}: not a lightning_skel classifier checkpoint (no ClassificationSystem hyper-parameters "
-            f"{sorted(needed)})"
-        )
-    hp = {**_SYSTEM_DEFAULTS, **hp}
-    if hp["model"] == "hcn":  # saved before hcn had variants: the compact network, named so
-        hp["model_kwargs"] = legacy_model_kwargs(hp.get("model_kwargs") or {}, ckpt["state_dict"])
-    ckpt["hyper_parameters"] = hp
-    return ckpt
-
-
-def load_classifier(path: str | os.PathLike, what: str = "ckpt") -> tuple[nn.Module, dict[str, Any]]:
-    """The checkpoint's ``Classifier`` (eval mode, on CPU) and its hyper-parameters. Built from the one safe
-    read of the file (Lightning's ``load_from_checkpoint`` would unpickle it again, and restore the RNG)."""
-    ckpt = read_checkpoint(path, what)
-    hp = dict(ckpt["hyper_parameters"])
-    try:
-        system = ClassificationSystem(**hp)
-        system.load_state_dict(ckpt["state_dict"])
-    except (TypeError, ValueError, KeyError, RuntimeError) as e:  # model_kwargs that do not fit its weights
-        detail = " ".join(str(e).split())
-        raise CheckpointError(
-            f"{what} {path}: its hyper-parameters do not rebuild its classifier (model {hp['model']!r}, "
-            f"model_kwargs {hp.get('model_kwargs')!r}): {type(e).__name__}: {detail[:300]}"
-        ) from e
-    return system.classifier.eval(), hp
-
-
-# what the streams of a score fusion must share: the clips each sees are windowed once, as the first
-# checkpoint's data says, and their scores are added class by class; one input, with or without the
-# keypoint-score channel
-FUSION_KEYS = ("layout", "num_classes", "class_names", "data_name", "window", "score_channel")
-
-
-def load_classifiers(
-    paths: str | os.PathLike | Sequence[str | os.PathLike],
-    weights: Sequence[float] | None = None,
-    what: str = "ckpt",
-) -> tuple[nn.Module, dict[str, Any]]:
-    """The classifier of one checkpoint, or the late fusion of several (2s-AGCN: the joint and the bone
-    stream, each a checkpoint of its own), as one model: ``sum_s weights[s] * stream_s(x)``, weights 1 by
-    default. Returns the model (eval mode, on CPU) and the hyper-parameters of the first checkpoint, with
-    ``model`` naming every stream (``"agcn+agcn"``).
-
-    Streams that do not share :data:`FUSION_KEYS` are refused with a :class:`CheckpointError` naming both
-    files; ``weights`` must give one weight per checkpoint."""
-    paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
-    if not paths:
-        raise CheckpointError(f"{what}: no checkpoint given")
-    if weights is not None and len(weights) != len(paths):
-        raise ValueError(f"fusion_weights: {len(weights)} weights for {len(paths)} checkpoints ({what})")
-    loaded = [load_classifier(p, what) for p in paths]
-    if len(loaded) == 1:
-        if weights is not None:
-            raise ValueError(f"fusion_weights weigh the streams of several checkpoints; {what} names one")
-        return loaded[0]
-    first = loaded[0][1]
-    for path, (_, hp) in zip(paths[1:], loaded[1:], strict=True):
-        for key in FUSION_KEYS:
-            if hp.get(key) != first.get(key):
-                raise CheckpointError(
-                    f"cannot fuse {path} with {paths[0]}: {key} {hp.get(key)!r} != {first.get(key)!r}"
-                )
-    fused = ScoreFusion([m for m, _ in loaded], weights).eval()
-    return fused, {**first, "model": "+".join(h["model"] for _, h in loaded)}
-
-
-class EmotionFeatures(nn.Module):
-    """The emotion recognizer seen from another layout: maps ``source_layout`` onto ``gait16`` first.
-    ``forward`` gives emotion logits, ``forward_features`` phi (docs/METHOD.md section 2)."""
-
-    def __init__(self, emotion: nn.Module, source_layout: str, emotion_layout: str) -> None:
-        super().__init__()
-        self.emotion, self.source_layout, self.emotion_layout = emotion, source_layout, emotion_layout
-
-    def _map(self, x: Tensor) -> Tensor:
-        return x if self.source_layout == self.emotion_layout else to_gait16(x, self.source_layout)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.emotion(self._map(x))
-
-    def forward_features(self, x: Tensor) -> Tensor:
-        return self.emotion.forward_features(self._map(x))
-
-
-def load_emotion(path: str | os.PathLike, layout: str) -> EmotionFeatures:
-    """The emotion recognizer of checkpoint ``path`` applied to clips of ``layout``."""
-    model, hp = load_classifier(path, "emotion_ckpt")
-    if hp["model"] != "emotion":
-        raise CheckpointError(
-            f"emotion_ckpt {path}: a {hp['model']!r} classifier, not an emotion recognizer ('emotion')"
-        )
-    if hp["layout"] not in ("gait16", layout):
-        raise CheckpointError(
-            f"emotion_ckpt {path}: trained on layout {hp['layout']!r}, which cannot take {layout!r} clips "
-            "(an emotion recognizer must be trained on gait16 or on the classifier's layout)"
-        )
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return EmotionFeatures(model, layout, hp["layout"]).eval()
 
 
 def fingerprint(spec: dict[str, Any]) -> str:

@@ -9,7 +9,6 @@ refused, with the file and the globals named.
 
 from __future__ import annotations
 
-import inspect
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,7 +19,6 @@ from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from torch import Tensor, nn
 
 from lightning_skel.models import ScoreFusion
-from lightning_skel.models.hcn import legacy_model_kwargs
 from lightning_skel.skeleton.features import to_gait16
 from lightning_skel.systems.classification import ClassificationSystem
 from lightning_skel.utils import atomic_open
@@ -80,19 +78,9 @@ class SafeCheckpointIO(TorchCheckpointIO):
             torch.save(checkpoint, f)
 
 
-# the defaults a checkpoint that predates a setting is read with
-_SYSTEM_DEFAULTS = {
-    k: p.default
-    for k, p in inspect.signature(ClassificationSystem.__init__).parameters.items()
-    if p.default is not inspect.Parameter.empty
-}
-
-
 def read_checkpoint(path: str | os.PathLike, what: str) -> dict[str, Any]:
     """A ``ClassificationSystem`` checkpoint, read safely (:func:`load_checkpoint`), or a clear
-    :class:`CheckpointError`. Its hyper-parameters are complete: a setting the checkpoint predates has
-    ``ClassificationSystem``'s default (what building the system from it gives), and an ``hcn`` checkpoint
-    from before its variants gets ``variant="compact"``."""
+    :class:`CheckpointError`."""
     ckpt = load_checkpoint(path, what)
     hp = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
     needed = {"model", "num_classes", "layout"}
@@ -101,10 +89,6 @@ def read_checkpoint(path: str | os.PathLike, what: str) -> dict[str, Any]:
             f"{what} {path}: not a lightning_skel classifier checkpoint (no ClassificationSystem hyper-parameters "
             f"{sorted(needed)})"
         )
-    hp = {**_SYSTEM_DEFAULTS, **hp}
-    if hp["model"] == "hcn":  # saved before hcn had variants: the compact network, named so
-        hp["model_kwargs"] = legacy_model_kwargs(hp.get("model_kwargs") or {}, ckpt["state_dict"])
-    ckpt["hyper_parameters"] = hp
     return ckpt
 
 

@@ -402,26 +402,6 @@ def test_hcn_arguments_name_the_variant_and_the_window():
         net(torch.randn(2, 3, T + 4, 25, 2))
 
 
-def test_hcn_checkpoint_from_before_the_variants_loads_as_compact(tmp_path):
-    """A checkpoint whose ``model_kwargs`` name no variant (all were the compact network then) is read as the
-    compact variant, with the same outputs; a reference checkpoint is left as it is."""
-    from lightning_skel.checkpoints import load_classifier
-    from lightning_skel.systems import ClassificationSystem
-
-    kwargs = {"width": 8, "feature_dim": 16}
-    for variant, saved in (("compact", kwargs), ("reference", {**kwargs, "window": T})):
-        system = ClassificationSystem(model="hcn", num_classes=NUM_CLASSES, layout="kinect20", num_persons=1,
-                                      model_kwargs={**saved, "variant": variant}).eval()  # fmt: skip
-        hp = {**system.hparams, "model_kwargs": saved}  # as saved before the variants
-        path = tmp_path / f"{variant}.ckpt"
-        torch.save({"hyper_parameters": hp, "state_dict": system.state_dict()}, path)
-        loaded, got = load_classifier(path)
-        assert got["model_kwargs"] == ({**saved, "variant": "compact"} if variant == "compact" else saved)
-        x = _motion("kinect20", t=T)
-        with torch.no_grad():
-            torch.testing.assert_close(loaded(x), system.classifier(x), rtol=0, atol=0)
-
-
 def test_score_fusion_adds_the_streams():
     joint = Classifier(_model("agcn", "kinect20", 3, 1), "kinect20", modality="joint").eval()
     bone = Classifier(_model("agcn", "kinect20", 3, 1), "kinect20", modality="bone").eval()

@@ -176,7 +176,7 @@ class AdversarialTraining(pl.Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.generator.set_state(state_dict["generator"])
-        self.pool = state_dict.get("pool")
+        self.pool = state_dict["pool"]
 
 
 def _check_layout(attack: Attack, layout: str | None, whose: str) -> None:

@@ -259,14 +259,3 @@ def build_hcn(
     if variant == "compact":
         return CompactHCN(num_classes, layout, **kwargs)
     raise ValueError(f"hcn: variant must be one of {VARIANTS}, got {variant!r}")
-
-
-def legacy_model_kwargs(model_kwargs: dict[str, Any], state_dict_keys: Any) -> dict[str, Any]:
-    """The ``hcn`` kwargs of a checkpoint saved before the variants: without ``variant``, weights with the
-    compact network's input batch norm (``...joint_bn.weight``) are the compact variant (the only network
-    then); anything else (a non-dict too) is returned as it is."""
-    if not isinstance(model_kwargs, dict) or "variant" in model_kwargs:
-        return model_kwargs
-    if not any(str(k).endswith("joint_bn.weight") for k in state_dict_keys):
-        return model_kwargs
-    return {**model_kwargs, "variant": "compact"}

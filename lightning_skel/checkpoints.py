@@ -16,10 +16,9 @@ from typing import Any
 
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
-from torch import Tensor, nn
+from torch import nn
 
 from lightning_skel.models import ScoreFusion
-from lightning_skel.skeleton.features import to_gait16
 from lightning_skel.systems.classification import ClassificationSystem
 from lightning_skel.utils import atomic_open
 
@@ -97,6 +96,11 @@ def load_classifier(path: str | os.PathLike, what: str = "ckpt") -> tuple[nn.Mod
     read of the file (Lightning's ``load_from_checkpoint`` would unpickle it again, and restore the RNG)."""
     ckpt = read_checkpoint(path, what)
     hp = dict(ckpt["hyper_parameters"])
+    return _rebuild(ckpt, hp, path, what), hp
+
+
+def _rebuild(ckpt: dict[str, Any], hp: dict[str, Any], path: str | os.PathLike, what: str) -> nn.Module:
+    """The classifier ``ClassificationSystem(**hp)`` holds, with the checkpoint's weights, in eval mode."""
     try:
         system = ClassificationSystem(**hp)
         system.load_state_dict(ckpt["state_dict"])
@@ -106,7 +110,7 @@ def load_classifier(path: str | os.PathLike, what: str = "ckpt") -> tuple[nn.Mod
             f"{what} {path}: its hyper-parameters do not rebuild its classifier (model {hp['model']!r}, "
             f"model_kwargs {hp.get('model_kwargs')!r}): {type(e).__name__}: {detail[:300]}"
         ) from e
-    return system.classifier.eval(), hp
+    return system.classifier.eval()
 
 
 # what the streams of a score fusion must share: the clips each sees are windowed once, as the first
@@ -148,27 +152,10 @@ def load_classifiers(
     return fused, {**first, "model": "+".join(h["model"] for _, h in loaded)}
 
 
-class EmotionFeatures(nn.Module):
-    """The emotion recognizer seen from another layout: maps ``source_layout`` onto ``gait16`` first.
-    ``forward`` gives emotion logits, ``forward_features`` phi (docs/METHOD.md section 2)."""
-
-    def __init__(self, emotion: nn.Module, source_layout: str, emotion_layout: str) -> None:
-        super().__init__()
-        self.emotion, self.source_layout, self.emotion_layout = emotion, source_layout, emotion_layout
-
-    def _map(self, x: Tensor) -> Tensor:
-        return x if self.source_layout == self.emotion_layout else to_gait16(x, self.source_layout)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.emotion(self._map(x))
-
-    def forward_features(self, x: Tensor) -> Tensor:
-        return self.emotion.forward_features(self._map(x))
-
-
-def load_emotion(path: str | os.PathLike, layout: str) -> EmotionFeatures:
+def load_emotion(path: str | os.PathLike, layout: str) -> nn.Module:
     """The emotion recognizer of checkpoint ``path`` applied to clips of ``layout``."""
-    model, hp = load_classifier(path, "emotion_ckpt")
+    ckpt = read_checkpoint(path, "emotion_ckpt")
+    hp = ckpt["hyper_parameters"]
     if hp["model"] != "emotion":
         raise CheckpointError(
             f"emotion_ckpt {path}: a {hp['model']!r} classifier, not an emotion recognizer ('emotion')"
@@ -178,6 +165,9 @@ def load_emotion(path: str | os.PathLike, layout: str) -> EmotionFeatures:
             f"emotion_ckpt {path}: trained on layout {hp['layout']!r}, which cannot take {layout!r} clips "
             "(an emotion recognizer must be trained on gait16 or on the classifier's layout)"
         )
+    # the recognizer maps its input onto gait16 itself and its weights do not depend on the layout: built
+    # for the clips' layout, it reads them as they are
+    model = _rebuild(ckpt, {**hp, "layout": layout}, path, "emotion_ckpt")
     for p in model.parameters():
         p.requires_grad_(False)
-    return EmotionFeatures(model, layout, hp["layout"]).eval()
+    return model

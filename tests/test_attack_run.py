@@ -571,3 +571,47 @@ def test_a_run_that_attacks_nothing_says_why(tmp_path, ckpt, caplog):
     report = (tmp_path / "o" / "report.md").read_text()
     assert "Nothing was attacked" in report and "none of the 10 clips" in report
     assert "nan" not in report.lower()
+
+
+def test_a_gait16_emotion_recognizer_reads_clips_of_another_layout(tmp_path):
+    """``emotion_ckpt`` trained on gait16, attacked clips of ntu25: the recognizer is rebuilt for ntu25 (it
+    maps its input onto gait16 itself) and gives the phi and logits of the gait16 recognizer on the clips
+    mapped onto gait16; another classifier, or a recognizer of a third layout, is refused."""
+    from lightning_skel.checkpoints import load_emotion
+    from lightning_skel.skeleton.features import to_gait16
+    from lightning_skel.systems import ClassificationSystem
+
+    def saved(name, **kw):
+        torch.manual_seed(0)
+        system = ClassificationSystem(num_classes=4, num_persons=1, **kw).eval()
+        torch.save(
+            {"hyper_parameters": dict(system.hparams), "state_dict": system.state_dict()}, tmp_path / name
+        )
+        return system, tmp_path / name
+
+    small = {"channels": 8, "temporal_kernel": 9, "affective_dim": 8, "feature_dim": 16}
+    gait, path = saved("gait.ckpt", model="emotion", layout="gait16", normalize="none", model_kwargs=small)
+    emotion = load_emotion(path, "ntu25")
+    assert not any(p.requires_grad for p in emotion.parameters()) and not emotion.training
+    x = torch.randn(2, 3, 16, 25, 2)
+    with torch.no_grad():
+        # the same operations in the same order, once the clip is on gait16: equal up to rounding
+        torch.testing.assert_close(
+            emotion.forward_features(x), gait.classifier.forward_features(to_gait16(x, "ntu25"))
+        )
+        torch.testing.assert_close(emotion(x), gait.classifier(to_gait16(x, "ntu25")))
+    _, hcn = saved(
+        "hcn.ckpt",
+        model="hcn",
+        layout="ntu25",
+        model_kwargs={"variant": "compact", "width": 8, "feature_dim": 16},
+    )
+    with pytest.raises(
+        CheckpointError, match=rf"emotion_ckpt {hcn}: a 'hcn' classifier, not an emotion recognizer"
+    ):
+        load_emotion(hcn, "ntu25")
+    _, ntu = saved("ntu.ckpt", model="emotion", layout="ntu25", normalize="none", model_kwargs=small)
+    with pytest.raises(
+        CheckpointError, match=rf"emotion_ckpt {ntu}: trained on layout 'ntu25', which cannot take 'kinect20'"
+    ):
+        load_emotion(ntu, "kinect20")

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from lightning_skel.attacks.base import is_success
 from lightning_skel.attacks.distances import BoneAngle, BoneLength, JointSpeed, Kinematics, masked_mean
 from lightning_skel.skeleton import features as F
 from lightning_skel.skeleton.layouts import Layout, get_layout
@@ -123,7 +124,7 @@ def attack_metrics(
         per_sample if per_sample is not None else per_sample_metrics(x, x_adv, lengths, layout, emotion_model)
     )
     correct = pred_clean == y
-    success = (pred_adv != y) if target is None else (pred_adv == target)
+    success = is_success(pred_adv, y, target)
     attacked = correct
     won = attacked & success
     out: dict[str, float] = {

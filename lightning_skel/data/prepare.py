@@ -3,8 +3,8 @@
     python -m lightning_skel.data.prepare FORMAT SRC OUT.npz [--split NAME] [--workers N] [--limit K]
                                           [--pipeline NAME] [--option KEY=VALUE ...]
 
-FORMAT is a reader registered in :data:`~lightning_skel.data.readers.READERS` (every module of
-``lightning_skel.data.readers`` is imported first, see :func:`load_readers`). The files under SRC are read in
+FORMAT is a reader registered in :data:`~lightning_skel.data.readers.READERS` (the package imports every
+reader module, each of which registers its format; :func:`load_readers` names them). The files under SRC are read in
 parallel (``--workers``), in file order, so the output is the same for any worker count. A file the reader
 cannot read (a :class:`~lightning_skel.data.readers.base.ReadError`) is skipped and reported; any other
 exception is a bug and stops the run. OUT is written atomically at the end, never partially.
@@ -21,11 +21,9 @@ Exit codes: 0 all files read; 1 some files skipped (OUT written); 2 bad argument
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import logging
 import os
-import pkgutil
 import signal
 import sys
 from collections.abc import Iterator, Mapping, Sequence
@@ -37,7 +35,6 @@ from typing import Any
 
 import numpy as np
 
-from lightning_skel.data import readers as readers_pkg
 from lightning_skel.data.io import (
     PER_SAMPLE_INT,
     PER_SAMPLE_STR,
@@ -87,10 +84,8 @@ class PrepareReport:
 
 
 def load_readers() -> list[str]:
-    """Import every module of ``lightning_skel.data.readers`` so that each registers its format."""
-    for mod in pkgutil.iter_modules(readers_pkg.__path__):
-        if mod.name != "base":
-            importlib.import_module(f"{readers_pkg.__name__}.{mod.name}")
+    """The registered formats (``lightning_skel.data.readers`` imports every reader module, each of which
+    registers its own)."""
     return READERS.names()
 
 

@@ -1,7 +1,8 @@
 """Readers of external skeleton formats, each returning a skeleton-npz dict (see ``lightning_skel.data.io``).
 
 Each reader module registers itself in :data:`READERS` under the FORMAT name that
-``python -m lightning_skel.data.prepare FORMAT SRC OUT.npz`` accepts.
+``python -m lightning_skel.data.prepare FORMAT SRC OUT.npz`` accepts; this package imports every one of them
+(the one place they are registered from), so importing :data:`READERS` gives every format.
 """
 
 from lightning_skel.registry import Registry

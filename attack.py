@@ -14,7 +14,7 @@ from lightning_skel.cli import print_metrics, require, user_errors
 @hydra.main(version_base="1.3", config_path="configs", config_name="attack")
 def main(cfg: DictConfig) -> None:
     require(cfg, "attack.py")  # before the heavy imports
-    from lightning_skel.run import run_attack
+    from lightning_skel.attack_run import run_attack
 
     with user_errors("attack.py"):
         metrics = run_attack(cfg)

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lightning_skel.run import SUBSETS
+from lightning_skel.attack_run import SUBSETS
 from lightning_skel.utils import machine_info, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,7 +31,7 @@ def attacked(out: Path, overrides: list[str]) -> dict:
     """The metrics of ``attack.py out_dir=out *overrides``, run in this process unless already done."""
     from hydra import compose, initialize_config_dir
 
-    from lightning_skel.run import run_attack
+    from lightning_skel.attack_run import run_attack
 
     done = out / "metrics.json"
     if done.is_file():

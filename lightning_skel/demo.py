@@ -21,7 +21,8 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from lightning_skel.run import run_attack, run_train
+from lightning_skel.attack_run import run_attack
+from lightning_skel.run import run_train
 
 log = logging.getLogger(__name__)
 PROGRESS = "progress_every_s=60"

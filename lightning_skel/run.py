@@ -1,4 +1,6 @@
-"""Build the parts from a config, run them, return the metrics. Entry points and tests call these."""
+"""A training run from a config (train.py): build the parts, train, test, return the metrics; and what an
+attack run (:mod:`lightning_skel.attack_run`) shares with it: torch's threads, the loggers, the check of a
+config's numbers. Entry points and tests call these."""
 
 from __future__ import annotations
 
@@ -9,7 +11,6 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -21,17 +22,15 @@ from lightning_skel.checkpoints import (
     SafeCheckpointIO,
     load_classifier,
     load_classifiers,
-    load_emotion,
     read_checkpoint,
 )
 from lightning_skel.data.datamodule import SkeletonDataModule
-from lightning_skel.progress import ClipProgress, every_s, interactive, training_progress
+from lightning_skel.progress import every_s, interactive, training_progress
 from lightning_skel.sweep import job_out_dir
 from lightning_skel.systems import ClassificationSystem
 from lightning_skel.utils import (
     check_number_types,
     check_params,
-    file_sha256,
     log_once,
     torch_threads,
     versions,
@@ -105,10 +104,6 @@ TRAIN_NUMBERS = {
     **dict.fromkeys(("trainer.gradient_clip_val", "robust_training.alpha"), "float?"),
     **{f"callbacks.adv_training.attack_kwargs.{k}": v for k, v in ATTACK_KWARG_NUMBERS.items()},
     **{f"callbacks.robust_validation.attacks.*.{k}": v for k, v in ATTACK_KWARG_NUMBERS.items()},
-}  # fmt: skip
-ATTACK_NUMBERS = {
-    "seed": "int", "batch_size": "int", "limit": "int?", "fusion_weights.*": "float",
-    **{f"attack.{k}": v for k, v in ATTACK_KWARG_NUMBERS.items()},
 }  # fmt: skip
 
 
@@ -281,10 +276,18 @@ def checkpoint_accuracy(*ckpts: str, split: str = "test") -> float:
     return correct / total
 
 
+def is_distributed(cfg: DictConfig) -> bool:
+    """Whether the run takes several processes: several devices or nodes, or a DDP strategy."""
+    t = cfg.trainer
+    devices = t.get("devices", 1)
+    many = (isinstance(devices, int) and devices > 1) or int(t.get("num_nodes", 1)) > 1
+    return many or str(t.get("strategy", "auto")).startswith("ddp")
+
+
 def processes_per_node(cfg: DictConfig) -> int:
     """How many processes of the run share this node's cores: a DDP run's devices, else 1."""
     devices = cfg.trainer.get("devices", 1)
-    return devices if _is_distributed(cfg) and isinstance(devices, int) and devices > 1 else 1
+    return devices if is_distributed(cfg) and isinstance(devices, int) and devices > 1 else 1
 
 
 def run_train(cfg: DictConfig) -> dict[str, Any]:
@@ -306,7 +309,7 @@ def _run_train(cfg: DictConfig) -> dict[str, Any]:
         "setting(s)",
     )
     progress_every_s = every_s(cfg, "train.py")
-    out_dir = job_out_dir(cfg, _is_distributed(cfg))
+    out_dir = job_out_dir(cfg, is_distributed(cfg))
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), out_dir)
     pl.seed_everything(cfg.seed, workers=True)
     dm = build_datamodule(cfg)
@@ -380,263 +383,3 @@ def finish_loggers(loggers: list[Logger]) -> None:
             lg.experiment.finish()
             if os.environ.get("WANDB_MODE") == "offline":
                 log.info("W&B run written to %s; upload it with `wandb sync %s`", run_dir, run_dir)
-
-
-# ---- attack runs ------------------------------------------------------------------------------------
-def _is_distributed(cfg: DictConfig) -> bool:
-    t = cfg.trainer
-    devices = t.get("devices", 1)
-    many = (isinstance(devices, int) and devices > 1) or int(t.get("num_nodes", 1)) > 1
-    return many or str(t.get("strategy", "auto")).startswith("ddp")
-
-
-def run_attack(cfg: DictConfig) -> dict[str, Any]:
-    """Attack a trained classifier on a data split as ``cfg`` (configs/attack.yaml) says; write the outputs
-    of docs/ARCHITECTURE.md into ``out_dir`` and return the aggregate metrics. Every input is checked before any
-    attack work starts. Under ``trainer.strategy=ddp`` (Lightning Fabric) the batches are split across ranks.
-    Torch's threads are ``cfg.threads`` for the run (:func:`utils.torch_threads`)."""
-    with torch_threads(cfg.get("threads", "auto"), processes_per_node(cfg)) as n:
-        log_once(log, "torch threads: %d (threads=%s)", n, cfg.get("threads", "auto"))
-        return _run_attack(cfg)
-
-
-def _run_attack(cfg: DictConfig) -> dict[str, Any]:
-    check_config_numbers(cfg, ATTACK_NUMBERS, "attack config")
-    job_out_dir(cfg, _is_distributed(cfg))
-    if _is_distributed(cfg):
-        from lightning_fabric import Fabric
-
-        t = cfg.trainer
-        fabric = Fabric(
-            accelerator=t.get("accelerator", "auto"),
-            devices=t.get("devices", 1),
-            num_nodes=t.get("num_nodes", 1),
-            strategy=t.get("strategy", "ddp"),
-        )
-        return fabric.launch(_attack_main, cfg) or {}
-    return _attack_main(None, cfg)
-
-
-def attack_checkpoints(cfg: DictConfig) -> list[str]:
-    """attack.yaml's ``ckpt``: one checkpoint, or a list of them whose scores are added (``ckpt=[a,b]``)."""
-    ckpt = cfg.ckpt
-    paths = [ckpt] if isinstance(ckpt, (str, Path)) else list(OmegaConf.to_container(ckpt, resolve=True))
-    if not paths or not all(isinstance(p, (str, Path)) and str(p) for p in paths):
-        raise ValueError(f"ckpt must be a checkpoint path or a list of them, got {ckpt!r}")
-    return [str(p) for p in paths]
-
-
-def _attack_data(cfg: DictConfig, hp: dict[str, Any]) -> tuple[SkeletonDataModule, str]:
-    """The data module to attack (the checkpoint's own data unless ``data.path`` names an npz) and the split."""
-    data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
-    split = data_cfg.pop("split")
-    path = data_cfg.pop("path", None)
-    if path:
-        dm_cfg = {"name": Path(path).stem, "path": path, "window": hp.get("window", 64),
-                  "score_channel": bool(hp.get("score_channel", False))}  # fmt: skip
-        # the checkpoint's window, reached as its own data reached it (an imported model pads to 300 frames)
-        temporal = (hp.get("data_config") or {}).get("temporal")
-        if temporal is not None:
-            dm_cfg["temporal"] = temporal
-    elif hp.get("data_config"):
-        dm_cfg = dict(hp["data_config"])
-    else:
-        raise ValueError(
-            f"ckpt {attack_checkpoints(cfg)[0]}: the checkpoint records no data config; pass data.path=FILE.npz"
-        )
-    dm_cfg.update({k: v for k, v in data_cfg.items() if v is not None})
-    dm_cfg.update(batch_size=int(cfg.batch_size), num_workers=0)
-    return SkeletonDataModule(**dm_cfg), split
-
-
-def _attack_main(fabric, cfg: DictConfig) -> dict[str, Any]:
-    from lightning_skel.attacks.metrics import attack_metrics, check_budgets
-    from lightning_skel.report import nothing_attacked, write_outputs, write_report
-    from lightning_skel.systems.attack_run import AttackRun, check_batch_size
-
-    start = time.perf_counter()
-    budgets = OmegaConf.to_container(cfg.budgets, resolve=True) if cfg.get("budgets") else None
-    check_budgets(budgets)
-    progress_every_s = every_s(cfg, "attack.py")
-    check_batch_size(int(cfg.batch_size))  # before any data is read; AttackRun checks it again
-    subset, limit, targeted = cfg.get("subset", "spread"), cfg.get("limit"), cfg.attack.get("targeted", False)
-    check_rows(limit, subset)
-    # the attack checks its own switches too, but this one the run reads itself (which clips get targets)
-    check_params("attack.py", {"attack.targeted": (targeted, isinstance(targeted, bool), "true or false")},
-                 "setting(s)")  # fmt: skip
-    rank = fabric.global_rank if fabric is not None else 0
-    world = fabric.world_size if fabric is not None else 1
-    device = fabric.device if fabric is not None else torch_device(cfg)
-    out_dir = Path(cfg.out_dir)
-    # -- every input checked before any work --
-    ckpts = attack_checkpoints(cfg)
-    fusion = cfg.get("fusion_weights")
-    fusion = None if fusion is None else [float(w) for w in fusion]
-    classifier, hp = load_classifiers(ckpts, fusion)
-    shown = " + ".join(ckpts)
-    for path, model in zip(ckpts, hp["model"].split("+"), strict=True):
-        if model == "emotion":
-            raise CheckpointError(
-                f"ckpt {path}: an emotion recognizer (model 'emotion'), not an action classifier; pass it as "
-                "emotion_ckpt= for the emotion term, and an action classifier as ckpt"
-            )
-    layout = hp["layout"]
-    dm, split = _attack_data(cfg, hp)
-    if rank == 0:
-        dm.prepare_data()
-    if fabric is not None:
-        fabric.barrier()
-    dm.setup()
-    if dm.layout != layout:
-        raise ValueError(
-            f"data layout {dm.layout!r} does not match the checkpoint's layout {layout!r} ({shown})"
-        )
-    if dm.num_classes != hp["num_classes"]:
-        raise ValueError(
-            f"data has {dm.num_classes} classes but the checkpoint {shown} has {hp['num_classes']}"
-        )
-    if dm.score_channel != bool(hp.get("score_channel", False)):
-        raise ValueError(
-            f"data.score_channel is {dm.score_channel} but the checkpoint {shown} was trained with "
-            f"score_channel={bool(hp.get('score_channel', False))}: its classifier takes "
-            f"{'coordinates and the keypoint score' if hp.get('score_channel') else 'coordinates only'}"
-        )
-    names = hp.get("class_names")
-    if names is not None and list(dm.class_names) != list(names):
-        i = next(i for i, (a, b) in enumerate(zip(dm.class_names, names, strict=True)) if a != b)
-        source = f"data.path {cfg.data.path}" if cfg.data.get("path") else f"data {dm.name!r}"
-        raise ValueError(
-            f"{source}: class {i} is {dm.class_names[i]!r} there and {names[i]!r} in the checkpoint {shown}: "
-            "the classifier's labels would be read as other classes"
-        )
-    emotion = load_emotion(cfg.emotion_ckpt, layout) if cfg.get("emotion_ckpt") else None
-    dm.check_sets(split)
-    ds = dm.datasets[split]
-    rows = attack_rows(len(ds), limit, subset)
-    attack_cfg = OmegaConf.to_container(cfg.attack, resolve=True)
-    name = attack_cfg.pop("name")
-    attack_cfg.pop("targeted", None)
-    spec = {
-        # one checkpoint is recorded as a path, several as a list with their fusion weights
-        **_checkpoint_spec(ckpts, fusion),
-        "emotion_ckpt": str(Path(cfg.emotion_ckpt).resolve()) if cfg.get("emotion_ckpt") else None,
-        "emotion_ckpt_sha256": file_sha256(cfg.emotion_ckpt) if cfg.get("emotion_ckpt") else None,
-        "attack": name,
-        # compile=false (ADMM's default, the eager steps) is left out: it is the run without the option
-        "attack_kwargs": {k: v for k, v in attack_cfg.items() if not (k == "compile" and v is False)},
-        "targeted": targeted,
-        "split": split,
-        "num_samples": int(rows.size),
-        # which clips: recorded only when a limit picks other than the first ones (the whole split is the
-        # same run whatever the subset rule)
-        **({"subset": subset} if subset != "first" and rows.size < len(ds) else {}),
-        "batch_size": int(cfg.batch_size),
-        "seed": int(cfg.seed),
-        "data": dm.describe(),
-    }
-    run = AttackRun(
-        classifier=classifier, layout=layout, attack_name=name, attack_kwargs=attack_cfg, out_dir=out_dir,
-        spec=spec, batch_size=int(cfg.batch_size), targeted=targeted, seed=int(cfg.seed), emotion=emotion,
-        num_classes=int(hp["num_classes"]),
-    )  # fmt: skip
-    run.build()  # bad attack settings fail here, before any work
-    # -- the clips, windowed as the classifier saw them in evaluation --
-    items = [ds[int(i)] for i in rows]
-    x = torch.stack([it[0] for it in items]) if items else torch.zeros(0)
-    y = torch.tensor([it[1] for it in items], dtype=torch.long)
-    lengths = torch.tensor([it[2] for it in items], dtype=torch.long)
-    index = torch.tensor([it[3] for it in items], dtype=torch.long)
-    x, lengths = dm.window_batch(x, lengths, train=False)
-    if rank == 0:
-        run.check_out_dir(index)  # the shards already there: this run's, of these samples, readable
-    if fabric is not None:
-        fabric.barrier()
-    mine = sum(sl.stop - sl.start for sl in run.batches(len(y), rank, world).values())  # clips of this rank
-    visible = rank == 0 and bool(cfg.trainer.get("enable_progress_bar", True))
-    # the run's folder names it: a sequence of runs in one log (the demo, a sweep) stays apart
-    what = f"{name} on {split} ({out_dir.name})"
-    with ClipProgress(what, mine, progress_every_s, enabled=visible) as progress:
-        run.run(x, y, lengths, index, rank, world, device, progress=progress)
-    if fabric is not None:
-        fabric.barrier()
-    if rank != 0:
-        return {}
-    merged = run.merge(index)
-    per_sample = {k[2:]: torch.as_tensor(v) for k, v in merged.items() if k.startswith("m_")}
-    t = torch.as_tensor
-    target = t(merged["target"]) if targeted else None
-    metrics = attack_metrics(
-        t(merged["x"]), t(merged["x_adv"]), t(merged["lengths"]), layout, t(merged["y"]), t(merged["pred_clean"]),
-        t(merged["pred_adv"]), target=target, grad_evals=t(merged["grad_evals"]), per_sample=per_sample,
-        budgets=budgets,
-    )  # fmt: skip
-    metrics["wall_time_s"] = round(time.perf_counter() - start, 2)
-    metrics["threads"] = torch.get_num_threads()
-    if not metrics["num_attacked"]:
-        log.warning("nothing was attacked: %s", nothing_attacked(metrics))
-    extra = {"config": OmegaConf.to_container(cfg, resolve=True), "versions": versions(), "spec": spec}
-    write_outputs(out_dir, merged, metrics, extra, ds.data)
-    figures = write_report(
-        out_dir, merged, metrics, layout, dm.class_names, f"{name} attack on {hp['model']} ({split})"
-    )
-    _log_attack(cfg, out_dir, metrics, figures)
-    log.info("attack outputs written to %s", out_dir)
-    return metrics
-
-
-def _checkpoint_spec(ckpts: list[str], fusion: list[float] | None) -> dict[str, Any]:
-    """What identifies the attacked model in a run's spec: its checkpoint files (path, and the sha256 of the
-    bytes, so that other weights saved under the same path are another run) and, for a fusion of several,
-    each one's weight."""
-    files = [Path(c) for c in ckpts]
-    if len(files) == 1:
-        return {"ckpt": str(files[0].resolve()), "ckpt_sha256": file_sha256(files[0])}
-    return {
-        "ckpt": [str(f.resolve()) for f in files],
-        "ckpt_sha256": [file_sha256(f) for f in files],
-        "fusion_weights": fusion or [1.0] * len(files),
-    }
-
-
-SUBSETS = ("spread", "first")  # attack.yaml's `subset`: which `limit` clips of a split an attack run takes
-
-
-def check_rows(limit: int | None, subset: str) -> None:
-    """attack.yaml's ``limit`` (a whole number of clips, or null) and ``subset``, or a clear error."""
-    check_params("attack.py", {
-        "limit": (limit, limit is None or (type(limit) is int and limit >= 1), "an integer >= 1 or null"),
-        "subset": (subset, subset in SUBSETS, f"one of {SUBSETS}"),
-    }, "setting(s)")  # fmt: skip
-
-
-def attack_rows(n: int, limit: int | None, subset: str = "spread") -> np.ndarray:
-    """The positions in a split of ``n`` clips that an attack run takes: all of them, or ``limit`` of them,
-    spread evenly over the split (``subset="spread"``: datasets are stored ordered by class, so the first
-    clips cover few classes) or the first ones (``"first"``)."""
-    check_rows(limit, subset)
-    if limit is None or limit >= n:
-        return np.arange(n)
-    if subset == "first":
-        return np.arange(limit)
-    return np.linspace(0, n - 1, limit).round().astype(np.int64)
-
-
-def torch_device(cfg: DictConfig) -> torch.device:
-    acc = cfg.trainer.get("accelerator", "cpu")
-    if acc in ("gpu", "cuda") or (acc == "auto" and torch.cuda.is_available()):
-        return torch.device("cuda")
-    return torch.device("cpu")
-
-
-def _log_attack(cfg: DictConfig, out_dir: Path, metrics: dict[str, Any], figures: dict[str, Path]) -> None:
-    """Metrics and figures to W&B when it is configured (through Lightning's logger, offline by default)."""
-    loggers = build_loggers(cfg, out_dir)
-    for lg in loggers:
-        lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-        lg.log_metrics({f"attack/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))})
-        if hasattr(lg, "log_image"):
-            for key, path in figures.items():
-                if path.suffix == ".png":
-                    lg.log_image(f"attack/{key}", images=[str(path)])
-        lg.save()
-    finish_loggers(loggers)

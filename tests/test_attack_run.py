@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import torch
 
+from lightning_skel.attack_run import AttackRun, attack_rows, run_attack
 from lightning_skel.attacks import ATTACKS, Attack
 from lightning_skel.checkpoints import CheckpointError
 from lightning_skel.data.io import save_npz
 from lightning_skel.data.synthetic import generate
-from lightning_skel.run import attack_rows, run_attack, run_train
+from lightning_skel.run import run_train
 from lightning_skel.sweep import short_file_name
-from lightning_skel.systems.attack_run import AttackRun
 from tests.helpers import attack_cfg, run_script, train_cfg
 
 PGD = ["attack=pgd", "attack.eps=0.05", "attack.steps=5", "limit=10", "batch_size=4"]

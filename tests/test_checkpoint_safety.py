@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from lightning_skel.attack_run import run_attack
 from lightning_skel.checkpoints import CheckpointError
-from lightning_skel.run import run_attack, run_train
+from lightning_skel.run import run_train
 from lightning_skel.utils import write_npz
 from tests.helpers import attack_cfg, train_cfg
 

@@ -14,10 +14,10 @@ from conftest import DATA
 from hydra import compose, initialize_config_dir
 
 import lightning_skel
+from lightning_skel.attack_run import run_attack
 from lightning_skel.data.io import load_npz, save_npz
 from lightning_skel.data.prepare import prepare
 from lightning_skel.models.convert import OFFICIAL_FORMATS, convert
-from lightning_skel.run import run_attack
 from tests.helpers import CONFIGS
 
 FIXTURES = DATA.parent / "fixtures" / "official"

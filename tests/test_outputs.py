@@ -13,12 +13,13 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from lightning_skel.attack_run import run_attack
 from lightning_skel.attacks.metrics import attack_metrics, median
 from lightning_skel.checkpoints import load_classifier
 from lightning_skel.data.datamodule import SkeletonDataModule
 from lightning_skel.data.io import load_npz, save_npz
 from lightning_skel.report import histogram_figure, write_per_sample_csv
-from lightning_skel.run import run_attack, run_train
+from lightning_skel.run import run_train
 from lightning_skel.sweep import job_overrides, short_file_name
 from tests.helpers import CONFIGS, attack_cfg, run_script, train_cfg
 from tests.test_attack_run import LEARNT, PGD

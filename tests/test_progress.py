@@ -10,10 +10,11 @@ import pytest
 import torch
 from torch import nn
 
+from lightning_skel.attack_run import run_attack
 from lightning_skel.attacks import build_attack
 from lightning_skel.data.readers.ntu import NTUReader, _scan
 from lightning_skel.progress import ClipProgress, format_eta
-from lightning_skel.run import run_attack, run_train
+from lightning_skel.run import run_train
 from tests.helpers import attack_cfg, run_script, tiny_train_overrides, train_cfg
 
 TRAIN_LINE = re.compile(r"epoch (\d+)/2 step (\d+)/(\d+) loss \d+\.\d+ acc [01]\.\d+ elapsed \S+ ETA (\S+)")

@@ -12,6 +12,7 @@ from hydra import compose, initialize_config_dir
 from torch import nn
 
 from lightning_skel import load_classifier
+from lightning_skel.attack_run import run_attack
 from lightning_skel.attacks import Attack, DynamicDistance, build_attack, list_attacks
 from lightning_skel.attacks.metrics import per_sample_metrics
 from lightning_skel.checkpoints import read_checkpoint
@@ -20,7 +21,7 @@ from lightning_skel.data.io import load_npz, save_npz
 from lightning_skel.data.synthetic import generate
 from lightning_skel.data.transforms import fit_window
 from lightning_skel.models import Classifier, ScoreFusion, build_model
-from lightning_skel.run import run_attack, run_train
+from lightning_skel.run import run_train
 from lightning_skel.skeleton.features import join_score, valid_mask
 from lightning_skel.systems import ClassificationSystem
 from tests.helpers import CONFIGS, attack_cfg

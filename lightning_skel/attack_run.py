@@ -1,0 +1,521 @@
+"""An attack run over a data split, as attack.py runs it: :func:`run_attack` checks the config
+(configs/attack.yaml), loads the checkpoints and the data, and hands the clips to :class:`AttackRun`, which
+attacks them batch by batch, writes shards and merges them; then the outputs and the report are written.
+
+Results are written per batch under ``out_dir/shards/`` as they finish (atomically), so a run that is killed
+and started again with the same command continues where it stopped and ends with the same files as an
+uninterrupted run. Each shard records the run it belongs to (the fingerprint of the run's spec, which holds
+the checkpoints' content hashes) and its samples; both are checked before a rerun attacks and again on
+merge. Under several processes (Lightning Fabric: ``trainer.strategy=ddp``), batch ``b`` belongs to rank
+``b % world_size``: every sample is attacked exactly once, and rank 0 merges the shards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor, nn
+
+from lightning_skel.attacks import ATTACKS, build_attack
+from lightning_skel.attacks.metrics import attack_metrics, check_budgets, per_sample_metrics
+from lightning_skel.checkpoints import CheckpointError, load_classifiers, load_emotion
+from lightning_skel.data.datamodule import SkeletonDataModule
+from lightning_skel.progress import ClipProgress, every_s
+from lightning_skel.report import nothing_attacked, write_outputs, write_report
+from lightning_skel.run import (
+    ATTACK_KWARG_NUMBERS,
+    build_loggers,
+    check_config_numbers,
+    finish_loggers,
+    is_distributed,
+    processes_per_node,
+)
+from lightning_skel.skeleton.features import split_score
+from lightning_skel.sweep import job_out_dir
+from lightning_skel.utils import (
+    check_params,
+    file_sha256,
+    log_once,
+    torch_threads,
+    versions,
+    write_json,
+    write_npz,
+)
+
+log = logging.getLogger(__name__)
+
+ATTACK_NUMBERS = {
+    "seed": "int", "batch_size": "int", "limit": "int?", "fusion_weights.*": "float",
+    **{f"attack.{k}": v for k, v in ATTACK_KWARG_NUMBERS.items()},
+}  # fmt: skip
+
+
+def run_attack(cfg: DictConfig) -> dict[str, Any]:
+    """Attack a trained classifier on a data split as ``cfg`` (configs/attack.yaml) says; write the outputs
+    of docs/ARCHITECTURE.md into ``out_dir`` and return the aggregate metrics. Every input is checked before any
+    attack work starts. Under ``trainer.strategy=ddp`` (Lightning Fabric) the batches are split across ranks.
+    Torch's threads are ``cfg.threads`` for the run (:func:`utils.torch_threads`)."""
+    with torch_threads(cfg.get("threads", "auto"), processes_per_node(cfg)) as n:
+        log_once(log, "torch threads: %d (threads=%s)", n, cfg.get("threads", "auto"))
+        return _run_attack(cfg)
+
+
+def _run_attack(cfg: DictConfig) -> dict[str, Any]:
+    check_config_numbers(cfg, ATTACK_NUMBERS, "attack config")
+    job_out_dir(cfg, is_distributed(cfg))
+    if is_distributed(cfg):
+        from lightning_fabric import Fabric
+
+        t = cfg.trainer
+        fabric = Fabric(
+            accelerator=t.get("accelerator", "auto"),
+            devices=t.get("devices", 1),
+            num_nodes=t.get("num_nodes", 1),
+            strategy=t.get("strategy", "ddp"),
+        )
+        return fabric.launch(_attack_main, cfg) or {}
+    return _attack_main(None, cfg)
+
+
+def attack_checkpoints(cfg: DictConfig) -> list[str]:
+    """attack.yaml's ``ckpt``: one checkpoint, or a list of them whose scores are added (``ckpt=[a,b]``)."""
+    ckpt = cfg.ckpt
+    paths = [ckpt] if isinstance(ckpt, (str, Path)) else list(OmegaConf.to_container(ckpt, resolve=True))
+    if not paths or not all(isinstance(p, (str, Path)) and str(p) for p in paths):
+        raise ValueError(f"ckpt must be a checkpoint path or a list of them, got {ckpt!r}")
+    return [str(p) for p in paths]
+
+
+def _attack_data(cfg: DictConfig, hp: dict[str, Any]) -> tuple[SkeletonDataModule, str]:
+    """The data module to attack (the checkpoint's own data unless ``data.path`` names an npz) and the split."""
+    data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
+    split = data_cfg.pop("split")
+    path = data_cfg.pop("path", None)
+    if path:
+        dm_cfg = {"name": Path(path).stem, "path": path, "window": hp.get("window", 64),
+                  "score_channel": bool(hp.get("score_channel", False))}  # fmt: skip
+        # the checkpoint's window, reached as its own data reached it (an imported model pads to 300 frames)
+        temporal = (hp.get("data_config") or {}).get("temporal")
+        if temporal is not None:
+            dm_cfg["temporal"] = temporal
+    elif hp.get("data_config"):
+        dm_cfg = dict(hp["data_config"])
+    else:
+        raise ValueError(
+            f"ckpt {attack_checkpoints(cfg)[0]}: the checkpoint records no data config; pass data.path=FILE.npz"
+        )
+    dm_cfg.update({k: v for k, v in data_cfg.items() if v is not None})
+    dm_cfg.update(batch_size=int(cfg.batch_size), num_workers=0)
+    return SkeletonDataModule(**dm_cfg), split
+
+
+def _attack_main(fabric, cfg: DictConfig) -> dict[str, Any]:
+    start = time.perf_counter()
+    budgets = OmegaConf.to_container(cfg.budgets, resolve=True) if cfg.get("budgets") else None
+    check_budgets(budgets)
+    progress_every_s = every_s(cfg, "attack.py")
+    check_batch_size(int(cfg.batch_size))  # before any data is read; AttackRun checks it again
+    subset, limit, targeted = cfg.get("subset", "spread"), cfg.get("limit"), cfg.attack.get("targeted", False)
+    check_rows(limit, subset)
+    # the attack checks its own switches too, but this one the run reads itself (which clips get targets)
+    check_params("attack.py", {"attack.targeted": (targeted, isinstance(targeted, bool), "true or false")},
+                 "setting(s)")  # fmt: skip
+    rank = fabric.global_rank if fabric is not None else 0
+    world = fabric.world_size if fabric is not None else 1
+    device = fabric.device if fabric is not None else torch_device(cfg)
+    out_dir = Path(cfg.out_dir)
+    # -- every input checked before any work --
+    ckpts = attack_checkpoints(cfg)
+    fusion = cfg.get("fusion_weights")
+    fusion = None if fusion is None else [float(w) for w in fusion]
+    classifier, hp = load_classifiers(ckpts, fusion)
+    shown = " + ".join(ckpts)
+    for path, model in zip(ckpts, hp["model"].split("+"), strict=True):
+        if model == "emotion":
+            raise CheckpointError(
+                f"ckpt {path}: an emotion recognizer (model 'emotion'), not an action classifier; pass it as "
+                "emotion_ckpt= for the emotion term, and an action classifier as ckpt"
+            )
+    layout = hp["layout"]
+    dm, split = _attack_data(cfg, hp)
+    if rank == 0:
+        dm.prepare_data()
+    if fabric is not None:
+        fabric.barrier()
+    dm.setup()
+    if dm.layout != layout:
+        raise ValueError(
+            f"data layout {dm.layout!r} does not match the checkpoint's layout {layout!r} ({shown})"
+        )
+    if dm.num_classes != hp["num_classes"]:
+        raise ValueError(
+            f"data has {dm.num_classes} classes but the checkpoint {shown} has {hp['num_classes']}"
+        )
+    if dm.score_channel != bool(hp.get("score_channel", False)):
+        raise ValueError(
+            f"data.score_channel is {dm.score_channel} but the checkpoint {shown} was trained with "
+            f"score_channel={bool(hp.get('score_channel', False))}: its classifier takes "
+            f"{'coordinates and the keypoint score' if hp.get('score_channel') else 'coordinates only'}"
+        )
+    names = hp.get("class_names")
+    if names is not None and list(dm.class_names) != list(names):
+        i = next(i for i, (a, b) in enumerate(zip(dm.class_names, names, strict=True)) if a != b)
+        source = f"data.path {cfg.data.path}" if cfg.data.get("path") else f"data {dm.name!r}"
+        raise ValueError(
+            f"{source}: class {i} is {dm.class_names[i]!r} there and {names[i]!r} in the checkpoint {shown}: "
+            "the classifier's labels would be read as other classes"
+        )
+    emotion = load_emotion(cfg.emotion_ckpt, layout) if cfg.get("emotion_ckpt") else None
+    dm.check_sets(split)
+    ds = dm.datasets[split]
+    rows = attack_rows(len(ds), limit, subset)
+    attack_cfg = OmegaConf.to_container(cfg.attack, resolve=True)
+    name = attack_cfg.pop("name")
+    attack_cfg.pop("targeted", None)
+    spec = {
+        # one checkpoint is recorded as a path, several as a list with their fusion weights
+        **_checkpoint_spec(ckpts, fusion),
+        "emotion_ckpt": str(Path(cfg.emotion_ckpt).resolve()) if cfg.get("emotion_ckpt") else None,
+        "emotion_ckpt_sha256": file_sha256(cfg.emotion_ckpt) if cfg.get("emotion_ckpt") else None,
+        "attack": name,
+        # compile=false (ADMM's default, the eager steps) is left out: it is the run without the option
+        "attack_kwargs": {k: v for k, v in attack_cfg.items() if not (k == "compile" and v is False)},
+        "targeted": targeted,
+        "split": split,
+        "num_samples": int(rows.size),
+        # which clips: recorded only when a limit picks other than the first ones (the whole split is the
+        # same run whatever the subset rule)
+        **({"subset": subset} if subset != "first" and rows.size < len(ds) else {}),
+        "batch_size": int(cfg.batch_size),
+        "seed": int(cfg.seed),
+        "data": dm.describe(),
+    }
+    run = AttackRun(
+        classifier=classifier, layout=layout, attack_name=name, attack_kwargs=attack_cfg, out_dir=out_dir,
+        spec=spec, batch_size=int(cfg.batch_size), targeted=targeted, seed=int(cfg.seed), emotion=emotion,
+        num_classes=int(hp["num_classes"]),
+    )  # fmt: skip
+    run.build()  # bad attack settings fail here, before any work
+    # -- the clips, windowed as the classifier saw them in evaluation --
+    items = [ds[int(i)] for i in rows]
+    x = torch.stack([it[0] for it in items]) if items else torch.zeros(0)
+    y = torch.tensor([it[1] for it in items], dtype=torch.long)
+    lengths = torch.tensor([it[2] for it in items], dtype=torch.long)
+    index = torch.tensor([it[3] for it in items], dtype=torch.long)
+    x, lengths = dm.window_batch(x, lengths, train=False)
+    if rank == 0:
+        run.check_out_dir(index)  # the shards already there: this run's, of these samples, readable
+    if fabric is not None:
+        fabric.barrier()
+    mine = sum(sl.stop - sl.start for sl in run.batches(len(y), rank, world).values())  # clips of this rank
+    visible = rank == 0 and bool(cfg.trainer.get("enable_progress_bar", True))
+    # the run's folder names it: a sequence of runs in one log (the demo, a sweep) stays apart
+    what = f"{name} on {split} ({out_dir.name})"
+    with ClipProgress(what, mine, progress_every_s, enabled=visible) as progress:
+        run.run(x, y, lengths, index, rank, world, device, progress=progress)
+    if fabric is not None:
+        fabric.barrier()
+    if rank != 0:
+        return {}
+    merged = run.merge(index)
+    per_sample = {k[2:]: torch.as_tensor(v) for k, v in merged.items() if k.startswith("m_")}
+    t = torch.as_tensor
+    target = t(merged["target"]) if targeted else None
+    metrics = attack_metrics(
+        t(merged["x"]), t(merged["x_adv"]), t(merged["lengths"]), layout, t(merged["y"]), t(merged["pred_clean"]),
+        t(merged["pred_adv"]), target=target, grad_evals=t(merged["grad_evals"]), per_sample=per_sample,
+        budgets=budgets,
+    )  # fmt: skip
+    metrics["wall_time_s"] = round(time.perf_counter() - start, 2)
+    metrics["threads"] = torch.get_num_threads()
+    if not metrics["num_attacked"]:
+        log.warning("nothing was attacked: %s", nothing_attacked(metrics))
+    extra = {"config": OmegaConf.to_container(cfg, resolve=True), "versions": versions(), "spec": spec}
+    write_outputs(out_dir, merged, metrics, extra, ds.data)
+    figures = write_report(
+        out_dir, merged, metrics, layout, dm.class_names, f"{name} attack on {hp['model']} ({split})"
+    )
+    _log_attack(cfg, out_dir, metrics, figures)
+    log.info("attack outputs written to %s", out_dir)
+    return metrics
+
+
+def _checkpoint_spec(ckpts: list[str], fusion: list[float] | None) -> dict[str, Any]:
+    """What identifies the attacked model in a run's spec: its checkpoint files (path, and the sha256 of the
+    bytes, so that other weights saved under the same path are another run) and, for a fusion of several,
+    each one's weight."""
+    files = [Path(c) for c in ckpts]
+    if len(files) == 1:
+        return {"ckpt": str(files[0].resolve()), "ckpt_sha256": file_sha256(files[0])}
+    return {
+        "ckpt": [str(f.resolve()) for f in files],
+        "ckpt_sha256": [file_sha256(f) for f in files],
+        "fusion_weights": fusion or [1.0] * len(files),
+    }
+
+
+SUBSETS = ("spread", "first")  # attack.yaml's `subset`: which `limit` clips of a split an attack run takes
+
+
+def check_rows(limit: int | None, subset: str) -> None:
+    """attack.yaml's ``limit`` (a whole number of clips, or null) and ``subset``, or a clear error."""
+    check_params("attack.py", {
+        "limit": (limit, limit is None or (type(limit) is int and limit >= 1), "an integer >= 1 or null"),
+        "subset": (subset, subset in SUBSETS, f"one of {SUBSETS}"),
+    }, "setting(s)")  # fmt: skip
+
+
+def attack_rows(n: int, limit: int | None, subset: str = "spread") -> np.ndarray:
+    """The positions in a split of ``n`` clips that an attack run takes: all of them, or ``limit`` of them,
+    spread evenly over the split (``subset="spread"``: datasets are stored ordered by class, so the first
+    clips cover few classes) or the first ones (``"first"``)."""
+    check_rows(limit, subset)
+    if limit is None or limit >= n:
+        return np.arange(n)
+    if subset == "first":
+        return np.arange(limit)
+    return np.linspace(0, n - 1, limit).round().astype(np.int64)
+
+
+def torch_device(cfg: DictConfig) -> torch.device:
+    acc = cfg.trainer.get("accelerator", "cpu")
+    if acc in ("gpu", "cuda") or (acc == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def _log_attack(cfg: DictConfig, out_dir: Path, metrics: dict[str, Any], figures: dict[str, Path]) -> None:
+    """Metrics and figures to W&B when it is configured (through Lightning's logger, offline by default)."""
+    loggers = build_loggers(cfg, out_dir)
+    for lg in loggers:
+        lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        lg.log_metrics({f"attack/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))})
+        if hasattr(lg, "log_image"):
+            for key, path in figures.items():
+                if path.suffix == ".png":
+                    lg.log_image(f"attack/{key}", images=[str(path)])
+        lg.save()
+    finish_loggers(loggers)
+
+
+def fingerprint(spec: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def targets_for(y: Tensor, index: Tensor, num_classes: int, seed: int) -> Tensor:
+    """A target label != y per sample, fixed by the sample's index and the seed (independent of batching)."""
+    offset = ((index * 7919 + seed * 104729) % (num_classes - 1)) + 1
+    return (y + offset) % num_classes
+
+
+def check_batch_size(batch_size: int) -> None:
+    """Refuse a batch size under 1 (clips per attack call and per shard) with a clear error."""
+    check_params(
+        "attack run",
+        {"batch_size": (batch_size, batch_size >= 1, ">= 1 (clips per attack call and per shard)")},
+    )
+
+
+@dataclass
+class AttackRun:
+    """Attacks ``x`` (already windowed) in batches and writes shards under ``out_dir/shards``."""
+
+    classifier: nn.Module
+    layout: str
+    attack_name: str
+    attack_kwargs: dict[str, Any]
+    out_dir: Path
+    spec: dict[str, Any]  # what the run is: a fingerprint guards out_dir against another run's shards
+    batch_size: int = 32
+    targeted: bool = False
+    seed: int = 0
+    emotion: nn.Module | None = None
+    num_classes: int = 0
+
+    def __post_init__(self) -> None:
+        check_batch_size(self.batch_size)
+
+    @property
+    def shard_dir(self) -> Path:
+        return self.out_dir / "shards"
+
+    @property
+    def key(self) -> str:
+        """The run's fingerprint, recorded in the manifest and in every shard."""
+        return fingerprint(self.spec)
+
+    def check_out_dir(self, index: Tensor) -> None:
+        """Refuse an out_dir that holds another run's shards, and any shard that is unreadable, of another run
+        or not of the samples ``index`` puts in its batch; then record this run's fingerprint. Without a
+        manifest the shards' own records decide."""
+        manifest = self.shard_dir / "manifest.json"
+        if manifest.is_file():
+            try:
+                theirs = json.loads(manifest.read_text())
+            except (ValueError, OSError) as e:
+                raise ValueError(
+                    f"attack manifest {manifest} is unreadable ({type(e).__name__}: {e}); delete it (the shards "
+                    "record their run themselves)"
+                ) from e
+            if theirs.get("fingerprint") != self.key:
+                spec = theirs.get("spec") or {}
+                differs = sorted(k for k in {*spec, *self.spec} if spec.get(k) != self.spec.get(k))
+                raise ValueError(
+                    f"out_dir {self.out_dir} holds shards of another attack run (fingerprint {theirs.get('fingerprint')}, "
+                    f"this run {self.key}; the run differs in {', '.join(differs) or 'its fingerprint'}); choose "
+                    f"another out_dir or delete {self.shard_dir}"
+                )
+        for b in range(self.num_batches(len(index))):
+            if self.shard_path(b).is_file():
+                self.read_shard(b, index, ("run", "index"))
+        if not manifest.is_file():
+            write_json(manifest, {"fingerprint": self.key, "spec": self.spec})
+
+    def shard_path(self, b: int) -> Path:
+        return self.shard_dir / f"batch_{b:06d}.npz"
+
+    def read_shard(self, b: int, index: Tensor, keys: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """Shard ``b``'s arrays (``keys``, or all), checked to be this run's and to hold the samples ``index``
+        puts in batch ``b``; a :class:`ValueError` naming the shard file otherwise."""
+        path = self.shard_path(b)
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                arrays = {k: f[k] for k in (keys or f.files) if k in f.files}
+        except Exception as e:  # numpy and zipfile raise many types for a damaged file; report them as one
+            raise ValueError(
+                f"attack shard {path} is unreadable ({type(e).__name__}: {e}); delete it to recompute its batch"
+            ) from e
+        run = str(arrays["run"]) if "run" in arrays else None
+        if run != self.key:
+            raise ValueError(
+                f"attack shard {path} belongs to another attack run (run {run}, this run {self.key}); choose "
+                f"another out_dir or delete {self.shard_dir}"
+            )
+        want = index[b * self.batch_size : (b + 1) * self.batch_size].cpu().numpy()
+        got = arrays.get("index")
+        if got is None or not np.array_equal(got, want):
+            raise ValueError(
+                f"attack shard {path} holds samples {_head(got)} where batch {b} of this run has {_head(want)}; "
+                "delete it to recompute its batch"
+            )
+        return arrays
+
+    def num_batches(self, n: int) -> int:
+        return (n + self.batch_size - 1) // self.batch_size
+
+    def batches(self, n: int, rank: int = 0, world: int = 1) -> dict[int, slice]:
+        """Rank ``rank``'s batches of ``n`` clips: batch id to its rows."""
+        bs = self.batch_size
+        return {
+            b: slice(b * bs, min((b + 1) * bs, n)) for b in range(self.num_batches(n)) if b % world == rank
+        }
+
+    def run(
+        self,
+        x: Tensor,
+        y: Tensor,
+        lengths: Tensor,
+        index: Tensor,
+        rank: int = 0,
+        world: int = 1,
+        device: torch.device | str = "cpu",
+        progress: ClipProgress | None = None,
+    ) -> list[int]:
+        """Attack this rank's batches that have no shard yet; return the batch ids attacked now. ``progress``
+        counts the clips as they finish (those of reused shards first, with :meth:`ClipProgress.skip`)."""
+        self.classifier.to(device)
+        if self.emotion is not None:
+            self.emotion.to(device)
+        done_now = []
+        mine = self.batches(len(y), rank, world)
+        todo = [b for b in mine if not self.shard_path(b).is_file()]
+        if len(todo) < len(mine):
+            reused = sum(mine[b].stop - mine[b].start for b in mine if b not in todo)
+            who = f"rank {rank}: " if world > 1 else ""
+            log.info(
+                "%sresumed: reused %d of %d shards (%d clips) in %s",
+                who, len(mine) - len(todo), len(mine), reused, self.shard_dir,
+            )  # fmt: skip
+            if progress is not None:
+                progress.skip(reused)
+        for b in todo:
+            sl = mine[b]
+            self._attack_batch(
+                b, x[sl].to(device), y[sl].to(device), lengths[sl].to(device), index[sl].to(device),
+                None if progress is None else progress.advance,
+            )  # fmt: skip
+            done_now.append(b)
+        return done_now
+
+    def build(self, batch: int = 0):
+        """The attack for batch ``batch`` (seeded per batch, so results do not depend on the rank)."""
+        kwargs = dict(self.attack_kwargs)
+        accepted = _accepted(self.attack_name)
+        if "seed" in accepted:
+            kwargs["seed"] = self.seed + batch
+        if self.emotion is not None and "emotion_model" in accepted:
+            kwargs["emotion_model"] = self.emotion
+        return build_attack(self.attack_name, self.classifier, self.layout, targeted=self.targeted, **kwargs)
+
+    def _attack_batch(self, b: int, x, y, lengths, index, on_clips_done=None) -> None:
+        attack = self.build(b)
+        attack.on_clips_done = on_clips_done
+        target = (
+            targets_for(y, index, self.num_classes, self.seed) if self.targeted else torch.full_like(y, -1)
+        )
+        # the attack labels the clean clips and attacks only those the classifier gets right
+        res = attack(x, y, lengths, target if self.targeted else None)
+        pred_clean, pred_adv = res.pred_clean, res.pred_adv
+        success, attacked, grad_evals = res.success, res.attacked, res.grad_evals
+        # shards hold coordinates; a score channel, which the attack returns unchanged, is the shard's score
+        x_adv, score = split_score(res.x_adv, attack.score_channel)
+        x = attack.coordinates(x)
+        metrics = per_sample_metrics(x, x_adv, lengths, self.layout, self.emotion)
+        arrays = {
+            "index": index, "x": x, "x_adv": x_adv, "y": y, "target": target, "lengths": lengths,
+            "pred_clean": pred_clean, "pred_adv": pred_adv, "success": success, "attacked": attacked,
+            "grad_evals": grad_evals,
+            **({} if score is None else {"score": score[:, 0]}),
+            **{f"m_{k}": v for k, v in metrics.items()},
+        }  # fmt: skip
+        shard = {k: v.detach().cpu().numpy() for k, v in arrays.items()}
+        write_npz(self.shard_path(b), {**shard, "run": np.array(self.key)})
+
+    def merge(self, index: Tensor) -> dict[str, np.ndarray]:
+        """All shards of the samples ``index`` in sample order, as arrays; a missing shard, or one that
+        :meth:`read_shard` refuses, is an error."""
+        batches = range(self.num_batches(len(index)))
+        missing = [b for b in batches if not self.shard_path(b).is_file()]
+        if missing:
+            raise RuntimeError(f"attack shards missing for batches {missing[:10]} in {self.shard_dir}")
+        parts = []
+        for b in batches:
+            part = self.read_shard(b, index)
+            del part["run"]
+            if parts and set(part) != set(parts[0]):
+                raise ValueError(
+                    f"attack shard {self.shard_path(b)} holds arrays {sorted(part)}, batch 0's "
+                    f"{sorted(parts[0])}; delete it to recompute its batch"
+                )
+            parts.append(part)
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def _head(a: np.ndarray | None, k: int = 8) -> str:
+    """The first ``k`` entries of an index array, for an error message."""
+    return "none" if a is None else f"{a[:k].tolist()}{' ...' if a.size > k else ''}"
+
+
+def _accepted(attack_name: str) -> set[str]:
+    return set(inspect.signature(ATTACKS.get(attack_name).__init__).parameters)

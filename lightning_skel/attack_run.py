@@ -27,14 +27,14 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
-from lightning_skel.attacks import ATTACKS, build_attack
+from lightning_skel.attacks import ATTACKS
 from lightning_skel.attacks.metrics import attack_metrics, check_budgets, per_sample_metrics
+from lightning_skel.attacks.spec import ATTACK_KWARG_NUMBERS, AttackSpec
 from lightning_skel.checkpoints import CheckpointError, load_classifiers, load_emotion
 from lightning_skel.data.datamodule import SkeletonDataModule
 from lightning_skel.progress import ClipProgress, every_s
 from lightning_skel.report import nothing_attacked, write_outputs, write_report
 from lightning_skel.run import (
-    ATTACK_KWARG_NUMBERS,
     build_loggers,
     check_config_numbers,
     finish_loggers,
@@ -126,11 +126,10 @@ def _attack_main(fabric, cfg: DictConfig) -> dict[str, Any]:
     check_budgets(budgets)
     progress_every_s = every_s(cfg, "attack.py")
     check_batch_size(int(cfg.batch_size))  # before any data is read; AttackRun checks it again
-    subset, limit, targeted = cfg.get("subset", "spread"), cfg.get("limit"), cfg.attack.get("targeted", False)
+    subset, limit = cfg.get("subset", "spread"), cfg.get("limit")
     check_rows(limit, subset)
-    # the attack checks its own switches too, but this one the run reads itself (which clips get targets)
-    check_params("attack.py", {"attack.targeted": (targeted, isinstance(targeted, bool), "true or false")},
-                 "setting(s)")  # fmt: skip
+    attack = AttackSpec.parse(OmegaConf.to_container(cfg.attack, resolve=True), "attack", "attack.py")
+    name, targeted = attack.name, attack.targeted
     rank = fabric.global_rank if fabric is not None else 0
     world = fabric.world_size if fabric is not None else 1
     device = fabric.device if fabric is not None else torch_device(cfg)
@@ -180,9 +179,6 @@ def _attack_main(fabric, cfg: DictConfig) -> dict[str, Any]:
     dm.check_sets(split)
     ds = dm.datasets[split]
     rows = attack_rows(len(ds), limit, subset)
-    attack_cfg = OmegaConf.to_container(cfg.attack, resolve=True)
-    name = attack_cfg.pop("name")
-    attack_cfg.pop("targeted", None)
     spec = {
         # one checkpoint is recorded as a path, several as a list with their fusion weights
         **_checkpoint_spec(ckpts, fusion),
@@ -190,7 +186,7 @@ def _attack_main(fabric, cfg: DictConfig) -> dict[str, Any]:
         "emotion_ckpt_sha256": file_sha256(cfg.emotion_ckpt) if cfg.get("emotion_ckpt") else None,
         "attack": name,
         # compile=false (ADMM's default, the eager steps) is left out: it is the run without the option
-        "attack_kwargs": {k: v for k, v in attack_cfg.items() if not (k == "compile" and v is False)},
+        "attack_kwargs": {k: v for k, v in attack.kwargs.items() if not (k == "compile" and v is False)},
         "targeted": targeted,
         "split": split,
         "num_samples": int(rows.size),
@@ -202,8 +198,8 @@ def _attack_main(fabric, cfg: DictConfig) -> dict[str, Any]:
         "data": dm.describe(),
     }
     run = AttackRun(
-        classifier=classifier, layout=layout, attack_name=name, attack_kwargs=attack_cfg, out_dir=out_dir,
-        spec=spec, batch_size=int(cfg.batch_size), targeted=targeted, seed=int(cfg.seed), emotion=emotion,
+        classifier=classifier, layout=layout, attack=attack, out_dir=out_dir, spec=spec,
+        batch_size=int(cfg.batch_size), seed=int(cfg.seed), emotion=emotion,
         num_classes=int(hp["num_classes"]),
     )  # fmt: skip
     run.build()  # bad attack settings fail here, before any work
@@ -333,12 +329,10 @@ class AttackRun:
 
     classifier: nn.Module
     layout: str
-    attack_name: str
-    attack_kwargs: dict[str, Any]
+    attack: AttackSpec
     out_dir: Path
     spec: dict[str, Any]  # what the run is: a fingerprint guards out_dir against another run's shards
     batch_size: int = 32
-    targeted: bool = False
     seed: int = 0
     emotion: nn.Module | None = None
     num_classes: int = 0
@@ -460,22 +454,24 @@ class AttackRun:
 
     def build(self, batch: int = 0):
         """The attack for batch ``batch`` (seeded per batch, so results do not depend on the rank)."""
-        kwargs = dict(self.attack_kwargs)
-        accepted = _accepted(self.attack_name)
+        accepted = set(inspect.signature(ATTACKS.get(self.attack.name).__init__).parameters)
+        extra: dict[str, Any] = {}
         if "seed" in accepted:
-            kwargs["seed"] = self.seed + batch
+            extra["seed"] = self.seed + batch
         if self.emotion is not None and "emotion_model" in accepted:
-            kwargs["emotion_model"] = self.emotion
-        return build_attack(self.attack_name, self.classifier, self.layout, targeted=self.targeted, **kwargs)
+            extra["emotion_model"] = self.emotion
+        return self.attack.build(self.classifier, self.layout, **extra)
 
     def _attack_batch(self, b: int, x, y, lengths, index, on_clips_done=None) -> None:
         attack = self.build(b)
         attack.on_clips_done = on_clips_done
         target = (
-            targets_for(y, index, self.num_classes, self.seed) if self.targeted else torch.full_like(y, -1)
+            targets_for(y, index, self.num_classes, self.seed)
+            if self.attack.targeted
+            else torch.full_like(y, -1)
         )
         # the attack labels the clean clips and attacks only those the classifier gets right
-        res = attack(x, y, lengths, target if self.targeted else None)
+        res = attack(x, y, lengths, target if self.attack.targeted else None)
         pred_clean, pred_adv = res.pred_clean, res.pred_adv
         success, attacked, grad_evals = res.success, res.attacked, res.grad_evals
         # shards hold coordinates; a score channel, which the attack returns unchanged, is the shard's score
@@ -515,7 +511,3 @@ class AttackRun:
 def _head(a: np.ndarray | None, k: int = 8) -> str:
     """The first ``k`` entries of an index array, for an error message."""
     return "none" if a is None else f"{a[:k].tolist()}{' ...' if a.size > k else ''}"
-
-
-def _accepted(attack_name: str) -> set[str]:
-    return set(inspect.signature(ATTACKS.get(attack_name).__init__).parameters)

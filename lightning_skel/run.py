@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, Logger
 
+from lightning_skel.attacks.spec import ATTACK_KWARG_NUMBERS
 from lightning_skel.checkpoints import (
     CheckpointError,
     SafeCheckpointIO,
@@ -77,13 +78,6 @@ warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` i
 # Where the configs hold numbers, as patterns of lightning_skel.utils.check_number_types: a string there
 # (optim.optimizer.lr=abc on the command line) is refused before any work, naming the key, instead of
 # failing deep inside the optimiser or the data loader.
-ATTACK_KWARG_NUMBERS = {  # an attack's hyper-parameters (configs/attack/*.yaml), wherever a config gives them
-    **dict.fromkeys(("max_iter", "delta_steps", "z_steps", "binary_search_steps", "steps", "emotion_every"), "int"),
-    "patience": "int?",
-    **dict.fromkeys(("c", "c_growth", "c_max", "kappa", "rho", "lr", "balance", "min_improvement", "eps", "clip",
-                     "cw", "blw", "rw", "weights.*", "tau.*"), "float"),
-    **dict.fromkeys(("lr_z", "alpha"), "float?"),
-}  # fmt: skip
 MODEL_SIZES = ("width", "feature_dim", "channels", "num_blocks", "temporal_kernel", "embed_ratio", "num_frames",
                "affective_dim", "window")  # fmt: skip
 TRAIN_NUMBERS = {

@@ -9,6 +9,7 @@ import torch
 
 from lightning_skel.attack_run import AttackRun, attack_rows, run_attack
 from lightning_skel.attacks import ATTACKS, Attack
+from lightning_skel.attacks.spec import AttackSpec
 from lightning_skel.checkpoints import CheckpointError
 from lightning_skel.data.io import save_npz
 from lightning_skel.data.synthetic import generate
@@ -258,7 +259,7 @@ def test_bad_checkpoints_and_layouts_fail_before_work(tmp_path, ckpt):
     with pytest.raises(ValueError, match="batch_size must be >= 1"):
         run_attack(attack_cfg(tmp_path / "o7", ckpt, [*PGD, "batch_size=0"]))
     with pytest.raises(ValueError, match="batch_size must be >= 1"):  # AttackRun used from Python
-        AttackRun(torch.nn.Linear(1, 1), "ntu25", "pgd", {}, tmp_path / "o8", {}, batch_size=0)
+        AttackRun(torch.nn.Linear(1, 1), "ntu25", AttackSpec("pgd"), tmp_path / "o8", {}, batch_size=0)
     for name in ("o1", "o2", "o3", "o4", "o5", "o6", "o7"):
         assert not (tmp_path / name / "shards").exists() or not list(
             (tmp_path / name / "shards").glob("batch_*")
@@ -485,6 +486,36 @@ def test_sweep_summary_tables_the_rows_its_jobs_left(tmp_path):
     )
     assert [ax.get_title() for ax in fig.axes if ax.get_visible()] == ["a"]  # b: no job has a value
     assert summary_figure([{"job": 0, "a": None}], ["a"]) is None
+
+
+def test_attack_spec_is_the_attack_groups_entry():
+    """A spec is an entry of configs/attack (name, targeted, settings) or a name: read into its parts, and
+    each way to get one wrong refused naming the key and its reader."""
+    spec = AttackSpec.parse({"name": "pgd", "targeted": True, "eps": 0.01, "steps": 3}, "attack", "attack.py")
+    assert spec == AttackSpec("pgd", True, {"eps": 0.01, "steps": 3})
+    assert AttackSpec.parse("cw") == AttackSpec("cw", False, {})
+    attack = spec.build(torch.nn.Linear(1, 1), "ntu25", steps=4)  # what the run gives wins
+    assert (attack.name, attack.targeted, attack.eps, attack.steps) == ("pgd", True, 0.01, 4)
+    with pytest.raises(TypeError, match="attack.py: attack must be an attack's name or a mapping"):
+        AttackSpec.parse(3, "attack", "attack.py")
+    with pytest.raises(ValueError, match=r"cb: attack names no attack \(attack.name missing\); .*'admm'"):
+        AttackSpec.parse({"eps": 0.01}, "attack", "cb")
+    with pytest.raises(KeyError, match="unknown attack 'fgsm'; known: admm"):
+        AttackSpec.parse({"name": "fgsm"})
+    with pytest.raises(
+        ValueError, match="cb: invalid setting.*attacks.pgd.targeted must be true or false, got 1"
+    ):
+        AttackSpec.parse({"name": "pgd", "targeted": 1}, "attacks.pgd", "cb")
+    with pytest.raises(
+        ValueError, match="cb: adv.attack: attack 'pgd' takes no lr, max_iter; its settings are "
+    ):
+        AttackSpec.parse({"name": "pgd", "max_iter": 10, "lr": 0.003}, "adv.attack", "cb")
+
+
+def test_a_setting_the_attack_does_not_take_is_refused_before_any_work(tmp_path, ckpt):
+    with pytest.raises(ValueError, match="attack.py: attack: attack 'pgd' takes no max_iter"):
+        run_attack(attack_cfg(tmp_path / "o", ckpt, [*PGD, "+attack.max_iter=3"]))
+    assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.parametrize("value", ['"false"', "maybe", "0"])

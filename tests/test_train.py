@@ -105,7 +105,8 @@ def test_shipped_configs_pass_the_number_check_and_every_rule_is_used():
     from hydra import compose, initialize_config_dir
 
     from lightning_skel.attack_run import ATTACK_NUMBERS
-    from lightning_skel.run import ATTACK_KWARG_NUMBERS, TRAIN_NUMBERS, check_config_numbers
+    from lightning_skel.attacks.spec import ATTACK_KWARG_NUMBERS
+    from lightning_skel.run import TRAIN_NUMBERS, check_config_numbers
 
     train = [[], ["callbacks=adv_training"], ["experiment=utd_agcn_joint"], ["experiment=utd_sgn"],
              ["experiment=ntu60_xsub_stgcn"], ["experiment=demo_emotion"]]  # fmt: skip

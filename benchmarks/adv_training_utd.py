@@ -98,7 +98,8 @@ class EpochTimer(pl.Callback):
 def epoch_cost(model: str, init: str) -> dict:
     """Seconds of a full clean training epoch, of one with the ADMM callback in batch mode, and of a pool
     run's epoch that regenerates the pool and of one that reuses it; two rounds in this process, medians."""
-    from lightning_skel.callbacks.adversarial_training import AdversarialTraining
+    from hydra.utils import instantiate
+
     from lightning_skel.run import build_datamodule, build_system, init_weights
 
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
@@ -118,7 +119,7 @@ def epoch_cost(model: str, init: str) -> dict:
             init_weights(system, init)
             timer = EpochTimer()
             callbacks = [timer] + (
-                [] if adv is None else [AdversarialTraining(**{**adv_cfg, **adv}, layout=dm.layout)]
+                [] if adv is None else [instantiate(cfg.callbacks.adv_training, **adv, _convert_="all")]
             )
             trainer = pl.Trainer(
                 accelerator="cpu", max_epochs=epochs, limit_val_batches=0, logger=False, enable_checkpointing=False,

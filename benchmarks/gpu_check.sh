@@ -44,5 +44,5 @@ step train_amp.log "train, 16-mixed" timeout 90 $PY train.py experiment=demo tra
     logger=csv out_dir=$T/train callbacks.figures=null
 step adv_amp.log "adversarial fine-tune, 16-mixed, robust validation" timeout 150 $PY train.py experiment=demo_adv \
     trainer=gpu trainer.max_epochs=1 logger=csv out_dir=$T/adv init_from=$T/train/checkpoints/last.ckpt \
-    'callbacks.robust_validation={every_n_epochs: 1, num_samples: 32, attacks: {admm: {max_iter: 5}, pgd: {eps: 0.02, steps: 5}}, budgets: {admm: {linf_mm: 20}}}'
+    'callbacks.robust_validation={_target_: lightning_skel.callbacks.RobustValidation, every_n_epochs: 1, num_samples: 32, attacks: {admm: {name: admm, max_iter: 5}, pgd: {name: pgd, eps: 0.02, steps: 5}}, budgets: {admm: {linf_mm: 20}}}'
 grep -h -i -E "error|Traceback" $T/*.log | head -5

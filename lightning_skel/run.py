@@ -13,8 +13,9 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, Logger
 
 from lightning_skel.attacks.spec import ATTACK_KWARG_NUMBERS
@@ -96,7 +97,7 @@ TRAIN_NUMBERS = {
                      "optim.scheduler.gamma", "optim.label_smoothing", "robust_training.eps", "robust_training.beta",
                      "callbacks.adv_training.ratio"), "float"),
     **dict.fromkeys(("trainer.gradient_clip_val", "robust_training.alpha"), "float?"),
-    **{f"callbacks.adv_training.attack_kwargs.{k}": v for k, v in ATTACK_KWARG_NUMBERS.items()},
+    **{f"callbacks.adv_training.attack.{k}": v for k, v in ATTACK_KWARG_NUMBERS.items()},
     **{f"callbacks.robust_validation.attacks.*.{k}": v for k, v in ATTACK_KWARG_NUMBERS.items()},
 }  # fmt: skip
 
@@ -164,7 +165,7 @@ def build_loggers(cfg: DictConfig, out_dir: Path) -> list[Logger]:
     return loggers
 
 
-def build_callbacks(cfg: DictConfig, out_dir: Path, layout: str | None = None) -> list[Callback]:
+def build_callbacks(cfg: DictConfig, out_dir: Path) -> list[Callback]:
     cb = cfg.callbacks
     ckpt_dir = str(out_dir / "checkpoints")
     robust = cb.get("robust_validation")
@@ -192,26 +193,17 @@ def build_callbacks(cfg: DictConfig, out_dir: Path, layout: str | None = None) -
             dirpath=ckpt_dir, filename="last", monitor=None, save_top_k=1, enable_version_counter=False
         ),
     ]
-    if cb.get("early_stopping"):
-        callbacks.append(EarlyStopping(**OmegaConf.to_container(cb.early_stopping, resolve=True)))
-    if cb.get("lr_monitor"):
-        callbacks.append(LearningRateMonitor(logging_interval="epoch"))
-    if cb.get("adv_training"):
-        from lightning_skel.callbacks.adversarial_training import AdversarialTraining
-
-        callbacks.append(
-            AdversarialTraining(**OmegaConf.to_container(cb.adv_training, resolve=True), layout=layout)
-        )
-    if robust:
-        from lightning_skel.callbacks.robust_validation import RobustValidation
-
-        callbacks.append(RobustValidation(**OmegaConf.to_container(robust, resolve=True)))
-    if cb.get("figures"):
-        from lightning_skel.callbacks.figures import ClassificationFigures
-
-        callbacks.append(
-            ClassificationFigures(out_dir / "figures", **OmegaConf.to_container(cb.figures, resolve=True))
-        )
+    for key, node in cb.items():
+        if key == "checkpoint" or node is None:
+            continue
+        if not isinstance(node, DictConfig) or "_target_" not in node:
+            got = OmegaConf.to_container(node) if isinstance(node, DictConfig) else node
+            raise ValueError(
+                f"callbacks.{key}: a callback is a config with the _target_ class to build and its arguments, "
+                "e.g. callbacks.early_stopping={_target_: pytorch_lightning.callbacks.EarlyStopping, monitor: "
+                f"val/acc, mode: max, patience: 20}}, or null for none; got {got!r}"
+            )
+        callbacks.append(instantiate(node, _convert_="all"))
     return callbacks
 
 
@@ -316,7 +308,7 @@ def _run_train(cfg: DictConfig) -> dict[str, Any]:
     loggers = build_loggers(cfg, out_dir)
     for lg in loggers:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-    callbacks = build_callbacks(cfg, out_dir, dm.layout)
+    callbacks = build_callbacks(cfg, out_dir)
     trainer_kw = OmegaConf.to_container(cfg.trainer, resolve=True)
     show = trainer_kw.get("enable_progress_bar", True)
     callbacks += training_progress(show, progress_every_s)

@@ -127,7 +127,7 @@ def test_real_attack_inside_training_keeps_the_model_training(tmp_path):
     """With a real attack in the loop, every parameter still learns from the loss and train mode comes back."""
     model = system()
     before = {k: v.clone() for k, v in model.named_parameters()}
-    cb = AdversarialTraining("pgd", ratio=0.5, attack_kwargs={"eps": 0.02, "steps": 2}, layout="ntu25")
+    cb = AdversarialTraining({"name": "pgd", "eps": 0.02, "steps": 2}, ratio=0.5, layout="ntu25")
     trainer([cb], epochs=1, max_steps=2).fit(model, datamodule(tmp_path))
     assert model.training
     unchanged = [k for k, v in model.named_parameters() if torch.equal(v, before[k])]
@@ -145,10 +145,9 @@ def test_killed_and_resumed_run_gives_the_same_weights(tmp_path, monkeypatch):
     import lightning_skel.run as run_module
 
     common = [
-        # another attack in place of ADMM, as the README says: its kwargs replace ADMM's
-        "callbacks=adv_training", "callbacks.adv_training.attack=pgd", "~callbacks.adv_training.attack_kwargs",
-        "+callbacks.adv_training.attack_kwargs={eps:0.02,steps:2}", "trainer.deterministic=true",
-        "callbacks.figures=null", "trainer.max_epochs=2",
+        # another attack in place of ADMM, as the README says: one override of the attack group
+        "callbacks=adv_training", "attack@callbacks.adv_training.attack=pgd", "callbacks.adv_training.attack.steps=2",
+        "trainer.deterministic=true", "callbacks.figures=null", "trainer.max_epochs=2",
     ]  # fmt: skip
     full = run_train(train_cfg(tmp_path / "full", common))
     build = run_module.build_callbacks
@@ -166,14 +165,26 @@ def test_killed_and_resumed_run_gives_the_same_weights(tmp_path, monkeypatch):
 
 def test_argument_errors():
     model = system()
-    with pytest.raises(ValueError, match=r"ratio must be in \(0, 1\], got 1.5"):
+    with pytest.raises(ValueError, match=r"AdversarialTraining: .*ratio must be in \(0, 1\], got 1.5"):
         AdversarialTraining("pgd", ratio=1.5)
     with pytest.raises(ValueError, match=r"ratio must be in \(0, 1\], got 0"):
         AdversarialTraining("pgd", ratio=0)
     with pytest.raises(ValueError, match="start_epoch must be >= 0, got -1"):
         AdversarialTraining("pgd", start_epoch=-1)
+    with pytest.raises(ValueError, match="pool_refresh_every must be >= 1, got 0"):
+        AdversarialTraining("pgd", pool_refresh_every=0)
+    with pytest.raises(ValueError, match="pool_size must be >= 1, got 0"):
+        AdversarialTraining("pgd", pool_size=0)
     with pytest.raises(KeyError, match="unknown attack 'fgsm'"):
         AdversarialTraining("fgsm")
+    with pytest.raises(ValueError, match="AdversarialTraining: attack: attack 'pgd' takes no max_iter"):
+        AdversarialTraining({"name": "pgd", "max_iter": 10})
+    with pytest.raises(
+        ValueError, match=r"attack.targeted must be false \(training clips have no target labels\)"
+    ):
+        AdversarialTraining({"name": "pgd", "targeted": True})
+    with pytest.raises(ValueError, match=r"attack.targeted must be false"):
+        AdversarialTraining(StubAttack(model.classifier, "ntu25", targeted=True))
     with pytest.raises(ValueError, match="layout 'kinect20' differs from the data's 'ntu25'"):
         AdversarialTraining(StubAttack(model.classifier, "kinect20"), layout="ntu25")
     with pytest.raises(ValueError, match="mode must be one of"):
@@ -255,10 +266,11 @@ def test_ddp_two_processes_with_adversarial_training_and_robust_validation(tmp_p
         tmp_path,
         [
             "callbacks=adv_training",
-            "callbacks.adv_training.attack_kwargs.max_iter=2",
+            "callbacks.adv_training.attack.max_iter=2",
             "callbacks.robust_validation.every_n_epochs=1",
             "callbacks.robust_validation.num_samples=6",
-            "callbacks.robust_validation.attacks={admm: {max_iter: 2}, pgd: {steps: 2}}",
+            "callbacks.robust_validation.attacks.admm.max_iter=2",
+            "callbacks.robust_validation.attacks.pgd.steps=2",
             "callbacks.figures=null",
             "trainer.max_epochs=1",
             "trainer.strategy=ddp",
@@ -295,8 +307,8 @@ def test_ddp_pool_is_attacked_once_across_ranks_and_equals_one_process(tmp_path)
         "callbacks=adv_training",
         "callbacks.adv_training.mode=pool",
         "callbacks.adv_training.pool_size=7",
-        "callbacks.adv_training.attack_kwargs.max_iter=2",
-        "+callbacks.adv_training.attack_kwargs.max_rows=1",
+        "callbacks.adv_training.attack.max_iter=2",
+        "callbacks.adv_training.attack.max_rows=1",
         "callbacks.figures=null",
         "trainer.max_epochs=1",
     ]

@@ -64,25 +64,69 @@ def rows(run: Path) -> list[dict]:
 
 
 def robust_overrides(attacks: str, every: int = 1, num: int = 6, budgets: str = "null") -> list[str]:
-    spec = f"every_n_epochs: {every}, num_samples: {num}, attacks: {attacks}, budgets: {budgets}"
-    return [f"+callbacks.robust_validation={{{spec}}}", "callbacks.figures=null"]
+    """Robust validation on top of the default callbacks, with ``attacks`` (a mapping of attack specs)."""
+    spec = (
+        f"_target_: lightning_skel.callbacks.RobustValidation, every_n_epochs: {every}, num_samples: {num}, "
+        f"attacks: {attacks}, budgets: {budgets}"
+    )
+    return [f"callbacks.robust_validation={{{spec}}}", "callbacks.figures=null"]
 
 
 def test_bad_arguments_are_refused_at_construction():
-    with pytest.raises(KeyError, match="nope"):
-        RobustValidation({"nope": {}})
-    with pytest.raises(ValueError, match="every_n_epochs"):
-        RobustValidation({"pgd": {}}, every_n_epochs=0)
+    with pytest.raises(KeyError, match="unknown attack 'nope'"):
+        RobustValidation({"nope": {"name": "nope"}})
+    with pytest.raises(
+        ValueError, match=r"RobustValidation: attacks.pgd names no attack \(attacks.pgd.name missing\)"
+    ):
+        RobustValidation({"pgd": {"eps": 0.02}})
+    with pytest.raises(ValueError, match="RobustValidation: attacks.pgd: attack 'pgd' takes no max_iter"):
+        RobustValidation({"pgd": {"name": "pgd", "max_iter": 3}})
+    with pytest.raises(
+        ValueError, match=r"attacks.pgd.targeted must be false \(validation clips have no target"
+    ):
+        RobustValidation({"pgd": {"name": "pgd", "targeted": True}})
+    with pytest.raises(ValueError, match="every_n_epochs must be >= 1, got 0"):
+        RobustValidation(["pgd"], every_n_epochs=0)
+    with pytest.raises(ValueError, match="num_samples must be >= 1, got 0"):
+        RobustValidation(["pgd"], num_samples=0)
     with pytest.raises(ValueError, match="empty"):
         RobustValidation({})
+    with pytest.raises(ValueError, match="empty"):
+        RobustValidation({"pgd": None})  # a null entry is left out
+    with pytest.raises(ValueError, match="'pgd' twice in the list"):
+        RobustValidation(["pgd", {"name": "pgd", "eps": 0.01}])
+    with pytest.raises(TypeError, match="attacks must be a mapping or a list of attack specs, got 3"):
+        RobustValidation(3)
     with pytest.raises(ValueError, match="'smart' is not one of the attacks"):
-        RobustValidation({"pgd": {}}, budgets={"smart": {"linf_mm": 20}})
+        RobustValidation(["pgd"], budgets={"smart": {"linf_mm": 20}})
     with pytest.raises(ValueError, match="'linf' is not a distance metric"):
-        RobustValidation({"admm": {}}, budgets={"admm": {"linf": 20}})
+        RobustValidation(["admm"], budgets={"admm": {"linf": 20}})
     with pytest.raises(ValueError, match="> 0"):
-        RobustValidation({"admm": {}}, budgets={"admm": {"linf_mm": 0}})
+        RobustValidation(["admm"], budgets={"admm": {"linf_mm": 0}})
     with pytest.raises(ValueError, match="one distance metric"):
-        RobustValidation({"admm": {}}, budgets={"admm": {"linf_mm": 20, "rms_mm": 10}})
+        RobustValidation(["admm"], budgets={"admm": {"linf_mm": 20, "rms_mm": 10}})
+    with pytest.raises(ValueError, match="one distance metric"):
+        RobustValidation(["admm"], budgets={"admm": 20})
+
+
+def test_attacks_by_name_or_by_the_key_their_metrics_take():
+    """A list names each attack's metric by its attack; a mapping by its key (two settings of one attack);
+    null entries, of attacks or budgets, are off; no attacks: ADMM and PGD at their classes' defaults."""
+    listed = RobustValidation(["pgd", {"name": "admm", "max_iter": 3}])
+    assert {k: (s.name, s.kwargs) for k, s in listed.specs.items()} == {
+        "pgd": ("pgd", {}),
+        "admm": ("admm", {"max_iter": 3}),
+    }
+    keyed = RobustValidation(
+        {"pgd_1cm": {"name": "pgd", "eps": 0.01}, "pgd_2cm": {"name": "pgd", "eps": 0.02}, "smart": None},
+        budgets={"pgd_1cm": {"linf_mm": 10}, "pgd_2cm": None},
+    )
+    assert {k: s.kwargs["eps"] for k, s in keyed.specs.items()} == {"pgd_1cm": 0.01, "pgd_2cm": 0.02}
+    assert keyed.budgets == {"pgd_1cm": ("linf_mm", 10.0)}
+    assert {k: (s.name, s.kwargs) for k, s in RobustValidation().specs.items()} == {
+        "admm": ("admm", {}),
+        "pgd": ("pgd", {}),
+    }
 
 
 class LabelInInput(torch.nn.Module):
@@ -117,7 +161,7 @@ def test_budget_counts_only_fooling_clips_within_it(stub_attacks):
     robust = {}
     for budget in (None, {"linf_mm": 5}, {"linf_mm": 20}, {"rms_mm": 20}, {"rms_mm": 9}):
         cb = RobustValidation(
-            {"test_shift_wrong": {}}, num_samples=6, budgets=budget and {"test_shift_wrong": budget}
+            ["test_shift_wrong"], num_samples=6, budgets=budget and {"test_shift_wrong": budget}
         )
         logged = validate(cb, x, y, lengths)
         assert logged["val/clean_acc_subset"] == pytest.approx(4 / 6)
@@ -134,7 +178,13 @@ def test_checkpoint_on_robust_accuracy_needs_robust_validation(tmp_path):
 
 def test_identity_keeps_clean_accuracy_and_wrong_labels_give_zero(tmp_path, stub_attacks):
     cfg = train_cfg(
-        tmp_path, ["trainer.max_epochs=2", *robust_overrides("{test_identity: {}, test_always_wrong: {}}")]
+        tmp_path,
+        [
+            "trainer.max_epochs=2",
+            *robust_overrides(
+                "{test_identity: {name: test_identity}, test_always_wrong: {name: test_always_wrong}}"
+            ),
+        ],
     )
     run_train(cfg)
     val = [r for r in rows(tmp_path / "run") if r.get("val/robust_acc_test_identity")]
@@ -149,7 +199,9 @@ def test_real_attacks_on_a_schedule_and_checkpoint_selection(tmp_path):
         tmp_path,
         [
             "trainer.max_epochs=4",
-            *robust_overrides("{admm: {max_iter: 3}, pgd: {eps: 0.05, steps: 3}}", every=2),
+            *robust_overrides(
+                "{admm: {name: admm, max_iter: 3}, pgd: {name: pgd, eps: 0.05, steps: 3}}", every=2
+            ),
             "callbacks.checkpoint.monitor=val/robust_acc_pgd",
         ],
     )

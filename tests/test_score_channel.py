@@ -228,11 +228,11 @@ def trained(tmp_path_factory):
         "data.val_fraction=0.25", "data.test_fraction=0.25", "model.kwargs.width=16", "model.kwargs.feature_dim=32", "model.kwargs.variant=compact",
         "optim.optimizer.lr=0.01", "trainer.max_epochs=20", f"out_dir={tmp / 'run'}",
         f"paths.cache_dir={tmp / 'cache'}", "threads=1", "trainer.enable_progress_bar=false",
-        "callbacks=adv_training", "callbacks.adv_training.attack=pgd", "~callbacks.adv_training.attack_kwargs",
-        "+callbacks.adv_training.attack_kwargs={eps:0.02,steps:1}", "callbacks.adv_training.start_epoch=19",
+        "callbacks=adv_training", "attack@callbacks.adv_training.attack=pgd", "callbacks.adv_training.attack.steps=1",
+        "callbacks.adv_training.start_epoch=19",
         "callbacks.robust_validation.every_n_epochs=10", "callbacks.robust_validation.num_samples=4",
-        "~callbacks.robust_validation.attacks", "+callbacks.robust_validation.attacks={pgd:{steps:1}}",
-        "~callbacks.robust_validation.budgets", "+callbacks.robust_validation.budgets={pgd:{linf_mm:20}}",
+        "callbacks.robust_validation.attacks.admm=null", "callbacks.robust_validation.attacks.pgd.steps=1",
+        "callbacks.robust_validation.budgets.admm=null", "+callbacks.robust_validation.budgets.pgd={linf_mm:20}",
     ]  # fmt: skip
     with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
         cfg = compose("train", overrides=overrides)

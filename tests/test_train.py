@@ -124,9 +124,9 @@ def test_shipped_configs_pass_the_number_check_and_every_rule_is_used():
         return any(len(k.split(".")) == len(p) and all(map(fnmatchcase, k.split("."), p)) for k in checked)
 
     derived = {f"{p}{k}" for k in ATTACK_KWARG_NUMBERS
-               for p in ("callbacks.adv_training.attack_kwargs.", "callbacks.robust_validation.attacks.*.")}  # fmt: skip
+               for p in ("callbacks.adv_training.attack.", "callbacks.robust_validation.attacks.*.")}  # fmt: skip
     assert [p for p in {**TRAIN_NUMBERS, **ATTACK_NUMBERS} if p not in derived and not used(p)] == []
-    assert any(k.startswith("callbacks.adv_training.attack_kwargs.") for k in checked)
+    assert any(k.startswith("callbacks.adv_training.attack.") for k in checked)
     assert any(k.startswith("callbacks.robust_validation.attacks.admm.") for k in checked)
 
 

@@ -1,5 +1,10 @@
-"""Lightning callbacks: figures of a run (and, later, adversarial training)."""
+"""Lightning callbacks of a training run: adversarial training, robust validation, the run's figures.
 
+Configs build them by ``_target_`` (configs/callbacks/*.yaml, ``hydra.utils.instantiate``).
+"""
+
+from lightning_skel.callbacks.adversarial_training import AdversarialTraining
 from lightning_skel.callbacks.figures import ClassificationFigures
+from lightning_skel.callbacks.robust_validation import RobustValidation
 
-__all__ = ["ClassificationFigures"]
+__all__ = ["AdversarialTraining", "ClassificationFigures", "RobustValidation"]

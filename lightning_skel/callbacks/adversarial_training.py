@@ -13,15 +13,18 @@ whose state is in :meth:`state_dict`, so a resumed run continues exactly as an u
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
-from lightning_skel.attacks import ATTACKS, Attack, build_attack
+from lightning_skel.attacks import Attack
 from lightning_skel.attacks.metrics import per_sample_metrics
+from lightning_skel.attacks.spec import AttackSpec
 from lightning_skel.skeleton.layouts import get_layout
+from lightning_skel.utils import check_params
 
 MODES = ("batch", "pool")
 
@@ -29,38 +32,38 @@ MODES = ("batch", "pool")
 class AdversarialTraining(pl.Callback):
     def __init__(
         self,
-        attack: str | Attack = "admm",
+        attack: str | Mapping[str, Any] | Attack = "admm",
         ratio: float = 0.5,
         start_epoch: int = 0,
         mode: str = "batch",
         pool_refresh_every: int = 1,
         pool_size: int = 256,
         layout: str | None = None,
-        attack_kwargs: dict[str, Any] | None = None,
         seed: int = 0,
     ) -> None:
         super().__init__()
-        if not 0 < ratio <= 1:
-            raise ValueError(f"ratio must be in (0, 1], got {ratio}")
-        if start_epoch < 0:
-            raise ValueError(f"start_epoch must be >= 0, got {start_epoch}")
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        if pool_refresh_every < 1 or pool_size < 1:
-            raise ValueError(
-                f"pool_refresh_every and pool_size must be >= 1, got {pool_refresh_every}, {pool_size}"
-            )
-        if isinstance(attack, str):
-            ATTACKS.get(attack)  # an unknown name is a KeyError listing the known ones
-        elif isinstance(attack, Attack):
+        check_params("AdversarialTraining", {
+            "ratio": (ratio, 0 < ratio <= 1, "in (0, 1]"),
+            "start_epoch": (start_epoch, start_epoch >= 0, ">= 0"),
+            "mode": (mode, mode in MODES, f"one of {MODES}"),
+            "pool_refresh_every": (pool_refresh_every, pool_refresh_every >= 1, ">= 1"),
+            "pool_size": (pool_size, pool_size >= 1, ">= 1"),
+        })  # fmt: skip
+        if isinstance(attack, Attack):
             _check_layout(attack, layout, "data's")
-        else:
-            raise TypeError(f"attack must be a registered name or an Attack, got {type(attack).__name__}")
+            targeted = attack.targeted
+        else:  # a spec: the attack is built against the model in setup
+            attack = AttackSpec.parse(attack, "attack", "AdversarialTraining")
+            targeted = attack.targeted
+        check_params(
+            "AdversarialTraining",
+            {"attack.targeted": (targeted, not targeted, "false (training clips have no target labels)")},
+            "setting(s)",
+        )
         self.attack_spec = attack
         self.ratio, self.start_epoch, self.mode = float(ratio), int(start_epoch), mode
         self.pool_refresh_every, self.pool_size = int(pool_refresh_every), int(pool_size)
         self.layout = layout
-        self.attack_kwargs = dict(attack_kwargs or {})
         self.generator = torch.Generator().manual_seed(seed)
         self.pool: dict[str, Tensor] | None = None
         self._attack: Attack | None = None
@@ -81,7 +84,7 @@ class AdversarialTraining(pl.Callback):
             _check_layout(self.attack_spec, layout, "model's")
             self._attack = self.attack_spec
         else:
-            self._attack = build_attack(self.attack_spec, pl_module.classifier, layout, **self.attack_kwargs)
+            self._attack = self.attack_spec.build(pl_module.classifier, layout)
 
     def active(self, epoch: int) -> bool:
         return epoch >= self.start_epoch

@@ -23,13 +23,16 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 
-from lightning_skel.attacks import ATTACKS, Attack, build_attack
+from lightning_skel.attacks import Attack
 from lightning_skel.attacks.metrics import check_budgets, per_sample_metrics, robust_within
+from lightning_skel.attacks.spec import AttackSpec
+from lightning_skel.utils import check_params
 
 log = logging.getLogger(__name__)
 
@@ -37,24 +40,28 @@ log = logging.getLogger(__name__)
 class RobustValidation(pl.Callback):
     def __init__(
         self,
-        attacks: dict[str, dict[str, Any] | None] | None = None,
+        attacks: Mapping[str, str | Mapping[str, Any] | None]
+        | Sequence[str | Mapping[str, Any]]
+        | None = None,
         every_n_epochs: int = 1,
         num_samples: int = 64,
-        budgets: dict[str, dict[str, float]] | None = None,
+        budgets: Mapping[str, Mapping[str, float] | None] | None = None,
     ) -> None:
         super().__init__()
-        attacks = {"admm": {}, "pgd": {}} if attacks is None else dict(attacks)
-        if not attacks:
-            raise ValueError("RobustValidation: attacks is empty; give at least one registered attack")
-        for name in attacks:
-            ATTACKS.get(name)  # an unknown name is a KeyError listing the known ones
+        check_params("RobustValidation", {
+            "every_n_epochs": (every_n_epochs, every_n_epochs >= 1, ">= 1"),
+            "num_samples": (num_samples, num_samples >= 1, ">= 1"),
+        })  # fmt: skip
+        self.specs = _specs(("admm", "pgd") if attacks is None else attacks)
         self.budgets: dict[str, tuple[str, float]] = {}
         for name, budget in (budgets or {}).items():
-            if name not in attacks:
+            if budget is None:
+                continue
+            if name not in self.specs:
                 raise ValueError(
-                    f"RobustValidation: budgets[{name!r}]: {name!r} is not one of the attacks {sorted(attacks)}"
+                    f"RobustValidation: budgets[{name!r}]: {name!r} is not one of the attacks {sorted(self.specs)}"
                 )
-            items = list((budget or {}).items())
+            items = list(budget.items()) if isinstance(budget, Mapping) else []
             if len(items) != 1:
                 raise ValueError(
                     f"RobustValidation: budgets[{name!r}] must name one distance metric and its size "
@@ -62,11 +69,6 @@ class RobustValidation(pl.Callback):
                 )
             check_budgets({items[0][0]: [items[0][1]]}, f"RobustValidation: budgets[{name!r}]")
             self.budgets[name] = (items[0][0], float(items[0][1]))
-        if every_n_epochs < 1 or num_samples < 1:
-            raise ValueError(
-                f"RobustValidation: every_n_epochs and num_samples must be >= 1, got {every_n_epochs}, {num_samples}"
-            )
-        self.attack_kwargs = {name: dict(kw or {}) for name, kw in attacks.items()}
         self.every_n_epochs, self.num_samples = int(every_n_epochs), int(num_samples)
         self._attacks: dict[str, Attack] = {}
         self._due = False
@@ -76,10 +78,7 @@ class RobustValidation(pl.Callback):
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         layout = pl_module.hparams.layout
-        self._attacks = {
-            name: build_attack(name, pl_module.classifier, layout, **kw)
-            for name, kw in self.attack_kwargs.items()
-        }
+        self._attacks = {name: spec.build(pl_module.classifier, layout) for name, spec in self.specs.items()}
 
     def due(self, trainer: pl.Trainer) -> bool:
         return not trainer.sanity_checking and (trainer.current_epoch + 1) % self.every_n_epochs == 0
@@ -140,3 +139,34 @@ class RobustValidation(pl.Callback):
         metrics["val/robust_time_s"] = self._spent
         # already summed over ranks: every rank logs the same values
         pl_module.log_dict(metrics, on_step=False, on_epoch=True, sync_dist=False)
+
+
+def _specs(attacks: Mapping[str, Any] | Sequence[Any]) -> dict[str, AttackSpec]:
+    """The attacks of :class:`RobustValidation` by the name their metrics take: a mapping's keys (a null
+    entry is left out), or for a list each spec's attack name."""
+    if isinstance(attacks, Mapping):
+        named = {k: v for k, v in attacks.items() if v is not None}
+    elif isinstance(attacks, Sequence) and not isinstance(attacks, str):
+        named = {}
+        for spec in attacks:
+            name = AttackSpec.parse(spec, "attacks[]", "RobustValidation").name
+            if name in named:
+                raise ValueError(
+                    f"RobustValidation: attacks: {name!r} twice in the list; name each one in a mapping "
+                    f"({{{name}: ..., {name}_2: ...}}), the names their metrics take"
+                )
+            named[name] = spec
+    else:
+        raise TypeError(
+            f"RobustValidation: attacks must be a mapping or a list of attack specs, got {attacks!r}"
+        )
+    if not named:
+        raise ValueError("RobustValidation: attacks is empty; give at least one registered attack")
+    specs = {k: AttackSpec.parse(v, f"attacks.{k}", "RobustValidation") for k, v in named.items()}
+    check_params(
+        "RobustValidation",
+        {f"attacks.{k}.targeted": (s.targeted, not s.targeted, "false (validation clips have no target labels)")
+         for k, s in specs.items()},
+        "setting(s)",
+    )  # fmt: skip
+    return specs

@@ -1,17 +1,14 @@
 """Every registered model on every layout (shapes, gradients, no NaN), the graph built from the layout, score
-fusion, the affective features and the emotion recognizer's phi across layouts, and every model experiment
-composing into a buildable system. Tiny widths and T=16 keep the file to seconds on two CPU cores."""
+fusion, the affective features and the emotion recognizer's phi across layouts (the experiments that build
+them: tests/test_configs.py). Tiny widths and T=16 keep the file to seconds on two CPU cores."""
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
 
 from lightning_skel.models import Classifier, ScoreFusion, build_model, list_models
 from lightning_skel.models.agcn import AdaptiveGraphConv
@@ -26,7 +23,6 @@ from lightning_skel.models.stgcn import STGCNBlock, TemporalConv, stage_plan
 from lightning_skel.skeleton.affective import AFFECTIVE_FEATURES, affective_features, normalized_gait16
 from lightning_skel.skeleton.features import to_gait16
 from lightning_skel.skeleton.layouts import get_layout
-from tests.helpers import CONFIGS
 
 NUM_CLASSES = 5
 T = 16
@@ -491,88 +487,6 @@ def test_emotion_phi_is_the_same_through_any_layout():
         # The normalisation makes phi blind to where the subject stands, which way it faces and its size.
         moved = 0.8 * torch.einsum("ij,njtvm->nitvm", _random_rotation(5), x) + 2.0
         torch.testing.assert_close(on_ntu.forward_features(moved), phi, atol=2e-4, rtol=1e-3)
-
-
-# ---- experiments ------------------------------------------------------------------------------------
-
-# (layout, number of classes, C, M) of each data config the experiments use: the system is built without
-# loading the data.
-DATA_FACTS = {
-    "utd_mhad": ("kinect20", 27, 3, 1),
-    "emotion_gait": ("gait16", 4, 3, 1),
-    "ntu60_xsub": ("ntu25", 60, 3, 2),
-    "ntu60_xview": ("ntu25", 60, 3, 2),
-}
-EXPERIMENTS = [
-    "utd_hcn",
-    "utd_agcn_joint",
-    "utd_agcn_bone",
-    "utd_sgn",
-    "utd_stgcn",
-    "emotion_gait",
-    "emotion_gait model=emotion_slim",
-    "ntu60_xsub_agcn_joint",
-    "ntu60_xsub_agcn_bone",
-    "ntu60_xview_agcn_joint",
-    "ntu60_xsub_stgcn",
-    "ntu60_xsub_sgn",
-    "ntu60_xsub_hcn",
-    "utd_ctrgcn",
-    "utd_msg3d",
-    "ntu60_xsub_ctrgcn",
-    "ntu60_xsub_msg3d",
-]
-
-
-@pytest.mark.parametrize("spec", EXPERIMENTS)
-def test_experiment_composes_and_builds(spec, tmp_path: Path):
-    from lightning_skel.systems import ClassificationSystem
-
-    experiment, *extra = spec.split()
-    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
-        cfg = compose(
-            "train",
-            overrides=[
-                f"experiment={experiment}",
-                f"out_dir={tmp_path}",
-                f"paths.cache_dir={tmp_path}",
-                *extra,
-            ],
-        )
-    c = OmegaConf.to_container(cfg, resolve=True)
-    data, model, optim = c["data"], c["model"], c["optim"]
-    layout, num_classes, in_channels, num_persons = DATA_FACTS[data["name"]]
-    system = ClassificationSystem(
-        model=model["name"],
-        model_kwargs=model.get("kwargs") or {},
-        normalize=model.get("normalize", "center_rotate"),
-        modality=model.get("modality", "joint"),
-        pipeline=model.get("pipeline"),
-        pipeline_kwargs=model.get("pipeline_kwargs"),
-        num_classes=num_classes,
-        layout=layout,
-        in_channels=in_channels,
-        num_persons=num_persons,
-        window=data["window"],
-        optimizer=optim["optimizer"],
-        scheduler=optim["scheduler"],
-        label_smoothing=optim.get("label_smoothing", 0.0),
-        data_name=data["name"],
-    )
-    net = system.classifier.net
-    assert c["out_dir"] == str(tmp_path)
-    assert c["trainer"]["accelerator"] == ("gpu" if experiment.startswith("ntu60") else "cpu")
-    if model["name"] == "sgn":  # the frames the network sees: the window, or the pipeline's segments
-        pipeline = system.classifier.pipeline
-        assert net.num_frames >= (data["window"] if pipeline is None else pipeline.seg)
-    if extra == ["model=emotion_slim"]:  # the slim recognizer: STEP's network at a fraction of its size
-        assert model["kwargs"]["channels"] == 16 and model["kwargs"]["temporal_kernel"] == 9
-        step = EmotionNet(num_classes, get_layout(layout))  # the defaults: STEP's size
-        assert sum(p.numel() for p in net.parameters()) < 0.1 * sum(p.numel() for p in step.parameters())
-    if c["trainer"]["accelerator"] == "cpu":  # the CPU-sized models run on the data's window
-        x = _motion(layout, t=data["window"], m=num_persons)
-        with torch.no_grad():
-            assert system.eval()(x).shape == (2, num_classes)
 
 
 @pytest.mark.parametrize("name", list_models())

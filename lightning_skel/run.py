@@ -13,6 +13,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
@@ -203,7 +204,13 @@ def build_callbacks(cfg: DictConfig, out_dir: Path) -> list[Callback]:
                 "e.g. callbacks.early_stopping={_target_: pytorch_lightning.callbacks.EarlyStopping, monitor: "
                 f"val/acc, mode: max, patience: 20}}, or null for none; got {got!r}"
             )
-        callbacks.append(instantiate(node, _convert_="all"))
+        try:
+            callbacks.append(instantiate(node, _convert_="all"))
+        except InstantiationException as e:
+            # Hydra wraps what the constructor raised: a callback's own argument check is the user's to read
+            if isinstance(e.__cause__, (ValueError, KeyError)):
+                raise e.__cause__ from None
+            raise
     return callbacks
 
 
@@ -297,6 +304,7 @@ def _run_train(cfg: DictConfig) -> dict[str, Any]:
     progress_every_s = every_s(cfg, "train.py")
     out_dir = job_out_dir(cfg, is_distributed(cfg))
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), out_dir)
+    callbacks = build_callbacks(cfg, out_dir)  # their arguments checked before any work
     pl.seed_everything(cfg.seed, workers=True)
     dm = build_datamodule(cfg)
     dm.prepare_data()
@@ -308,7 +316,6 @@ def _run_train(cfg: DictConfig) -> dict[str, Any]:
     loggers = build_loggers(cfg, out_dir)
     for lg in loggers:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-    callbacks = build_callbacks(cfg, out_dir)
     trainer_kw = OmegaConf.to_container(cfg.trainer, resolve=True)
     show = trainer_kw.get("enable_progress_bar", True)
     callbacks += training_progress(show, progress_every_s)

@@ -50,6 +50,21 @@ def test_a_bad_setting_is_one_line_naming_the_key(tmp_path):
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
+def test_a_callbacks_bad_argument_is_one_line_naming_it(tmp_path):
+    """A callback's own argument check, raised inside Hydra's instantiate, reaches the user as one line."""
+    adv = [*tiny_train_overrides(tmp_path), "callbacks=adv_training"]
+    for extra, says in (
+        (["callbacks.adv_training.ratio=2"], "AdversarialTraining: invalid argument(s): ratio must be in (0, 1], got 2"),
+        (["attack@callbacks.adv_training.attack=pgd", "+callbacks.adv_training.attack.max_iter=3"],
+         "AdversarialTraining: attack: attack 'pgd' takes no max_iter"),
+    ):  # fmt: skip
+        proc = run("train.py", [*adv, *extra], tmp_path)
+        assert proc.returncode == 2, proc.stderr[-3000:]
+        (line,) = proc.stderr.strip().splitlines()
+        assert line.startswith("train.py: error: ") and says in line, line
+    assert not (tmp_path / "cache").exists()  # refused before the data is generated
+
+
 def test_a_missing_checkpoint_file_is_one_line_and_the_traceback_is_there_on_request(tmp_path):
     missing = tmp_path / "nothing.ckpt"
     proc = run("attack.py", [f"ckpt={missing}", f"out_dir={tmp_path / 'out'}"], tmp_path)

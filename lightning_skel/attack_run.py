@@ -55,6 +55,7 @@ from lightning_skel.utils import (
 
 log = logging.getLogger(__name__)
 
+# the numbers of attack.yaml, as patterns of lightning_skel.utils.check_number_types (see run.TRAIN_NUMBERS)
 ATTACK_NUMBERS = {
     "seed": "int", "batch_size": "int", "limit": "int?", "fusion_weights.*": "float",
     **{f"attack.{k}": v for k, v in ATTACK_KWARG_NUMBERS.items()},
@@ -62,10 +63,30 @@ ATTACK_NUMBERS = {
 
 
 def run_attack(cfg: DictConfig) -> dict[str, Any]:
-    """Attack a trained classifier on a data split as ``cfg`` (configs/attack.yaml) says; write the outputs
-    of docs/ARCHITECTURE.md into ``out_dir`` and return the aggregate metrics. Every input is checked before any
-    attack work starts. Under ``trainer.strategy=ddp`` (Lightning Fabric) the batches are split across ranks.
-    Torch's threads are ``cfg.threads`` for the run (:func:`utils.torch_threads`)."""
+    """Attack a trained classifier on a data split as ``cfg`` says: what ``python attack.py`` runs.
+
+    Every input is checked before any attack work starts (the config's numbers, the attack spec, the
+    checkpoints, the data against the checkpoint). The outputs of docs/ARCHITECTURE.md (adversarial.npz,
+    per_sample.csv, metrics.json, report.md, figures/, shards/) go to ``out_dir``; a rerun with the same
+    config resumes from the shards. Under ``trainer.strategy=ddp`` (Lightning Fabric) the batches are split
+    across ranks. Torch's threads are ``cfg.threads`` for the run (:func:`utils.torch_threads`).
+
+    Args:
+        cfg: configs/attack.yaml composed (``ckpt`` set): ``attack`` an entry of configs/attack (an
+            :class:`~lightning_skel.attacks.spec.AttackSpec`), ``data.split``, ``limit`` and ``subset``
+            (which clips), ``batch_size`` (clips per attack call and shard), ``budgets`` (sizes in mm for
+            robust accuracy), ``emotion_ckpt``, ``seed``, ``out_dir``.
+
+    Returns:
+        The aggregate metrics (:func:`~lightning_skel.attacks.metrics.attack_metrics`, plus
+        ``wall_time_s`` and ``threads``); ``{}`` on ranks other than 0.
+
+    Example::
+
+        with initialize_config_dir(config_dir=str(Path("configs").resolve()), version_base="1.3"):
+            cfg = compose("attack", ["ckpt=runs/demo/checkpoints/last.ckpt", "attack=pgd", "limit=16"])
+        metrics = run_attack(cfg)  # metrics["success_rate"], metrics["rms_mm"], ...
+    """
     with torch_threads(cfg.get("threads", "auto"), processes_per_node(cfg)) as n:
         log_once(log, "torch threads: %d (threads=%s)", n, cfg.get("threads", "auto"))
         return _run_attack(cfg)
@@ -89,7 +110,14 @@ def _run_attack(cfg: DictConfig) -> dict[str, Any]:
 
 
 def attack_checkpoints(cfg: DictConfig) -> list[str]:
-    """attack.yaml's ``ckpt``: one checkpoint, or a list of them whose scores are added (``ckpt=[a,b]``)."""
+    """attack.yaml's ``ckpt`` as a list of paths: one checkpoint, or several whose scores are added
+    (``ckpt=[a,b]``); a ``ValueError`` for anything else.
+
+    Example::
+
+        cfg = OmegaConf.create({"ckpt": ["joint.ckpt", "bone.ckpt"]})
+        attack_checkpoints(cfg)  # ['joint.ckpt', 'bone.ckpt']
+    """
     ckpt = cfg.ckpt
     paths = [ckpt] if isinstance(ckpt, (str, Path)) else list(OmegaConf.to_container(ckpt, resolve=True))
     if not paths or not all(isinstance(p, (str, Path)) and str(p) for p in paths):
@@ -265,7 +293,14 @@ SUBSETS = ("spread", "first")  # attack.yaml's `subset`: which `limit` clips of 
 
 
 def check_rows(limit: int | None, subset: str) -> None:
-    """attack.yaml's ``limit`` (a whole number of clips, or null) and ``subset``, or a clear error."""
+    """Check attack.yaml's ``limit`` (a whole number of clips >= 1, or null: all) and ``subset`` (one of
+    :data:`SUBSETS`); one ``ValueError`` names every bad one.
+
+    Example::
+
+        check_rows(64, "spread")  # passes
+        check_rows(2.7, "first")  # ValueError: ... limit must be an integer >= 1 or null, got 2.7
+    """
     check_params("attack.py", {
         "limit": (limit, limit is None or (type(limit) is int and limit >= 1), "an integer >= 1 or null"),
         "subset": (subset, subset in SUBSETS, f"one of {SUBSETS}"),
@@ -273,9 +308,22 @@ def check_rows(limit: int | None, subset: str) -> None:
 
 
 def attack_rows(n: int, limit: int | None, subset: str = "spread") -> np.ndarray:
-    """The positions in a split of ``n`` clips that an attack run takes: all of them, or ``limit`` of them,
-    spread evenly over the split (``subset="spread"``: datasets are stored ordered by class, so the first
-    clips cover few classes) or the first ones (``"first"``)."""
+    """The positions in a split of ``n`` clips that an attack run takes.
+
+    Args:
+        n: clips in the split.
+        limit: how many to take (null: all of them; at most ``n``).
+        subset: ``"spread"`` (default): evenly over the split (datasets are stored ordered by class, so the
+            first clips cover few classes); ``"first"``: the first ones.
+
+    Returns:
+        ``(min(limit, n),)`` int64 positions, increasing.
+
+    Example::
+
+        attack_rows(10, 4)           # array([0, 3, 6, 9])
+        attack_rows(10, 4, "first")  # array([0, 1, 2, 3])
+    """
     check_rows(limit, subset)
     if limit is None or limit >= n:
         return np.arange(n)
@@ -285,6 +333,13 @@ def attack_rows(n: int, limit: int | None, subset: str = "spread") -> np.ndarray
 
 
 def torch_device(cfg: DictConfig) -> torch.device:
+    """The device a single-process attack run uses: CUDA for ``trainer.accelerator`` ``gpu``/``cuda``, or
+    ``auto`` with a GPU present; else the CPU.
+
+    Example::
+
+        torch_device(OmegaConf.create({"trainer": {"accelerator": "cpu"}}))  # device(type='cpu')
+    """
     acc = cfg.trainer.get("accelerator", "cpu")
     if acc in ("gpu", "cuda") or (acc == "auto" and torch.cuda.is_available()):
         return torch.device("cuda")
@@ -306,17 +361,45 @@ def _log_attack(cfg: DictConfig, out_dir: Path, metrics: dict[str, Any], figures
 
 
 def fingerprint(spec: dict[str, Any]) -> str:
+    """A run's identity: the first 16 hex digits of the sha256 of ``spec`` as sorted JSON (what JSON cannot
+    write, as its ``str``). Shards and the manifest record it; another spec is another run.
+
+    Example::
+
+        fingerprint({"attack": "pgd", "seed": 0}) == fingerprint({"seed": 0, "attack": "pgd"})  # True
+    """
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def targets_for(y: Tensor, index: Tensor, num_classes: int, seed: int) -> Tensor:
-    """A target label != y per sample, fixed by the sample's index and the seed (independent of batching)."""
+    """Target labels of a targeted run, one per clip, each other than its true label and fixed by the clip's
+    index in its split and the seed (so independent of batching and ranks).
+
+    Args:
+        y: ``(N,)`` true labels in ``[0, num_classes)``.
+        index: ``(N,)`` the clips' positions in their split.
+        num_classes: classes of the classifier (>= 2).
+        seed: the run's seed.
+
+    Returns:
+        ``(N,)`` labels, ``!= y`` everywhere.
+
+    Example::
+
+        t = targets_for(torch.tensor([0, 1]), torch.tensor([5, 6]), num_classes=12, seed=0)
+        assert (t != torch.tensor([0, 1])).all()
+    """
     offset = ((index * 7919 + seed * 104729) % (num_classes - 1)) + 1
     return (y + offset) % num_classes
 
 
 def check_batch_size(batch_size: int) -> None:
-    """Refuse a batch size under 1 (clips per attack call and per shard) with a clear error."""
+    """Refuse a batch size (clips per attack call and per shard) under 1 with a ``ValueError`` naming it.
+
+    Example::
+
+        check_batch_size(128)  # passes; check_batch_size(0) raises
+    """
     check_params(
         "attack run",
         {"batch_size": (batch_size, batch_size >= 1, ">= 1 (clips per attack call and per shard)")},
@@ -325,7 +408,32 @@ def check_batch_size(batch_size: int) -> None:
 
 @dataclass
 class AttackRun:
-    """Attacks ``x`` (already windowed) in batches and writes shards under ``out_dir/shards``."""
+    """Attacks clips (already windowed) batch by batch and writes one shard per batch under
+    ``out_dir/shards``, resumable: a batch whose shard exists is not attacked again (see the module).
+
+    Args:
+        classifier: the model attacked, ``(N, C, T, V, M) -> (N, K)`` logits.
+        layout: the clips' layout name.
+        attack: the attack and its settings (:class:`~lightning_skel.attacks.spec.AttackSpec`); its seed, if
+            its class takes one, is ``seed + batch``.
+        out_dir: the run's folder; shards go to ``out_dir/shards``.
+        spec: what the run is (checkpoints and their hashes, attack, clips, data); its :func:`fingerprint`
+            guards ``out_dir`` against another run's shards.
+        batch_size: clips per attack call and per shard (default 32, >= 1).
+        seed: the run's seed (default 0): per-batch attack seeds and the targets of a targeted run.
+        emotion: the emotion recognizer (:func:`~lightning_skel.checkpoints.load_emotion`) for the emotion
+            term and metrics, or None (default).
+        num_classes: the classifier's classes, for the targets of a targeted run (default 0: untargeted).
+
+    Shards hold, per clip, the clean and adversarial coordinates ``(C, T, V, M)`` in metres, labels,
+    predictions, success and the per-sample metrics; :meth:`merge` returns them in sample order.
+
+    Example::
+
+        run = AttackRun(classifier, "kinect20", AttackSpec.parse("pgd"), Path("runs/pgd"), spec={"ckpt": "..."})
+        run.run(x, y, lengths, index)  # x (N, C, T, V, M) windowed, y, lengths, index (N,)
+        arrays = run.merge(index)      # arrays["x_adv"] (N, C, T, V, M), arrays["success"] (N,), ...
+    """
 
     classifier: nn.Module
     layout: str
@@ -342,6 +450,7 @@ class AttackRun:
 
     @property
     def shard_dir(self) -> Path:
+        """``out_dir/shards``: the batches' shards and the run's manifest."""
         return self.out_dir / "shards"
 
     @property
@@ -377,6 +486,7 @@ class AttackRun:
             write_json(manifest, {"fingerprint": self.key, "spec": self.spec})
 
     def shard_path(self, b: int) -> Path:
+        """Batch ``b``'s shard file, ``shards/batch_<b, 6 digits>.npz``."""
         return self.shard_dir / f"batch_{b:06d}.npz"
 
     def read_shard(self, b: int, index: Tensor, keys: Sequence[str] | None = None) -> dict[str, np.ndarray]:
@@ -406,10 +516,12 @@ class AttackRun:
         return arrays
 
     def num_batches(self, n: int) -> int:
+        """Batches of ``batch_size`` clips that ``n`` clips make (the last may be short)."""
         return (n + self.batch_size - 1) // self.batch_size
 
     def batches(self, n: int, rank: int = 0, world: int = 1) -> dict[int, slice]:
-        """Rank ``rank``'s batches of ``n`` clips: batch id to its rows."""
+        """Rank ``rank``'s batches of ``n`` clips among ``world`` ranks (batch ``b`` is rank ``b % world``'s):
+        batch id to its rows."""
         bs = self.batch_size
         return {
             b: slice(b * bs, min((b + 1) * bs, n)) for b in range(self.num_batches(n)) if b % world == rank
@@ -426,8 +538,10 @@ class AttackRun:
         device: torch.device | str = "cpu",
         progress: ClipProgress | None = None,
     ) -> list[int]:
-        """Attack this rank's batches that have no shard yet; return the batch ids attacked now. ``progress``
-        counts the clips as they finish (those of reused shards first, with :meth:`ClipProgress.skip`)."""
+        """Attack this rank's batches that have no shard yet on ``device``; return the batch ids attacked now.
+        ``x (N, C, T, V, M)``, ``y``, ``lengths`` and ``index`` ``(N,)`` are the run's clips, windowed, in
+        sample order. ``progress`` counts the clips as they finish (those of reused shards first, with
+        :meth:`ClipProgress.skip`)."""
         self.classifier.to(device)
         if self.emotion is not None:
             self.emotion.to(device)
@@ -453,7 +567,8 @@ class AttackRun:
         return done_now
 
     def build(self, batch: int = 0):
-        """The attack for batch ``batch`` (seeded per batch, so results do not depend on the rank)."""
+        """The attack for batch ``batch`` (seeded ``seed + batch`` when its class takes a seed, so results do
+        not depend on the rank; with the emotion recognizer when it takes one). Bad settings fail here."""
         accepted = set(inspect.signature(ATTACKS.get(self.attack.name).__init__).parameters)
         extra: dict[str, Any] = {}
         if "seed" in accepted:

@@ -24,7 +24,16 @@ from lightning_skel.utils import atomic_open
 
 
 class CheckpointError(ValueError):
-    """A checkpoint that is not what the run needs (wrong kind, wrong layout, unreadable, unsafe)."""
+    """A checkpoint that is not what the run needs (wrong kind, wrong layout, unreadable, unsafe). Its message
+    starts with the config key the file came from and the path; train.py and attack.py print it as one line.
+
+    Example::
+
+        try:
+            load_classifier("runs/x/checkpoints/last.ckpt")
+        except CheckpointError as e:
+            print(e)  # ckpt runs/x/checkpoints/last.ckpt: no such file
+    """
 
 
 def _unsafe_globals(path: Path) -> list[str]:
@@ -36,8 +45,27 @@ def _unsafe_globals(path: Path) -> list[str]:
 
 
 def load_checkpoint(path: str | os.PathLike, what: str, map_location: Any = "cpu") -> Any:
-    """Unpickle checkpoint ``path`` with ``weights_only=True``, or raise a :class:`CheckpointError` that
-    starts with ``what`` (the config key the file came from) and the path."""
+    """Unpickle the checkpoint file ``path`` with ``weights_only=True`` (no code from the file runs).
+
+    Args:
+        path: the file.
+        what: the config key it came from (``ckpt``, ``emotion_ckpt``, ``init_from``, ``ckpt_path``), which
+            starts every error message.
+        map_location: where tensors go, as ``torch.load`` takes it (default the CPU).
+
+    Returns:
+        What the file holds (for a Lightning checkpoint, a dict with ``state_dict`` and
+        ``hyper_parameters``).
+
+    Raises:
+        CheckpointError: the file is missing, names globals beyond torch's safe ones, or is no readable
+            PyTorch checkpoint.
+
+    Example::
+
+        ckpt = load_checkpoint("runs/demo/checkpoints/last.ckpt", "ckpt")
+        weights = ckpt["state_dict"]
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{what} {path}: no such file")
@@ -56,21 +84,29 @@ def load_checkpoint(path: str | os.PathLike, what: str, map_location: Any = "cpu
 
 
 class SafeCheckpointIO(TorchCheckpointIO):
-    """Lightning's checkpoint reads and writes, for ``Trainer(plugins=[...])``.
+    """Lightning's checkpoint reads and writes, for ``Trainer(plugins=[...])``; it takes no arguments.
 
     Reads (``ckpt_path`` resume, testing a checkpoint) go through :func:`load_checkpoint`, whatever
     ``weights_only`` Lightning passes. Writes go to a temporary file beside the target, fsynced and renamed
     onto it: Lightning's own stage the file in ``$TMPDIR`` and, when that is another filesystem, copy it over
-    the target in place, where a kill or a full disk leaves it truncated."""
+    the target in place, where a kill or a full disk leaves it truncated.
+
+    Example::
+
+        trainer = pl.Trainer(max_epochs=10, plugins=[SafeCheckpointIO()])
+        trainer.fit(system, datamodule=dm, ckpt_path="runs/demo/checkpoints/last.ckpt")
+    """
 
     def load_checkpoint(
         self, path: str | os.PathLike, map_location: Any = "cpu", weights_only: bool | None = None
     ) -> dict[str, Any]:
+        """The checkpoint ``path`` read by :func:`load_checkpoint` (``weights_only`` is always true)."""
         return load_checkpoint(path, "ckpt_path", map_location)
 
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options: Any = None
     ) -> None:
+        """Write ``checkpoint`` to ``path`` atomically (``storage_options`` is refused: local files only)."""
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__}.save_checkpoint takes no storage_options")
         with atomic_open(path, "wb") as f:
@@ -78,8 +114,25 @@ class SafeCheckpointIO(TorchCheckpointIO):
 
 
 def read_checkpoint(path: str | os.PathLike, what: str) -> dict[str, Any]:
-    """A ``ClassificationSystem`` checkpoint, read safely (:func:`load_checkpoint`), or a clear
-    :class:`CheckpointError`."""
+    """A classifier checkpoint (``train.py`` or ``models.convert`` wrote it), read by :func:`load_checkpoint`.
+
+    Args:
+        path: the file.
+        what: the config key it came from, which starts every error message.
+
+    Returns:
+        The checkpoint dict, with ``state_dict`` and the ``ClassificationSystem`` ``hyper_parameters`` as
+        saved (at least ``model``, ``num_classes`` and ``layout``).
+
+    Raises:
+        CheckpointError: as :func:`load_checkpoint`, or the file is not a classifier checkpoint (a bare
+            ``state_dict``, another project's file).
+
+    Example::
+
+        hp = read_checkpoint("runs/demo/checkpoints/last.ckpt", "ckpt")["hyper_parameters"]
+        print(hp["model"], hp["layout"], hp["num_classes"])
+    """
     ckpt = load_checkpoint(path, what)
     hp = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
     needed = {"model", "num_classes", "layout"}
@@ -92,15 +145,37 @@ def read_checkpoint(path: str | os.PathLike, what: str) -> dict[str, Any]:
 
 
 def load_classifier(path: str | os.PathLike, what: str = "ckpt") -> tuple[nn.Module, dict[str, Any]]:
-    """The checkpoint's ``Classifier`` (eval mode, on CPU) and its hyper-parameters. Built from the one safe
-    read of the file (Lightning's ``load_from_checkpoint`` would unpickle it again, and restore the RNG)."""
+    """The classifier of a checkpoint, rebuilt from its hyper-parameters with its weights.
+
+    Built from the one safe read of the file (Lightning's ``load_from_checkpoint`` would unpickle it again,
+    and restore the random state).
+
+    Args:
+        path: a classifier checkpoint (:func:`read_checkpoint`).
+        what: the config key it came from (default ``ckpt``), which starts every error message.
+
+    Returns:
+        The :class:`~lightning_skel.models.Classifier` in eval mode on the CPU, ``(N, C, T, V, M)`` clips in
+        metres (the checkpoint's window; ``C + 1`` channels with ``score_channel``) to ``(N, K)`` logits, and
+        the checkpoint's hyper-parameters.
+
+    Raises:
+        CheckpointError: as :func:`read_checkpoint`, or the hyper-parameters do not rebuild a network that
+            takes the weights.
+
+    Example::
+
+        model, hp = load_classifier("runs/demo/checkpoints/last.ckpt")
+        logits = model(x)  # x (N, C, T, V, M), windowed as hp["window"] says
+    """
     ckpt = read_checkpoint(path, what)
     hp = dict(ckpt["hyper_parameters"])
     return _rebuild(ckpt, hp, path, what), hp
 
 
 def _rebuild(ckpt: dict[str, Any], hp: dict[str, Any], path: str | os.PathLike, what: str) -> nn.Module:
-    """The classifier ``ClassificationSystem(**hp)`` holds, with the checkpoint's weights, in eval mode."""
+    """The classifier ``ClassificationSystem(**hp)`` holds, with the checkpoint's weights, in eval mode; a
+    :class:`CheckpointError` naming ``what`` and ``path`` when they do not fit."""
     try:
         system = ClassificationSystem(**hp)
         system.load_state_dict(ckpt["state_dict"])
@@ -124,13 +199,30 @@ def load_classifiers(
     weights: Sequence[float] | None = None,
     what: str = "ckpt",
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """The classifier of one checkpoint, or the late fusion of several (2s-AGCN: the joint and the bone
-    stream, each a checkpoint of its own), as one model: ``sum_s weights[s] * stream_s(x)``, weights 1 by
-    default. Returns the model (eval mode, on CPU) and the hyper-parameters of the first checkpoint, with
-    ``model`` naming every stream (``"agcn+agcn"``).
+    """The classifier of one checkpoint, or the late fusion of several as one model (2s-AGCN: the joint and
+    the bone stream, each a checkpoint of its own): ``sum_s weights[s] * stream_s(x)``.
 
-    Streams that do not share :data:`FUSION_KEYS` are refused with a :class:`CheckpointError` naming both
-    files; ``weights`` must give one weight per checkpoint."""
+    Args:
+        paths: one classifier checkpoint, or a list of them trained on the same data (they must share
+            :data:`FUSION_KEYS`).
+        weights: one score weight per checkpoint (default 1 each); only for several checkpoints.
+        what: the config key they came from (default ``ckpt``), which starts every error message.
+
+    Returns:
+        The model in eval mode on the CPU, ``(N, C, T, V, M)`` to ``(N, K)`` logits, and the
+        hyper-parameters of the first checkpoint with ``model`` naming every stream (``"agcn+agcn"``).
+
+    Raises:
+        CheckpointError: as :func:`load_classifier`, no checkpoint given, or streams that differ in a key
+            of :data:`FUSION_KEYS` (both files named).
+        ValueError: ``weights`` not one per checkpoint, or given for one checkpoint.
+
+    Example::
+
+        joint, bone = "runs/utd_agcn_joint/checkpoints/last.ckpt", "runs/utd_agcn_bone/checkpoints/last.ckpt"
+        model, hp = load_classifiers([joint, bone], weights=[1.0, 1.0])
+        logits = model(x)  # x (N, 3, T, 20, 1): the sum of the two streams' logits
+    """
     paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     if not paths:
         raise CheckpointError(f"{what}: no checkpoint given")
@@ -153,7 +245,27 @@ def load_classifiers(
 
 
 def load_emotion(path: str | os.PathLike, layout: str) -> nn.Module:
-    """The emotion recognizer of checkpoint ``path`` applied to clips of ``layout``."""
+    """The emotion recognizer of a checkpoint (model ``emotion``, docs/METHOD.md section 7), built for clips
+    of ``layout``, frozen: phi of the ADMM attack's emotion term and of the emotion metrics.
+
+    Args:
+        path: a checkpoint of the emotion recognizer, trained on ``gait16`` or on ``layout``.
+        layout: the layout of the clips it will read (the attacked classifier's).
+
+    Returns:
+        The recognizer's :class:`~lightning_skel.models.Classifier` in eval mode on the CPU, parameters
+        without gradients: ``forward(x (N, C, T, V, M)) -> (N, 4)`` emotion logits and
+        ``forward_features(x) -> (N, feature_dim)`` phi, ``x`` in ``layout``, in metres.
+
+    Raises:
+        CheckpointError: as :func:`read_checkpoint`, a checkpoint of another model, or one trained on a
+            third layout.
+
+    Example::
+
+        emotion = load_emotion("runs/demo_emotion/checkpoints/last.ckpt", "ntu25")
+        phi = emotion.forward_features(x)  # x (N, 3, T, 25, 2) in metres
+    """
     ckpt = read_checkpoint(path, "emotion_ckpt")
     hp = ckpt["hyper_parameters"]
     if hp["model"] != "emotion":

@@ -110,10 +110,13 @@ def check_config_numbers(cfg: DictConfig, kinds: dict[str, str], owner: str) -> 
 
 
 def build_datamodule(cfg: DictConfig) -> SkeletonDataModule:
+    """The data module of ``cfg.data`` (not yet prepared or set up)."""
     return SkeletonDataModule(**OmegaConf.to_container(cfg.data, resolve=True))
 
 
 def build_system(cfg: DictConfig, dm: SkeletonDataModule) -> ClassificationSystem:
+    """The ``ClassificationSystem`` of ``cfg.model``, ``cfg.optim`` and ``cfg.robust_training`` for the data
+    of ``dm`` (set up: its layout, classes and shapes), recording the data config in its hyper-parameters."""
     desc = dm.describe()
     model = OmegaConf.to_container(cfg.model, resolve=True)
     optim = OmegaConf.to_container(cfg.optim, resolve=True)
@@ -144,6 +147,8 @@ def build_system(cfg: DictConfig, dm: SkeletonDataModule) -> ClassificationSyste
 
 
 def build_loggers(cfg: DictConfig, out_dir: Path) -> list[Logger]:
+    """A CSV logger into ``out_dir/logs``, and a W&B logger when ``cfg.logger.wandb`` is set (offline unless
+    ``WANDB_MODE`` says otherwise)."""
     loggers: list[Logger] = [CSVLogger(save_dir=str(out_dir), name="logs")]
     wandb_cfg = cfg.logger.get("wandb")
     if wandb_cfg:
@@ -167,6 +172,23 @@ def build_loggers(cfg: DictConfig, out_dir: Path) -> list[Logger]:
 
 
 def build_callbacks(cfg: DictConfig, out_dir: Path) -> list[Callback]:
+    """The callbacks of a training run from ``cfg.callbacks`` (configs/callbacks/*.yaml).
+
+    ``checkpoint`` gives the run's two checkpoints in ``out_dir/checkpoints``: the best on its ``monitor``
+    (``best-<epoch>.ckpt``; on ``val/robust_*`` only robust validation's epochs are compared) and
+    ``last.ckpt`` after every epoch. Every other non-null entry is built from its ``_target_``
+    (``hydra.utils.instantiate``); a callback's own argument error is raised as it is.
+
+    Raises:
+        ValueError: an entry without ``_target_``, a checkpoint monitor on robust accuracy without robust
+            validation, or a callback's argument.
+
+    Example::
+
+        cfg = compose("train", ["callbacks=adv_training"])
+        callbacks = build_callbacks(cfg, Path(cfg.out_dir))  # ModelCheckpoint x2, ..., AdversarialTraining
+        trainer = pl.Trainer(callbacks=callbacks)
+    """
     cb = cfg.callbacks
     ckpt_dir = str(out_dir / "checkpoints")
     robust = cb.get("robust_validation")

@@ -30,6 +30,39 @@ MODES = ("batch", "pool")
 
 
 class AdversarialTraining(pl.Callback):
+    """Replaces part of every training batch with adversarial clips against the current weights
+    (docs/METHOD.md section 6, with the semantics of ART's ``AdversarialTrainer(ratio)``: an adversarial
+    clip keeps its clean clip's label and length).
+
+    Args:
+        attack: the attack: an attack spec (an entry of configs/attack, a mapping with ``name`` and its
+            settings, or a registered name; :class:`~lightning_skel.attacks.spec.AttackSpec`), built against
+            the model in :meth:`setup`, or an :class:`~lightning_skel.attacks.Attack` instance. Untargeted
+            only. Default ``"admm"`` at its class's defaults (configs/callbacks/adv_training.yaml gives
+            ``admm_train``, a per-batch budget).
+        ratio: fraction of each batch of B clips replaced (``round(ratio * B)`` clips), in (0, 1]; default
+            0.5.
+        start_epoch: the first epoch with adversarial clips, >= 0 (default 0).
+        mode: ``"batch"`` (default): the chosen clips are attacked every batch; ``"pool"``: they are drawn,
+            with replacement, from a pool of adversarial training clips.
+        pool_refresh_every: pool mode: epochs between regenerations of the pool, >= 1 (default 1).
+        pool_size: pool mode: clips in the pool, >= 1 (default 256).
+        layout: the data's layout, to check an ``Attack`` instance's against before training (default none:
+            checked against the model's in :meth:`setup`).
+        seed: seed of the generator that picks the replaced clips and the pool (default 0); its state is
+            saved in checkpoints.
+
+    Batches are ``(x (B, C, T, V, M), y (B,), lengths (B,), index (B,))`` in metres, rewritten in place; it
+    logs ``train/adv_fraction``, ``train/adv_time_s`` and, in batch mode, ``train/adv_success`` and the mean
+    sizes of the replaced clips' perturbations, in pool mode ``train/adv_pool_*``.
+
+    Example::
+
+        cb = AdversarialTraining({"name": "pgd", "eps": 0.02, "steps": 5}, ratio=0.5)
+        trainer = pl.Trainer(max_epochs=10, callbacks=[cb])
+        trainer.fit(system, datamodule=dm)
+    """
+
     def __init__(
         self,
         attack: str | Mapping[str, Any] | Attack = "admm",
@@ -70,6 +103,8 @@ class AdversarialTraining(pl.Callback):
 
     # ---- setup -------------------------------------------------------------------------------------
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        """Build the attack against ``pl_module.classifier`` on the model's layout (a given ``Attack``: check
+        that its layout is the model's)."""
         data_layout = pl_module.hparams.get("layout")
         if (
             self.layout is not None
@@ -87,13 +122,17 @@ class AdversarialTraining(pl.Callback):
             self._attack = self.attack_spec.build(pl_module.classifier, layout)
 
     def active(self, epoch: int) -> bool:
+        """Whether ``epoch`` (0-based) replaces clips: from ``start_epoch`` on."""
         return epoch >= self.start_epoch
 
     def num_replaced(self, batch_size: int) -> int:
+        """Clips replaced in a batch of ``batch_size``: ``round(ratio * batch_size)``."""
         return round(self.ratio * batch_size)
 
     # ---- pool mode ---------------------------------------------------------------------------------
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Pool mode, on the epochs that regenerate it: attack ``pool_size`` training clips (windowed without
+        augmentation), a training batch at a time; under DDP each rank its share, gathered by all."""
         epoch = trainer.current_epoch
         if (
             self.mode != "pool"
@@ -142,6 +181,8 @@ class AdversarialTraining(pl.Callback):
     def on_train_batch_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int
     ) -> None:
+        """Replace :meth:`num_replaced` clips of ``batch``, chosen by the callback's generator, in place:
+        by their attacked versions (batch mode) or by draws from the pool."""
         if not self.active(trainer.current_epoch):
             return
         x, y, lengths, _ = batch
@@ -175,9 +216,11 @@ class AdversarialTraining(pl.Callback):
 
     # ---- resume ------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
+        """The generator's state and the pool (or None), saved in checkpoints: a resumed run goes on exactly."""
         return {"generator": self.generator.get_state(), "pool": self.pool}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` saved."""
         self.generator.set_state(state_dict["generator"])
         self.pool = state_dict["pool"]
 

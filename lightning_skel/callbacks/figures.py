@@ -21,7 +21,18 @@ log = logging.getLogger(__name__)
 
 
 def confusion_figure(cm: np.ndarray, class_names: list[str]) -> Figure:
-    """Row-normalised confusion matrix (true class per row)."""
+    """The row-normalised confusion matrix as a figure: true class per row, predicted per column, each cell
+    coloured by the fraction of its row (counts written in the cells for up to 30 classes).
+
+    Args:
+        cm: ``(K, K)`` counts, ``cm[i, j]`` the clips of class ``i`` predicted ``j``.
+        class_names: the ``K`` names, for the axes.
+
+    Example::
+
+        fig = confusion_figure(np.array([[5, 1], [0, 6]]), ["wave", "clap"])
+        save_figure(fig, Path("confusion_matrix.png"))
+    """
     k = len(class_names)
     norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
     size = min(2.5 + 0.35 * k, 18)
@@ -49,8 +60,22 @@ def confusion_figure(cm: np.ndarray, class_names: list[str]) -> Figure:
 
 
 class ClassificationFigures(pl.Callback):
-    """Write ``clips.png`` at the start of training and ``confusion_matrix.png`` / ``per_class_accuracy.csv``
-    after testing into ``out_dir``; log the same to W&B loggers (image, table)."""
+    """Figures of a classification run: ``clips.png`` (a few validation clips, drawn as skeletons) at the
+    start of training, ``confusion_matrix.png`` and ``per_class_accuracy.csv`` after testing, written into
+    ``out_dir`` by rank 0 and logged to W&B loggers (images, tables).
+
+    Args:
+        out_dir: the folder of the figures (configs/callbacks/default.yaml: ``${out_dir}/figures``).
+        num_clips: clips drawn in ``clips.png``, spread over the validation set (default 4; 0: none).
+
+    It reads the system's ``confmat`` (a ``MulticlassConfusionMatrix``) and ``class_names``.
+
+    Example::
+
+        cb = ClassificationFigures("runs/demo/figures", num_clips=4)
+        trainer = pl.Trainer(max_epochs=10, callbacks=[cb])
+        trainer.fit(system, datamodule=dm)  # clips.png; trainer.test(...) writes the confusion matrix
+    """
 
     def __init__(self, out_dir: str | os.PathLike, num_clips: int = 4) -> None:
         if num_clips < 0:
@@ -62,6 +87,7 @@ class ClassificationFigures(pl.Callback):
         return [lg for lg in trainer.loggers if isinstance(lg, WandbLogger)]
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Draw ``num_clips`` validation clips (training clips without a validation set), windowed."""
         if not self.num_clips or not trainer.is_global_zero or trainer.datamodule is None:
             return
         ds = trainer.datamodule.datasets.get("val") or trainer.datamodule.datasets["train"]
@@ -81,6 +107,7 @@ class ClassificationFigures(pl.Callback):
             lg.log_image("data/clips", images=[str(path)])
 
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Write the test confusion matrix and per-class accuracy (``nan`` for a class without test clips)."""
         cm = pl_module.confmat.compute().cpu().numpy()  # synchronised across ranks by torchmetrics
         if not trainer.is_global_zero:
             return

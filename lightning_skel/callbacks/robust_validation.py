@@ -38,6 +38,30 @@ log = logging.getLogger(__name__)
 
 
 class RobustValidation(pl.Callback):
+    """Accuracy under attack on a fixed validation subset, logged beside the clean metrics (see the module).
+
+    Args:
+        attacks: the attacks, each an attack spec (an entry of configs/attack, a mapping with ``name`` and its
+            settings, or a registered name; :class:`~lightning_skel.attacks.spec.AttackSpec`), untargeted: a
+            mapping from the name its metric takes (``val/robust_acc_<name>``) to its spec, a null entry being
+            off, or a list named by each spec's attack. Default: ADMM and PGD at their classes' defaults.
+        every_n_epochs: validation epochs between measurements, >= 1 (default 1): those where
+            ``(epoch + 1) % every_n_epochs == 0``.
+        num_samples: validation clips attacked, the first ones, >= 1 (default 64); each rank its share.
+        budgets: per attack name, one distance metric of
+            :data:`~lightning_skel.attacks.metrics.DISTANCE_METRICS` and its size in that metric's unit, e.g.
+            ``{"admm": {"linf_mm": 20}}``: a fooled clip counts as broken only within it (default none).
+
+    Validation batches are ``(x (B, C, T, V, M), y (B,), lengths (B,), index (B,))`` in metres; it logs
+    ``val/robust_acc_<name>``, ``val/clean_acc_subset``, ``val/robust_clips`` and ``val/robust_time_s``.
+
+    Example::
+
+        cb = RobustValidation({"pgd": {"name": "pgd", "eps": 0.02, "steps": 20}}, every_n_epochs=5)
+        trainer = pl.Trainer(max_epochs=20, callbacks=[cb, ModelCheckpoint(monitor="val/robust_acc_pgd")])
+        trainer.fit(system, datamodule=dm)
+    """
+
     def __init__(
         self,
         attacks: Mapping[str, str | Mapping[str, Any] | None]
@@ -77,10 +101,12 @@ class RobustValidation(pl.Callback):
         self._spent = 0.0
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        """Build each attack against ``pl_module.classifier`` on the model's layout."""
         layout = pl_module.hparams.layout
         self._attacks = {name: spec.build(pl_module.classifier, layout) for name, spec in self.specs.items()}
 
     def due(self, trainer: pl.Trainer) -> bool:
+        """Whether this validation epoch measures robust accuracy (never the sanity check)."""
         return not trainer.sanity_checking and (trainer.current_epoch + 1) % self.every_n_epochs == 0
 
     def quota(self, trainer: pl.Trainer) -> int:
@@ -88,6 +114,7 @@ class RobustValidation(pl.Callback):
         return math.ceil(self.num_samples / trainer.world_size)
 
     def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Reset the epoch's counts."""
         self._due = self.due(trainer)
         self._seen, self._spent = 0, 0.0
         self._counts = {"clean": 0, **dict.fromkeys(self._attacks, 0)}
@@ -101,6 +128,8 @@ class RobustValidation(pl.Callback):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
+        """Attack the batch's first clips until this rank's :meth:`quota` is reached; count the clean and the
+        robust ones."""
         take = self.quota(trainer) - self._seen
         if not self._due or take <= 0:
             return
@@ -123,6 +152,7 @@ class RobustValidation(pl.Callback):
         self._spent += time.perf_counter() - start
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Sum the counts over ranks and log the accuracies."""
         if not self._due:
             return
         names = ["clean", *self._attacks]

@@ -25,6 +25,45 @@ ROBUST_TRAINING = ("none", "pgd_at", "trades")
 
 
 class ClassificationSystem(pl.LightningModule):
+    """Trains and evaluates a skeleton classifier (an action classifier, or the emotion recognizer of
+    docs/METHOD.md section 7), optionally with a reference defense (PGD-AT, Madry et al. 2018; TRADES, Zhang
+    et al. 2019; docs/METHOD.md section 6).
+
+    Args:
+        model: a registered model (``lightning_skel.models.list_models()``).
+        num_classes: K, the classes.
+        layout: the clips' layout name (``ntu25``, ``kinect20``, ...).
+        class_names: the K class names (default: ``"0"``, ``"1"``, ...).
+        in_channels: input channels C (default 3; 2D data with ``score_channel``: 3, coordinates and score).
+        num_persons: persons M per clip (default 2).
+        window: frames T of a training clip (default 64), recorded for attack.py and ``load_classifier``.
+        model_kwargs: the model's own arguments (default none).
+        normalize: the input normalisation, ``"center_rotate"`` (default), ``"full"`` or ``"none"``
+            (:class:`~lightning_skel.models.Classifier`).
+        modality: ``"joint"`` (default), ``"bone"``, ``"bone_agcn"`` or ``"motion"``.
+        pipeline: an official input pipeline in place of ``normalize`` (default none), and
+            ``pipeline_kwargs`` its options.
+        optimizer: ``name`` (``sgd``, ``adam``, ``adamw``) and its arguments; default SGD, lr 0.1, momentum
+            0.9, Nesterov, weight decay 5e-4.
+        scheduler: ``name`` (``cosine``, ``step``, ``constant``), ``warmup_epochs`` (linear), ``milestones``
+            (epochs) and ``gamma`` of ``step``; default cosine without warm-up, stepped per batch.
+        label_smoothing: of the cross-entropy, in [0, 1) (default 0).
+        robust_training: ``name`` (``none``, ``pgd_at``, ``trades``), ``eps`` (m, default 0.02), ``steps``
+            (default 5), ``alpha`` (m, default ``2.5 eps / steps``), ``beta`` (TRADES, default 6).
+        data_name: the data set's name, and ``data_config`` its whole data config (recorded: attack.py
+            rebuilds the data from the checkpoint alone).
+        score_channel: the input's last channel is the keypoint score (default false).
+
+    ``forward(x (N, C, T, V, M)) -> (N, K)`` logits, ``x`` in metres. It logs ``{train,val,test}/loss``,
+    ``/acc``, ``/acc_top5`` per epoch and ``val/select`` (``val/acc``, ties broken by the lower loss).
+
+    Example::
+
+        system = ClassificationSystem("hcn", 27, "kinect20", model_kwargs={"variant": "compact"})
+        pl.Trainer(max_epochs=10).fit(system, datamodule=dm)
+        logits = system.eval()(x)  # x (N, 3, T, 20, 2) -> (N, 27)
+    """
+
     def __init__(
         self,
         model: str,
@@ -128,9 +167,11 @@ class ClassificationSystem(pl.LightningModule):
 
     @property
     def class_names(self) -> list[str]:
+        """The K class names (``"0"``, ``"1"``, ... when none were given)."""
         return list(self.hparams.class_names or [str(i) for i in range(self.hparams.num_classes)])
 
     def forward(self, x: Tensor) -> Tensor:
+        """``(N, C, T, V, M)`` clips in metres to ``(N, K)`` logits: the classifier's."""
         return self.classifier(x)
 
     def _step(self, batch, stage: str) -> tuple[Tensor, Tensor]:
@@ -157,6 +198,7 @@ class ClassificationSystem(pl.LightningModule):
         return {"loss": loss / clips, "acc": correct / clips} if clips else {}
 
     def on_train_epoch_start(self) -> None:
+        """Reset the running training loss and accuracy."""
         self.running.zero_()
 
     def _mean_loss(self, stage: str) -> tuple[Tensor, Tensor]:
@@ -195,21 +237,27 @@ class ClassificationSystem(pl.LightningModule):
         self.mean_loss[f"{stage}_loss"].reset()
 
     def on_train_epoch_end(self) -> None:
+        """Log the epoch's training loss and metrics."""
         self._log_epoch("train")
 
     def on_validation_epoch_start(self) -> None:
+        """Stop a run whose training epoch diverged (its loss not finite), before a checkpoint is saved."""
         # validation ends an epoch before train/loss is logged, and checkpoints are saved when it ends:
         # a diverged training epoch stops here
         if not self.trainer.sanity_checking and self.mean_loss["train_loss"].update_count:
             self._check_finite("train", self._mean_loss("train")[0])
 
     def on_validation_epoch_end(self) -> None:
+        """Log the epoch's validation loss, metrics and ``val/select``."""
         self._log_epoch("val")
 
     def on_test_epoch_end(self) -> None:
+        """Log the test loss and metrics."""
         self._log_epoch("test")
 
     def training_step(self, batch, batch_idx: int) -> Tensor:
+        """The loss of a batch ``(x, y, lengths, index)``: cross-entropy on the clean clips, on their PGD
+        adversaries (``pgd_at``), or TRADES' clean cross-entropy plus ``beta`` times the KL term."""
         name = self.robust_cfg["name"]
         if name == "none":
             return self._step(batch, "train")[0]
@@ -243,20 +291,25 @@ class ClassificationSystem(pl.LightningModule):
         return self._inner(x, y, lengths, attack_all=True).x_adv  # Madry and TRADES attack every clip
 
     def validation_step(self, batch, batch_idx: int) -> None:
+        """Accumulate the batch's validation loss and metrics."""
         self._step(batch, "val")
 
     def test_step(self, batch, batch_idx: int) -> None:
+        """Accumulate the batch's test loss, metrics and confusion matrix."""
         _, logits = self._step(batch, "test")
         self.confmat.update(logits, batch[1])
 
     def on_test_epoch_start(self) -> None:
+        """Reset the confusion matrix."""
         self.confmat.reset()
 
     def predict_step(self, batch, batch_idx: int) -> dict[str, Tensor]:
+        """``logits (B, K)``, ``y (B,)`` and ``index (B,)`` of a batch."""
         x, y, _, index = batch
         return {"logits": self(x), "y": y, "index": index}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Add torch's global random state and the epoch's validation metrics to ``checkpoint``."""
         # Lightning does not save torch's global random state: dropout would diverge after a resume. The
         # project draws nothing from numpy's or Python's global generators during training.
         checkpoint["torch_rng_state"] = torch.get_rng_state()
@@ -266,6 +319,8 @@ class ClassificationSystem(pl.LightningModule):
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Restore the random state when resuming a fit; record the checkpoint's epoch and validation
+        metrics in :attr:`restored`."""
         # the random state only when a trainer resumes fitting: a checkpoint loaded for its weights
         # (init_from, attack.py, load_from_checkpoint) leaves the process's seeded generator alone
         resuming = self._trainer is not None and self.trainer.state.fn == "fit"
@@ -274,6 +329,8 @@ class ClassificationSystem(pl.LightningModule):
         self.restored = {"epoch": checkpoint.get("epoch"), "val_metrics": checkpoint.get("val_metrics", {})}
 
     def configure_optimizers(self):
+        """The optimiser of ``optimizer`` and a per-step ``LambdaLR`` of ``scheduler`` (linear warm-up, then
+        cosine to 0, steps of ``gamma`` at the milestones, or constant)."""
         cfg = dict(self.optimizer_cfg)
         opt_cls = OPTIMIZERS[cfg.pop("name")]
         if opt_cls is not torch.optim.SGD:

@@ -150,9 +150,8 @@ class AdversarialTraining(pl.Callback):
         world, rank = trainer.world_size, trainer.global_rank
         per = -(-len(y) // world)
         lo, hi = min(rank * per, len(y)), min((rank + 1) * per, len(y))
-        # attacked a training batch at a time: one call on the whole pool holds every clip's activations at
-        # once (a 256-clip pool took about 4x longer per clip than batch mode for 2s-AGCN on CPU: 610 s against
-        # 5 s per batch of 8 attacked clips, from the runs' train/adv_pool_time_s and train/adv_time_s)
+        # attacked a training batch at a time: one call on the whole pool would hold every clip's activations
+        # at once, which costs more per clip than batch mode's calls
         chunk = max(1, int(getattr(trainer.datamodule, "batch_size", len(y))))
         bounds = [(i, min(i + chunk, hi)) for i in range(lo, hi, chunk)]
         parts = [self._attack(x[i:j], y[i:j], lengths[i:j], attack_all=True) for i, j in bounds]

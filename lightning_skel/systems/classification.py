@@ -178,8 +178,8 @@ class ClassificationSystem(pl.LightningModule):
         x, y, _, _ = batch
         logits = self(x)
         loss = self.loss(logits, y)
-        # Accumulated here and logged once per epoch (:meth:`_log_epoch`): ``self.log`` on every step was the
-        # largest per-step cost Lightning added to a small model's training step (benchmarks/throughput.py).
+        # accumulated here and logged once per epoch (:meth:`_log_epoch`): ``self.log`` on every step would
+        # add its cost to every step of a small model
         self.metrics[f"{stage}_metrics"].update(logits, y)
         # a NaN loss counts as infinite (MeanMetric would drop it with a warning): a diverged epoch's mean
         # is then not finite, and :meth:`_check_finite` stops the run

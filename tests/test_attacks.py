@@ -19,6 +19,7 @@ FAST = {
     "pgd": {"eps": 0.05, "steps": 20},
     "ifgsm": {"eps": 0.05, "steps": 20},
     "cw": {"steps": 60, "c": 5.0, "lr": 0.005},
+    "zheng2020": {"max_iter": 6},
 }
 
 

@@ -97,6 +97,7 @@ TRAIN_NUMBERS = {
                      "optim.scheduler.gamma", "optim.label_smoothing", "robust_training.eps", "robust_training.beta",
                      "callbacks.adv_training.ratio"), "float"),
     **dict.fromkeys(("trainer.gradient_clip_val", "robust_training.alpha"), "float?"),
+    **dict.fromkeys(("callbacks.noise.sigma", "callbacks.noise.ratio"), "float"), "callbacks.noise.seed": "int",
     **{f"callbacks.adv_training.attack_kwargs.{k}": v for k, v in ATTACK_KWARG_NUMBERS.items()},
     **{f"callbacks.robust_validation.attacks.*.{k}": v for k, v in ATTACK_KWARG_NUMBERS.items()},
 }  # fmt: skip
@@ -211,6 +212,10 @@ def build_callbacks(cfg: DictConfig, out_dir: Path, layout: str | None = None) -
         from lightning_skel.callbacks.robust_validation import RobustValidation
 
         callbacks.append(RobustValidation(**OmegaConf.to_container(robust, resolve=True)))
+    if cb.get("noise"):  # Gaussian-noise augmentation, built by its _target_ (configs/callbacks/noise.yaml)
+        from hydra.utils import instantiate
+
+        callbacks.append(instantiate(cb.noise))
     if cb.get("figures"):
         from lightning_skel.callbacks.figures import ClassificationFigures
 

@@ -1,8 +1,10 @@
 """Randomized smoothing (lightning_skel.certify): the certificate against the analytic radius of a linear
-classifier, soundness against an attack inside the certified ball, abstention, the noise's support and the
-argument checks."""
+classifier, soundness against an attack inside the certified ball, abstention, the noise's support, the
+argument checks, and the Gaussian-noise training callback."""
 
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -10,6 +12,7 @@ import torch
 from scipy import stats
 from torch import nn
 
+from lightning_skel.callbacks.noise_augmentation import GaussianNoiseAugmentation
 from lightning_skel.certify import ABSTAIN, SmoothedClassifier, clopper_pearson_lower, min_samples
 from lightning_skel.certify.smoothing import binomial_p_value, certified_accuracy, certified_accuracy_curve
 from lightning_skel.skeleton.features import valid_mask
@@ -268,3 +271,53 @@ def test_predict_needs_its_own_least_sample_count():
         ValueError, match=r"n must be an integer >= 11 at alpha=0.001 \(with fewer samples the"
     ):
         SmoothedClassifier(Recorder(), 0.01).predict(x, lengths, n=10)
+
+
+# ---- Gaussian-noise training ------------------------------------------------------------------------------
+def noise_step(cb: GaussianNoiseAugmentation, x, lengths, score_channel=False):
+    logged = {}
+    module = SimpleNamespace(
+        hparams=SimpleNamespace(score_channel=score_channel), log=lambda k, v, **kw: logged.update({k: v})
+    )
+    batch = (x, torch.zeros(len(x), dtype=torch.long), lengths, torch.arange(len(x)))
+    cb.on_train_batch_start(None, module, batch, 0)
+    return logged
+
+
+def test_noise_augmentation_noises_a_ratio_of_the_batch_on_valid_entries_and_resumes():
+    x, lengths = clips(6, [8, 5, 3, 8, 6, 4], [False, True, True, False, True, False])
+    score = torch.rand(6, 1, T, V, M)
+    clean = torch.cat([x, score], 1)
+    cb = GaussianNoiseAugmentation(sigma=0.02, ratio=0.5, seed=0)
+    state = cb.state_dict()
+    batch = clean.clone()
+    logged = noise_step(cb, batch, lengths, score_channel=True)
+    assert logged["train/noise_fraction"] == 0.5
+    changed = (batch != clean).flatten(1).any(1)
+    assert int(changed.sum()) == 3
+    mask = valid_mask(x, lengths).expand_as(x)
+    assert torch.equal(batch[:, :3][~mask], x[~mask]) and torch.equal(batch[:, 3:], score)
+    noised = changed.view(-1, 1, 1, 1, 1).expand_as(x) & mask
+    assert bool((batch[:, :3][noised] != x[noised]).all())
+    noise = (batch[:, :3][noised] - x[noised]).double()
+    assert abs(float(noise.std()) / 0.02 - 1) < 6 * (1 / (2 * noise.numel())) ** 0.5
+    # a callback restored from the state draws the same clips and noise
+    again = GaussianNoiseAugmentation(sigma=0.02, ratio=0.5, seed=123)
+    again.load_state_dict(state)
+    batch2 = clean.clone()
+    noise_step(again, batch2, lengths, score_channel=True)
+    assert torch.equal(batch, batch2)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"sigma": 0}, r"sigma must be > 0 \(the noise's standard deviation, metres\), got 0"),
+        ({"ratio": 0}, r"ratio must be in \(0, 1\] \(the fraction of each batch noised\), got 0"),
+        ({"ratio": 1.5}, r"ratio must be in \(0, 1\] .* got 1.5"),
+        ({"seed": 0.5}, r"seed must be an integer, got 0.5"),
+    ],
+)
+def test_noise_augmentation_arguments_are_named(kwargs, message):
+    with pytest.raises(ValueError, match=r"GaussianNoiseAugmentation: invalid argument\(s\): " + message):
+        GaussianNoiseAugmentation(**kwargs)

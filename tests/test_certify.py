@@ -1,21 +1,28 @@
 """Randomized smoothing (lightning_skel.certify): the certificate against the analytic radius of a linear
 classifier, soundness against an attack inside the certified ball, abstention, the noise's support, the
-argument checks, and the Gaussian-noise training callback."""
+argument checks, the Gaussian-noise training callback, and certify.py end to end with resume."""
 
 from __future__ import annotations
 
+import csv
+import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
 from scipy import stats
 from torch import nn
 
 from lightning_skel.callbacks.noise_augmentation import GaussianNoiseAugmentation
 from lightning_skel.certify import ABSTAIN, SmoothedClassifier, clopper_pearson_lower, min_samples
+from lightning_skel.certify.run import CertifyRun, run_certify
 from lightning_skel.certify.smoothing import binomial_p_value, certified_accuracy, certified_accuracy_curve
+from lightning_skel.run import run_train
 from lightning_skel.skeleton.features import valid_mask
+from tests.helpers import CONFIGS, run_script, train_cfg
 
 T, V, M = 8, 5, 2
 
@@ -321,3 +328,137 @@ def test_noise_augmentation_noises_a_ratio_of_the_batch_on_valid_entries_and_res
 def test_noise_augmentation_arguments_are_named(kwargs, message):
     with pytest.raises(ValueError, match=r"GaussianNoiseAugmentation: invalid argument\(s\): " + message):
         GaussianNoiseAugmentation(**kwargs)
+
+
+# ---- certify.py -------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    """A tiny HCN trained three epochs with Gaussian-noise augmentation (callbacks=noise)."""
+    tmp = tmp_path_factory.mktemp("noisy")
+    run_train(train_cfg(tmp, ["trainer.max_epochs=3", "callbacks=noise", "callbacks.noise.sigma=0.005",
+                              "callbacks.figures=null"]))  # fmt: skip
+    logged = (tmp / "run" / "logs" / "version_0" / "metrics.csv").read_text().splitlines()[0]
+    assert "train/noise_fraction" in logged, "the noise callback did not run"
+    return tmp / "run" / "checkpoints" / "last.ckpt"
+
+
+SMALL = ["sigma=0.005", "n0=20", "n=200", "batch=500", "batch_size=4", "trainer.enable_progress_bar=false"]
+
+
+def certify_cfg(out_dir: Path, ckpt: Path, overrides=()):
+    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
+        return compose("certify", [f"ckpt={ckpt}", f"out_dir={out_dir}", "threads=1", *SMALL, *overrides])
+
+
+def load(out: Path) -> dict[str, np.ndarray]:
+    with np.load(out / "certificates.npz") as f:
+        return {k: f[k] for k in f.files}
+
+
+def test_certify_command_end_to_end(tmp_path, ckpt):
+    """``python certify.py`` as a user runs it, with W&B offline: every output, consistent with each other."""
+    out = tmp_path / "c"
+    lines = run_script("certify.py", [f"ckpt={ckpt}", f"out_dir={out}", "threads=1", *SMALL, "logger=wandb"],
+                       tmp_path, env={"WANDB_MODE": "offline"})  # fmt: skip
+    printed = json.loads(lines[-1])
+    saved = json.loads((out / "metrics.json").read_text())
+    assert printed["num_samples"] == saved["num_samples"] == 12  # the synthetic test split
+    assert saved["spec"]["sigma"] == 0.005 and saved["spec"]["n"] == 200
+    res = load(out)
+    rows = list(csv.DictReader((out / "per_sample.csv").open()))
+    assert len(rows) == 12 and [int(r["index"]) for r in rows] == res["index"].tolist()
+    for row, pred, radius, abstain in zip(
+        rows, res["prediction"], res["radius_mm"], res["abstain"], strict=True
+    ):
+        assert row["abstain"] == str(int(abstain))
+        assert row["prediction"] == ("" if abstain else str(pred))
+        if not abstain:
+            assert float(row["radius_mm"]) == pytest.approx(radius, rel=1e-5)
+    # the radius in mm is sigma * Phi^-1(p_lower) of the votes, the p_lower that of the recorded count
+    np.testing.assert_allclose(res["p_lower"], clopper_pearson_lower(res["count"], 200, 0.001))
+    ok = ~res["abstain"]
+    np.testing.assert_allclose(res["radius_mm"][ok], 5.0 * stats.norm.ppf(res["p_lower"][ok]))
+    for r in (0, 2.5, 5, 10, 20):
+        expected = np.mean(res["correct"] & ok & (res["radius_mm"] >= r))
+        assert saved[f"certified_accuracy_l2_mm_{r:g}"] == pytest.approx(expected)
+    assert saved["clean_accuracy"] == pytest.approx(np.mean(res["base_prediction"] == res["y"]))
+    assert (out / "figures" / "certified_accuracy.png").stat().st_size > 0
+    curve = list(csv.DictReader((out / "certified_accuracy.csv").open()))
+    assert float(curve[0]["radius_mm"]) == 0 and float(curve[0]["certified_accuracy"]) == pytest.approx(
+        saved["certified_accuracy_l2_mm_0"], abs=1e-6
+    )
+    tables = list(
+        (out / "wandb").glob("offline-run-*/files/media/table/certify/certified_accuracy_*.table.json")
+    )
+    assert len(tables) == 1
+    table = json.loads(tables[0].read_text())
+    assert table["columns"] == ["radius_mm", "certified_accuracy"] and len(table["data"]) == len(curve)
+
+
+def test_killed_run_resumes_to_identical_outputs(tmp_path, ckpt, monkeypatch):
+    full, part = tmp_path / "full", tmp_path / "part"
+    run_certify(certify_cfg(full, ckpt))
+    original = CertifyRun._attack_batch
+    calls = []
+
+    def dies_on_second(self, b, *args):
+        calls.append(b)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("killed")
+        return original(self, b, *args)
+
+    monkeypatch.setattr(CertifyRun, "_attack_batch", dies_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        run_certify(certify_cfg(part, ckpt))
+    assert [p.name for p in (part / "shards").glob("batch_*.npz")] == ["batch_000000.npz"]
+    assert not (part / "metrics.json").exists()
+    monkeypatch.setattr(CertifyRun, "_attack_batch", original)
+    calls.clear()
+    redone = []
+    monkeypatch.setattr(
+        CertifyRun, "_attack_batch", lambda self, b, *a: (redone.append(b), original(self, b, *a))
+    )
+    run_certify(certify_cfg(part, ckpt))
+    assert redone == [1, 2]  # the shard written before the kill is reused
+    a, b = load(full), load(part)
+    assert set(a) == set(b)
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    # another sigma is another run: refused in the same out_dir, naming what differs
+    with pytest.raises(ValueError, match=r"holds shards of another attack run .*differs in sigma"):
+        run_certify(certify_cfg(part, ckpt, ["sigma=0.01"]))
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("sigma=0", r"certify.py: invalid setting\(s\): sigma must be > 0"),
+        ("n=5", r"n must be an integer >= 10 at alpha=0.001"),
+        ("n0=0", r"n0 must be an integer >= 1"),
+        ("alpha=1.5", r"alpha must be in \(0, 1\)"),
+        ("sigma=abc", r"certify config: invalid setting\(s\): sigma must be a number, got 'abc'"),
+        ("radii_mm=[]", r"radii_mm must be a non-empty list of radii >= 0 \(mm\)"),
+    ],
+)
+def test_bad_settings_fail_before_any_work(tmp_path, override, message):
+    """Refused before the checkpoint is read (it does not exist) and before out_dir is made."""
+    with pytest.raises(ValueError, match=message):
+        run_certify(certify_cfg(tmp_path / "c", tmp_path / "missing.ckpt", [override]))
+    assert not (tmp_path / "c").exists()
+
+
+def test_the_command_asks_for_sigma(tmp_path):
+    """sigma has no default (certify at the sigma the classifier was trained with): its absence is one line
+    and exit code 2, before the heavy imports."""
+    err = run_script("certify.py", ["ckpt=x.ckpt"], tmp_path, fails=True)
+    assert err[-1] == "certify.py: error: sigma must be set, e.g. python certify.py sigma=..."
+
+
+@pytest.mark.numerics
+def test_ddp_two_processes_equal_single_process(tmp_path, ckpt):
+    single, multi = tmp_path / "single", tmp_path / "multi"
+    run_certify(certify_cfg(single, ckpt))
+    run_certify(certify_cfg(multi, ckpt, ["trainer.strategy=ddp_spawn", "trainer.devices=2"]))
+    a, b = load(single), load(multi)
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)

@@ -6,6 +6,7 @@ import logging
 import os
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from pytorch_lightning.callbacks import Callback, EarlyStopping, LearningRateMon
 from pytorch_lightning.loggers import CSVLogger, Logger
 
 from lightning_skel.checkpoints import SafeCheckpointIO
-from lightning_skel.data.datamodule import SkeletonDataModule
+from lightning_skel.data.datamodule import SkeletonDataModule, SkeletonDataset
 from lightning_skel.progress import ClipProgress, every_s, interactive, training_progress
 from lightning_skel.sweep import job_out_dir
 from lightning_skel.systems import ClassificationSystem
@@ -96,6 +97,7 @@ TRAIN_NUMBERS = {
                      "optim.scheduler.gamma", "optim.label_smoothing", "robust_training.eps", "robust_training.beta",
                      "callbacks.adv_training.ratio"), "float"),
     **dict.fromkeys(("trainer.gradient_clip_val", "robust_training.alpha"), "float?"),
+    **dict.fromkeys(("callbacks.noise.sigma", "callbacks.noise.ratio"), "float"), "callbacks.noise.seed": "int",
     **{f"callbacks.adv_training.attack_kwargs.{k}": v for k, v in ATTACK_KWARG_NUMBERS.items()},
     **{f"callbacks.robust_validation.attacks.*.{k}": v for k, v in ATTACK_KWARG_NUMBERS.items()},
 }  # fmt: skip
@@ -210,6 +212,10 @@ def build_callbacks(cfg: DictConfig, out_dir: Path, layout: str | None = None) -
         from lightning_skel.callbacks.robust_validation import RobustValidation
 
         callbacks.append(RobustValidation(**OmegaConf.to_container(robust, resolve=True)))
+    if cb.get("noise"):  # Gaussian-noise augmentation, built by its _target_ (configs/callbacks/noise.yaml)
+        from hydra.utils import instantiate
+
+        callbacks.append(instantiate(cb.noise))
     if cb.get("figures"):
         from lightning_skel.callbacks.figures import ClassificationFigures
 
@@ -402,6 +408,13 @@ def run_attack(cfg: DictConfig) -> dict[str, Any]:
 def _run_attack(cfg: DictConfig) -> dict[str, Any]:
     check_config_numbers(cfg, ATTACK_NUMBERS, "attack config")
     job_out_dir(cfg, _is_distributed(cfg))
+    return launch(cfg, _attack_main)
+
+
+def launch(cfg: DictConfig, main: Callable[[Any, DictConfig], dict[str, Any]]) -> dict[str, Any]:
+    """``main(fabric, cfg)`` in every process of a Lightning Fabric as ``cfg.trainer`` configures it when the
+    run is distributed (``trainer.strategy=ddp``, several devices or nodes), else ``main(None, cfg)`` here;
+    returns what it returns in this process (``{}`` where it returns nothing)."""
     if _is_distributed(cfg):
         from lightning_fabric import Fabric
 
@@ -412,8 +425,8 @@ def _run_attack(cfg: DictConfig) -> dict[str, Any]:
             num_nodes=t.get("num_nodes", 1),
             strategy=t.get("strategy", "ddp"),
         )
-        return fabric.launch(_attack_main, cfg) or {}
-    return _attack_main(None, cfg)
+        return fabric.launch(main, cfg) or {}
+    return main(None, cfg)
 
 
 def attack_checkpoints(cfg: DictConfig) -> list[str]:
@@ -446,6 +459,58 @@ def _attack_data(cfg: DictConfig, hp: dict[str, Any]) -> tuple[SkeletonDataModul
     dm_cfg.update({k: v for k, v in data_cfg.items() if v is not None})
     dm_cfg.update(batch_size=int(cfg.batch_size), num_workers=0)
     return SkeletonDataModule(**dm_cfg), split
+
+
+def checked_data(
+    cfg: DictConfig, hp: dict[str, Any], shown: str, fabric=None
+) -> tuple[SkeletonDataModule, str]:
+    """The data module of a run on a checkpoint (:func:`_attack_data`), prepared (by rank 0 under
+    ``fabric``) and set up, and the split; refused unless it fits the checkpoint ``hp`` (named ``shown``):
+    its layout, class count and names, and its score channel."""
+    layout = hp["layout"]
+    dm, split = _attack_data(cfg, hp)
+    if fabric is None or fabric.global_rank == 0:
+        dm.prepare_data()
+    if fabric is not None:
+        fabric.barrier()
+    dm.setup()
+    if dm.layout != layout:
+        raise ValueError(
+            f"data layout {dm.layout!r} does not match the checkpoint's layout {layout!r} ({shown})"
+        )
+    if dm.num_classes != hp["num_classes"]:
+        raise ValueError(
+            f"data has {dm.num_classes} classes but the checkpoint {shown} has {hp['num_classes']}"
+        )
+    if dm.score_channel != bool(hp.get("score_channel", False)):
+        raise ValueError(
+            f"data.score_channel is {dm.score_channel} but the checkpoint {shown} was trained with "
+            f"score_channel={bool(hp.get('score_channel', False))}: its classifier takes "
+            f"{'coordinates and the keypoint score' if hp.get('score_channel') else 'coordinates only'}"
+        )
+    names = hp.get("class_names")
+    if names is not None and list(dm.class_names) != list(names):
+        i = next(i for i, (a, b) in enumerate(zip(dm.class_names, names, strict=True)) if a != b)
+        source = f"data.path {cfg.data.path}" if cfg.data.get("path") else f"data {dm.name!r}"
+        raise ValueError(
+            f"{source}: class {i} is {dm.class_names[i]!r} there and {names[i]!r} in the checkpoint {shown}: "
+            "the classifier's labels would be read as other classes"
+        )
+    return dm, split
+
+
+def windowed_clips(
+    dm: SkeletonDataModule, ds: SkeletonDataset, rows: np.ndarray
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The clips ``rows`` of the dataset ``ds`` of ``dm`` as the classifier saw them in evaluation
+    (windowed, no augmentation): ``x, y, lengths, index``."""
+    items = [ds[int(i)] for i in rows]
+    x = torch.stack([it[0] for it in items]) if items else torch.zeros(0)
+    y = torch.tensor([it[1] for it in items], dtype=torch.long)
+    lengths = torch.tensor([it[2] for it in items], dtype=torch.long)
+    index = torch.tensor([it[3] for it in items], dtype=torch.long)
+    x, lengths = dm.window_batch(x, lengths, train=False)
+    return x, y, lengths, index
 
 
 def _attack_main(fabric, cfg: DictConfig) -> dict[str, Any]:
@@ -481,34 +546,7 @@ def _attack_main(fabric, cfg: DictConfig) -> dict[str, Any]:
                 "emotion_ckpt= for the emotion term, and an action classifier as ckpt"
             )
     layout = hp["layout"]
-    dm, split = _attack_data(cfg, hp)
-    if rank == 0:
-        dm.prepare_data()
-    if fabric is not None:
-        fabric.barrier()
-    dm.setup()
-    if dm.layout != layout:
-        raise ValueError(
-            f"data layout {dm.layout!r} does not match the checkpoint's layout {layout!r} ({shown})"
-        )
-    if dm.num_classes != hp["num_classes"]:
-        raise ValueError(
-            f"data has {dm.num_classes} classes but the checkpoint {shown} has {hp['num_classes']}"
-        )
-    if dm.score_channel != bool(hp.get("score_channel", False)):
-        raise ValueError(
-            f"data.score_channel is {dm.score_channel} but the checkpoint {shown} was trained with "
-            f"score_channel={bool(hp.get('score_channel', False))}: its classifier takes "
-            f"{'coordinates and the keypoint score' if hp.get('score_channel') else 'coordinates only'}"
-        )
-    names = hp.get("class_names")
-    if names is not None and list(dm.class_names) != list(names):
-        i = next(i for i, (a, b) in enumerate(zip(dm.class_names, names, strict=True)) if a != b)
-        source = f"data.path {cfg.data.path}" if cfg.data.get("path") else f"data {dm.name!r}"
-        raise ValueError(
-            f"{source}: class {i} is {dm.class_names[i]!r} there and {names[i]!r} in the checkpoint {shown}: "
-            "the classifier's labels would be read as other classes"
-        )
+    dm, split = checked_data(cfg, hp, shown, fabric)
     emotion = load_emotion(cfg.emotion_ckpt, layout) if cfg.get("emotion_ckpt") else None
     dm.check_sets(split)
     ds = dm.datasets[split]
@@ -541,12 +579,7 @@ def _attack_main(fabric, cfg: DictConfig) -> dict[str, Any]:
     )  # fmt: skip
     run.build()  # bad attack settings fail here, before any work
     # -- the clips, windowed as the classifier saw them in evaluation --
-    items = [ds[int(i)] for i in rows]
-    x = torch.stack([it[0] for it in items]) if items else torch.zeros(0)
-    y = torch.tensor([it[1] for it in items], dtype=torch.long)
-    lengths = torch.tensor([it[2] for it in items], dtype=torch.long)
-    index = torch.tensor([it[3] for it in items], dtype=torch.long)
-    x, lengths = dm.window_batch(x, lengths, train=False)
+    x, y, lengths, index = windowed_clips(dm, ds, rows)
     if rank == 0:
         run.check_out_dir(index)  # the shards already there: this run's, of these samples, readable
     if fabric is not None:

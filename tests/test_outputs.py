@@ -20,8 +20,8 @@ from lightning_skel.report import histogram_figure, write_per_sample_csv
 from lightning_skel.run import run_attack, run_train
 from lightning_skel.sweep import job_overrides, short_file_name
 from lightning_skel.systems.attack_run import load_classifier
-from tests.helpers import CONFIGS, attack_cfg, run_script, train_cfg
-from tests.test_attack_run import LEARNT, PGD
+from tests.helpers import CONFIGS, LEARNT, attack_cfg, run_script, train_cfg
+from tests.test_attack_run import PGD
 
 
 @pytest.fixture(scope="module")

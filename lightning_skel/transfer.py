@@ -36,14 +36,20 @@ log = logging.getLogger(__name__)
 NAME = re.compile(r"^[A-Za-z0-9_.-]+$")  # a target's name: a column suffix and a metrics key
 
 
-def target_names(specs: Sequence[str]) -> dict[str, str]:
+def target_names(specs: Sequence[str] | Mapping[str, str | list[str]]) -> dict[str, str | list[str]]:
     """``{name: checkpoint}`` from specs ``name=path`` or ``path``; a bare path is named after its run folder
-    (``runs/bench_utd/utd_hcn/checkpoints/last.ckpt`` -> ``utd_hcn``), else after the file's stem.
+    (``runs/bench_utd/utd_hcn/checkpoints/last.ckpt`` -> ``utd_hcn``), else after the file's stem. A mapping
+    is taken as it is (a list of checkpoints: one target, their scores fused).
 
     >>> target_names(["hcn=a/last.ckpt", "runs/utd_sgn/checkpoints/last.ckpt"])
     {'hcn': 'a/last.ckpt', 'utd_sgn': 'runs/utd_sgn/checkpoints/last.ckpt'}
     """
-    out: dict[str, str] = {}
+    if isinstance(specs, Mapping):
+        bad = [k for k in specs if not NAME.match(str(k))]
+        if bad:
+            raise ValueError(f"transfer target names {bad}: use [A-Za-z0-9_.-]")
+        return dict(specs)
+    out: dict[str, str | list[str]] = {}
     for spec in specs:
         name, sep, path = str(spec).partition("=")
         if not sep:
@@ -62,7 +68,10 @@ def target_names(specs: Sequence[str]) -> dict[str, str]:
 
 
 def load_targets(
-    specs: Sequence[str], layout: str | None = None, num_classes: int | None = None, has_score: bool = False
+    specs: Sequence[str] | Mapping[str, str | list[str]],
+    layout: str | None = None,
+    num_classes: int | None = None,
+    has_score: bool = False,
 ) -> dict[str, WindowedClassifier]:
     """The target classifiers of ``specs`` (:func:`target_names`), each checked to take the clips: the
     clips' layout (where they name one), the same number of classes (the clips', or else the first
@@ -184,7 +193,7 @@ def read_clips(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
 def evaluate_file(
     path: str | os.PathLike,
-    specs: Sequence[str],
+    specs: Sequence[str] | Mapping[str, str | list[str]],
     out_dir: str | os.PathLike | None = None,
     batch: int = 128,
     device: str = "cpu",

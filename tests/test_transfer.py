@@ -8,7 +8,6 @@ import json
 
 import numpy as np
 import pytest
-from helpers import attack_cfg, train_cfg
 
 from lightning_skel.run import run_attack, run_train
 from lightning_skel.transfer import (
@@ -19,6 +18,7 @@ from lightning_skel.transfer import (
     transfer_metrics,
     transferred,
 )
+from tests.helpers import LEARNT, attack_cfg, train_cfg
 
 PGD = ["attack=pgd", "attack.steps=3", "attack.eps=0.05", "limit=10", "batch_size=4"]
 
@@ -29,9 +29,7 @@ def two_ckpts(tmp_path_factory):
     out = []
     for seed in (0, 1):
         tmp = tmp_path_factory.mktemp(f"model{seed}")
-        run_train(
-            train_cfg(tmp, ["trainer.max_epochs=4", f"seed={seed}", f"paths.cache_dir={tmp / 'cache'}"])
-        )
+        run_train(train_cfg(tmp, [*LEARNT, f"seed={seed}", f"paths.cache_dir={tmp / 'cache'}"]))
         out.append(tmp / "run" / "checkpoints" / "last.ckpt")
     return out
 
@@ -98,3 +96,50 @@ def test_bad_files_are_named(tmp_path, two_ckpts):
              layout=np.array("kinect20"))  # fmt: skip
     with pytest.raises(ValueError, match="layout"):
         evaluate_file(tmp_path / "other.npz", [str(two_ckpts[0])], tmp_path)
+
+
+def test_zoo_writes_the_whitebox_table_and_transfer_matrices(two_ckpts, tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    from lightning_skel.zoo import run_zoo
+    from tests.helpers import CONFIGS
+
+    models = f"models={{a: {two_ckpts[0]}, b: {two_ckpts[1]}}}"
+    overrides = [models, "attacks=[pgd,ifgsm]", "limit=8", "batch_size=4", "threads=1", f"out_dir={tmp_path}",
+                 "attack_overrides={pgd: ['attack.steps=2'], ifgsm: ['attack.steps=2']}"]  # fmt: skip
+    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
+        cfg = compose("zoo", overrides=overrides)
+    summary = run_zoo(cfg)
+    for attack in ("pgd", "ifgsm"):
+        rows = list(csv.reader((tmp_path / f"transfer_{attack}.csv").open()))
+        assert rows[0] == ["source \\ target", "a", "b"] and len(rows) == 3
+        assert (tmp_path / f"transfer_{attack}.png").is_file()
+        for i, source in enumerate(("a", "b")):  # the diagonal: white-box success
+            white = summary["whitebox"][f"{source}/{attack}"]["success_rate"]
+            assert float(rows[1 + i][1 + i]) == pytest.approx(white, abs=1e-4)
+    table = (tmp_path / "whitebox.md").read_text()
+    assert table.count("\n") == 2 + 4 and "rms_mm_median" in table
+    # a rerun reads every run back: no attack runs again
+    before = (tmp_path / "a" / "pgd" / "metrics.json").stat().st_mtime_ns
+    run_zoo(cfg)
+    assert (tmp_path / "a" / "pgd" / "metrics.json").stat().st_mtime_ns == before
+
+
+def test_zoo_refuses_bad_input_before_any_attack(tmp_path, two_ckpts):
+    from hydra import compose, initialize_config_dir
+
+    from lightning_skel.zoo import run_zoo
+    from tests.helpers import CONFIGS
+
+    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
+        bad_attack = compose(
+            "zoo", overrides=[f"models={{a: {two_ckpts[0]}}}", "attacks=[nope]", f"out_dir={tmp_path}"]
+        )
+        missing = compose(
+            "zoo", overrides=[f"models={{a: {tmp_path / 'x.ckpt'}}}", "attacks=[pgd]", f"out_dir={tmp_path}"]
+        )
+    with pytest.raises(ValueError, match=r"unknown attack config\(s\) \['nope'\]"):
+        run_zoo(bad_attack)
+    with pytest.raises(ValueError, match="models.a: no checkpoint"):
+        run_zoo(missing)
+    assert not any(tmp_path.iterdir())

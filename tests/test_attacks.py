@@ -20,6 +20,7 @@ FAST = {
     "ifgsm": {"eps": 0.05, "steps": 20},
     "cw": {"steps": 60, "c": 5.0, "lr": 0.005},
     "zheng2020": {"max_iter": 6},
+    "apgd": {"eps": 0.05, "n_iter": 10},
 }
 
 

@@ -89,6 +89,7 @@ ATTACK_KWARGS = {
     "ifgsm": {"steps": 3, "eps": 0.05},
     "cw": {"steps": 3, "lr": 0.01},
     "smart": {"steps": 3},
+    "apgd": {"n_iter": 5, "eps": 0.05},
 }
 
 

@@ -90,6 +90,7 @@ ATTACK_KWARGS = {
     "cw": {"steps": 3, "lr": 0.01},
     "smart": {"steps": 3},
     "apgd": {"n_iter": 5, "eps": 0.05},
+    "square": {"n_queries": 20, "eps": 0.05},
 }
 
 

@@ -22,6 +22,7 @@ FAST = {
     "zheng2020": {"max_iter": 6},
     "apgd": {"eps": 0.05, "n_iter": 10},
     "square": {"eps": 0.05, "n_queries": 60},
+    "autoattack": {"eps": 0.05, "n_iter": 5, "n_target_classes": 2, "n_queries": 30},
 }
 GRADIENT_FREE = {"square"}  # attacks that only run the model forward: their clips spend forward passes
 

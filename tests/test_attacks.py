@@ -23,6 +23,7 @@ FAST = {
     "apgd": {"eps": 0.05, "n_iter": 10},
     "square": {"eps": 0.05, "n_queries": 60},
     "autoattack": {"eps": 0.05, "n_iter": 5, "n_target_classes": 2, "n_queries": 30},
+    "mifgsm": {"eps": 0.05, "steps": 10},
 }
 GRADIENT_FREE = {"square"}  # attacks that only run the model forward: their clips spend forward passes
 

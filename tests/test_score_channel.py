@@ -91,6 +91,7 @@ ATTACK_KWARGS = {
     "smart": {"steps": 3},
     "apgd": {"n_iter": 5, "eps": 0.05},
     "square": {"n_queries": 20, "eps": 0.05},
+    "mifgsm": {"steps": 3, "eps": 0.05},
     # the model has 3 classes: too few for APGD-T's targeted DLR loss
     "autoattack": {
         "version": "custom",

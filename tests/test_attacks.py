@@ -147,7 +147,7 @@ def test_targeted_attack_reaches_targets(victim, name):
     assert res.success.float().mean() >= 0.75
 
 
-@pytest.mark.parametrize("name", ["admm", "smart", "pgd", "cw"])
+@pytest.mark.parametrize("name", list_attacks())
 def test_attack_leaves_model_state_alone(victim, name):
     model, x, y, lengths = victim
     model.train()
@@ -166,7 +166,7 @@ def test_attack_leaves_model_state_alone(victim, name):
         p.grad = None
 
 
-@pytest.mark.parametrize("name", ["admm", "smart", "pgd", "cw"])
+@pytest.mark.parametrize("name", list_attacks())
 def test_padding_and_absent_persons_bit_identical(victim, name):
     model, x, y, lengths = victim
     x = x.clone()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import logging
 import os
 import re
@@ -232,6 +233,31 @@ def evaluate_file(
         w.writerow(["index", *cols])
         w.writerows(zip(range(len(y)), *cols.values(), strict=True))
     write_json(out / "transfer.json", {"file": str(path), "targets": target_names(specs), **metrics})
+    return metrics
+
+
+def add_to_run(
+    out_dir: str | os.PathLike,
+    specs: Sequence[str] | Mapping[str, str | list[str]],
+    batch: int = 128,
+    device: str = "cpu",
+) -> dict[str, float | int]:
+    """An attack run's clips (``out_dir/adversarial.npz``) labelled by every target: each target's columns
+    (:func:`transfer_columns`) appended to ``per_sample.csv`` (its rows are the npz's, in order) and its
+    metrics to ``metrics.json``, both rewritten atomically; ``transfer.csv`` and ``transfer.json`` too."""
+    out = Path(out_dir)
+    metrics = evaluate_file(out / "adversarial.npz", specs, out, batch, device)
+    with (out / "transfer.csv").open(newline="") as f:
+        extra = list(csv.DictReader(f))
+    with (out / "per_sample.csv").open(newline="") as f:
+        rows = list(csv.reader(f))
+    added = [k for k in extra[0] if k.startswith(("pred_adv_", "transferred_"))] if extra else []
+    with atomic_open(out / "per_sample.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow([*rows[0], *added])
+        w.writerows([*row, *(e[k] for k in added)] for row, e in zip(rows[1:], extra, strict=True))
+    saved = json.loads((out / "metrics.json").read_text())
+    write_json(out / "metrics.json", {**saved, **metrics, "transfer_targets": target_names(specs)})
     return metrics
 
 

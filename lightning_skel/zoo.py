@@ -78,7 +78,8 @@ def attack_runs(cfg: DictConfig, models: Mapping[str, Any]) -> dict[tuple[str, s
     from lightning_skel.run import run_attack
 
     out = Path(cfg.out_dir)
-    extra = OmegaConf.to_container(cfg.get("attack_overrides") or {}, resolve=True)
+    overrides = cfg.get("attack_overrides")
+    extra = OmegaConf.to_container(overrides, resolve=True) if overrides is not None else {}
     common = [f"data.split={cfg.split}", f"subset={cfg.subset}", f"batch_size={cfg.batch_size}",
               f"threads={cfg.threads}", f"seed={cfg.seed}"]  # fmt: skip
     if cfg.get("limit") is not None:

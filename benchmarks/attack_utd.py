@@ -51,6 +51,8 @@ def plan(emotion: bool) -> dict[str, list[str]]:
         "admm_strict": ["attack=admm_strict"],
         "admm_strict_targeted": ["attack=admm_strict", "attack.targeted=true"],
         "smart": ["attack=smart"],
+        "smart_balanced": ["attack=smart_balanced"],
+        "zheng2020": ["attack=zheng2020"],
         "pgd": ["attack=pgd"],
     }
     if emotion:

@@ -17,7 +17,7 @@ import inspect
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ from lightning_skel.attacks import ATTACKS
 from lightning_skel.attacks.metrics import attack_metrics, check_budgets, per_sample_metrics
 from lightning_skel.attacks.spec import ATTACK_KWARG_NUMBERS, AttackSpec
 from lightning_skel.checkpoints import CheckpointError, load_classifiers, load_emotion
-from lightning_skel.data.datamodule import SkeletonDataModule
+from lightning_skel.data.datamodule import SkeletonDataModule, SkeletonDataset
 from lightning_skel.progress import ClipProgress, every_s
 from lightning_skel.report import nothing_attacked, write_outputs, write_report
 from lightning_skel.run import (
@@ -95,6 +95,30 @@ def run_attack(cfg: DictConfig) -> dict[str, Any]:
 def _run_attack(cfg: DictConfig) -> dict[str, Any]:
     check_config_numbers(cfg, ATTACK_NUMBERS, "attack config")
     job_out_dir(cfg, is_distributed(cfg))
+    return launch(cfg, _attack_main)
+
+
+def launch(cfg: DictConfig, main: Callable[[Any, DictConfig], dict[str, Any] | None]) -> dict[str, Any]:
+    """Run ``main(fabric, cfg)`` in every process of a Lightning Fabric configured by ``cfg.trainer`` when the
+    run is distributed (:func:`~lightning_skel.run.is_distributed`: ``trainer.strategy=ddp``, several devices
+    or nodes), else ``main(None, cfg)`` in this process: the launch shared by the runs on a checkpoint (attack
+    and certification runs).
+
+    Args:
+        cfg: the run's config; ``trainer.accelerator``, ``devices``, ``num_nodes`` and ``strategy`` (default
+            ``auto``, 1, 1, ``ddp``) configure the Fabric.
+        main: the run's body, ``main(fabric_or_None, cfg) -> metrics``.
+
+    Returns:
+        What ``main`` returns in this process, ``{}`` where it returns nothing (ranks other than 0).
+
+    Example::
+
+        def main(fabric, cfg):  # fabric is None in a single process
+            return {"rank": 0 if fabric is None else fabric.global_rank}
+
+        metrics = launch(cfg, main)  # {"rank": 0} on rank 0 of a DDP run, {} on the others
+    """
     if is_distributed(cfg):
         from lightning_fabric import Fabric
 
@@ -105,8 +129,8 @@ def _run_attack(cfg: DictConfig) -> dict[str, Any]:
             num_nodes=t.get("num_nodes", 1),
             strategy=t.get("strategy", "ddp"),
         )
-        return fabric.launch(_attack_main, cfg) or {}
-    return _attack_main(None, cfg)
+        return fabric.launch(main, cfg) or {}
+    return main(None, cfg) or {}
 
 
 def attack_checkpoints(cfg: DictConfig) -> list[str]:
@@ -148,6 +172,91 @@ def _attack_data(cfg: DictConfig, hp: dict[str, Any]) -> tuple[SkeletonDataModul
     return SkeletonDataModule(**dm_cfg), split
 
 
+def checked_data(
+    cfg: DictConfig, hp: dict[str, Any], shown: str, fabric: Any = None
+) -> tuple[SkeletonDataModule, str]:
+    """The data module of a run on a checkpoint (the checkpoint's own data unless ``data.path`` names an npz),
+    prepared (by rank 0 under ``fabric``) and set up, and the split; refused unless it fits the checkpoint:
+    its layout, class count and names, and its score channel. Attack and certification runs share it.
+
+    Args:
+        cfg: the run's config (``data``, ``batch_size``).
+        hp: the checkpoint's hyper-parameters (:func:`~lightning_skel.checkpoints.load_classifiers`).
+        shown: the checkpoint(s) as named in errors.
+        fabric: the run's Lightning Fabric, or None (default) for a single process.
+
+    Returns:
+        ``(dm, split)``: the set-up data module and the split to run on.
+
+    Raises:
+        ValueError: the data's layout, classes or score channel differ from the checkpoint's.
+
+    Example::
+
+        classifier, hp = load_classifiers(["runs/demo/checkpoints/last.ckpt"])
+        dm, split = checked_data(cfg, hp, "runs/demo/checkpoints/last.ckpt")
+        ds = dm.datasets[split]
+    """
+    layout = hp["layout"]
+    dm, split = _attack_data(cfg, hp)
+    if fabric is None or fabric.global_rank == 0:
+        dm.prepare_data()
+    if fabric is not None:
+        fabric.barrier()
+    dm.setup()
+    if dm.layout != layout:
+        raise ValueError(
+            f"data layout {dm.layout!r} does not match the checkpoint's layout {layout!r} ({shown})"
+        )
+    if dm.num_classes != hp["num_classes"]:
+        raise ValueError(
+            f"data has {dm.num_classes} classes but the checkpoint {shown} has {hp['num_classes']}"
+        )
+    if dm.score_channel != bool(hp.get("score_channel", False)):
+        raise ValueError(
+            f"data.score_channel is {dm.score_channel} but the checkpoint {shown} was trained with "
+            f"score_channel={bool(hp.get('score_channel', False))}: its classifier takes "
+            f"{'coordinates and the keypoint score' if hp.get('score_channel') else 'coordinates only'}"
+        )
+    names = hp.get("class_names")
+    if names is not None and list(dm.class_names) != list(names):
+        i = next(i for i, (a, b) in enumerate(zip(dm.class_names, names, strict=True)) if a != b)
+        source = f"data.path {cfg.data.path}" if cfg.data.get("path") else f"data {dm.name!r}"
+        raise ValueError(
+            f"{source}: class {i} is {dm.class_names[i]!r} there and {names[i]!r} in the checkpoint {shown}: "
+            "the classifier's labels would be read as other classes"
+        )
+    return dm, split
+
+
+def windowed_clips(
+    dm: SkeletonDataModule, ds: SkeletonDataset, rows: np.ndarray
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The clips at positions ``rows`` of the dataset ``ds`` of ``dm`` as the classifier saw them in
+    evaluation (windowed, no augmentation).
+
+    Args:
+        dm: the set-up data module, whose window applies.
+        ds: one of its datasets (``dm.datasets[split]``).
+        rows: ``(N,)`` positions in ``ds`` (:func:`attack_rows`).
+
+    Returns:
+        ``x (N, C, T, V, M)`` in metres with ``T`` the window, and ``y``, ``lengths``, ``index`` ``(N,)``
+        int64 (labels, valid frames, positions in the split).
+
+    Example::
+
+        x, y, lengths, index = windowed_clips(dm, dm.datasets["test"], attack_rows(len(ds), 16))
+    """
+    items = [ds[int(i)] for i in rows]
+    x = torch.stack([it[0] for it in items]) if items else torch.zeros(0)
+    y = torch.tensor([it[1] for it in items], dtype=torch.long)
+    lengths = torch.tensor([it[2] for it in items], dtype=torch.long)
+    index = torch.tensor([it[3] for it in items], dtype=torch.long)
+    x, lengths = dm.window_batch(x, lengths, train=False)
+    return x, y, lengths, index
+
+
 def _attack_main(fabric, cfg: DictConfig) -> dict[str, Any]:
     start = time.perf_counter()
     budgets = OmegaConf.to_container(cfg.budgets, resolve=True) if cfg.get("budgets") else None
@@ -175,41 +284,14 @@ def _attack_main(fabric, cfg: DictConfig) -> dict[str, Any]:
                 "emotion_ckpt= for the emotion term, and an action classifier as ckpt"
             )
     layout = hp["layout"]
-    dm, split = _attack_data(cfg, hp)
-    if rank == 0:
-        dm.prepare_data()
-    if fabric is not None:
-        fabric.barrier()
-    dm.setup()
-    if dm.layout != layout:
-        raise ValueError(
-            f"data layout {dm.layout!r} does not match the checkpoint's layout {layout!r} ({shown})"
-        )
-    if dm.num_classes != hp["num_classes"]:
-        raise ValueError(
-            f"data has {dm.num_classes} classes but the checkpoint {shown} has {hp['num_classes']}"
-        )
-    if dm.score_channel != bool(hp.get("score_channel", False)):
-        raise ValueError(
-            f"data.score_channel is {dm.score_channel} but the checkpoint {shown} was trained with "
-            f"score_channel={bool(hp.get('score_channel', False))}: its classifier takes "
-            f"{'coordinates and the keypoint score' if hp.get('score_channel') else 'coordinates only'}"
-        )
-    names = hp.get("class_names")
-    if names is not None and list(dm.class_names) != list(names):
-        i = next(i for i, (a, b) in enumerate(zip(dm.class_names, names, strict=True)) if a != b)
-        source = f"data.path {cfg.data.path}" if cfg.data.get("path") else f"data {dm.name!r}"
-        raise ValueError(
-            f"{source}: class {i} is {dm.class_names[i]!r} there and {names[i]!r} in the checkpoint {shown}: "
-            "the classifier's labels would be read as other classes"
-        )
+    dm, split = checked_data(cfg, hp, shown, fabric)
     emotion = load_emotion(cfg.emotion_ckpt, layout) if cfg.get("emotion_ckpt") else None
     dm.check_sets(split)
     ds = dm.datasets[split]
     rows = attack_rows(len(ds), limit, subset)
     spec = {
         # one checkpoint is recorded as a path, several as a list with their fusion weights
-        **_checkpoint_spec(ckpts, fusion),
+        **checkpoint_spec(ckpts, fusion),
         "emotion_ckpt": str(Path(cfg.emotion_ckpt).resolve()) if cfg.get("emotion_ckpt") else None,
         "emotion_ckpt_sha256": file_sha256(cfg.emotion_ckpt) if cfg.get("emotion_ckpt") else None,
         "attack": name,
@@ -232,12 +314,7 @@ def _attack_main(fabric, cfg: DictConfig) -> dict[str, Any]:
     )  # fmt: skip
     run.build()  # bad attack settings fail here, before any work
     # -- the clips, windowed as the classifier saw them in evaluation --
-    items = [ds[int(i)] for i in rows]
-    x = torch.stack([it[0] for it in items]) if items else torch.zeros(0)
-    y = torch.tensor([it[1] for it in items], dtype=torch.long)
-    lengths = torch.tensor([it[2] for it in items], dtype=torch.long)
-    index = torch.tensor([it[3] for it in items], dtype=torch.long)
-    x, lengths = dm.window_batch(x, lengths, train=False)
+    x, y, lengths, index = windowed_clips(dm, ds, rows)
     if rank == 0:
         run.check_out_dir(index)  # the shards already there: this run's, of these samples, readable
     if fabric is not None:
@@ -275,10 +352,23 @@ def _attack_main(fabric, cfg: DictConfig) -> dict[str, Any]:
     return metrics
 
 
-def _checkpoint_spec(ckpts: list[str], fusion: list[float] | None) -> dict[str, Any]:
-    """What identifies the attacked model in a run's spec: its checkpoint files (path, and the sha256 of the
-    bytes, so that other weights saved under the same path are another run) and, for a fusion of several,
-    each one's weight."""
+def checkpoint_spec(ckpts: list[str], fusion: list[float] | None) -> dict[str, Any]:
+    """What identifies the model of a run on a checkpoint in the run's spec: its checkpoint files (path, and
+    the sha256 of the bytes, so that other weights saved under the same path are another run) and, for a
+    fusion of several, each one's weight.
+
+    Args:
+        ckpts: the checkpoint paths (:func:`attack_checkpoints`).
+        fusion: the fusion weights of several, or None (default 1 each).
+
+    Returns:
+        ``{"ckpt": path, "ckpt_sha256": hex}`` for one checkpoint; lists of both and ``fusion_weights`` for
+        several.
+
+    Example::
+
+        checkpoint_spec(["a.ckpt", "b.ckpt"], None)["fusion_weights"]  # [1.0, 1.0]
+    """
     files = [Path(c) for c in ckpts]
     if len(files) == 1:
         return {"ckpt": str(files[0].resolve()), "ckpt_sha256": file_sha256(files[0])}

@@ -18,12 +18,27 @@ log = logging.getLogger(__name__)
 
 
 def interactive() -> bool:
-    """Whether progress can be drawn as a bar: stdout is a terminal."""
+    """Whether progress can be drawn as a bar: stdout is a terminal.
+
+    Example:
+        >>> interactive()  # a doctest's stdout is not a terminal
+        False
+    """
     return sys.stdout.isatty()
 
 
 def every_s(cfg: Any, script: str) -> float:
-    """The config's ``progress_every_s`` (seconds between progress lines), or a clear error."""
+    """The config's ``progress_every_s``, seconds between progress lines (default 30), or a clear error.
+
+    ``script`` starts the error.
+
+    Example:
+        >>> every_s({"progress_every_s": 10}, "train.py")
+        10.0
+        >>> every_s({"progress_every_s": "10s"}, "train.py")
+        Traceback (most recent call last):
+        ValueError: train.py: invalid setting(s): progress_every_s must be a number of seconds >= 0, ...
+    """
     value = cfg.get("progress_every_s", 30)
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
     check_params(script, {"progress_every_s": (value, ok, "a number of seconds >= 0")}, "setting(s)")
@@ -31,7 +46,12 @@ def every_s(cfg: Any, script: str) -> float:
 
 
 def format_eta(seconds: float) -> str:
-    """``H:MM:SS``, or ``?`` when not known yet."""
+    """``seconds`` as ``H:MM:SS``, or ``?`` when not known yet (infinite, NaN, negative).
+
+    Example:
+        >>> format_eta(3725), format_eta(float("inf"))
+        ('1:02:05', '?')
+    """
     if not math.isfinite(seconds) or seconds < 0:
         return "?"
     s = round(seconds)
@@ -52,8 +72,17 @@ def _running(pl_module: pl.LightningModule) -> dict[str, float]:
 
 
 class MetricsBar(RichProgressBar):
-    """Lightning's Rich bar showing the epoch's running training loss and accuracy instead of ``v_num``
-    (read at most every ``every_s`` seconds: reading them waits for the device)."""
+    """Lightning's Rich bar showing the epoch's running training loss and accuracy instead of ``v_num``.
+
+    Args:
+        every_s: seconds between readings of the metrics, which wait for the device (default 0.5).
+        **kwargs: ``RichProgressBar``'s arguments.
+
+    Example:
+        >>> bar = MetricsBar(every_s=1.0)  # a callback of pl.Trainer(callbacks=[bar])
+        >>> bar.every_s
+        1.0
+    """
 
     def __init__(self, every_s: float = 0.5, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -70,9 +99,19 @@ class MetricsBar(RichProgressBar):
 
 
 class TrainingProgressLog(Callback):
-    """A log line every ``every_s`` seconds of training (at a step's or an epoch's end) and when training
-    ends: epoch, step of the epoch, the epoch's running training loss and accuracy, and the time left for
-    the run (rank 0 only)."""
+    """A log line every ``every_s`` seconds of training, and when training ends (rank 0 only).
+
+    Written at a step's or an epoch's end: the epoch, the step of the epoch, the epoch's running training
+    loss and accuracy, and the time left for the run.
+
+    Args:
+        every_s: seconds between lines (default 30).
+
+    Example:
+        >>> callback = TrainingProgressLog(every_s=60)  # a callback of pl.Trainer(callbacks=[callback])
+        >>> callback.every_s
+        60
+    """
 
     def __init__(self, every_s: float = 30.0) -> None:
         self.every_s = every_s
@@ -113,23 +152,35 @@ class TrainingProgressLog(Callback):
 
 
 def training_progress(enabled: bool, every_s: float) -> list[Callback]:
-    """The progress callbacks of a training run: the bar in a terminal, log lines elsewhere, none when
-    ``enabled`` (``trainer.enable_progress_bar``) is false. Without a terminal the trainer's own bar must be
-    off (``enable_progress_bar=False``)."""
+    """The progress callbacks of a training run: the bar in a terminal, log lines elsewhere.
+
+    None when ``enabled`` (``trainer.enable_progress_bar``) is false. Without a terminal the trainer's own
+    bar must be off (``enable_progress_bar=False``). ``every_s``: seconds between log lines.
+
+    Example:
+        >>> [type(c).__name__ for c in training_progress(True, every_s=30)]  # no terminal here
+        ['TrainingProgressLog']
+    """
     if not enabled:
         return []
     return [MetricsBar()] if interactive() else [TrainingProgressLog(every_s)]
 
 
 class ClipProgress:
-    """Items finished out of ``total``: a Rich bar in a terminal, else a log line every ``every_s`` seconds
-    and at the end. ``enabled=False`` (ranks other than 0) shows nothing; ``unit`` names the items
-    (default clips).
+    """Items finished out of ``total``: a Rich bar in a terminal, else log lines now and then and at the end.
 
-    Example::
+    Args:
+        description: what runs, the start of each line.
+        total: the items to finish.
+        every_s: seconds between log lines (default 30).
+        enabled: ``False`` (ranks other than 0) shows nothing (default true).
+        unit: what the items are (default ``"clips"``).
 
-        with ClipProgress("ADMM", total=len(x)) as bar:
-            bar.advance(k)  # k more clips finished
+    Example:
+        >>> with ClipProgress("ADMM", total=8) as bar:
+        ...     bar.advance(3)  # 3 more clips finished
+        >>> bar.done
+        3
     """
 
     def __init__(

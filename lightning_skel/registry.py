@@ -9,7 +9,25 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    """A named collection of classes or functions. An unknown name is a ``KeyError`` listing the known ones."""
+    """A named collection of classes or functions (timm's ``_registry.py``).
+
+    ``register(name)`` is a decorator (default name: the object's ``__name__``); a name registered twice is
+    a ``KeyError``. ``get(name)`` of an unknown name is a ``KeyError`` listing the known ones.
+
+    Args:
+        kind: what the entries are, for the messages (``"model"``, ``"attack"``, ...).
+
+    Example:
+        >>> LOSSES = Registry("loss")
+        >>> @LOSSES.register("l2")
+        ... def l2(x):
+        ...     return (x**2).sum()
+        >>> LOSSES.get("l2") is l2, LOSSES.names(), "l1" in LOSSES
+        (True, ['l2'], False)
+        >>> LOSSES.get("l1")
+        Traceback (most recent call last):
+        KeyError: "unknown loss 'l1'; known: l2"
+    """
 
     def __init__(self, kind: str) -> None:
         self.kind = kind

@@ -1,4 +1,10 @@
-"""The outputs of an attack run: adversarial.npz, per_sample.csv, metrics.json, report.md and its figures."""
+"""The outputs of an attack run: adversarial.npz, per_sample.csv, metrics.json, report.md and its figures.
+
+``merged`` holds the attack's per-clip arrays, each ``(N, ...)``: ``x`` and ``x_adv`` ``(N, C, T, V, M)``
+(the clean and the adversarial clips, windowed), ``y``, ``lengths``, ``index`` (the row in the source),
+``target`` (-1 untargeted), ``pred_clean``, ``pred_adv``, ``grad_evals``, ``attacked``, ``success``, the
+metrics ``m_<name>`` (:mod:`lightning_skel.attacks.metrics`) and, with a score channel, ``score``.
+"""
 
 from __future__ import annotations
 
@@ -19,11 +25,28 @@ HISTOGRAMS = (("rms_mm", "RMS joint displacement (mm)"), ("delta_bone", "relativ
 
 
 def adversarial_data(merged: dict[str, np.ndarray], source: SkeletonData) -> SkeletonData:
-    """The attack's clips as a skeleton npz (lightning_skel.data.io): ``x`` the adversarial clips, as the
-    classifier saw them (windowed), ``x_clean`` the clean ones, ``score`` their keypoint scores where the
-    classifier took a score channel (unchanged by the attack), the attack's per-clip results, and the
-    source rows' layout, class names and per-clip facts (subject, view, emotion, sample name), so that
-    the file trains, evaluates and is attacked like any other."""
+    """The attack's clips as a skeleton-npz dict (:mod:`lightning_skel.data.io`).
+
+    ``x`` is the adversarial clips as the classifier saw them (windowed), ``x_clean`` the clean ones,
+    ``score`` their keypoint scores where the classifier took a score channel (unchanged by the attack).
+    Then the attack's per-clip results, and the source rows' layout, class names and per-clip facts
+    (subject, view, emotion, sample name), so that the file trains, evaluates and is attacked like any other.
+
+    Args:
+        merged: the attack's per-clip arrays (the module doc).
+        source: the attacked skeleton-npz dict; ``merged["index"]`` are its rows.
+
+    Example:
+        >>> x, idx, won = np.zeros((2, 3, 16, 20, 1), np.float32), np.arange(2), np.ones(2, bool)
+        >>> distances = {f"m_{key}": np.array([5.0, 7.0]) for key, _ in HISTOGRAMS}
+        >>> merged = dict(x=x, x_adv=x + 0.01, y=idx, lengths=np.full(2, 16), target=np.full(2, -1),
+        ...               index=idx, pred_clean=idx, pred_adv=1 - idx, grad_evals=np.array([10, 12]),
+        ...               attacked=won, success=won, **distances)
+        >>> source = {"layout": "kinect20", "class_names": ["wave", "clap"]}
+        >>> data = adversarial_data(merged, source)
+        >>> data["x"].shape, data["success"]
+        ((2, 3, 16, 20, 1), array([ True,  True]))
+    """
     rows = merged["index"]
     data: SkeletonData = {
         "x": merged["x_adv"], "x_clean": merged["x"], "y": merged["y"], "lengths": merged["lengths"],
@@ -42,9 +65,24 @@ def adversarial_data(merged: dict[str, np.ndarray], source: SkeletonData) -> Ske
 
 
 def write_per_sample_csv(path: Path, merged: dict[str, np.ndarray], source: SkeletonData) -> Path:
-    """A row per clip: its row in the source (``index``) and sample name, labels with their class names,
-    and every metric. Blank where nothing was measured: the target of an untargeted attack, and the
-    success, gradient evaluations and distances of a clip that was not attacked (and any NaN)."""
+    """Write ``path``, a CSV with a row per clip: its source row, sample name, labels, class names, metrics.
+
+    Blank where nothing was measured: the target of an untargeted attack, and the success, gradient
+    evaluations and distances of a clip that was not attacked (and any NaN).
+
+    Example:
+        >>> x, idx, won = np.zeros((2, 3, 16, 20, 1), np.float32), np.arange(2), np.ones(2, bool)
+        >>> distances = {f"m_{key}": np.array([5.0, 7.0]) for key, _ in HISTOGRAMS}
+        >>> merged = dict(x=x, x_adv=x + 0.01, y=idx, lengths=np.full(2, 16), target=np.full(2, -1),
+        ...               index=idx, pred_clean=idx, pred_adv=1 - idx, grad_evals=np.array([10, 12]),
+        ...               attacked=won, success=won, **distances)
+        >>> source = {"layout": "kinect20", "class_names": ["wave", "clap"]}
+        >>> _ = write_per_sample_csv(Path("per_sample.csv"), merged, source)
+        >>> with open("per_sample.csv") as f:
+        ...     row = next(csv.DictReader(f))
+        >>> row["y_name"], row["pred_adv_name"], row["target"], row["rms_mm"]  # untargeted: no target
+        ('wave', 'clap', '', '5')
+    """
     names = np.asarray(source["class_names"], dtype=str)
     attacked = merged["attacked"].astype(bool)
     targeted = merged["target"] >= 0
@@ -73,6 +111,17 @@ def write_per_sample_csv(path: Path, merged: dict[str, np.ndarray], source: Skel
 
 
 def histogram_figure(merged: dict[str, np.ndarray]) -> Figure:
+    """Histograms of the successful clips' distances (:data:`HISTOGRAMS`), with their medians.
+
+    ``merged`` needs ``success``, ``attacked`` and the metrics ``m_<name>`` of :data:`HISTOGRAMS`.
+
+    Example:
+        >>> won = np.ones(2, bool)
+        >>> distances = {f"m_{key}": np.array([5.0, 7.0]) for key, _ in HISTOGRAMS}
+        >>> fig = histogram_figure({"success": won, "attacked": won, **distances})
+        >>> [ax.get_xlabel() for ax in fig.axes][:2]
+        ['RMS joint displacement (mm)', 'relative bone-length change']
+    """
     won = merged["success"] & merged["attacked"]
     fig = Figure(figsize=(9, 6))
     for ax, (key, label) in zip(fig.subplots(2, 2).flat, HISTOGRAMS, strict=True):
@@ -88,6 +137,16 @@ def histogram_figure(merged: dict[str, np.ndarray]) -> Figure:
 
 
 def success_curve_figure(merged: dict[str, np.ndarray]) -> Figure:
+    """The success rate of the attacked clips against the gradient evaluations spent, a step curve.
+
+    ``merged`` needs ``attacked``, ``success`` and ``grad_evals``.
+
+    Example:
+        >>> won = np.ones(2, bool)
+        >>> fig = success_curve_figure({"attacked": won, "success": won, "grad_evals": np.array([10, 12])})
+        >>> fig.axes[0].get_xlabel()
+        'classifier gradient evaluations per clip'
+    """
     attacked = merged["attacked"].astype(bool)
     evals = merged["grad_evals"][attacked]
     won = merged["success"][attacked].astype(bool)
@@ -106,7 +165,12 @@ def success_curve_figure(merged: dict[str, np.ndarray]) -> Figure:
 
 
 def nothing_attacked(metrics: dict[str, Any]) -> str:
-    """Why an attack run attacked no clip, for its log and report.md."""
+    """Why an attack run attacked no clip, for its log and report.md; ``metrics`` are the run's.
+
+    Example:
+        >>> nothing_attacked({"num_samples": 0})
+        'the split holds no clips'
+    """
     n = metrics["num_samples"]
     if not n:
         return "the split holds no clips"
@@ -127,8 +191,32 @@ def write_report(
     num_examples: int = 3,
     gif: bool = True,
 ) -> dict[str, Path]:
-    """Figures under ``out_dir/figures`` and ``out_dir/report.md``; returns the figure paths by name. A run
-    that attacked no clip gets a report that says so and why, and no figures."""
+    """Write ``out_dir/report.md`` and its figures under ``out_dir/figures``; returns the figures by name.
+
+    A run that attacked no clip gets a report that says so and why, and no figures.
+
+    Args:
+        out_dir: the run's folder.
+        merged: the attack's per-clip arrays (the module doc).
+        metrics: the run's metrics (docs/METHOD.md section 5).
+        layout: the clips' layout.
+        class_names: the class names.
+        title: the report's title.
+        num_examples: the successful clips drawn clean against adversarial (default 3).
+        gif: also animate the first successful clip (default true).
+
+    Example:
+        >>> x, idx, won = np.zeros((2, 3, 16, 20, 1), np.float32), np.arange(2), np.ones(2, bool)
+        >>> distances = {f"m_{key}": np.array([5.0, 7.0]) for key, _ in HISTOGRAMS}
+        >>> merged = dict(x=x, x_adv=x + 0.01, y=idx, lengths=np.full(2, 16), target=np.full(2, -1),
+        ...               index=idx, pred_clean=idx, pred_adv=1 - idx, grad_evals=np.array([10, 12]),
+        ...               attacked=won, success=won, **distances)
+        >>> source = {"layout": "kinect20", "class_names": ["wave", "clap"]}
+        >>> paths = write_report(Path("run"), merged, {"num_attacked": 2}, "kinect20", source["class_names"],
+        ...                      "ADMM", num_examples=1, gif=False)
+        >>> sorted(paths), Path("run/report.md").is_file()
+        (['example_0', 'histograms', 'success_curve'], True)
+    """
     if not metrics.get("num_attacked"):
         lines = [f"# {title}", "", f"Nothing was attacked: {nothing_attacked(metrics)}.", "",
                  "| metric | value |", "|---|---|",
@@ -197,8 +285,21 @@ def write_outputs(
     extra: dict[str, Any],
     source: SkeletonData,
 ) -> None:
-    """adversarial.npz (:func:`adversarial_data`), per_sample.csv and metrics.json (strict JSON) of the
-    attacked clips, whose rows ``merged["index"]`` are rows of ``source``."""
+    """Write adversarial.npz (:func:`adversarial_data`), per_sample.csv and metrics.json into ``out_dir``.
+
+    metrics.json holds ``metrics`` and ``extra``, as strict JSON. ``merged["index"]`` are rows of ``source``.
+
+    Example:
+        >>> x, idx, won = np.zeros((2, 3, 16, 20, 1), np.float32), np.arange(2), np.ones(2, bool)
+        >>> distances = {f"m_{key}": np.array([5.0, 7.0]) for key, _ in HISTOGRAMS}
+        >>> merged = dict(x=x, x_adv=x + 0.01, y=idx, lengths=np.full(2, 16), target=np.full(2, -1),
+        ...               index=idx, pred_clean=idx, pred_adv=1 - idx, grad_evals=np.array([10, 12]),
+        ...               attacked=won, success=won, **distances)
+        >>> source = {"layout": "kinect20", "class_names": ["wave", "clap"]}
+        >>> write_outputs(Path("run"), merged, {"success_rate": 1.0}, {"attack": "admm"}, source)
+        >>> sorted(p.name for p in Path("run").iterdir())
+        ['adversarial.npz', 'metrics.json', 'per_sample.csv']
+    """
     save_npz(out_dir / "adversarial.npz", adversarial_data(merged, source))
     write_per_sample_csv(out_dir / "per_sample.csv", merged, source)
     write_json(out_dir / "metrics.json", {**metrics, **extra})

@@ -98,6 +98,7 @@ TRAIN_NUMBERS = {
                      "optim.scheduler.gamma", "optim.label_smoothing", "robust_training.eps", "robust_training.beta",
                      "callbacks.adv_training.ratio"), "float"),
     **dict.fromkeys(("trainer.gradient_clip_val", "robust_training.alpha"), "float?"),
+    **dict.fromkeys(("callbacks.noise.sigma", "callbacks.noise.ratio"), "float"), "callbacks.noise.seed": "int",
     **{f"callbacks.adv_training.attack.{k}": v for k, v in ATTACK_KWARG_NUMBERS.items()},
     **{f"callbacks.robust_validation.attacks.*.{k}": v for k, v in ATTACK_KWARG_NUMBERS.items()},
 }  # fmt: skip

@@ -42,9 +42,15 @@ FILE_KEYS = ("ckpt", "emotion_ckpt", "init_from", "data.path", "data.train_path"
 
 
 def short_file_name(value: Any) -> str:
-    """A file (or a list of files) as a readable folder-name part: each file's folder and stem, a
-    ``checkpoints`` folder skipped (``runs/utd_hcn/checkpoints/last.ckpt``: ``utd_hcn.last``), joined by
-    ``+``, then a hash of the absolute paths, which tells apart files whose short forms agree."""
+    """A file, or a list of files, as a readable folder-name part.
+
+    Each file's folder and stem (a ``checkpoints`` folder skipped), joined by ``+``, then a hash of the
+    absolute paths, which tells apart files whose short forms agree.
+
+    Example:
+        >>> short_file_name("runs/utd_hcn/checkpoints/last.ckpt")
+        'utd_hcn.last-...'
+    """
     files = [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
 
     def readable(file: str) -> str:
@@ -57,10 +63,24 @@ def short_file_name(value: Any) -> str:
 
 
 def job_overrides(hydra: DictConfig) -> str:
-    """A job's overrides as its folder and summary row name them: Hydra's ``override_dirname`` (the job's
-    overrides, sorted, without the configs' ``exclude_keys``), with the :data:`FILE_KEYS` among them
-    given by :func:`short_file_name` instead of left out, so that jobs over other checkpoints or data
-    differ. ``hydra`` is the job's Hydra config (``HydraConfig.get()``, or a job config's ``hydra``)."""
+    """A job's overrides as its folder and summary row name them.
+
+    Hydra's ``override_dirname`` (the job's overrides, sorted, without the configs' ``exclude_keys``), with
+    the :data:`FILE_KEYS` among them given by :func:`short_file_name` instead of left out, so that jobs over
+    other checkpoints or data differ.
+
+    Args:
+        hydra: the job's Hydra config (``HydraConfig.get()``, or a job config's ``hydra``).
+
+    Example:
+        >>> from omegaconf import OmegaConf
+        >>> dirname = {"exclude_keys": ["ckpt", "out_dir"], "item_sep": ",", "kv_sep": "="}
+        >>> task = ["ckpt=runs/utd_hcn/checkpoints/last.ckpt", "attack.weights.bone=0", "out_dir=runs/x"]
+        >>> job = {"config": {"override_dirname": dirname}}
+        >>> hydra = OmegaConf.create({"job": job, "overrides": {"task": task}})
+        >>> job_overrides(hydra)
+        'attack.weights.bone=0,ckpt=utd_hcn.last-...'
+    """
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     opts = hydra.job.config.override_dirname
@@ -75,8 +95,14 @@ def job_overrides(hydra: DictConfig) -> str:
 
 
 def job_folder_name(num: int, override_dirname: str) -> str:
-    """``<num>_<overrides>`` with path separators replaced, cut to :data:`MAX_NAME` characters with a hash of
-    the whole name when longer (so two long names stay apart)."""
+    """``<num>_<overrides>``, path separators replaced; a name over :data:`MAX_NAME` is cut and hashed.
+
+    The hash of the whole name keeps two long names apart.
+
+    Example:
+        >>> job_folder_name(3, "attack.weights.bone=0")
+        '3_attack.weights.bone=0'
+    """
     name = f"{num}_{override_dirname}".rstrip("_").replace(os.sep, "_")
     if len(name) > MAX_NAME:
         name = f"{name[: MAX_NAME - 9]}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
@@ -93,7 +119,13 @@ def job_out_dir(cfg: DictConfig, distributed: bool = False) -> Path:
 
     A ``distributed`` job of a sweep needs its processes started from outside (torchrun, SLURM), each
     running the sweep: Lightning's own launcher would start every other process with the whole command
-    line, ``-m`` and all, and each would run the whole sweep; that is refused here, before any work."""
+    line, ``-m`` and all, and each would run the whole sweep; that is refused here, before any work.
+
+    Example:
+        >>> from omegaconf import OmegaConf
+        >>> job_out_dir(OmegaConf.create({"out_dir": "runs/attack"}))  # not in a sweep
+        PosixPath('runs/attack')
+    """
     if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
         if distributed and not any(k in os.environ for k in ("LOCAL_RANK", "SLURM_PROCID")):
             raise ValueError(
@@ -107,14 +139,24 @@ def job_out_dir(cfg: DictConfig, distributed: bool = False) -> Path:
 
 
 class SweepSummary(Callback):
-    """At the end of a sweep, ``summary.md`` (with ``summary.png``, a bar per job for each metric) and
-    ``summary.csv`` in the sweep's folder (``hydra.sweep.dir``):
-    a row per job with its number, status, overrides (:func:`job_overrides`: input files in a short form,
-    ``out_dir`` and caches left out), ``out_dir`` and ``metrics`` (keys of its ``metrics.json``; a job
-    without one leaves them empty). Each job writes its row into ``<sweep folder>/<job number>/`` as it
-    ends (:data:`ROW_FILE`), so the summary also gathers the jobs a launcher ran in other processes; the
-    summary is rewritten after each job, so a sweep that a failed job ends (Hydra raises its error once
-    every job has run) still has one."""
+    """A Hydra callback: ``summary.md``, ``summary.csv`` and ``summary.png`` in the sweep's folder.
+
+    A row per job: its number, status, overrides (:func:`job_overrides`), ``out_dir`` and ``metrics``.
+    Each job writes its row into ``<sweep folder>/<job number>/`` as it ends (:data:`ROW_FILE`), so the
+    summary also gathers the jobs a launcher ran in other processes. The summary is rewritten after each
+    job, so a sweep that a failed job ends (Hydra raises its error once every job has run) still has one.
+
+    Args:
+        metrics: the keys of each job's ``metrics.json`` to show; a job without one leaves them empty.
+
+    Example:
+        >>> for job, rate in enumerate([0.9, 1.0]):
+        ...     row = {"job": job, "status": "completed", "success_rate": rate}  # what each job writes
+        ...     _ = write_json(Path("sweep", str(job), ROW_FILE), row)
+        >>> SweepSummary(metrics=["success_rate"]).write(Path("sweep"))
+        >>> sorted(p.name for p in Path("sweep").glob("summary.*"))
+        ['summary.csv', 'summary.md', 'summary.png']
+    """
 
     def __init__(self, metrics: Sequence[str]) -> None:
         self.metrics = list(metrics)
@@ -181,8 +223,15 @@ class SweepSummary(Callback):
 
 
 def summary_figure(rows: Sequence[dict[str, Any]], metrics: Sequence[str]) -> Figure | None:
-    """A bar chart per metric, a bar per job (by number, in ``rows``' order), for the metrics that at least
-    one job has a finite value of; None if none has."""
+    """A bar chart per metric, a bar per job (by number, in ``rows``' order); ``None`` without any value.
+
+    Only the metrics that at least one job has a finite value of are drawn.
+
+    Example:
+        >>> fig = summary_figure([{"job": 0, "acc": 0.5}, {"job": 1, "acc": 0.7}], ["acc", "loss"])
+        >>> [ax.get_title() for ax in fig.axes]
+        ['acc']
+    """
 
     def value(row: dict[str, Any], key: str) -> float:
         v = row.get(key)

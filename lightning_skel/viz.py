@@ -57,8 +57,23 @@ def frame_strip(
     labels: Sequence[str] | None = None,
     title: str | None = None,
 ) -> Figure:
-    """Overlay several versions of one clip (each ``(C, T, V, M)``, e.g. clean and adversarial) over
-    ``num_frames`` evenly spaced frames of its first ``length`` frames."""
+    """Overlay versions of one clip (e.g. clean and adversarial) on evenly spaced frames, a panel each.
+
+    Args:
+        clips: the versions, each ``(C, T, V, M)``; x and y (y up) are drawn.
+        layout: their skeleton layout.
+        length: the clip's valid frames (default all ``T``).
+        num_frames: the panels (default 6).
+        labels: one legend entry per version (default none).
+        title: the figure's title (default none).
+
+    Example:
+        >>> from lightning_skel.data.synthetic import generate
+        >>> clip = generate(num_per_class=1, seed=0, frames=16, layout="kinect20")["x"][0]
+        >>> fig = frame_strip([clip, clip + 0.01], "kinect20", labels=["clean", "adversarial"])
+        >>> len(fig.axes), save_figure(fig, "strip.png")
+        (6, PosixPath('strip.png'))
+    """
     layout = get_layout(layout)
     t_max = length or clips[0].shape[1]
     frames = np.linspace(0, t_max - 1, num_frames).round().astype(int)
@@ -84,7 +99,23 @@ def frame_strip(
 def clip_grid(
     x: np.ndarray, layout: Layout | str, lengths: np.ndarray, titles: Sequence[str], num_frames: int = 5
 ) -> Figure:
-    """One row per clip of ``x (N, C, T, V, M)``: ``num_frames`` frames each, titled."""
+    """One row per clip of ``x (N, C, T, V, M)``: ``num_frames`` of its ``lengths`` frames, titled.
+
+    Args:
+        x: ``(N, C, T, V, M)`` clips.
+        layout: their skeleton layout.
+        lengths: ``(N,)`` valid frames.
+        titles: one title per clip.
+        num_frames: the panels per row (default 5).
+
+    Example:
+        >>> from lightning_skel.data.synthetic import generate
+        >>> data = generate(num_per_class=1, seed=0, frames=16, layout="kinect20")
+        >>> x, lengths, titles = data["x"][:2], data["lengths"][:2], data["class_names"][:2]
+        >>> fig = clip_grid(x, "kinect20", lengths, titles, num_frames=3)
+        >>> len(fig.axes), save_figure(fig, "grid.png")
+        (6, PosixPath('grid.png'))
+    """
     layout = get_layout(layout)
     n = x.shape[0]
     fig, axes = plt.subplots(n, num_frames, figsize=(1.8 * num_frames, 1.9 * n), squeeze=False)
@@ -104,7 +135,15 @@ def clip_grid(
 
 
 def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 110) -> Path:
-    """Save atomically (temporary file + rename) and close the figure."""
+    """Save ``fig`` to ``path`` atomically (a temporary file, then a rename) and close it.
+
+    The folder is made where missing; ``dpi`` is the resolution (default 110).
+
+    Example:
+        >>> fig, ax = plt.subplots()
+        >>> save_figure(fig, "figures/empty.png")
+        PosixPath('figures/empty.png')
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
@@ -122,7 +161,22 @@ def save_gif(
     labels: Sequence[str] | None = None,
     fps: int = 15,
 ) -> Path:
-    """Animate one or more versions of a clip (each ``(C, T, V, M)``) overlaid, written atomically."""
+    """Animate one or more versions of a clip overlaid, as a GIF written atomically.
+
+    Args:
+        clips: the versions, each ``(C, T, V, M)``.
+        layout: their skeleton layout.
+        path: the GIF to write.
+        length: the frames to animate (default all ``T``).
+        labels: one legend entry per version (default none).
+        fps: frames per second (default 15).
+
+    Example:
+        >>> from lightning_skel.data.synthetic import generate
+        >>> clip = generate(num_per_class=1, seed=0, frames=16, layout="kinect20")["x"][0]
+        >>> save_gif([clip], "kinect20", "wave.gif", length=4)
+        PosixPath('wave.gif')
+    """
     from matplotlib.animation import FuncAnimation, PillowWriter
 
     # it logs which writer it uses at every save; the report says where the GIF is

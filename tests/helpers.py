@@ -51,6 +51,11 @@ def tiny_train_overrides(tmp_path: Path) -> list[str]:
     ]
 
 
+# overrides of tiny_train_overrides for a model that learns the generated data (attack tests need correct clips)
+LEARNT = ["trainer.max_epochs=15", "optim.optimizer.lr=0.003", "data.synthetic.num_per_class=8",
+          "model.kwargs.width=16", "model.kwargs.feature_dim=32"]  # fmt: skip
+
+
 def run_script(
     script: str,
     args: list[str],

@@ -15,14 +15,12 @@ from lightning_skel.data.io import save_npz
 from lightning_skel.data.synthetic import generate
 from lightning_skel.run import run_train
 from lightning_skel.sweep import short_file_name
-from tests.helpers import attack_cfg, run_script, train_cfg
+from tests.helpers import LEARNT, attack_cfg, run_script, train_cfg
 
 PGD = ["attack=pgd", "attack.eps=0.05", "attack.steps=5", "limit=10", "batch_size=4"]
+
+
 # a victim that has learnt something (above chance on the tiny generated data), so that runs attack clips
-LEARNT = ["trainer.max_epochs=15", "optim.optimizer.lr=0.003", "data.synthetic.num_per_class=8",
-          "model.kwargs.width=16", "model.kwargs.feature_dim=32"]  # fmt: skip
-
-
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("victim")

@@ -21,8 +21,8 @@ from lightning_skel.data.io import load_npz, save_npz
 from lightning_skel.report import histogram_figure, write_per_sample_csv
 from lightning_skel.run import run_train
 from lightning_skel.sweep import job_overrides, short_file_name
-from tests.helpers import CONFIGS, attack_cfg, run_script, train_cfg
-from tests.test_attack_run import LEARNT, PGD
+from tests.helpers import CONFIGS, LEARNT, attack_cfg, run_script, train_cfg
+from tests.test_attack_run import PGD
 
 
 @pytest.fixture(scope="module")

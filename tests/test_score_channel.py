@@ -90,6 +90,16 @@ ATTACK_KWARGS = {
     "ifgsm": {"steps": 3, "eps": 0.05},
     "cw": {"steps": 3, "lr": 0.01},
     "smart": {"steps": 3},
+    "apgd": {"n_iter": 5, "eps": 0.05},
+    "square": {"n_queries": 20, "eps": 0.05},
+    "mifgsm": {"steps": 3, "eps": 0.05},
+    # the model has 3 classes: too few for APGD-T's targeted DLR loss
+    "autoattack": {
+        "version": "custom",
+        "attacks": ["apgd-ce", "apgd-dlr", "square"],
+        "n_iter": 5,
+        "n_queries": 20,
+    },
 }
 
 

@@ -108,7 +108,7 @@ def test_shipped_configs_pass_the_number_check_and_every_rule_is_used():
     from lightning_skel.attacks.spec import ATTACK_KWARG_NUMBERS
     from lightning_skel.run import TRAIN_NUMBERS, check_config_numbers
 
-    train = [[], ["callbacks=adv_training"], ["experiment=utd_agcn_joint"], ["experiment=utd_sgn"],
+    train = [[], ["callbacks=adv_training"], ["callbacks=noise"], ["experiment=utd_agcn_joint"], ["experiment=utd_sgn"],
              ["experiment=ntu60_xsub_stgcn"], ["experiment=demo_emotion"]]  # fmt: skip
     attacks = sorted(p.stem for p in (Path(CONFIGS) / "attack").glob("*.yaml"))
     checked = set()

@@ -3,7 +3,7 @@
 ``build_attack(name, model, layout, **kwargs)`` builds one from the registry; ``list_attacks()`` names them.
 """
 
-from lightning_skel.attacks import admm, cw, pgd, smart  # noqa: F401  (register the attacks)
+from lightning_skel.attacks import admm, apgd, autoattack, cw, mifgsm, pgd, smart, square, zheng2020  # noqa: F401  (register the attacks)
 from lightning_skel.attacks.base import ATTACKS, Attack, AttackResult, build_attack, list_attacks
 from lightning_skel.attacks.distances import DynamicDistance, Kinematics
 

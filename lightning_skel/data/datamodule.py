@@ -50,8 +50,17 @@ def _options_key(options: dict) -> str:
 
 
 class EpochShuffleSampler(Sampler[int]):
-    """A fresh permutation every epoch, fixed by ``(seed, epoch)``: Lightning calls :meth:`set_epoch`, so a
-    run resumed from a checkpoint sees the same order as an uninterrupted one."""
+    """A fresh permutation of ``range(length)`` every epoch, fixed by ``(seed, epoch)``.
+
+    Lightning calls :meth:`set_epoch`, so a run resumed from a checkpoint sees the order an uninterrupted
+    one sees.
+
+    Example:
+        >>> sampler = EpochShuffleSampler(5, seed=0)
+        >>> sampler.set_epoch(1)
+        >>> sorted(sampler) == list(range(5)), list(sampler) == list(EpochShuffleSampler(5, seed=0))
+        (True, False)
+    """
 
     def __init__(self, length: int, seed: int) -> None:
         self.length, self.seed, self.epoch = length, seed, 0
@@ -68,9 +77,23 @@ class EpochShuffleSampler(Sampler[int]):
 
 
 class SkeletonDataset(Dataset):
-    """Rows ``indices`` of a skeleton-npz dict; items are ``(x (C, T, V, M), y, length, index)`` where
-    ``index`` is the row in the source file. With ``score_channel`` the data's ``score`` is appended to
-    ``x`` as its last channel, ``(C + 1, T, V, M)``; data without ``score`` is then a ``ValueError``."""
+    """Rows of a skeleton-npz dict; an item is ``(x (C, T, V, M), y, length, index)``.
+
+    ``index`` is the row in the source file.
+
+    Args:
+        data: the skeleton-npz dict (:func:`~lightning_skel.data.io.load_npz`).
+        indices: the rows (default all).
+        score_channel: append the data's ``score`` to ``x`` as its last channel, ``(C + 1, T, V, M)``
+            (default false); data without ``score`` is then a ``ValueError``.
+
+    Example:
+        >>> from lightning_skel.data.synthetic import generate
+        >>> data = generate(num_per_class=2, seed=0, frames=16, layout="kinect20")
+        >>> ds = SkeletonDataset(data, indices=np.arange(4))
+        >>> len(ds), ds[1][0].shape
+        (4, torch.Size([3, 16, 20, 2]))
+    """
 
     def __init__(
         self, data: SkeletonData, indices: np.ndarray | None = None, score_channel: bool = False
@@ -110,8 +133,19 @@ class SkeletonDataset(Dataset):
 
 
 def stratified_split(y: np.ndarray, fractions: tuple[float, ...], seed: int) -> list[np.ndarray]:
-    """Split row indices into ``len(fractions) + 1`` parts, class by class: part k gets ``fractions[k]`` of
-    each class, the last part the rest. Deterministic for a seed."""
+    """Split row indices into ``len(fractions) + 1`` parts, class by class; deterministic for a ``seed``.
+
+    Part k gets ``fractions[k]`` of each class (rounded), the last part the rest.
+
+    Args:
+        y: ``(N,)`` labels.
+        fractions: one fraction per part but the last.
+        seed: the shuffle's seed.
+
+    Example:
+        >>> stratified_split(np.array([0, 0, 0, 0, 1, 1, 1, 1]), (0.25,), seed=0)
+        [array([3, 6]), array([0, 1, 2, 4, 5, 7])]
+    """
     rng = np.random.default_rng(seed)
     order = np.lexsort((rng.random(len(y)), y))  # rows grouped by class, shuffled within
     ys = y[order]
@@ -123,7 +157,45 @@ def stratified_split(y: np.ndarray, fractions: tuple[float, ...], seed: int) -> 
 
 
 class SkeletonDataModule(pl.LightningDataModule):
-    """Train / val / test skeleton data from exactly one source (see ``configs/data/_base_.yaml``)."""
+    """Train / val / test skeleton data from exactly one source (``configs/data/_base_.yaml``).
+
+    Batches are ``(x, y, lengths, index)``: ``x (N, C, T, V, M)`` float32 in the data's own coordinates,
+    brought to ``window`` frames (and augmented in training) on the device after transfer.
+
+    Args:
+        name: the data's name (cache files, messages).
+        path: one skeleton npz; its ``split`` column picks the sets.
+        train_path: the training npz; ``val_path`` and ``test_path`` optionally beside it.
+        val_path, test_path: npz files of the same layout and classes as ``train_path``.
+        source: ``{"format", "src", "split"?, "options"?, "workers"?}``: a reader FORMAT converted on first
+            use into ``cache_dir`` (:func:`~lightning_skel.data.prepare.prepare`), again when the cache was
+            made with other settings.
+        synthetic: the arguments of :func:`~lightning_skel.data.synthetic.generate`, generated on first use
+            into ``cache_dir``.
+        cache_dir: where ``source`` and ``synthetic`` sets are cached (default ``.cache/lightning_skel``).
+        val_fraction, test_fraction: the fraction of each class carved from the training rows where a set is
+            missing, in [0, 1) (default 0.1 and 0.2).
+        split_seed: the carving's seed (default 0).
+        window: frames per clip the model sees, at least 2 (default 64).
+        temporal: ``"resample"`` (default) or ``"pad"`` (:func:`~lightning_skel.data.transforms.fit_window`).
+        augment: training augmentation: ``rotate_deg`` (degrees), ``scale``, ``shear``, ``random_crop``,
+            ``mirror`` (default none of them).
+        batch_size: clips per batch (default 32).
+        num_workers: data-loader processes (default 0).
+        seed: the shuffle's and the augmentation's seed (default 0).
+        num_folds: k-fold cross-validation: the test set is fold ``fold`` of a stratified k-fold split of
+            all rows (default ``None``, none).
+        fold: the test fold, in ``[0, num_folds)`` (default 0).
+        score_channel: the npz ``score`` (keypoint confidence of 2D data) as the last input channel,
+            ``x (N, C + 1, T, V, M)`` (default false).
+
+    Example:
+        >>> spec = dict(num_per_class=10, seed=0, frames=16, layout="kinect20")  # generate()'s arguments
+        >>> dm = SkeletonDataModule("demo", synthetic=spec, cache_dir="cache", window=8, batch_size=4)
+        >>> dm.setup()
+        >>> {k: len(v) for k, v in dm.datasets.items()}, dm.num_classes
+        ({'test': 24, 'val': 12, 'train': 84}, 12)
+    """
 
     def __init__(
         self,
@@ -424,8 +496,10 @@ class SkeletonDataModule(pl.LightningDataModule):
         return int(self.data["x"].shape[4])
 
     def describe(self) -> dict[str, Any]:
-        """What a checkpoint must remember about the data. ``score_channel`` appears only when true, so that
-        the description of data without it (recorded in attack runs' fingerprints) is what it was."""
+        """What a checkpoint must remember about the data.
+
+        ``score_channel`` appears only when true: data without it keeps the description that attack runs
+        record in their fingerprints."""
         return {
             "name": self.name,
             "layout": self.layout,

@@ -58,9 +58,19 @@ SkeletonData = dict[str, Any]
 
 
 def pad_concat(blocks: list[np.ndarray], shape: tuple[int, ...] | None = None) -> np.ndarray:
-    """Concatenate ``blocks`` along axis 0, zero-padding every other axis to ``shape`` (default: the largest
-    size of each axis among the blocks), as float32: clips of different lengths and person counts stacked
-    into one ``(N, C, T, V, M)`` array, or their ``(N, T, V, M)`` scores. One block copy per block."""
+    """Concatenate ``blocks`` along axis 0 as float32, zero-padding every other axis to ``shape``.
+
+    Stacks clips of different lengths and person counts into one ``(N, C, T, V, M)`` array, or their
+    ``(N, T, V, M)`` scores. One copy per block.
+
+    Args:
+        blocks: arrays of one rank.
+        shape: the size of every axis but the first (default: the largest among the blocks).
+
+    Example:
+        >>> pad_concat([np.ones((1, 3, 5, 20, 1)), np.ones((2, 3, 8, 20, 2))]).shape
+        (3, 3, 8, 20, 2)
+    """
     if shape is None:
         shape = tuple(int(s) for s in np.max([b.shape[1:] for b in blocks], axis=0))
     out = np.zeros((sum(len(b) for b in blocks), *shape), dtype=np.float32)
@@ -72,9 +82,23 @@ def pad_concat(blocks: list[np.ndarray], shape: tuple[int, ...] | None = None) -
 
 
 def validate(data: SkeletonData, source: str | os.PathLike = "<memory>") -> SkeletonData:
-    """Check a skeleton-npz dict; return it with ``layout`` as ``str`` and names as lists.
+    """Check a skeleton-npz dict (the module doc's keys); return it with ``layout`` a ``str``, names lists.
 
-    Raises ``ValueError("<source>: <problem>")`` on the first problem found.
+    Args:
+        data: the arrays by key.
+        source: where they come from, the start of the error (default ``"<memory>"``).
+
+    Raises:
+        ValueError: ``"<source>: <problem>"``, the first problem found.
+
+    Example:
+        >>> x, y, lengths = np.zeros((2, 3, 8, 20, 1), np.float32), np.array([0, 1]), np.array([8, 5])
+        >>> data = dict(x=x, y=y, lengths=lengths, layout="kinect20", class_names=["wave", "clap"])
+        >>> validate(data)["class_names"]
+        ['wave', 'clap']
+        >>> validate({**data, "y": np.array([0, 2])})
+        Traceback (most recent call last):
+        ValueError: <memory>: labels y must lie in [0, 2) (len(class_names)), got range [0, 2]
     """
 
     def fail(msg: str) -> None:
@@ -175,7 +199,15 @@ def validate(data: SkeletonData, source: str | os.PathLike = "<memory>") -> Skel
 
 
 def save_npz(path: str | os.PathLike, data: SkeletonData, compress: bool = False) -> Path:
-    """Validate ``data`` and write it atomically (temporary file in the same folder, then rename)."""
+    """Validate ``data`` and write it to ``path`` atomically (a temporary file beside it, then a rename).
+
+    ``x`` is made float32, ``y`` and ``lengths`` int64; ``compress`` zips the arrays (default false).
+
+    Example:
+        >>> from lightning_skel.data.synthetic import generate
+        >>> save_npz("clips.npz", generate(num_per_class=1, seed=0, frames=16))
+        PosixPath('clips.npz')
+    """
     path = Path(path)
     data = dict(data)
     data["x"] = np.ascontiguousarray(data["x"], dtype=np.float32)
@@ -221,9 +253,17 @@ def _check_members(path: Path) -> None:
 
 
 def read_prepared_by(path: str | os.PathLike) -> dict | None:
-    """The ``prepared_by`` record of the skeleton npz at ``path`` as a dict, ``None`` when it has none;
-    reads only that array (a converted data set can be gigabytes). A malformed record is a ``ValueError``
-    naming the file."""
+    """The ``prepared_by`` record of the skeleton npz at ``path`` as a dict, ``None`` when it has none.
+
+    Reads only that array: a converted data set can be gigabytes. A malformed record is a ``ValueError``
+    naming the file.
+
+    Example:
+        >>> from lightning_skel.data.synthetic import generate
+        >>> _ = save_npz("clips.npz", {**generate(1, seed=0, frames=16), "prepared_by": '{"format": "ntu"}'})
+        >>> read_prepared_by("clips.npz")
+        {'format': 'ntu'}
+    """
     path = Path(path)
     try:
         _check_members(path)  # headers only
@@ -256,7 +296,14 @@ def _prepared_record(stored: Any) -> tuple[str | None, dict | None]:
 
 
 def load_npz(path: str | os.PathLike) -> SkeletonData:
-    """Read and validate a skeleton npz; never unpickles. Errors name the file and the problem."""
+    """Read and validate the skeleton npz at ``path``; never unpickles. Errors name the file and the problem.
+
+    Example:
+        >>> from lightning_skel.data.synthetic import generate
+        >>> _ = save_npz("clips.npz", generate(num_per_class=1, seed=0, frames=16))
+        >>> load_npz("clips.npz")["x"].shape  # 12 classes, (C, T, V, M)
+        (12, 3, 16, 25, 2)
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such skeleton npz file")

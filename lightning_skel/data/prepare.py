@@ -51,11 +51,28 @@ log = logging.getLogger(__name__)
 
 
 class PrepareError(ValueError):
-    """Bad arguments, or a run that produced nothing: ``main`` exits with code 2."""
+    """Bad arguments, or a run that produced nothing: ``main`` exits with code 2.
+
+    Example:
+        >>> prepare("nope", ".", "out.npz")
+        Traceback (most recent call last):
+        lightning_skel.data.prepare.PrepareError: unknown format 'nope'; known formats: agcn, ctrgcn, ...
+    """
 
 
 class NothingReadError(PrepareError):
-    """Every file was skipped; nothing was written. ``report`` lists the skips."""
+    """Every file was skipped; nothing was written.
+
+    Args:
+        message: what went wrong, with the first skips.
+        report: the :class:`PrepareReport`, whose ``skipped`` lists every skip.
+
+    Example:
+        >>> _ = open("a2_s1_t1_skeleton.mat", "w").write("not a mat file")
+        >>> prepare("utd_mhad", "a2_s1_t1_skeleton.mat", "none.npz", progress=False)
+        Traceback (most recent call last):
+        lightning_skel.data.prepare.NothingReadError: no clip could be read from the 1 file(s) under ...
+    """
 
     def __init__(self, message: str, report: PrepareReport) -> None:
         super().__init__(message)
@@ -64,7 +81,17 @@ class NothingReadError(PrepareError):
 
 @dataclass(frozen=True)
 class Skipped:
-    """A file that could not be read: its path, the line of the problem (if known) and the reason."""
+    """A file that could not be read.
+
+    Args:
+        path: the file.
+        line: the 1-based line of the problem, ``None`` where not known.
+        reason: what is wrong.
+
+    Example:
+        >>> str(Skipped("S001C001P001R001A001.skeleton", 3, "not a number"))
+        'S001C001P001R001A001.skeleton:3: not a number'
+    """
 
     path: str
     line: int | None
@@ -77,20 +104,48 @@ class Skipped:
 
 @dataclass
 class PrepareReport:
-    out: Path | None  # the npz written; None when nothing was
+    """What :func:`prepare` did.
+
+    Args:
+        out: the npz written; ``None`` when nothing was.
+        num_clips: the clips it holds.
+        skipped: the files that could not be read (default none).
+        num_files: the files read or skipped (default 0).
+
+    Example:
+        >>> import scipy.io
+        >>> scipy.io.savemat("a1_s1_t1_skeleton.mat", {"d_skel": np.zeros((20, 3, 10))})  # a UTD-MHAD clip
+        >>> prepare("utd_mhad", "a1_s1_t1_skeleton.mat", "utd.npz", progress=False)
+        PrepareReport(out=PosixPath('utd.npz'), num_clips=1, skipped=[], num_files=1)
+    """
+
+    out: Path | None
     num_clips: int
     skipped: list[Skipped] = field(default_factory=list)
     num_files: int = 0
 
 
 def load_readers() -> list[str]:
-    """The registered formats (``lightning_skel.data.readers`` imports every reader module, each of which
-    registers its own)."""
+    """The registered formats: ``lightning_skel.data.readers`` imports every reader module, each of which
+    registers its own.
+
+    Returns:
+        The registered formats, sorted.
+
+    Example:
+        >>> load_readers()
+        ['agcn', 'ctrgcn', 'emotion_gait', 'kinetics', 'ntu', 'pyskl', 'utd_mhad']
+    """
     return READERS.names()
 
 
 def make_reader(format: str, options: Mapping[str, Any] | None = None) -> Reader:
-    """The reader of ``format`` with ``options``; unknown formats and bad options are :class:`PrepareError`."""
+    """The reader of ``format`` with ``options``; an unknown format or a bad option is :class:`PrepareError`.
+
+    Example:
+        >>> make_reader("ntu", {"pipeline": "agcn"}).settings()
+        {'pipeline': 'agcn'}
+    """
     known = load_readers()
     if format not in READERS:
         raise PrepareError(f"unknown format {format!r}; known formats: {', '.join(known)}")
@@ -106,9 +161,15 @@ def preparation(
     split: str | None = None,
     limit: int | None = None,
 ) -> dict[str, Any]:
-    """The ``prepared_by`` record that :func:`prepare` writes for these arguments, e.g.
-    ``{"format": "ntu", "options": {"pipeline": "project"}, "split": "xsub60"}`` (``limit`` only when set).
-    Bad options are a :class:`PrepareError`, as in :func:`prepare`."""
+    """The ``prepared_by`` record that :func:`prepare` writes for these arguments.
+
+    The reader's options have their defaults filled in; ``limit`` appears only when set. Bad options are a
+    :class:`PrepareError`, as in :func:`prepare`.
+
+    Example:
+        >>> preparation("ntu", split="xsub60")
+        {'format': 'ntu', 'options': {'pipeline': 'project'}, 'split': 'xsub60'}
+    """
     return _record(format, make_reader(format, options), split, limit)
 
 
@@ -239,15 +300,31 @@ def prepare(
     progress: bool = True,
     options: Mapping[str, Any] | None = None,
 ) -> PrepareReport:
-    """Read every ``format`` file under ``src`` into one skeleton npz ``out`` (written atomically).
+    """Read every ``format`` file under ``src`` into one skeleton npz ``out``, written atomically.
 
-    ``split`` names the format's benchmark protocol, stored as the ``split`` column. ``workers`` > 1 reads
-    the files in that many processes; the output does not depend on it. ``limit`` reads at most that many
-    files and keeps at most that many clips (a quick smoke run). ``options`` go to the reader.
+    A file that raises :class:`~lightning_skel.data.readers.base.ReadError` is skipped and listed in the
+    report; any other exception from a reader propagates.
 
-    Files that raise :class:`ReadError` are skipped and listed in the report. Raises :class:`PrepareError`
-    on bad arguments and :class:`NothingReadError` (writing nothing) when no file could be read; any other
-    exception from a reader propagates.
+    Args:
+        format: a registered reader (:func:`load_readers`).
+        src: the data set's file or folder.
+        out: the ``.npz`` to write.
+        split: the format's benchmark protocol, stored as the ``split`` column (default none).
+        workers: reader processes (default 1); the output does not depend on them.
+        limit: read at most that many files and keep at most that many clips (default all).
+        progress: a bar in a terminal, else log lines (default true).
+        options: the reader's options (default none).
+
+    Raises:
+        PrepareError: bad arguments.
+        NothingReadError: no file could be read; nothing is written.
+
+    Example:
+        >>> import scipy.io
+        >>> scipy.io.savemat("a1_s1_t1_skeleton.mat", {"d_skel": np.zeros((20, 3, 10))})  # a UTD-MHAD clip
+        >>> report = prepare("utd_mhad", "a1_s1_t1_skeleton.mat", "utd.npz", split="xsub", progress=False)
+        >>> report.num_clips, report.skipped
+        (1, [])
     """
     src, out = Path(src), Path(out)
     reader = make_reader(format, options)
@@ -315,6 +392,15 @@ def _option(text: str) -> tuple[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command line of the module doc; returns the exit code.
+
+    Example:
+        >>> import scipy.io
+        >>> scipy.io.savemat("a1_s1_t1_skeleton.mat", {"d_skel": np.zeros((20, 3, 10))})
+        >>> main(["utd_mhad", "a1_s1_t1_skeleton.mat", "utd.npz", "--no-progress"])
+        wrote 1 clip(s) from 1 file(s) to utd.npz
+        0
+    """
     from lightning_skel.data.readers.ntu import DEFAULT_PIPELINE, NTU_PIPELINES
 
     parser = argparse.ArgumentParser(

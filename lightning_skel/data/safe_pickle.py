@@ -64,7 +64,14 @@ _NUMPY_SCALAR_TYPES = frozenset(
 
 
 class UnsafePickleError(pickle.UnpicklingError):
-    """A pickle asked for a global outside the allow-list."""
+    """A pickle asked for a global outside the allow-list; nothing of it ran.
+
+    Example:
+        >>> import os
+        >>> safe_loads(pickle.dumps(os.system))
+        Traceback (most recent call last):
+        lightning_skel.data.safe_pickle.UnsafePickleError: <bytes>: refusing to load ...system from ...
+    """
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
@@ -82,11 +89,24 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
 
 def safe_load(path: str | os.PathLike) -> Any:
-    """Load a pickle file allowing only plain data; raises :class:`UnsafePickleError` naming the file."""
+    """Load the pickle file at ``path``, allowing only plain data; a global is :class:`UnsafePickleError`.
+
+    Example:
+        >>> with open("labels.pkl", "wb") as f:
+        ...     pickle.dump((["S001C001P001R001A001"], [0]), f)
+        >>> safe_load("labels.pkl")
+        (['S001C001P001R001A001'], [0])
+    """
     path = Path(path)
     with open(path, "rb") as f:
         return _RestrictedUnpickler(f, str(path)).load()
 
 
 def safe_loads(data: bytes, source: str = "<bytes>") -> Any:
+    """:func:`safe_load` of the bytes ``data``; ``source`` names them in the error.
+
+    Example:
+        >>> safe_loads(pickle.dumps({"label": 3, "frame_dir": "S001C001P001R001A004"}))
+        {'label': 3, 'frame_dir': 'S001C001P001R001A004'}
+    """
     return _RestrictedUnpickler(io.BytesIO(data), source).load()

@@ -77,17 +77,47 @@ _DOF_ORDER = tuple(_DOFS)
 
 @dataclass
 class Motion:
-    """Joint-angle trajectories of one person for a batch of clips: each array ``(N, T)``."""
+    """The motion of one person for a batch of N clips of T frames.
+
+    Args:
+        angles: joint angles in radians by degree of freedom (``"l_elbow"``, ``"r_sh_abd"``, ...), each
+            ``(N, T)``; a missing one stays at rest.
+        yaw: ``(N, T)`` rotation of the whole body about the vertical axis, radians.
+        offset: ``(N, T, 3)`` translation of the whole body in metres (grounding adds to y afterwards).
+        lift: ``(N, T)`` height above the ground contact in metres (jumps).
+
+    Example:
+        >>> z = np.zeros((1, 4))  # one clip of four frames
+        >>> bent = Motion({"l_elbow": np.full((1, 4), np.pi / 2)}, yaw=z, offset=np.zeros((1, 4, 3)), lift=z)
+        >>> bent.angles["l_elbow"].shape
+        (1, 4)
+    """
 
     angles: dict[str, np.ndarray]
-    yaw: np.ndarray  # rotation of the whole body about the vertical axis
-    offset: np.ndarray  # (N, T, 3) translation of the whole body (before grounding, y is added after)
-    lift: np.ndarray  # (N, T) height above the ground contact (jumps)
+    yaw: np.ndarray
+    offset: np.ndarray
+    lift: np.ndarray
 
 
 @dataclass
 class ClipParams:
-    """Per-clip random draws shared by every action: each array ``(N,)``, angles in radians."""
+    """Per-clip random draws shared by every action, each array ``(N,)``.
+
+    Args:
+        speed: tempo factor.
+        amp: amplitude factor.
+        phase: phase of the oscillations, radians.
+        start: the frame the motion starts at.
+        length: the clip's valid frames.
+        frames: ``T``, the frames of every clip.
+        style: the emotion's style factors by name (``tempo``, ``amp``, ``sharp``, ...), each ``(N,)``.
+
+    Example:
+        >>> one, style = np.ones(2), {"tempo": np.ones(2), "amp": np.ones(2), "sharp": np.ones(2)}
+        >>> p = ClipParams(one, one, 0 * one, np.zeros(2, int), length=np.full(2, 30), frames=30, style=style)
+        >>> p.progress.shape, p.ramp()[0, [0, -1]]
+        ((2, 30), array([0., 1.]))
+    """
 
     speed: np.ndarray
     amp: np.ndarray
@@ -315,11 +345,28 @@ def _dof_bones(layout: Layout) -> dict[str, int]:
 
 
 def forward_kinematics(layout: Layout, offsets: np.ndarray, motion: Motion) -> np.ndarray:
-    """Joint positions ``(N, T, V, 3)`` from bone offsets ``(N, V, 3)`` (rest pose differences, scaled per
-    clip; the root's entry is its rest position) and a :class:`Motion`.
+    """Joint positions by forward kinematics along the layout's bone tree.
 
-    Loops over the joints in topological order: FK is sequential along the tree, and this runs once when a
-    data set is generated, vectorised over clips and frames.
+    Loops over the joints in topological order: FK is sequential along the tree. It runs once when a data
+    set is generated, vectorised over clips and frames.
+
+    Args:
+        layout: the skeleton layout.
+        offsets: ``(N, V, 3)`` bone offsets in metres (rest-pose differences, scaled per clip); the root's
+            entry is its rest position.
+        motion: the :class:`Motion` of ``(N, T)`` frames.
+
+    Returns:
+        ``(N, T, V, 3)`` positions in metres, y up.
+
+    Example:
+        >>> from lightning_skel.skeleton import get_layout
+        >>> lay = get_layout("kinect20")
+        >>> rest, parents = lay.rest_array.astype(float), np.array(lay.parents)
+        >>> offsets = (rest - np.where(parents[:, None] >= 0, rest[np.maximum(parents, 0)], 0.0))[None]
+        >>> still = Motion({}, np.zeros((1, 4)), np.zeros((1, 4, 3)), np.zeros((1, 4)))
+        >>> np.allclose(forward_kinematics(lay, offsets, still)[0, 0], rest)  # no motion: the rest pose
+        True
     """
     n, t = motion.yaw.shape
     v = layout.num_joints
@@ -368,12 +415,28 @@ def generate(
 ) -> SkeletonData:
     """Generate ``num_per_class`` clips of each action class as a skeleton-npz dict.
 
-    ``x (N, 3, frames, V, 2)`` in metres, camera coordinates; single-person classes leave person 2 zero;
-    frames past ``lengths`` are zero. Extra keys: ``subject`` (performer: body proportions), ``view``
-    (camera: yaw -45/0/+45 degrees plus jitter), ``emotion`` with ``emotion_names``. Deterministic for a
-    ``seed``. ``noise_std`` is the standard deviation of Gaussian sensor noise in metres (0: none).
-    ``label="emotion"`` makes the perceived emotion the class (``y``, ``class_names``): data for training
-    the emotion recognizer.
+    Deterministic for a ``seed``. Single-person classes leave person 2 zero; frames past ``lengths`` are
+    zero. Extra keys: ``subject``, ``view``, ``emotion`` with ``emotion_names``.
+
+    Args:
+        num_per_class: clips per class, at least 1.
+        seed: the seed of every draw.
+        frames: ``T``, at least 8 (default 64); each clip has 80 % to 100 % of them valid.
+        layout: the skeleton layout (default ``ntu25``).
+        noise_std: standard deviation of Gaussian sensor noise in metres (default 0.005; 0: none).
+        num_subjects: performers, each with its own body proportions (default 10).
+        num_views: cameras, yaw spread over -45 to +45 degrees plus jitter (default 3).
+        classes: the action classes (default all of :data:`ACTIONS`).
+        label: ``"action"`` (default), or ``"emotion"``: the perceived emotion is the class (data for the
+            emotion recognizer).
+
+    Returns:
+        A validated skeleton-npz dict, ``x (N, 3, frames, V, 2)`` in metres, camera coordinates.
+
+    Example:
+        >>> data = generate(num_per_class=2, seed=0, frames=16, layout="kinect20")
+        >>> data["x"].shape, data["class_names"][:3]
+        ((24, 3, 16, 20, 2), ['wave', 'clap', 'punch'])
     """
     if label not in ("action", "emotion"):
         raise ValueError(f"label must be 'action' or 'emotion', got {label!r}")

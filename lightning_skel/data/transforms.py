@@ -21,9 +21,21 @@ def temporal_resample(
 ) -> tuple[Tensor, Tensor]:
     """Linearly resample the valid frames of each clip to ``window`` frames.
 
-    With ``crop=(lo, hi)``, first take a random contiguous part of ``U(lo, hi)`` times the clip's length at
-    a random start (training); without it, the whole valid part (evaluation, deterministic). Returns the
-    resampled ``(N, C, window, V, M)`` tensor and the new lengths (all ``window``).
+    Args:
+        x: ``(N, C, T, V, M)`` clips.
+        lengths: ``(N,)`` valid frames of each clip.
+        window: the frames out.
+        crop: ``(lo, hi)``: first take a random contiguous part of ``U(lo, hi)`` times the clip's length at
+            a random start (training). ``None`` (default): the whole valid part (evaluation, deterministic).
+        generator: the random draws' generator (default torch's).
+
+    Returns:
+        ``(N, C, window, V, M)``, and the new lengths ``(N,)``, all ``window``.
+
+    Example:
+        >>> x, n = temporal_resample(torch.randn(2, 3, 40, 20, 1), torch.tensor([40, 25]), window=16)
+        >>> x.shape, n
+        (torch.Size([2, 3, 16, 20, 1]), tensor([16, 16]))
     """
     n = x.shape[0]
     dev = x.device
@@ -65,10 +77,24 @@ def fit_window(
     crop: tuple[float, float] | None = None,
     generator: torch.Generator | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """Bring clips ``x (N, C, T, V, M)`` with ``lengths (N,)`` valid frames to ``window`` frames, as the data
-    module does: ``"resample"`` resamples each clip's valid frames (:func:`temporal_resample`, ``crop`` and
-    ``generator`` as there), ``"pad"`` keeps the first ``window`` frames and zero-pads shorter clips. Returns
-    the clips ``(N, C, window, V, M)`` and their new lengths."""
+    """Bring clips to ``window`` frames, as the data module does.
+
+    Args:
+        x: ``(N, C, T, V, M)`` clips.
+        lengths: ``(N,)`` valid frames of each clip.
+        window: the frames out.
+        temporal: ``"resample"`` (default): each clip's valid frames resampled (:func:`temporal_resample`,
+            ``crop`` and ``generator`` as there). ``"pad"``: the first ``window`` frames, shorter clips
+            zero-padded.
+
+    Returns:
+        ``(N, C, window, V, M)``, and the new lengths ``(N,)``.
+
+    Example:
+        >>> x, n = fit_window(torch.randn(2, 3, 40, 20, 1), torch.tensor([40, 10]), 16, temporal="pad")
+        >>> x.shape, n
+        (torch.Size([2, 3, 16, 20, 1]), tensor([16, 10]))
+    """
     if temporal not in TEMPORAL:
         raise ValueError(f"temporal must be one of {TEMPORAL}, got {temporal!r}")
     if temporal == "resample":
@@ -85,8 +111,20 @@ def random_affine(
     shear: float = 0.0,
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    """Apply one random linear map per clip: rotation about each axis in ``±rotate_deg``, isotropic scale
-    in ``1 ± scale``, shear entries in ``±shear``. 2D data uses the in-plane part."""
+    """Apply one random linear map per clip; padding and absent persons stay zero.
+
+    Args:
+        x: ``(N, C, T, V, M)`` clips, ``C`` 3 or 2 (2D data takes the in-plane part).
+        rotate_deg: rotation about each axis in ``±rotate_deg`` degrees (default 0).
+        scale: isotropic scale in ``1 ± scale`` (default 0).
+        shear: shear entries in ``±shear`` (default 0).
+        generator: the random draws' generator (default torch's).
+
+    Example:
+        >>> x = torch.randn(2, 3, 16, 20, 1)
+        >>> random_affine(x, rotate_deg=10, scale=0.1).shape
+        torch.Size([2, 3, 16, 20, 1])
+    """
     n, c = x.shape[:2]
 
     def u(*shape: int) -> Tensor:
@@ -115,9 +153,24 @@ def random_affine(
 def random_mirror(
     x: Tensor, mirror_index: Tensor, p: float = 0.5, generator: torch.Generator | None = None
 ) -> Tensor:
-    """Replace each clip, with probability ``p``, by its left-right mirror image: the first coordinate
-    negated and every ``left_*`` joint swapped with its ``right_*`` twin (``Layout.mirror_index``). Only for
-    labels that do not depend on the side (a perceived emotion does; "swipe left" does not)."""
+    """Replace each clip, with probability ``p``, by its left-right mirror image.
+
+    The first coordinate is negated and every ``left_*`` joint swapped with its ``right_*`` twin. Only for
+    labels that do not depend on the side ("swipe left" does; a perceived emotion does not).
+
+    Args:
+        x: ``(N, C, T, V, M)`` clips.
+        mirror_index: ``(V,)`` joint permutation (``Layout.mirror_index``).
+        p: the probability (default 0.5).
+        generator: the random draws' generator (default torch's).
+
+    Example:
+        >>> from lightning_skel.skeleton import get_layout
+        >>> x = torch.randn(2, 3, 16, 20, 1)
+        >>> mirrored = random_mirror(x, torch.as_tensor(get_layout("kinect20").mirror_index), p=1.0)
+        >>> torch.equal(mirrored[:, 0, :, 4], -x[:, 0, :, 8])  # left_shoulder is right_shoulder mirrored
+        True
+    """
     flip = (torch.rand(x.shape[0], generator=generator) < p).to(x.device).view(-1, 1, 1, 1, 1)
     mirrored = x[:, :, :, mirror_index.to(x.device)]
     sign = torch.ones(x.shape[1], device=x.device, dtype=x.dtype)

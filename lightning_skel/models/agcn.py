@@ -32,13 +32,27 @@ def _temporal_unit(in_channels: int, out_channels: int, kernel: int, stride: int
 
 
 class AdaptiveGraphConv(nn.Module):
-    """2s-AGCN's ``unit_gcn`` on ``(N, C_in, T, V) -> (N, C_out, T, V)``.
+    """2s-AGCN's adaptive graph convolution ``unit_gcn`` (Shi et al., CVPR 2019, eq. 3).
 
     For each subset k, ``C_k[n, i, j] = softmax_j(theta_k(x)_i . phi_k(x)_j / (C_e T))`` with 1x1 embeddings
-    of ``C_e = C_out / embed_ratio`` channels; the output is ``ReLU(BN(sum_k W_k x (A_k + B_k + C_k)^T) +
-    down(x))``. The K subset convolutions ``W_k`` are one 1x1 convolution over the K aggregated inputs
-    stacked on the channel axis (the same linear map); their K biases are kept apart (``subset_bias``, as
-    the official ``conv_d`` list holds them) and added summed.
+    of ``C_e = C_out / embed_ratio`` channels. The output is
+    ``ReLU(BN(sum_k W_k x (A_k + B_k + C_k)^T) + down(x))``. The K subset convolutions ``W_k`` are one 1x1
+    convolution over the K aggregated inputs stacked on the channel axis (the same linear map). Their K
+    biases stay apart (``subset_bias``, as the official ``conv_d`` list holds them) and are added summed.
+
+    Args:
+        in_channels, out_channels: ``C_in`` and ``C_out``.
+        graph: the fixed partition ``A``, ``(K, V, V)``.
+        embed_ratio: ``C_out / C_e`` (default 4).
+
+    Shape:
+        ``(N, C_in, T, V) -> (N, C_out, T, V)``; :meth:`graphs`: ``(N, K, V, V)``.
+
+    Example:
+        >>> from lightning_skel.models.graph import spatial_partition
+        >>> gcn = AdaptiveGraphConv(3, 8, spatial_partition("kinect20", normalize="subset"))
+        >>> gcn(torch.randn(2, 3, 16, 20)).shape
+        torch.Size([2, 8, 16, 20])
     """
 
     def __init__(self, in_channels: int, out_channels: int, graph: np.ndarray, embed_ratio: int = 4) -> None:
@@ -70,7 +84,7 @@ class AdaptiveGraphConv(nn.Module):
         nn.init.zeros_(self.bn.bias)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
-        # checkpoints from before subset_bias hold the K biases summed, as conv.bias
+        # a state_dict without subset_bias holds the K biases summed, as conv.bias
         bias = state_dict.pop(prefix + "conv.bias", None)
         if bias is not None and prefix + "subset_bias" not in state_dict:
             state_dict[prefix + "subset_bias"] = torch.cat(
@@ -95,8 +109,27 @@ class AdaptiveGraphConv(nn.Module):
 
 
 class AGCNBlock(nn.Module):
-    """2s-AGCN's ``TCN_GCN_unit``: ``ReLU(tcn(gcn(x)) + residual(x))``, ``(N, C_in, T, V) -> (N, C_out,
-    T / stride, V)``; temporal kernel 9."""
+    """2s-AGCN's ``TCN_GCN_unit``: ``ReLU(dropout(tcn(gcn(x))) + residual(x))``.
+
+    Args:
+        in_channels, out_channels: ``C_in`` and ``C_out``.
+        graph: the fixed partition ``(K, V, V)``.
+        stride: the temporal stride (default 1).
+        temporal_kernel: ``tcn``'s kernel, odd (default 9).
+        embed_ratio: as :class:`AdaptiveGraphConv` takes it (default 4).
+        dropout: after ``tcn`` (default 0).
+        residual: the identity where the shape allows, else a strided 1x1 convolution + BN; ``False``:
+            none (default true).
+
+    Shape:
+        ``(N, C_in, T, V) -> (N, C_out, ceil(T / stride), V)``.
+
+    Example:
+        >>> from lightning_skel.models.graph import spatial_partition
+        >>> block = AGCNBlock(3, 8, spatial_partition("kinect20", normalize="subset"), stride=2)
+        >>> block(torch.randn(2, 3, 16, 20)).shape
+        torch.Size([2, 8, 8, 20])
+    """
 
     def __init__(
         self,
@@ -130,17 +163,41 @@ class AGCNBlock(nn.Module):
 
 @MODELS.register("agcn")
 class AGCN(nn.Module):
-    """One stream of 2s-AGCN on ``(N, C, T, V, M)``; ``forward_features`` is the average over frames, joints
-    and persons of the last block: ``(N, 4 * channels)``.
+    """One stream of 2s-AGCN, "Two-Stream Adaptive Graph Convolutional Networks for Skeleton-Based Action
+    Recognition".
 
-    Defaults are the paper's network (10 blocks, 64-128-256 channels, embedding ratio 4, no dropout). As in
-    the official ``model/agcn.py``, ``data_bn`` normalises the ``M * V * C`` input channels, so the input
-    must carry exactly ``num_persons`` persons. The fixed graph is normalised per subset as in 2s-AGCN's
-    ``graph/tools.py`` (``partition_normalize="subset"``). ``graph="layout"``: the partition of the layout's
-    bones, centred on ``graph_center`` (a joint name, default the layout's root); ``graph="official_ntu"``:
-    the official code's NTU graph (:func:`~lightning_skel.models.graph.official_ntu_partition`), the one its
-    published checkpoints were trained with. With it the network computes what the official
-    ``model/agcn.py`` computes. The fixed graph is a buffer of every block, so a checkpoint carries it.
+    Shi, Zhang, Cheng, Lu, CVPR 2019; official code lshiwjx/2s-AGCN (``model/agcn.py``). The defaults are
+    the paper's network: 10 blocks, 64-128-256 channels, embedding ratio 4, no dropout. As in the official
+    code, ``data_bn`` normalises the ``M * V * C`` input channels, so the input must carry exactly
+    ``num_persons`` persons. The fixed graph is a buffer of every block, so a checkpoint carries it.
+
+    Args:
+        num_classes: the classes ``K``.
+        layout: the skeleton layout.
+        in_channels: coordinates per joint ``C`` (default 3).
+        num_persons: persons ``M`` (default 2).
+        channels: the first stage's width (default 64).
+        num_blocks: the blocks (default 10, :func:`~lightning_skel.models.stgcn.stage_plan`).
+        temporal_kernel: odd (default 9).
+        embed_ratio: ``C_out / C_e`` of the graph embeddings (default 4).
+        dropout: after each block's temporal convolution (default 0).
+        graph_center: the partition's centre, a joint name (default the layout's root).
+        partition_normalize: ``"subset"`` (default, 2s-AGCN's ``graph/tools.py``) or ``"whole"``
+            (:func:`~lightning_skel.models.graph.spatial_partition`).
+        graph: ``"layout"`` (default): the partition of the layout's bones. ``"official_ntu"``: the
+            official NTU graph (:func:`~lightning_skel.models.graph.official_ntu_partition`) its published
+            checkpoints were trained with; the network then computes what ``model/agcn.py`` computes.
+
+    Shape:
+        - x: ``(N, C, T, V, M)`` with ``M == num_persons``.
+        - output: ``(N, K)``; ``forward_features(x)``: ``(N, 4 * channels)``, the last block averaged over
+          frames, joints and persons.
+
+    Example:
+        >>> from lightning_skel.skeleton import get_layout
+        >>> net = AGCN(5, get_layout("kinect20"), num_persons=1, channels=8, num_blocks=3)
+        >>> net(torch.randn(2, 3, 16, 20, 1)).shape
+        torch.Size([2, 5])
     """
 
     def __init__(

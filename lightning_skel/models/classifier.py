@@ -25,7 +25,10 @@ from lightning_skel.skeleton.layouts import get_layout
 
 
 class Classifier(nn.Module):
-    """``net(modality(normalize(x)))``, or ``net(modality(pipeline(x)))`` for a published model.
+    """The classifier an attack sees: ``net(modality(normalize(x)))``, or ``net(modality(pipeline(x)))``.
+
+    The preprocessing lives inside the module, so every consumer feeds raw coordinates and differentiates
+    through the same function. A pipeline reproduces a published model's input (docs/METHOD.md section 1).
 
     Args:
         net: the network, ``(N, C, T, V, M) -> (N, K)`` logits.
@@ -42,13 +45,16 @@ class Classifier(nn.Module):
             coordinates only (a bone or motion entry keeps its joint's score); a pipeline, which picks
             frames and persons, takes the whole input.
 
-    ``forward(x (N, C, T, V, M))`` returns ``(N, K)``: with a pipeline of several samplings per clip, the
-    mean of their logits.
+    Shape:
+        - x: ``(N, C, T, V, M)`` raw coordinates in metres.
+        - output: ``(N, K)``; with a pipeline of several samplings per clip, the mean of their logits.
+          ``forward_features(x)``: the network's ``(N, D)``, averaged likewise.
 
-    Example::
-
-        clf = Classifier(build_model("hcn", 27, "kinect20"), "kinect20")
-        logits = clf(x)  # x (N, 3, T, 20, 1) in metres
+    Example:
+        >>> from lightning_skel.models import build_model
+        >>> clf = Classifier(build_model("stgcn", 5, "kinect20", num_persons=1, channels=8), "kinect20")
+        >>> clf(torch.randn(2, 3, 16, 20, 1)).shape
+        torch.Size([2, 5])
     """
 
     NORMALIZE = ("none", "center_rotate", "full")
@@ -114,13 +120,30 @@ class Classifier(nn.Module):
 
 
 class WindowedClassifier(nn.Module):
-    """A classifier with its evaluation window in front, the whole input function of a checkpoint.
+    """A classifier with its evaluation window in front: the whole input function of a checkpoint.
 
-    ``forward(x, lengths=None)`` takes raw clips ``x (N, C, T, V, M)`` of any T, brings each clip's
-    ``lengths (N,)`` valid frames (default: all T) to ``window`` frames as the data module does in evaluation
-    (:func:`~lightning_skel.data.transforms.fit_window` with ``temporal``) and returns the logits ``(N, K)``.
-    ``classifier`` is the model behind the window: it takes windowed clips, from :meth:`apply_window`, and an
-    attack perturbs its input, as attack.py does."""
+    ``forward(x, lengths=None)`` brings each clip's ``lengths`` valid frames (default: all ``T``) to
+    ``window`` frames, as the data module does in evaluation, and classifies them. An attack perturbs the
+    windowed clips (:meth:`apply_window`) that ``classifier`` takes, as attack.py does.
+
+    Args:
+        classifier: the model behind the window, ``(N, C, window, V, M) -> (N, K)``.
+        window: frames the classifier sees, at least 2.
+        temporal: ``"resample"`` or ``"pad"`` (:func:`~lightning_skel.data.transforms.fit_window`).
+        layout: the skeleton layout's name.
+        class_names: the ``K`` class names (default none).
+
+    Shape:
+        - x: ``(N, C, T, V, M)``, any ``T``; lengths: ``(N,)`` integers in ``[1, T]``.
+        - output: ``(N, K)``.
+
+    Example:
+        >>> from lightning_skel.models import build_model
+        >>> net = build_model("stgcn", 5, "kinect20", num_persons=1, channels=8)
+        >>> model = WindowedClassifier(net, window=16, temporal="resample", layout="kinect20")
+        >>> model(torch.randn(2, 3, 40, 20, 1), lengths=torch.tensor([40, 25])).shape
+        torch.Size([2, 5])
+    """
 
     def __init__(
         self,

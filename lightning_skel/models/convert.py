@@ -47,12 +47,24 @@ Rule = Callable[[str, Tensor, Mapping[str, Tensor]], Sources | None]
 class OfficialFormat:
     """How one official implementation's state_dict maps onto a registered project model.
 
-    ``rules`` are tried in order for each project key (``rule(key, tensor, project_state)``); the first that
-    returns sources wins. ``aliases`` are ``(regex, replacement)`` renames of official keys applied before
-    matching (older releases' names). ``sizes(state)`` reads ``num_classes``, ``in_channels`` and
-    ``num_persons`` off the official state_dict; ``model_kwargs`` on ``layout`` build the official network.
-    ``pipeline`` names the official input pipeline (:data:`~lightning_skel.data.pipelines.PIPELINES`) the
-    imported checkpoint records, ``None`` for none."""
+    Args:
+        model: the project model's registry name.
+        repo: the official repository, ``owner/name``.
+        layout: the layout of the official graph.
+        model_kwargs: with ``layout``, they build the official network.
+        rules: tried in order for each project key, ``rule(key, tensor, project_state)``; the first that
+            returns sources wins (:func:`rename`, :func:`keep`).
+        sizes: ``sizes(official_state)`` reads ``num_classes``, ``in_channels`` and ``num_persons``.
+        aliases: ``(regex, replacement)`` renames of official keys, applied before matching (the names of
+            some released files; default none).
+        pipeline: the official input pipeline the imported checkpoint records
+            (:data:`~lightning_skel.data.pipelines.PIPELINES`; default ``None``, none).
+
+    Example:
+        >>> fmt = get_format("stgcn")
+        >>> fmt.repo, fmt.layout, fmt.pipeline
+        ('yysijie/st-gcn', 'ntu25', 'stgcn')
+    """
 
     model: str
     repo: str
@@ -68,7 +80,15 @@ OFFICIAL_FORMATS: dict[str, OfficialFormat] = {}
 
 
 def register_format(name: str, fmt: OfficialFormat) -> None:
-    """Register the official format of model ``name`` (a model registry name)."""
+    """Register the official format ``fmt`` under ``name``; a name already taken is a ``KeyError``.
+
+    Example:
+        >>> from dataclasses import replace
+        >>> register_format("stgcn_fork", replace(get_format("stgcn"), repo="me/st-gcn"))
+        >>> get_format("stgcn_fork").repo
+        'me/st-gcn'
+        >>> del OFFICIAL_FORMATS["stgcn_fork"]
+    """
     if name in OFFICIAL_FORMATS:
         raise KeyError(f"official format {name!r} is already registered")
     OFFICIAL_FORMATS[name] = fmt
@@ -76,9 +96,20 @@ def register_format(name: str, fmt: OfficialFormat) -> None:
 
 def rename(pattern: str, repl: str, fn: Callable[[Tensor], Tensor] | None = None,
            shape: Callable[[tuple[int, ...]], tuple[int, ...]] | None = None) -> Rule:  # fmt: skip
-    """A rule for one-to-one entries: project keys matching ``pattern`` (full match) come from the official
-    key ``repl`` (``re`` replacement syntax), through ``fn`` (default as is); ``shape`` maps the project
-    shape to the official one (default the same)."""
+    r"""A rule for one-to-one entries: a project key that matches comes from one official key.
+
+    Args:
+        pattern: a regex the project key must match in full.
+        repl: the official key, ``re`` replacement syntax (``\1`` ...).
+        fn: official tensor -> project tensor (default as is).
+        shape: project shape -> official shape (default the same).
+
+    Example:
+        >>> rule = rename(r"fc\.(.+)", r"fcn.\1")
+        >>> sources, fn = rule("fc.bias", torch.zeros(5), {})
+        >>> sources
+        [('fcn.bias', (5,))]
+    """
     rx = re.compile(pattern)
 
     def rule(key: str, t: Tensor, state: Mapping[str, Tensor]) -> Sources | None:
@@ -92,8 +123,17 @@ def rename(pattern: str, repl: str, fn: Callable[[Tensor], Tensor] | None = None
 
 
 def keep(pattern: str) -> Rule:
-    """A rule for project entries the official file does not hold (its graph kept as a plain attribute):
-    the project model's own value, built from the official graph."""
+    r"""A rule for project entries the official file does not hold: the project model's own value.
+
+    The official code keeps its fixed graph as a plain attribute; the project's is a buffer built from the
+    official graph.
+
+    Example:
+        >>> rule = keep(r"l\d+\.gcn1\.A")
+        >>> sources, fn = rule("l1.gcn1.A", torch.ones(2), {})
+        >>> sources, fn([])
+        ([], tensor([1., 1.]))
+    """
     rx = re.compile(pattern)
     return lambda key, t, state: ([], lambda ts: t) if rx.fullmatch(key) else None
 
@@ -105,8 +145,15 @@ def _transpose(t: Tensor) -> Tensor:
 
 
 def unwrap(obj: Any, path: str | Path) -> dict[str, Tensor]:
-    """The state_dict inside what an official training script saved: the dict itself, or under
-    ``'state_dict'`` / ``'model'``; ``module.`` prefixes (DataParallel) are removed."""
+    """The state_dict inside what an official training script saved.
+
+    The dict itself, or the one under ``'state_dict'`` / ``'model'``; ``module.`` prefixes (DataParallel)
+    are removed. Anything else is a :class:`~lightning_skel.checkpoints.CheckpointError` naming ``path``.
+
+    Example:
+        >>> list(unwrap({"state_dict": {"module.fc.weight": torch.zeros(2, 3)}}, "official.pt"))
+        ['fc.weight']
+    """
     for key in ("state_dict", "model"):
         if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
             obj = obj[key]
@@ -134,8 +181,24 @@ def map_state_dict(
     project: Mapping[str, Tensor],
     path: str | Path = "state_dict",
 ) -> dict[str, Tensor]:
-    """The project state_dict computed from the ``official`` one by format ``fmt_name``'s rules, or a
-    :class:`CheckpointError` listing the missing, unexpected and mis-shaped official keys with shapes."""
+    """The project state_dict computed from the ``official`` one by format ``fmt_name``'s rules.
+
+    A file that does not fit is a :class:`~lightning_skel.checkpoints.CheckpointError` listing the missing,
+    unexpected and mis-shaped official keys with their shapes.
+
+    Args:
+        fmt_name: a name of :data:`OFFICIAL_FORMATS`.
+        official: the official state_dict (:func:`unwrap`).
+        project: the state_dict of the project network to fill.
+        path: the file's name for the errors.
+
+    Example:
+        >>> from lightning_skel.models import build_model
+        >>> net = build_model("ctrgcn", 60, "ntu25", graph="official_ntu", channels=8, num_blocks=2)
+        >>> official = {k: v for k, v in net.state_dict().items() if not k.endswith(".gcn1.A")}
+        >>> sorted(set(map_state_dict("ctrgcn", official, net.state_dict())) - set(official))
+        ['l1.gcn1.A', 'l2.gcn1.A']
+    """
     fmt = get_format(fmt_name)
     renamed = apply_aliases(fmt_name, official, path)
     plans: dict[str, Sources] = {}
@@ -168,7 +231,12 @@ def map_state_dict(
 def apply_aliases(
     fmt_name: str, official: Mapping[str, Tensor], path: str | Path = "state_dict"
 ) -> dict[str, Tensor]:
-    """``official`` with format ``fmt_name``'s older key names replaced by the current ones."""
+    """``official`` with the aliases of format ``fmt_name`` applied: its keys in the names the rules expect.
+
+    Example:
+        >>> list(apply_aliases("agcn", {"l1a.gcn1.conv_res.0.weight": torch.zeros(1)}))
+        ['l1.gcn1.down.0.weight']
+    """
     renamed: dict[str, Tensor] = {}
     for k, v in official.items():
         name = k
@@ -183,14 +251,31 @@ def apply_aliases(
 
 
 def get_format(name: str) -> OfficialFormat:
+    """The official format registered as ``name``; an unknown name is a ``KeyError`` listing them.
+
+    Example:
+        >>> get_format("msg3d").repo
+        'kenziyuliu/MS-G3D'
+    """
     if name not in OFFICIAL_FORMATS:
         raise KeyError(f"no official format for model {name!r}; known: {', '.join(sorted(OFFICIAL_FORMATS))}")
     return OFFICIAL_FORMATS[name]
 
 
 def build_official(name: str, official: Mapping[str, Tensor], path: str | Path = "state_dict"):
-    """The project network of format ``name`` holding the ``official`` state_dict (eval mode), and the
-    sizes read off it."""
+    """The project network of format ``name`` holding the ``official`` state_dict, in eval mode.
+
+    Returns:
+        The network, and the sizes read off the file (``num_classes``, ``in_channels``, ``num_persons``).
+
+    Example:
+        >>> from lightning_skel.models import build_model
+        >>> net = build_model("ctrgcn", 60, "ntu25", graph="official_ntu")
+        >>> official = {k: v for k, v in net.state_dict().items() if ".A" not in k}  # the graph is not saved
+        >>> imported, sizes = build_official("ctrgcn", official)
+        >>> sizes
+        {'num_classes': 60, 'in_channels': 3, 'num_persons': 2}
+    """
     fmt = get_format(name)
     official = apply_aliases(name, official, path)
     try:
@@ -422,10 +507,17 @@ register_format(
 
 # ---- the project checkpoint ----------------------------------------------------------------------------
 def data_config(data: str, pipeline: str | None = None) -> tuple[dict[str, Any], str, tuple[str, ...]]:
-    """The data config ``configs/data/<data>.yaml`` (resolved, with the official window of
-    ``OFFICIAL_WINDOW`` zero-padded frames), its layout and its reader's class names. Raw NTU files are read
-    with the body selection of the official ``pipeline`` (the NTU reader's option of the same name: each
-    repository's preprocessing picks the persons of a clip its own way)."""
+    """The data config ``configs/data/<data>.yaml`` of an imported checkpoint, its layout and class names.
+
+    The config is resolved, with the official window: :data:`OFFICIAL_WINDOW` zero-padded frames. Raw NTU
+    files are read with the body selection of the official ``pipeline`` (the NTU reader's option of that
+    name: each repository picks the persons of a clip its own way).
+
+    Example:
+        >>> cfg, layout, names = data_config("ntu60_xsub", "stgcn")
+        >>> layout, cfg["window"], cfg["temporal"], cfg["source"]["options"]
+        ('ntu25', 300, 'pad', {'pipeline': 'stgcn'})
+    """
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
@@ -450,8 +542,22 @@ def data_config(data: str, pipeline: str | None = None) -> tuple[dict[str, Any],
 
 
 def convert(model: str, official_path: str | Path, out_path: str | Path, data: str) -> dict[str, Any]:
-    """Write the project checkpoint of the official checkpoint file ``official_path`` of ``model`` to
-    ``out_path`` for data config ``data``; returns its hyper-parameters."""
+    """Write the project checkpoint of an official checkpoint file; returns its hyper-parameters.
+
+    Args:
+        model: a name of :data:`OFFICIAL_FORMATS`.
+        official_path: the official file (read with ``weights_only=True``).
+        out_path: the project checkpoint to write (atomically).
+        data: the data config it classifies (``configs/data``), e.g. ``ntu60_xsub``.
+
+    Example:
+        >>> from lightning_skel.models import build_model
+        >>> net = build_model("ctrgcn", 60, "ntu25", graph="official_ntu")
+        >>> torch.save({k: v for k, v in net.state_dict().items() if ".A" not in k}, "official.pt")
+        >>> hp = convert("ctrgcn", "official.pt", "ctrgcn.ckpt", data="ntu60_xsub")
+        >>> hp["model"], hp["num_classes"], hp["pipeline"], hp["window"]
+        ('ctrgcn', 60, 'ctrgcn', 300)
+    """
     from lightning_skel.systems.classification import ClassificationSystem
 
     fmt = get_format(model)
@@ -494,6 +600,13 @@ def convert(model: str, official_path: str | Path, out_path: str | Path, data: s
 
 
 def main(argv: list[str] | None = None) -> None:
+    """The command line of the module doc; a bad argument or file exits with code 2 and one line on stderr.
+
+    Example:
+        >>> main(["ctrgcn", "official.pt", "ctrgcn.ckpt", "--data", "ntu61"])  # no configs/data/ntu61.yaml
+        Traceback (most recent call last):
+        SystemExit: 2
+    """
     parser = argparse.ArgumentParser(
         prog="python -m lightning_skel.models.convert",
         description="Turn an official checkpoint file into a lightning_skel checkpoint.",

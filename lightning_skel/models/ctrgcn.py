@@ -28,23 +28,49 @@ from lightning_skel.skeleton.layouts import Layout
 
 
 def ctrgcn_partition(layout: Layout, center: str | None = None) -> np.ndarray:
-    """CTR-GCN's (and 2s-AGCN's) spatial graph ``(3, V, V)`` float32 as CTR-GCN applies it
-    (``out[u] = sum_v A[k, u, v] x[v]``): the identity; ``u``'s neighbours farther from ``center`` (weight 1);
-    ``u``'s neighbour closer to ``center``, weighted 1 / (its number of neighbours farther from ``center``).
-    That is the transpose of :func:`~lightning_skel.models.graph.spatial_partition` with ``"subset"``
-    normalisation, which is how 2s-AGCN applies the same matrices (``x @ A``)."""
+    """CTR-GCN's (and 2s-AGCN's) spatial graph as CTR-GCN applies it: ``out[u] = sum_v A[k, u, v] x[v]``.
+
+    Subset 0 is the identity. Subset 1 holds ``u``'s neighbours farther from ``center`` (weight 1). Subset 2
+    holds ``u``'s neighbour closer to ``center``, weighted 1 / (its number of neighbours farther from
+    ``center``). That is the transpose of :func:`~lightning_skel.models.graph.spatial_partition` with
+    ``"subset"`` normalisation, which is how 2s-AGCN applies the same matrices (``x @ A``).
+
+    Args:
+        layout: the layout whose bone tree is the graph.
+        center: a joint name (default the layout's root).
+
+    Returns:
+        ``(3, V, V)`` float32.
+
+    Example:
+        >>> from lightning_skel.skeleton import get_layout
+        >>> ctrgcn_partition(get_layout("kinect20")).shape
+        (3, 20, 20)
+    """
     return np.ascontiguousarray(
         spatial_partition(layout, center=center, normalize="subset").transpose(0, 2, 1)
     )
 
 
 class CTRGC(nn.Module):
-    """One subset of the channel-wise topology refinement (CTR-GCN's ``CTRGC``): ``(N, C_in, T, V) -> (N,
-    C_out, T, V)``, ``out[n, c, t, u] = sum_v (alpha * R[n, c, u, v] + A[u, v]) conv3(x)[n, c, t, v]`` with
-    ``R = conv4(tanh(conv1(x)_u - conv2(x)_v))``, the embeddings averaged over frames.
+    """One subset of CTR-GCN's channel-wise topology refinement (``CTRGC``; Chen et al., ICCV 2021).
 
-    ``rel_channels`` embedding channels: 8 for the first block (the input coordinates), else ``C_in / 8``
-    (at least 1; the official code tests ``C_in in (3, 9)`` for the first block, which 2-D input breaks).
+    ``out[n, c, t, u] = sum_v (alpha * R[n, c, u, v] + A[u, v]) conv3(x)[n, c, t, v]`` with
+    ``R = conv4(tanh(conv1(x)_u - conv2(x)_v))``, the embeddings averaged over frames. ``forward(x, a,
+    alpha)`` takes the shared topology ``a (V, V)`` and the refinement's scale ``alpha (1,)``.
+
+    Args:
+        in_channels, out_channels: ``C_in`` and ``C_out``.
+        first: the first block, on the input coordinates: 8 embedding channels, else ``C_in / 8`` (at least
+            1). The official code tests ``C_in in (3, 9)`` instead, which 2-D input breaks.
+
+    Shape:
+        ``(N, C_in, T, V) -> (N, C_out, T, V)``.
+
+    Example:
+        >>> ctrgc = CTRGC(3, 8, first=True)
+        >>> ctrgc(torch.randn(2, 3, 16, 20), torch.eye(20), torch.zeros(1)).shape
+        torch.Size([2, 8, 16, 20])
     """
 
     def __init__(self, in_channels: int, out_channels: int, first: bool) -> None:
@@ -66,9 +92,25 @@ class CTRGC(nn.Module):
 
 
 class CTRGraphConv(nn.Module):
-    """CTR-GCN's ``unit_gcn``: ``ReLU(BN(sum_k CTRGC_k(x, PA_k)) + down(x))``, ``(N, C_in, T, V) -> (N, C_out,
-    T, V)``. ``PA`` is the learned topology, initialised to the partition ``A`` (``adaptive``; otherwise
-    ``A`` itself is used), ``alpha`` the refinement's scale, initialised to 0."""
+    """CTR-GCN's ``unit_gcn``: ``ReLU(BN(sum_k CTRGC_k(x, PA_k)) + down(x))``.
+
+    ``alpha``, the refinement's scale, starts at 0.
+
+    Args:
+        in_channels, out_channels: ``C_in`` and ``C_out``.
+        graph: the partition ``A``, ``(K, V, V)`` (:func:`ctrgcn_partition`).
+        first: the first block (:class:`CTRGC`).
+        adaptive: learn the topology ``PA``, initialised to ``A``; ``False``: use ``A`` itself.
+
+    Shape:
+        ``(N, C_in, T, V) -> (N, C_out, T, V)``.
+
+    Example:
+        >>> from lightning_skel.skeleton import get_layout
+        >>> gcn = CTRGraphConv(3, 8, ctrgcn_partition(get_layout("kinect20")), first=True, adaptive=True)
+        >>> gcn(torch.randn(2, 3, 16, 20)).shape
+        torch.Size([2, 8, 16, 20])
+    """
 
     def __init__(self, in_channels: int, out_channels: int, graph: np.ndarray, first: bool, adaptive: bool):
         super().__init__()
@@ -103,9 +145,32 @@ class CTRGraphConv(nn.Module):
 
 
 class CTRGCNBlock(nn.Module):
-    """CTR-GCN's ``TCN_GCN_unit``: ``ReLU(tcn1(gcn1(x)) + residual(x))``, ``(N, C_in, T, V) -> (N, C_out,
-    T / stride, V)``; ``tcn1`` is the multi-scale temporal convolution (kernel 5, dilations 1 and 2, no
-    residual or activation of its own), ``residual`` the identity, a strided 1x1 convolution + BN, or none."""
+    """CTR-GCN's ``TCN_GCN_unit``: ``ReLU(tcn1(gcn1(x)) + residual(x))``.
+
+    ``tcn1`` is the multi-scale temporal convolution
+    (:class:`~lightning_skel.models.msg3d.MultiScaleTemporalConv`) without a residual or an activation of
+    its own.
+
+    Args:
+        in_channels, out_channels: ``C_in`` and ``C_out``.
+        graph: the partition ``(K, V, V)`` (:func:`ctrgcn_partition`).
+        stride: the temporal stride (default 1).
+        residual: the identity where the shape allows, else a strided 1x1 convolution + BN; ``False``:
+            none (default true).
+        adaptive: learn the topology (default true, :class:`CTRGraphConv`).
+        kernel: ``tcn1``'s temporal kernel (default 5).
+        dilations: ``tcn1``'s dilations (default ``(1, 2)``).
+        first: the first block (default false, :class:`CTRGC`).
+
+    Shape:
+        ``(N, C_in, T, V) -> (N, C_out, ceil(T / stride), V)``.
+
+    Example:
+        >>> from lightning_skel.skeleton import get_layout
+        >>> block = CTRGCNBlock(8, 8, ctrgcn_partition(get_layout("kinect20")), stride=2)
+        >>> block(torch.randn(2, 8, 16, 20)).shape
+        torch.Size([2, 8, 8, 20])
+    """
 
     def __init__(
         self,
@@ -150,20 +215,40 @@ class CTRGCNBlock(nn.Module):
 
 @MODELS.register("ctrgcn")
 class CTRGCN(nn.Module):
-    """CTR-GCN on ``(N, C, T, V, M)``; ``forward_features`` is the average over frames, joints and persons of
-    the last block: ``(N, 4 * channels)``.
+    """CTR-GCN, "Channel-wise Topology Refinement Graph Convolution for Skeleton-Based Action Recognition".
 
-    Defaults are the paper's network (``Uason-Chen/CTR-GCN`` config/nturgbd-cross-subject/default.yaml: 10
-    blocks, 64-128-256 channels, the learned topology; 1.45 M parameters on ``ntu25``, M=2). The blocks
-    ``l1 .. l<num_blocks>`` follow :func:`~lightning_skel.models.stgcn.stage_plan`; ``channels`` must be a
-    multiple of 4 (the temporal branches). ``data_bn`` normalises the ``M * V * C`` input channels, so the
-    input must carry exactly ``num_persons`` persons. ``graph``: ``"layout"`` (the layout's bone tree, the
-    partition centred on ``graph_center``, default the layout's root) or ``"official_ntu"`` (the official NTU
-    graph, centred on ``spine_shoulder``, to load the published checkpoints). ``dropout`` is applied before
-    ``fc`` (official ``drop_out``, 0 in the NTU configs).
+    Chen, Zhang, Yuan, Li, Deng, Hu, ICCV 2021; official code Uason-Chen/CTR-GCN (``model/ctrgcn.py``).
+    The defaults are the paper's network (``config/nturgbd-cross-subject/default.yaml``): 10 blocks,
+    64-128-256 channels, the learned topology; 1.45 M parameters on ``ntu25`` with M=2. The blocks
+    ``l1 .. l<num_blocks>`` follow :func:`~lightning_skel.models.stgcn.stage_plan`. ``data_bn`` normalises
+    the ``M * V * C`` input channels, so the input must carry exactly ``num_persons`` persons.
 
-    Example: ``build_model("ctrgcn", 27, "kinect20", num_persons=1, channels=32, num_blocks=6)`` is the
-    CPU-sized network of UTD-MHAD (experiment utd_ctrgcn).
+    Args:
+        num_classes: the classes ``K``.
+        layout: the skeleton layout.
+        in_channels: coordinates per joint ``C`` (default 3).
+        num_persons: persons ``M`` (default 2).
+        channels: the first stage's width, a multiple of 4 (the temporal branches; default 64).
+        num_blocks: the blocks (default 10).
+        dropout: before ``fc`` (the official ``drop_out``; default 0, as the NTU configs).
+        adaptive: learn the topology (default true).
+        graph: ``"layout"`` (default): the layout's bone tree. ``"official_ntu"``: the official NTU graph,
+            centred on ``spine_shoulder``, to load the published checkpoints.
+        graph_center: the partition's centre, a joint name (default the layout's root).
+
+    Shape:
+        - x: ``(N, C, T, V, M)`` with ``M == num_persons``.
+        - output: ``(N, K)``; ``forward_features(x)``: ``(N, 4 * channels)``, the last block averaged over
+          frames, joints and persons.
+
+    Example:
+        >>> from lightning_skel.skeleton import get_layout
+        >>> net = CTRGCN(5, get_layout("kinect20"), num_persons=1, channels=8, num_blocks=3)
+        >>> net(torch.randn(2, 3, 16, 20, 1)).shape
+        torch.Size([2, 5])
+
+    UTD-MHAD's CPU-sized network (experiment ``utd_ctrgcn``) is
+    ``build_model("ctrgcn", 27, "kinect20", num_persons=1, channels=32, num_blocks=6)``.
     """
 
     def __init__(

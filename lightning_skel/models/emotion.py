@@ -30,7 +30,15 @@ from lightning_skel.skeleton.layouts import GAIT16_JOINTS, Layout, get_layout
 
 def emotion_plan(channels: int, num_blocks: int) -> list[tuple[int, int]]:
     """``(out_channels, stride)`` per block: ``channels`` then ``2 channels``, stride 2 at blocks 1 and 2.
-    ``(32, 3)`` is STEP's network (32, 64, 64 channels; strides 1, 2, 2)."""
+
+    Args:
+        channels: the first block's width, at least 1.
+        num_blocks: the blocks, at least 1.
+
+    Example:
+        >>> emotion_plan(32, 3)  # STEP's network
+        [(32, 1), (64, 2), (64, 2)]
+    """
     if channels < 1 or num_blocks < 1:
         raise ValueError(f"channels and num_blocks must be >= 1, got {channels}, {num_blocks}")
     return [(channels if i == 0 else 2 * channels, 2 if i in (1, 2) else 1) for i in range(num_blocks)]
@@ -38,12 +46,34 @@ def emotion_plan(channels: int, num_blocks: int) -> list[tuple[int, int]]:
 
 @MODELS.register("emotion")
 class EmotionNet(nn.Module):
-    """STEP-style emotion recognizer on ``(N, C, T, V, M)`` of any ``layout`` (C = 3, or 2 for 2D data; only
-    the first person is used, so ``num_persons`` does not change the network).
+    """The emotion recognizer after STEP, "STEP: Spatial Temporal Graph Convolutional Networks for Emotion
+    Perception from Gaits" (Bhattacharya et al., AAAI 2020; docs/METHOD.md section 7).
 
-    ``to_gait(x) -> (N, C, T, 16, 1)`` is the normalised gait16 input; ``gait_features(g) -> (N, feature_dim)``
-    is phi of a normalised gait16 batch; ``forward_features = gait_features o to_gait``. Weights do not depend
-    on ``layout``: a recognizer trained on Emotion-Gait (``gait16``) loads into one built for ``ntu25``.
+    Only the first person is used. The weights do not depend on ``layout``: a recognizer trained on
+    Emotion-Gait (``gait16``) loads into one built for ``ntu25``.
+
+    Args:
+        num_classes: the emotions ``K`` (4: happy, angry, sad, neutral).
+        layout: the layout of the data it is given (mapped onto ``gait16`` inside).
+        in_channels: ``C``, 3 or 2 for 2D data (default 3).
+        num_persons: persons ``M`` of the input (default 2; the network does not depend on it).
+        channels: the first block's width (default 32, STEP's; :func:`emotion_plan`).
+        num_blocks: the ST-GCN blocks (default 3).
+        temporal_kernel: odd (default 75, STEP's).
+        affective_dim: the width of the affective features' embedding (default 32).
+        feature_dim: the penultimate features' width (default 96).
+        dropout: in the blocks and before the penultimate layer (default 0).
+
+    Shape:
+        - x: ``(N, C, T, V, M)`` in ``layout``.
+        - output: ``(N, K)``; ``forward_features(x)``: phi, ``(N, feature_dim)``;
+          ``to_gait(x)``: ``(N, C, T, 16, 1)``; ``gait_features(to_gait(x)) == forward_features(x)``.
+
+    Example:
+        >>> from lightning_skel.skeleton import get_layout
+        >>> net = EmotionNet(4, get_layout("kinect20"), channels=4, temporal_kernel=9, feature_dim=8)
+        >>> net(torch.randn(2, 3, 16, 20, 1)).shape, net.forward_features(torch.randn(2, 3, 16, 20, 1)).shape
+        (torch.Size([2, 4]), torch.Size([2, 8]))
     """
 
     def __init__(

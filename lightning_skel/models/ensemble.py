@@ -15,9 +15,27 @@ from torch import Tensor, nn
 
 
 class ScoreFusion(nn.Module):
-    """``forward(x) = sum_s w_s * stream_s(x)``: ``(N, num_classes)``; ``forward_features(x)`` is the
-    concatenation of the streams' features, ``(N, sum_s D_s)``. ``weights`` default to one per stream.
-    ``score_channel`` is the streams' own: all of them take the keypoint-score channel, or none does."""
+    """Late fusion of classifiers' scores: ``forward(x) = sum_s w_s * stream_s(x)``.
+
+    2s-AGCN's two-stream ensemble (Shi et al., CVPR 2019; lshiwjx/2s-AGCN ``ensemble.py``).
+
+    Args:
+        streams: the trained classifiers, each ``(N, C, T, V, M) -> (N, K)`` with ``forward_features``.
+            All of them take the keypoint-score channel (``score_channel``), or none does.
+        weights: one weight per stream (default 1 each; 2s-AGCN weighs the bone stream by ``alpha``).
+
+    Shape:
+        - x: ``(N, C, T, V, M)`` raw coordinates.
+        - output: ``(N, K)``; ``forward_features(x)``: the streams' features concatenated,
+          ``(N, sum_s D_s)``.
+
+    Example:
+        >>> import torch
+        >>> from lightning_skel.models import build_model
+        >>> joint, bone = (build_model("stgcn", 5, "kinect20", num_persons=1, channels=8) for _ in "jb")
+        >>> ScoreFusion([joint, bone], weights=[1.0, 0.6])(torch.randn(2, 3, 16, 20, 1)).shape
+        torch.Size([2, 5])
+    """
 
     def __init__(self, streams: Sequence[nn.Module], weights: Sequence[float] | None = None) -> None:
         super().__init__()

@@ -29,10 +29,25 @@ OFFICIAL_NTU_CENTER = "spine_shoulder"
 
 
 def official_ntu_partition(model: str, layout: Layout | str, graph_center: str | None = None) -> np.ndarray:
-    """The fixed ``(3, V, V)`` partition the official code of ``model`` (``"stgcn"`` or ``"agcn"``) builds on
-    :func:`official_ntu_graph`, centred on ``spine_shoulder``: 2s-AGCN's ``tools.py`` partition (self,
-    centripetal, centrifugal, each subset normalised on its own) and ST-GCN's ``graph.py`` one, which is not
-    the paper's (below). ``layout`` must be ``ntu25``, and ``graph_center`` unset (the centre is fixed)."""
+    """The fixed partition the official code of ``model`` builds on :func:`official_ntu_graph`.
+
+    Centred on ``spine_shoulder``. For ``"agcn"``: 2s-AGCN's ``graph/tools.py`` partition (self,
+    centripetal, centrifugal, each subset normalised on its own). For ``"stgcn"``: ST-GCN's ``graph.py``
+    one, which is not the paper's (see the code).
+
+    Args:
+        model: ``"stgcn"``, or any other name for 2s-AGCN's partition.
+        layout: must be ``ntu25``.
+        graph_center: must be ``None``: the centre is fixed.
+
+    Returns:
+        ``(3, V, V)`` float32, ``A[k, i, j]`` the weight of joint ``j`` in the update of ``i``.
+
+    Example:
+        >>> a = official_ntu_partition("agcn", "ntu25")
+        >>> a.shape, float(a[0].trace())
+        ((3, 25, 25), 25.0)
+    """
     layout = get_layout(layout)
     if layout.name != "ntu25":
         raise ValueError(
@@ -58,13 +73,26 @@ def official_ntu_partition(model: str, layout: Layout | str, graph_center: str |
 
 
 def hop_distance(layout: Layout | str) -> np.ndarray:
-    """Shortest-path hop counts ``(V, V)`` int64 over the bone tree (0 on the diagonal)."""
+    """Shortest-path hop counts ``(V, V)`` int64 over the layout's bone tree (0 on the diagonal).
+
+    Example:
+        >>> hop_distance("kinect20")[0, :5]  # hip_center to hip_center, spine, shoulder_center, head, ...
+        array([0, 1, 2, 3, 3])
+    """
     return hops(get_layout(layout).adjacency)
 
 
 def hops(adjacency: np.ndarray) -> np.ndarray:
-    """Shortest-path hop counts ``(V, V)`` int64 over the graph whose edges are the nonzero entries of
-    ``adjacency`` ``(V, V)``: 0 on the diagonal, -1 between unconnected joints."""
+    """Shortest-path hop counts ``(V, V)`` int64 over the graph of ``adjacency (V, V)``.
+
+    Nonzero entries are edges. 0 on the diagonal, -1 between unconnected joints.
+
+    Example:
+        >>> hops(np.array([[0, 1, 0], [1, 0, 0], [0, 0, 0]]))
+        array([[ 0,  1, -1],
+               [ 1,  0, -1],
+               [-1, -1,  0]])
+    """
     v = adjacency.shape[0]
     reach = np.eye(v, dtype=bool)
     dist = np.where(reach, 0, -1).astype(np.int64)
@@ -80,7 +108,12 @@ def hops(adjacency: np.ndarray) -> np.ndarray:
 
 
 def root_distance(layout: Layout | str, center: int | str | None = None) -> np.ndarray:
-    """Hops ``(V,)`` from every joint to ``center`` (a joint index or name; default the tree's root)."""
+    """Hops ``(V,)`` from every joint to ``center`` (a joint index or name; default the tree's root).
+
+    Example:
+        >>> root_distance("kinect20", "head")[:4]  # hip_center, spine, shoulder_center, head
+        array([3, 2, 1, 0])
+    """
     layout = get_layout(layout)
     return hop_distance(layout)[_center_index(layout, center)]
 
@@ -88,8 +121,21 @@ def root_distance(layout: Layout | str, center: int | str | None = None) -> np.n
 def normalized_adjacency(
     layout: Layout | str, self_loops: bool = True, symmetric: bool = False
 ) -> np.ndarray:
-    """Normalised bone-graph adjacency ``(V, V)`` float32: ``D^-1 (A + I)`` (rows are means over the
-    neighbourhood), or ``D^-1/2 (A + I) D^-1/2`` with ``symmetric`` (Kipf & Welling)."""
+    """Normalised bone-graph adjacency ``(V, V)`` float32.
+
+    ``D^-1 (A + I)``: each row a mean over the neighbourhood. With ``symmetric``: ``D^-1/2 (A + I) D^-1/2``
+    (Kipf & Welling, ICLR 2017).
+
+    Args:
+        layout: the skeleton layout.
+        self_loops: add ``I`` (default true).
+        symmetric: the symmetric normalisation (default false).
+
+    Example:
+        >>> a = normalized_adjacency("kinect20")
+        >>> a.shape, a.sum(1)[:3]
+        ((20, 20), array([1., 1., 1.], dtype=float32))
+    """
     layout = get_layout(layout)
     a = layout.adjacency.astype(np.float64)
     if self_loops:
@@ -105,17 +151,26 @@ def normalized_adjacency(
 def spatial_partition(
     layout: Layout | str, center: int | str | None = None, normalize: str = "whole"
 ) -> np.ndarray:
-    """ST-GCN's spatial configuration partitioning (Yan et al., AAAI 2018, section 3.3) as ``(3, V, V)``
-    float32: subset 0 the joint itself, subset 1 its centripetal neighbours (one hop closer to ``center``,
-    the body's centre of gravity), subset 2 its centrifugal neighbours (one hop farther).
+    """ST-GCN's spatial configuration partition (Yan et al., AAAI 2018, section 3.3).
 
-    ``center`` is a joint index or name, default the layout's root. The official ST-GCN / 2s-AGCN graphs
-    use the neck / spine-shoulder as centre; pass ``center="spine_shoulder"`` on ``ntu25`` to reproduce them.
+    Subset 0 is the joint itself, subset 1 its centripetal neighbours (one hop closer to ``center``), subset
+    2 its centrifugal neighbours (one hop farther).
 
-    ``normalize="whole"`` (ST-GCN): the adjacency with self-loops is row-normalised first, then split, so the
-    three subsets sum to :func:`normalized_adjacency`. ``normalize="subset"`` (2s-AGCN's
-    ``graph/tools.py``): the self subset is the identity and each neighbour subset is row-normalised on its
-    own.
+    Args:
+        layout: the skeleton layout.
+        center: a joint index or name (default the layout's root). The official ST-GCN / 2s-AGCN graphs
+            are centred on the spine-shoulder: ``center="spine_shoulder"`` on ``ntu25``.
+        normalize: ``"whole"`` (ST-GCN, default): the adjacency with self-loops is row-normalised, then
+            split, so the subsets sum to :func:`normalized_adjacency`. ``"subset"`` (2s-AGCN's
+            ``graph/tools.py``): the self subset is the identity, each neighbour subset row-normalised alone.
+
+    Returns:
+        ``(3, V, V)`` float32.
+
+    Example:
+        >>> a = spatial_partition("kinect20")
+        >>> a.shape, a.sum(0).sum(1)[:3]
+        ((3, 20, 20), array([1., 1., 1.], dtype=float32))
     """
     if normalize not in PARTITION_NORMALIZE:
         raise ValueError(f"normalize must be one of {PARTITION_NORMALIZE}, got {normalize!r}")
@@ -153,9 +208,9 @@ def _center_index(layout: Layout, center: int | str | None) -> int:
     return int(center)
 
 
-# graph/ntu_rgb_d.py of the official 2s-AGCN, CTR-GCN and MS-G3D code (and ST-GCN's ntu-rgb+d layout): 1-based (joint, its neighbour towards
-# spine_shoulder, joint 21). The hand tip hangs from the thumb and the thumb from the hand, where ntu25 (the
-# Kinect v2 SDK tree) attaches both to the hand and the wrist.
+# graph/ntu_rgb_d.py of the official 2s-AGCN, CTR-GCN and MS-G3D code (and ST-GCN's ntu-rgb+d layout):
+# 1-based (joint, its neighbour towards spine_shoulder, joint 21). The hand tip hangs from the thumb and the
+# thumb from the hand; ntu25 (the Kinect v2 SDK tree) attaches both to the hand and the wrist.
 _OFFICIAL_NTU_INWARD = (
     (1, 2), (2, 21), (3, 21), (4, 3), (5, 21), (6, 5), (7, 6), (8, 7), (9, 21), (10, 9), (11, 10), (12, 11),
     (13, 1), (14, 13), (15, 14), (16, 15), (17, 1), (18, 17), (19, 18), (20, 19), (22, 23), (23, 8),
@@ -165,10 +220,17 @@ _OFFICIAL_NTU_INWARD = (
 
 @cache
 def official_ntu_graph() -> Layout:
-    """The NTU RGB+D graph of the official 2s-AGCN, CTR-GCN and MS-G3D code as a layout: ``ntu25``'s joints,
-    the official edges, rooted at ``spine_shoulder`` (the centre of their spatial partition), so that every
-    function here builds those models' graphs from it. Only the graph: the bone modality, the distances and
-    the plots keep ``ntu25``'s tree."""
+    """The NTU RGB+D graph of the official 2s-AGCN, CTR-GCN and MS-G3D code, as a layout.
+
+    ``ntu25``'s joints with the official edges, rooted at ``spine_shoulder`` (the centre of their spatial
+    partition), so that every function here builds those models' graphs from it. Only the graph: the bone
+    modality, the distances and the plots keep ``ntu25``'s tree.
+
+    Example:
+        >>> g = official_ntu_graph()
+        >>> g.name, g.joint_names[g.root]
+        ('ntu25_official_graph', 'spine_shoulder')
+    """
     ntu = get_layout("ntu25")
     parents = [-1] * ntu.num_joints
     for joint, towards_centre in _OFFICIAL_NTU_INWARD:
@@ -182,13 +244,25 @@ def official_ntu_graph() -> Layout:
 
 
 def multiscale_adjacency(adjacency: np.ndarray, num_scales: int) -> np.ndarray:
-    """MS-G3D's disentangled multi-scale graphs (Liu et al., CVPR 2020, eq. 2), stacked as
-    ``(num_scales * V, V)`` float32: scale ``k`` joins every joint to the joints exactly ``k`` hops away in
-    ``adjacency`` ``(V, V)`` (nonzero entries are edges), with self-loops (scale 0: the joint alone), each
-    normalised ``D^-1/2 A D^-1/2``. Rounded to float32 as MS-G3D's ``graph/tools.py`` rounds them: the
-    published checkpoints were trained with these constants.
+    """MS-G3D's disentangled multi-scale graphs (Liu et al., CVPR 2020, eq. 2).
 
-    Example: ``multiscale_adjacency(get_layout("kinect20").adjacency, 13).shape == (260, 20)``.
+    Scale ``k`` joins every joint to the joints exactly ``k`` hops away, with self-loops (scale 0: the
+    joint alone), each normalised ``D^-1/2 A D^-1/2``. Rounded to float32 as MS-G3D's ``graph/tools.py``
+    rounds them: the published checkpoints were trained with these constants.
+
+    Args:
+        adjacency: ``(V, V)``, nonzero entries are edges.
+        num_scales: the scales ``K``, at least 1.
+
+    Returns:
+        ``(K * V, V)`` float32, the scales stacked.
+
+    Example:
+        >>> path = np.array([[0, 1, 0], [1, 0, 1], [0, 1, 0]])  # three joints in a row
+        >>> multiscale_adjacency(path, 2)[3:].round(3)  # scale 1
+        array([[0.5  , 0.408, 0.   ],
+               [0.408, 0.333, 0.408],
+               [0.   , 0.408, 0.5  ]], dtype=float32)
     """
     if num_scales < 1:
         raise ValueError(f"num_scales must be >= 1, got {num_scales}")
@@ -202,9 +276,19 @@ def multiscale_adjacency(adjacency: np.ndarray, num_scales: int) -> np.ndarray:
 
 
 def model_graph(owner: str, layout: Layout, graph: str) -> Layout:
-    """The layout whose tree is a model's graph: ``layout`` itself (``graph="layout"``), or the graph of the
-    official NTU RGB+D code (``"official_ntu"``, :func:`official_ntu_graph`, for ``ntu25`` only) to load the
-    published checkpoints. ``owner`` (the model's name) prefixes the errors."""
+    """The layout whose tree is a model's graph.
+
+    Args:
+        owner: the model's name, the start of the errors.
+        layout: the data's layout.
+        graph: ``"layout"``: ``layout`` itself; ``"official_ntu"``: :func:`official_ntu_graph`, for ``ntu25``
+            only, to load the published checkpoints.
+
+    Example:
+        >>> from lightning_skel.skeleton import get_layout
+        >>> model_graph("msg3d", get_layout("ntu25"), "official_ntu").name
+        'ntu25_official_graph'
+    """
     if graph not in GRAPHS:
         raise ValueError(f"{owner}: graph must be one of {GRAPHS}, got {graph!r}")
     if graph == "layout":

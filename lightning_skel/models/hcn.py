@@ -37,17 +37,18 @@ VARIANTS = ("reference", "compact")
 
 
 class HCN(nn.Module):
-    """The reference HCN on ``(N, C, T, V, M)`` with ``T == window``; ``forward_features`` is ``fc7``'s output
-    ``(N, feature_dim)``, the head ``fc`` (the reference's ``fc8``).
+    """HCN, "Co-occurrence Feature Learning from Skeleton Data for Action Recognition and Detection with
+    Hierarchical Aggregation" (Li et al., IJCAI 2018), as the reference implementation builds it.
 
-    Per stream and person: ``conv1`` (1x1, ``width``, ReLU), ``conv2`` (3x1 over frames, ``window``
-    channels), the joints become the channels, ``conv3`` (3x3, ``width // 2``, max-pool 2), ``conv4`` (3x3,
-    ``width``, dropout, max-pool 2). The motion stream sees the frame differences resized from ``T - 1`` to
-    ``T`` frames (bilinear, as the reference). The streams are concatenated, then ``conv5`` (3x3,
-    ``2 * width``) and ``conv6`` (3x3, ``4 * width``), each ReLU, dropout, max-pool 2; the persons' maps are
-    merged by an element-wise maximum, flattened into ``fc7`` (``feature_dim``, ReLU, dropout). No batch
-    norm; convolutions and linear layers start Glorot-uniform with zero biases (the reference's init).
-    State_dict keys are the reference's (``conv1.0.weight`` ... ``fc7.0.weight``), its ``fc8`` being ``fc``.
+    The reference is huguyuehuhu/HCN-pytorch (``model/HCN.py``). Per stream and person: ``conv1`` (1x1,
+    ``width``, ReLU), ``conv2`` (3x1 over frames, ``window`` channels), the joints become the channels,
+    ``conv3`` (3x3, ``width // 2``, max-pool 2), ``conv4`` (3x3, ``width``, dropout, max-pool 2). The
+    motion stream sees the frame differences resized from ``T - 1`` to ``T`` frames (bilinear, as the
+    reference). The streams are concatenated, then ``conv5`` (3x3, ``2 * width``) and ``conv6`` (3x3,
+    ``4 * width``), each ReLU, dropout, max-pool 2. The persons' maps are merged by an element-wise maximum
+    and flattened into ``fc7`` (``feature_dim``, ReLU, dropout). No batch norm; convolutions and linear
+    layers start Glorot-uniform with zero biases (the reference's init). State_dict keys are the
+    reference's (``conv1.0.weight`` ... ``fc7.0.weight``), its ``fc8`` being ``fc``.
 
     Args:
         num_classes: number of classes.
@@ -61,10 +62,17 @@ class HCN(nn.Module):
             size of ``fc7``'s input ``4 * width * (window // 16) ** 2`` (default 64, its NTU config HCN02;
             HCN01 has 32). At least 16.
 
-    Example::
+    Shape:
+        - x: ``(N, C, T, V, M)`` with ``T == window``.
+        - output: ``(N, K)``; ``forward_features(x)``: ``fc7``'s output ``(N, feature_dim)``.
 
-        net = HCN(60, get_layout("ntu25"))          # 2.65 M parameters
-        logits = net(torch.randn(8, 3, 64, 25, 2))  # (8, 60)
+    Example:
+        >>> from lightning_skel.skeleton import get_layout
+        >>> net = HCN(5, get_layout("kinect20"), num_persons=1, width=8, feature_dim=16, window=16)
+        >>> net(torch.randn(2, 3, 16, 20, 1)).shape
+        torch.Size([2, 5])
+
+    ``HCN(60, get_layout("ntu25"))`` is the reference's NTU network, 2.65 M parameters.
     """
 
     def __init__(
@@ -170,8 +178,7 @@ class _Permute(nn.Module):
 
 
 class CompactHCN(nn.Module):
-    """The compact HCN on ``(N, C, T, V, M)``, any ``T``; ``forward_features`` is ``(N, feature_dim)``, the
-    maximum over persons of ``fc7``.
+    """A compact HCN for short CPU runs (Li et al., IJCAI 2018; the module doc lists how it differs).
 
     Per-channel-and-joint input batch norms (as ST-GCN's ``data_bn``: coordinates in metres and their frame
     differences differ in scale by two orders of magnitude), each stream's point-level convolutions
@@ -187,10 +194,15 @@ class CompactHCN(nn.Module):
         feature_dim: ``fc7``'s width (default 256).
         dropout: every dropout's rate (default 0.5).
 
-    Example::
+    Shape:
+        - x: ``(N, C, T, V, M)``, any ``T``.
+        - output: ``(N, K)``; ``forward_features(x)``: ``(N, feature_dim)``, ``fc7`` max-pooled over persons.
 
-        net = CompactHCN(27, get_layout("kinect20"), num_persons=1, width=32, feature_dim=128)
-        logits = net(torch.randn(8, 3, 64, 20, 1))  # (8, 27); 0.26 M parameters
+    Example:
+        >>> from lightning_skel.skeleton import get_layout
+        >>> net = CompactHCN(5, get_layout("kinect20"), num_persons=1, width=8, feature_dim=16)
+        >>> net(torch.randn(2, 3, 20, 20, 1)).shape
+        torch.Size([2, 5])
     """
 
     def __init__(
@@ -246,13 +258,19 @@ class CompactHCN(nn.Module):
 def build_hcn(
     num_classes: int, layout: Layout, variant: str = "reference", window: int = 64, **kwargs: Any
 ) -> nn.Module:
-    """Model ``hcn``: :class:`HCN` (``variant="reference"``, default) or :class:`CompactHCN`
-    (``variant="compact"``), built with ``kwargs``. ``window`` (default 64) is the reference's clip length;
-    the compact network takes any ``T`` and leaves it unused.
+    """Model ``hcn``: :class:`HCN` or :class:`CompactHCN`.
 
-    Example::
+    Args:
+        num_classes, layout: as both networks take them.
+        variant: ``"reference"`` (default, :class:`HCN`) or ``"compact"`` (:class:`CompactHCN`).
+        window: the reference's clip length (default 64); the compact network takes any ``T``.
+        **kwargs: the network's other arguments.
 
-        build_model("hcn", 27, "kinect20", num_persons=1, variant="compact", width=32, feature_dim=128)
+    Example:
+        >>> from lightning_skel.models import build_model
+        >>> net = build_model("hcn", 27, "kinect20", num_persons=1, variant="compact", width=32)
+        >>> type(net).__name__, sum(p.numel() for p in net.parameters())
+        ('CompactHCN', 398891)
     """
     if variant == "reference":
         return HCN(num_classes, layout, window=window, **kwargs)

@@ -30,8 +30,21 @@ from lightning_skel.skeleton.layouts import Layout
 
 
 def person_batch(data_bn: nn.BatchNorm1d, x: Tensor, num_persons: int, owner: str) -> Tensor:
-    """The input stage of the 2s-AGCN family: ``data_bn`` over the ``M * V * C`` channels of ``(N, C, T, V,
-    M)``, then persons folded into the batch: ``(N * M, C, T, V)``, person-major within each sample."""
+    """The input stage of the 2s-AGCN family: ``data_bn`` over the ``M * V * C`` channels, persons folded.
+
+    Args:
+        data_bn: ``BatchNorm1d(M * V * C)``.
+        x: ``(N, C, T, V, M)``.
+        num_persons: the ``M`` the model was built for; another ``M`` is a ``ValueError``.
+        owner: the model's name, the start of that error.
+
+    Returns:
+        ``(N * M, C, T, V)``, row ``n * M + m``.
+
+    Example:
+        >>> person_batch(nn.BatchNorm1d(2 * 20 * 3), torch.randn(4, 3, 16, 20, 2), 2, "msg3d").shape
+        torch.Size([8, 3, 16, 20])
+    """
     n, c, t, v, m = x.shape
     if m != num_persons:
         raise ValueError(f"{owner} was built for num_persons={num_persons}, got input with M={m}")
@@ -40,10 +53,25 @@ def person_batch(data_bn: nn.BatchNorm1d, x: Tensor, num_persons: int, owner: st
 
 
 class TemporalConvBN(nn.Module):
-    """A ``(kernel, 1)`` convolution over frames with ``stride``, ``dilation`` and "same" zero padding, then
-    BN: ``(N, C_in, T, V) -> (N, C_out, ceil(T / stride), V)``; MS-G3D's and CTR-GCN's ``TemporalConv`` and
-    CTR-GCN's ``unit_tcn``. The padding is explicit, as in :class:`~lightning_skel.models.stgcn.TemporalConv`
-    (a CPU heap corruption in Conv2d's backward with an implicit padding comparable to ``T``)."""
+    """A ``(kernel, 1)`` convolution over frames with "same" zero padding, then BN.
+
+    MS-G3D's and CTR-GCN's ``TemporalConv``, and CTR-GCN's ``unit_tcn``. The padding is explicit, as in
+    :class:`~lightning_skel.models.stgcn.TemporalConv` (a CPU heap corruption in Conv2d's backward).
+
+    Args:
+        in_channels, out_channels: ``C_in`` and ``C_out``.
+        kernel: odd (default 1).
+        stride: the temporal stride (default 1).
+        dilation: the temporal dilation (default 1).
+
+    Shape:
+        ``(N, C_in, T, V) -> (N, C_out, ceil(T / stride), V)``.
+
+    Example:
+        >>> conv = TemporalConvBN(3, 8, kernel=5, stride=2, dilation=2)
+        >>> conv(torch.randn(2, 3, 16, 20)).shape
+        torch.Size([2, 8, 8, 20])
+    """
 
     def __init__(
         self, in_channels: int, out_channels: int, kernel: int = 1, stride: int = 1, dilation: int = 1
@@ -62,16 +90,30 @@ class TemporalConvBN(nn.Module):
 
 
 class MultiScaleTemporalConv(nn.Module):
-    """MS-G3D's multi-scale temporal convolution (MS-TCN; CTR-GCN uses it too): ``(N, C_in, T, V) -> (N,
-    C_out, ceil(T / stride), V)``.
+    """MS-G3D's multi-scale temporal convolution (MS-TCN; Liu et al., CVPR 2020), CTR-GCN's too.
 
-    ``len(dilations) + 2`` branches of ``C_out / (len(dilations) + 2)`` channels each, concatenated: per
-    dilation a 1x1 convolution, BN, ReLU and a dilated ``(kernel, 1)`` convolution + BN; a 1x1 convolution,
-    BN, ReLU, max-pooling over 3 frames and BN; a strided 1x1 convolution + BN. Plus the residual (the
-    identity, a strided 1x1 convolution + BN where the shape changes, or none) and a final ReLU
-    (``activation``). ``C_out`` must be a multiple of the number of branches.
+    ``len(dilations) + 2`` branches of ``C_out / (len(dilations) + 2)`` channels each, concatenated. Per
+    dilation: a 1x1 convolution, BN, ReLU and a dilated ``(kernel, 1)`` convolution + BN. Then a 1x1
+    convolution, BN, ReLU, max-pooling over 3 frames and BN; and a strided 1x1 convolution + BN. Plus the
+    residual and a final ReLU.
 
-    Example: ``MultiScaleTemporalConv(96, 192, stride=2)(torch.randn(2, 96, 30, 25)).shape == (2, 192, 15, 25)``.
+    Args:
+        in_channels: ``C_in``.
+        out_channels: ``C_out``, a multiple of the branches.
+        kernel: the dilated branches' kernel, odd (default 3).
+        stride: the temporal stride (default 1).
+        dilations: one branch per dilation (default ``(1, 2, 3, 4)``).
+        residual: the identity where the shape allows, else a strided 1x1 convolution + BN; ``False``:
+            none (default true).
+        activation: the final ReLU (default true).
+
+    Shape:
+        ``(N, C_in, T, V) -> (N, C_out, ceil(T / stride), V)``.
+
+    Example:
+        >>> tcn = MultiScaleTemporalConv(6, 12, stride=2)
+        >>> tcn(torch.randn(2, 6, 16, 20)).shape
+        torch.Size([2, 12, 8, 20])
     """
 
     def __init__(
@@ -127,7 +169,19 @@ class MultiScaleTemporalConv(nn.Module):
 
 
 class MLP(nn.Module):
-    """MS-G3D's one-layer ``MLP``: a 1x1 convolution, BN and a ReLU (``activation``) over ``(N, C, T, V)``."""
+    """MS-G3D's one-layer ``MLP``: a 1x1 convolution, BN and a ReLU.
+
+    Args:
+        in_channels, out_channels: ``C_in`` and ``C_out``.
+        activation: the ReLU (default true).
+
+    Shape:
+        ``(N, C_in, T, V) -> (N, C_out, T, V)``.
+
+    Example:
+        >>> MLP(3, 8)(torch.randn(2, 3, 16, 20)).shape
+        torch.Size([2, 8, 16, 20])
+    """
 
     def __init__(self, in_channels: int, out_channels: int, activation: bool = True) -> None:
         super().__init__()
@@ -184,10 +238,24 @@ class _MultiScaleAggregation(nn.Module):
 
 
 class MultiScaleGraphConv(_MultiScaleAggregation):
-    """MS-G3D's ``MultiScale_GraphConv`` (disentangled aggregation, with the residual mask): ``(N, C_in, T,
-    V) -> (N, C_out, T, V)``, aggregation then a 1x1 convolution, BN and ReLU.
+    """MS-G3D's ``MultiScale_GraphConv``: the disentangled aggregation, then a 1x1 convolution, BN and ReLU.
 
-    Example: ``MultiScaleGraphConv(13, 3, 96, get_layout("ntu25").adjacency)`` has ``A_powers`` ``(325, 25)``.
+    ``A_powers`` ``(K * V, V)`` are the scales of the graph ``A_binary``
+    (:func:`~lightning_skel.models.graph.multiscale_adjacency`); ``A_res`` is the learned residual mask.
+
+    Args:
+        num_scales: the scales ``K``.
+        in_channels, out_channels: ``C_in`` and ``C_out``.
+        adjacency: the graph ``(V, V)``, nonzero entries are edges.
+
+    Shape:
+        ``(N, C_in, T, V) -> (N, C_out, T, V)``.
+
+    Example:
+        >>> from lightning_skel.skeleton import get_layout
+        >>> gcn = MultiScaleGraphConv(4, 3, 8, get_layout("kinect20").adjacency)
+        >>> gcn(torch.randn(2, 3, 16, 20)).shape, gcn.A_powers.shape
+        (torch.Size([2, 8, 16, 20]), torch.Size([80, 20]))
     """
 
     def __init__(self, num_scales: int, in_channels: int, out_channels: int, adjacency: np.ndarray) -> None:
@@ -198,10 +266,26 @@ class MultiScaleGraphConv(_MultiScaleAggregation):
 
 
 class SpatialTemporalGraphConv(_MultiScaleAggregation):
-    """MS-G3D's ``SpatialTemporal_MS_GCN``: the multi-scale aggregation over the graph of a window of
-    ``window`` frames, whose ``(window V, window V)`` adjacency tiles ``A_binary + I`` (every joint joined to
-    itself and its neighbours in every frame of the window), then a 1x1 convolution, BN and ReLU: ``(N,
-    C_in, T', window V) -> (N, C_out, T', window V)``."""
+    """MS-G3D's ``SpatialTemporal_MS_GCN``: the multi-scale aggregation over a window of frames.
+
+    The window's ``(window V, window V)`` graph tiles ``A_binary + I``: every joint joined to itself and its
+    neighbours in every frame of the window. Then a 1x1 convolution, BN and ReLU.
+
+    Args:
+        in_channels, out_channels: ``C_in`` and ``C_out``.
+        adjacency: the joints' graph ``(V, V)``.
+        num_scales: the scales ``K``.
+        window: the frames of a window.
+
+    Shape:
+        ``(N, C_in, T', window V) -> (N, C_out, T', window V)`` (:class:`TemporalWindows`' output).
+
+    Example:
+        >>> from lightning_skel.skeleton import get_layout
+        >>> gcn = SpatialTemporalGraphConv(3, 8, get_layout("kinect20").adjacency, num_scales=2, window=3)
+        >>> gcn(torch.randn(2, 3, 16, 3 * 20)).shape
+        torch.Size([2, 8, 16, 60])
+    """
 
     derived = "A_scales"
 
@@ -221,9 +305,20 @@ class SpatialTemporalGraphConv(_MultiScaleAggregation):
 
 
 class TemporalWindows(nn.Module):
-    """MS-G3D's ``UnfoldTemporalWindows``: the windows of ``window`` frames (``dilation`` apart, zero padded,
-    every ``stride``-th start) laid out along the joint axis: ``(N, C, T, V) -> (N, C, ceil(T / stride),
-    window V)``, frame-major within a window."""
+    """MS-G3D's ``UnfoldTemporalWindows``: windows of frames laid out along the joint axis.
+
+    Args:
+        window: the frames of a window, ``dilation`` apart, zero padded at the ends.
+        stride: a window starts at every ``stride``-th frame (default 1).
+        dilation: frames between a window's frames (default 1).
+
+    Shape:
+        ``(N, C, T, V) -> (N, C, ceil(T / stride), window V)``, frame-major within a window.
+
+    Example:
+        >>> TemporalWindows(3)(torch.randn(2, 3, 16, 20)).shape
+        torch.Size([2, 3, 16, 60])
+    """
 
     def __init__(self, window: int, stride: int = 1, dilation: int = 1) -> None:
         super().__init__()
@@ -239,10 +334,29 @@ class TemporalWindows(nn.Module):
 
 
 class G3D(nn.Module):
-    """One G3D pathway (MS-G3D's ``MS_G3D``, embedding factor 1): temporal windows, the spatial-temporal
-    multi-scale graph convolution, and a ``(1, window, 1)`` 3-D convolution + BN that collapses each window:
-    ``(N, C_in, T, V) -> (N, C_out, ceil(T / stride), V)``, no activation. The first block (``first``, on the
-    input coordinates) widens to ``C_out`` in the graph convolution, the others in the collapse."""
+    """One G3D pathway (MS-G3D's ``MS_G3D``, embedding factor 1), without activation.
+
+    Temporal windows (:class:`TemporalWindows`), the spatial-temporal multi-scale graph convolution
+    (:class:`SpatialTemporalGraphConv`), then a ``(1, window, 1)`` 3-D convolution + BN that collapses each
+    window.
+
+    Args:
+        in_channels, out_channels: ``C_in`` and ``C_out``.
+        adjacency: the joints' graph ``(V, V)``.
+        num_scales: the scales ``K``.
+        window, stride, dilation: as :class:`TemporalWindows` takes them.
+        first: the first block, on the input coordinates: it widens to ``C_out`` in the graph convolution;
+            the others widen in the collapse.
+
+    Shape:
+        ``(N, C_in, T, V) -> (N, C_out, ceil(T / stride), V)``.
+
+    Example:
+        >>> from lightning_skel.skeleton import get_layout
+        >>> g3d = G3D(3, 8, get_layout("kinect20").adjacency, 2, window=3, stride=2, dilation=1, first=True)
+        >>> g3d(torch.randn(2, 3, 16, 20)).shape
+        torch.Size([2, 8, 8, 20])
+    """
 
     def __init__(
         self,
@@ -273,7 +387,23 @@ class G3D(nn.Module):
 
 
 class MultiWindowG3D(nn.Module):
-    """MS-G3D's ``MultiWindow_MS_G3D``: the sum of one :class:`G3D` per window size, no activation."""
+    """MS-G3D's ``MultiWindow_MS_G3D``: the sum of one :class:`G3D` per window size, no activation.
+
+    Args:
+        in_channels, out_channels, adjacency, num_scales, stride, first: as :class:`G3D` takes them.
+        windows: the window sizes.
+        dilations: one dilation per window.
+
+    Shape:
+        ``(N, C_in, T, V) -> (N, C_out, ceil(T / stride), V)``.
+
+    Example:
+        >>> from lightning_skel.skeleton import get_layout
+        >>> a = get_layout("kinect20").adjacency
+        >>> g3d = MultiWindowG3D(3, 8, a, num_scales=2, windows=(3, 5), dilations=(1, 1), stride=2, first=True)
+        >>> g3d(torch.randn(2, 3, 16, 20)).shape
+        torch.Size([2, 8, 8, 20])
+    """
 
     def __init__(
         self,
@@ -298,18 +428,41 @@ class MultiWindowG3D(nn.Module):
 
 @MODELS.register("msg3d")
 class MSG3D(nn.Module):
-    """MS-G3D on ``(N, C, T, V, M)``; ``forward_features`` is the average over frames, joints and persons of
-    the last stage: ``(N, 4 * channels)``.
+    """MS-G3D, "Disentangling and Unifying Graph Convolutions for Skeleton-Based Action Recognition".
 
-    Defaults are the paper's NTU network (``kenziyuliu/MS-G3D`` config/nturgbd-cross-subject/train_joint.yaml:
-    96-192-384 channels, 13 graph scales, 6 G3D scales, windows 3 and 5 with dilation 1; 3.19 M parameters
-    on ``ntu25``, M=2). ``channels`` must be a multiple of 6 (the temporal branches); ``data_bn`` normalises
-    the ``M * V * C`` input channels, so the input must carry exactly ``num_persons`` persons. ``graph``:
-    ``"layout"`` (the layout's bone tree) or ``"official_ntu"`` (the official NTU graph, to load the published
-    checkpoints). ``dropout`` (before ``fc``; not in the paper, default 0) is for small data sets.
+    Liu, Zhang, Chen, Wang, Ouyang, CVPR 2020; official code kenziyuliu/MS-G3D (``model/msg3d.py``). The
+    defaults are the paper's NTU network (``config/nturgbd-cross-subject/train_joint.yaml``): 96-192-384
+    channels, 13 graph scales, 6 G3D scales, windows 3 and 5 with dilation 1; 3.19 M parameters on
+    ``ntu25`` with M=2. ``data_bn`` normalises the ``M * V * C`` input channels, so the input must carry
+    exactly ``num_persons`` persons.
 
-    Example: ``build_model("msg3d", 27, "kinect20", num_persons=1, channels=24)`` is the CPU-sized network
-    of UTD-MHAD (experiment utd_msg3d).
+    Args:
+        num_classes: the classes ``K``.
+        layout: the skeleton layout.
+        in_channels: coordinates per joint ``C`` (default 3).
+        num_persons: persons ``M`` (default 2).
+        channels: the first stage's width, a multiple of 6 (the temporal branches; default 96).
+        num_gcn_scales: the scales of the graph convolutions (default 13).
+        num_g3d_scales: the scales of the G3D pathways (default 6).
+        windows: the G3D window sizes, odd (default ``(3, 5)``).
+        window_dilations: one dilation per window (default ``(1, 1)``).
+        dropout: before ``fc``, for small data sets (not in the paper; default 0).
+        graph: ``"layout"`` (default): the layout's bone tree. ``"official_ntu"``: the official NTU graph,
+            to load the published checkpoints.
+
+    Shape:
+        - x: ``(N, C, T, V, M)`` with ``M == num_persons``.
+        - output: ``(N, K)``; ``forward_features(x)``: ``(N, 4 * channels)``, the last stage averaged over
+          frames, joints and persons.
+
+    Example:
+        >>> from lightning_skel.skeleton import get_layout
+        >>> net = MSG3D(5, get_layout("kinect20"), num_persons=1, channels=6, num_gcn_scales=2)
+        >>> net(torch.randn(2, 3, 16, 20, 1)).shape
+        torch.Size([2, 5])
+
+    UTD-MHAD's CPU-sized network (experiment ``utd_msg3d``) is
+    ``build_model("msg3d", 27, "kinect20", num_persons=1, channels=24)``.
     """
 
     def __init__(

@@ -15,9 +15,23 @@ MODELS: Registry = Registry("model")
 
 
 def build_model(name: str, num_classes: int, layout: str | Layout, **kwargs) -> nn.Module:
-    """Build the registered model ``name`` for ``num_classes`` classes on ``layout``.
+    """Build the registered model ``name`` (timm's ``create_model``).
 
-    Every model takes ``(N, C, T, V, M)`` and has ``forward_features(x) -> (N, D)`` and a head ``fc``.
+    Args:
+        name: a name of :data:`MODELS` (:func:`list_models`); an unknown one is a ``KeyError`` listing them.
+        num_classes: the classes ``K`` of the head ``fc``, at least 2.
+        layout: the skeleton layout, a name or a :class:`~lightning_skel.skeleton.Layout`.
+        **kwargs: the model's own arguments (``in_channels``, ``num_persons``, widths, ...).
+
+    Shape:
+        Every model maps ``x (N, C, T, V, M)`` to logits ``(N, K)``; ``forward_features(x)`` gives the
+        ``(N, D)`` features before ``fc``.
+
+    Example:
+        >>> import torch
+        >>> net = build_model("stgcn", 5, "kinect20", num_persons=1, channels=8, num_blocks=3)
+        >>> net(torch.randn(2, 3, 16, 20, 1)).shape
+        torch.Size([2, 5])
     """
     if num_classes < 2:
         raise ValueError(f"num_classes must be >= 2, got {num_classes}")
@@ -25,6 +39,12 @@ def build_model(name: str, num_classes: int, layout: str | Layout, **kwargs) -> 
 
 
 def list_models() -> list[str]:
+    """The registered model names, sorted.
+
+    Example:
+        >>> list_models()
+        ['agcn', 'ctrgcn', 'emotion', 'hcn', 'msg3d', 'sgn', 'stgcn']
+    """
     return MODELS.names()
 
 
@@ -37,10 +57,24 @@ def check_model_args(
     rules: Mapping[str, tuple[Any, bool, str]] | None = None,
     **sizes: int,
 ) -> None:
-    """Check a model's arguments when it is built (:func:`lightning_skel.utils.check_params`, one error
-    naming every bad one): the rules the models share, ``in_channels``, ``num_persons`` and every size in
-    ``sizes`` at least 1, ``dropout`` in [0, 1) and a temporal kernel (if the model has one) odd, so that
-    "same" padding keeps the frames; and the model's own ``rules``."""
+    """Check a model's arguments when it is built: one ``ValueError`` names every bad one.
+
+    The shared rules: ``in_channels``, ``num_persons`` and every size in ``sizes`` at least 1, ``dropout``
+    in [0, 1), and a temporal kernel odd, so that "same" padding keeps the frames.
+
+    Args:
+        owner: the model's name, the start of the message.
+        in_channels, num_persons, dropout: the model's arguments of those names.
+        temporal_kernel: the model's temporal kernel; ``None`` for a model without one.
+        rules: the model's own rules, ``{name: (value, ok, rule)}`` as
+            :func:`~lightning_skel.utils.check_params` takes them.
+        **sizes: widths and counts that must be at least 1.
+
+    Example:
+        >>> check_model_args("mine", 3, 0, 0.5, temporal_kernel=4)
+        Traceback (most recent call last):
+        ValueError: mine: invalid argument(s): num_persons must be >= 1, got 0; temporal_kernel must be ...
+    """
     shared = {
         k: (v, v >= 1, ">= 1")
         for k, v in {"in_channels": in_channels, "num_persons": num_persons, **sizes}.items()

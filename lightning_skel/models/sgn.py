@@ -70,8 +70,11 @@ class _GraphConv(nn.Module):
 
 @MODELS.register("sgn")
 class SGN(nn.Module):
-    """SGN on ``(N, C, T, V, M)`` with ``T <= num_frames``: ``forward`` gives the logits ``(N, num_classes)``,
-    ``forward_features`` the max over frames (and persons) of the frame-level CNN, ``(N, 8 * channels)``.
+    """SGN, "Semantics-Guided Neural Networks for Efficient Skeleton-Based Human Action Recognition".
+
+    Zhang, Lan, Zeng, Xing, Xue, Zheng, CVPR 2020; official code microsoft/SGN (``model.py``). At its
+    defaults, on one person and ``T = 20`` frames, it computes the official ``SGN(num_classes, 'NTU',
+    seg=20, args, bias=True)`` (see the module doc).
 
     Args:
         num_classes: the number of classes.
@@ -88,10 +91,16 @@ class SGN(nn.Module):
             first ``T`` (the official network takes exactly ``seg`` frames).
         dropout: the frame-level CNN's channel dropout (default 0.2, the official).
 
-    Example::
+    Shape:
+        - x: ``(N, C, T, V, M)`` with ``T <= num_frames``.
+        - output: ``(N, K)``; ``forward_features(x)``: ``(N, 8 * channels)``, the frame-level CNN
+          max-pooled over frames and persons.
 
-        net = SGN(60, get_layout("ntu25"))  # the official network
-        logits = net(torch.randn(4, 3, 20, 25, 1))  # (4, 60)
+    Example:
+        >>> from lightning_skel.skeleton import get_layout
+        >>> net = SGN(60, get_layout("ntu25"))  # the official network
+        >>> net(torch.randn(2, 3, 20, 25, 1)).shape
+        torch.Size([2, 60])
     """
 
     def __init__(

@@ -20,10 +20,19 @@ from lightning_skel.skeleton.layouts import Layout
 
 
 def stage_plan(channels: int, num_blocks: int) -> list[tuple[int, int]]:
-    """``(out_channels, stride)`` of each block of the ST-GCN / 2s-AGCN backbone: three stages of widths
-    ``channels``, ``2 channels``, ``4 channels`` holding 40 %, 30 %, 30 % of the blocks, the temporal
-    stride 2 at the first block of stages two and three. ``(64, 10)`` is the papers' network
-    (64 x4, 128 x3, 256 x3)."""
+    """``(out_channels, stride)`` of each block of the ST-GCN / 2s-AGCN backbone.
+
+    Three stages of widths ``channels``, ``2 channels``, ``4 channels`` hold 40 %, 30 %, 30 % of the
+    blocks; the first block of stages two and three has temporal stride 2.
+
+    Args:
+        channels: the first stage's width, at least 1.
+        num_blocks: the blocks, at least 1.
+
+    Example:
+        >>> stage_plan(64, 10)  # the papers' network: 64 x4, 128 x3, 256 x3
+        [(64, 1), (64, 1), (64, 1), (64, 1), (128, 2), (128, 1), (128, 1), (256, 2), (256, 1), (256, 1)]
+    """
     if channels < 1 or num_blocks < 1:
         raise ValueError(f"channels and num_blocks must be >= 1, got {channels}, {num_blocks}")
     first, second = int(0.4 * num_blocks + 0.5), int(0.7 * num_blocks + 0.5)
@@ -36,13 +45,24 @@ def stage_plan(channels: int, num_blocks: int) -> list[tuple[int, int]]:
 
 
 class TemporalConv(nn.Module):
-    """A ``(kernel, 1)`` convolution over frames with temporal ``stride`` and "same" zero padding:
-    ``(N, C_in, T, V) -> (N, C_out, ceil(T / stride), V)``.
+    """A ``(kernel, 1)`` convolution over frames with temporal ``stride`` and "same" zero padding.
 
-    The padding is applied explicitly (``F.pad``, then an unpadded convolution: the same operator) because
-    the CPU backward of ``Conv2d`` with an implicit padding comparable to ``T`` corrupts the heap in torch
-    2.13 (kernel 75 on 16 to 37 frames aborts with ``free(): invalid next size``); STEP's kernel 75 meets
-    that on every clip shorter than 75 frames.
+    The padding is explicit (``F.pad``, then an unpadded convolution: the same operator). The CPU backward
+    of ``Conv2d`` with an implicit padding comparable to ``T`` corrupts the heap in torch 2.13, which
+    STEP's kernel 75 meets on every clip shorter than 75 frames.
+
+    Args:
+        in_channels, out_channels: ``C_in`` and ``C_out``.
+        kernel: the temporal kernel, odd.
+        stride: the temporal stride (default 1).
+
+    Shape:
+        ``(N, C_in, T, V) -> (N, C_out, ceil(T / stride), V)``.
+
+    Example:
+        >>> conv = TemporalConv(3, 8, kernel=9, stride=2)
+        >>> conv(torch.randn(2, 3, 15, 20)).shape
+        torch.Size([2, 8, 8, 20])
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel: int, stride: int = 1) -> None:
@@ -57,11 +77,30 @@ class TemporalConv(nn.Module):
 
 
 class STGCNBlock(nn.Module):
-    """One ST-GCN unit on ``(N, C_in, T, V) -> (N, C_out, T / stride, V)``.
+    """One ST-GCN unit (Yan et al., AAAI 2018; yysijie/st-gcn ``net/st_gcn.py``).
 
     ``gcn``: a 1x1 convolution to ``K * C_out`` channels, then the sum over the K partition subsets of
-    ``A_k * importance_k`` applied over joints; ``tcn``: BN, ReLU, a ``(temporal_kernel, 1)`` convolution
-    with the stride, BN, dropout; the residual is the identity, a strided 1x1 conv + BN, or none.
+    ``A_k * importance_k`` applied over joints. ``tcn``: BN, ReLU, a ``(temporal_kernel, 1)`` convolution
+    with the stride, BN, dropout. Then the residual and a ReLU.
+
+    Args:
+        in_channels, out_channels: ``C_in`` and ``C_out``.
+        graph: the partition ``(K, V, V)``, ``A[k, i, j]`` the weight of joint ``j`` for joint ``i``.
+        stride: the temporal stride (default 1).
+        temporal_kernel: odd (default 9).
+        dropout: in ``tcn`` (default 0).
+        residual: the identity where the shape allows, else a strided 1x1 convolution + BN; ``False``:
+            none (default true).
+        edge_importance: a learnable mask ``importance`` on the graph (default true).
+
+    Shape:
+        ``(N, C_in, T, V) -> (N, C_out, ceil(T / stride), V)``.
+
+    Example:
+        >>> from lightning_skel.models.graph import spatial_partition
+        >>> block = STGCNBlock(3, 8, spatial_partition("kinect20"), stride=2)
+        >>> block(torch.randn(2, 3, 16, 20)).shape
+        torch.Size([2, 8, 8, 20])
     """
 
     def __init__(
@@ -108,19 +147,17 @@ class STGCNBlock(nn.Module):
         """``sum_k (A_k * importance_k)`` applied over joints to the k-th ``C_out`` channels of ``gcn(x)``:
         ``(N, C_in, T, V) -> (N, C_out, T, V)``.
 
-        Computed in the other order, which the linearity of both maps allows: the K partition subsets are
-        applied to the input over joints first (one matrix product on the last dimension, joints to K x
-        joints), then one 1x1 convolution with ``gcn``'s weight regrouped by subset maps the ``C_in * K``
-        channels to ``C_out``, and ``gcn``'s bias, which the original order sends through the graph too, is
-        added as its image ``sum_k b_k (row sums of A_k)``. Applying the graph to ``gcn``'s ``K * C_out``
-        channels instead needs them moved next to the joints (a copy forward and backward) and
-        ``C_out / C_in`` times the work: on UTD-sized clips the slim emotion recognizer's forward+backward
-        is faster this way (benchmarks/graph_conv_order.py, docs/RESULTS.md), with the same parameters and
-        the same values up to rounding (tests/test_models.py)."""
+        Computed in the other order, which the linearity of both maps allows. The K subsets are applied to
+        the input over joints first (one matrix product, joints to K x joints). One 1x1 convolution with
+        ``gcn``'s weight regrouped by subset then maps the ``C_in * K`` channels to ``C_out``. ``gcn``'s
+        bias, which the original order sends through the graph too, is added as its image
+        ``sum_k b_k (row sums of A_k)``. The original order needs ``gcn``'s ``K * C_out`` channels moved next
+        to the joints (a copy forward and backward) and ``C_out / C_in`` times the work (docs/RESULTS.md).
+        Same parameters, same values up to rounding (tests/test_models.py)."""
         n, c_in, t, v = x.shape
         a = self.adjacency  # (K, V, V)
         k = self.num_subsets
-        # one product (N C_in T, V) x (V, K V), M[j, k V + i] = A[k, i, j]: a batch of small products is slower
+        # one product (N C_in T, V) x (V, K V), M[j, k V + i] = A[k, i, j], rather than K small ones
         xa = x.reshape(-1, v).matmul(a.permute(2, 0, 1).reshape(v, k * v))
         xa = xa.view(n, c_in, t, k, v).transpose(2, 3).reshape(n, c_in * k, t, v)  # channels (c_in, k)
         w = self.gcn.weight.view(k, -1, c_in)  # (K, C_out, C_in)
@@ -145,8 +182,21 @@ def st_gcn_blocks(
     dropout: float = 0.0,
     edge_importance: bool = True,
 ) -> nn.Sequential:
-    """The ST-GCN block stack for ``plan`` (``(out_channels, stride)`` per block); the first block has no
-    residual and no dropout, as in the official ``st_gcn.py``."""
+    """The ST-GCN block stack: one :class:`STGCNBlock` per entry of ``plan``.
+
+    The first block has no residual and no dropout, as in the official ``st_gcn.py``.
+
+    Args:
+        in_channels: the first block's ``C_in``.
+        plan: ``(out_channels, stride)`` per block (:func:`stage_plan`).
+        graph, temporal_kernel, dropout, edge_importance: as :class:`STGCNBlock` takes them.
+
+    Example:
+        >>> from lightning_skel.models.graph import spatial_partition
+        >>> blocks = st_gcn_blocks(3, [(8, 1), (16, 2)], spatial_partition("kinect20"))
+        >>> blocks(torch.randn(2, 3, 16, 20)).shape
+        torch.Size([2, 16, 8, 20])
+    """
     blocks, c = [], in_channels
     for i, (out, stride) in enumerate(plan):
         blocks.append(
@@ -166,8 +216,19 @@ def st_gcn_blocks(
 
 
 def fold_persons(x: Tensor, bn: nn.BatchNorm1d) -> Tensor:
-    """ST-GCN's ``data_bn`` over the ``V * C`` channels, persons folded into the batch:
-    ``(N, C, T, V, M) -> (N * M, C, T, V)``."""
+    """ST-GCN's input stage: ``bn`` over the ``V * C`` channels, persons folded into the batch.
+
+    Args:
+        x: ``(N, C, T, V, M)``.
+        bn: ``BatchNorm1d(V * C)`` (``data_bn``).
+
+    Returns:
+        ``(N * M, C, T, V)``, person-minor (row ``n * M + m``).
+
+    Example:
+        >>> fold_persons(torch.randn(2, 3, 16, 20, 2), nn.BatchNorm1d(3 * 20)).shape
+        torch.Size([4, 3, 16, 20])
+    """
     n, c, t, v, m = x.shape
     h = x.permute(0, 4, 3, 1, 2).reshape(n * m, v * c, t)  # (N*M, V*C, T)
     h = bn(h)
@@ -176,15 +237,38 @@ def fold_persons(x: Tensor, bn: nn.BatchNorm1d) -> Tensor:
 
 @MODELS.register("stgcn")
 class STGCN(nn.Module):
-    """ST-GCN on ``(N, C, T, V, M)``; ``forward_features`` is the globally average-pooled last block, averaged
-    over persons: ``(N, 4 * channels)``.
+    """ST-GCN, "Spatial Temporal Graph Convolutional Networks for Skeleton-Based Action Recognition".
 
-    Defaults are the paper's network (10 blocks, 64-128-256 channels, temporal kernel 9, dropout 0.5 as in
-    the official NTU configs, edge importance on). ``graph="layout"``: the spatial partition of the layout's
-    bones, centred on ``graph_center`` (a joint name, default the layout's root); ``graph="official_ntu"``:
-    the official code's NTU graph (:func:`~lightning_skel.models.graph.official_ntu_partition`), the one its
-    published checkpoints hold. With it the network computes what the official ``net/st_gcn.py`` computes.
-    The fixed graph is a buffer of every block, so a checkpoint carries the graph it was trained with.
+    Yan, Xiong, Lin, AAAI 2018; official code yysijie/st-gcn (``net/st_gcn.py``). The defaults are the
+    paper's network: 10 blocks, 64-128-256 channels, temporal kernel 9, dropout 0.5 (the official NTU
+    configs), edge importance on. The fixed graph is a buffer of every block, so a checkpoint carries it.
+
+    Args:
+        num_classes: the classes ``K``.
+        layout: the skeleton layout.
+        in_channels: coordinates per joint ``C`` (default 3).
+        num_persons: persons ``M`` (default 2; folded into the batch, so the weights do not depend on it).
+        channels: the first stage's width (default 64).
+        num_blocks: the blocks (default 10, :func:`stage_plan`).
+        temporal_kernel: odd (default 9).
+        dropout: in every block but the first (default 0.5).
+        edge_importance: learnable edge masks (default true).
+        graph_center: the partition's centre, a joint name (default the layout's root); ``graph="layout"``
+            only.
+        graph: ``"layout"`` (default): the spatial partition of the layout's bones. ``"official_ntu"``: the
+            official NTU graph (:func:`~lightning_skel.models.graph.official_ntu_partition`), which its
+            published checkpoints hold; the network then computes what ``net/st_gcn.py`` computes.
+
+    Shape:
+        - x: ``(N, C, T, V, M)``.
+        - output: ``(N, K)``; ``forward_features(x)``: ``(N, 4 * channels)``, the last block average-pooled
+          over frames and joints, then averaged over persons.
+
+    Example:
+        >>> from lightning_skel.skeleton import get_layout
+        >>> net = STGCN(5, get_layout("kinect20"), num_persons=1, channels=8, num_blocks=3)
+        >>> net(torch.randn(2, 3, 16, 20, 1)).shape
+        torch.Size([2, 5])
     """
 
     def __init__(

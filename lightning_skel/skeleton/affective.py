@@ -72,8 +72,24 @@ AFFECTIVE_FEATURES: tuple[str, ...] = (
 
 
 def normalized_gait16(x: Tensor, layout: Layout | str, lengths: Tensor | None = None) -> Tensor:
-    """The emotion recognizer's input: the first person of ``x`` mapped to ``gait16`` and normalised
-    (root-centred, canonical facing, unit height): ``(N, C, T, V, M) -> (N, C, T, 16, 1)``."""
+    """The emotion recognizer's input: the first person of ``x`` mapped to ``gait16`` and normalised.
+
+    Root-centred at the first valid frame, turned to the canonical facing, scaled to unit height.
+
+    Args:
+        x: ``(N, C, T, V, M)`` clips of ``layout``.
+        layout: their skeleton layout.
+        lengths: ``(N,)`` valid frames (default: the frames where the person is present).
+
+    Returns:
+        ``(N, C, T, 16, 1)``.
+
+    Example:
+        >>> from lightning_skel.data.synthetic import generate
+        >>> x = torch.from_numpy(generate(num_per_class=1, seed=0, frames=16, layout="kinect20")["x"])
+        >>> normalized_gait16(x, "kinect20").shape
+        torch.Size([12, 3, 16, 16, 1])
+    """
     g = to_gait16(x[..., :1], layout)
     return normalize(g, "gait16", lengths, scale=True)
 
@@ -90,8 +106,9 @@ def _masked_max(f: Tensor, m: Tensor) -> Tensor:
 
 
 def affective_features(g: Tensor, lengths: Tensor | None = None) -> Tensor:
-    """STEP-style affective features of the first person of a normalised gait16 batch:
-    ``(N, C, T, 16, M) -> (N, F)`` with ``F = len(AFFECTIVE_FEATURES)`` (46); ``C`` is 3 or 2.
+    """STEP's affective features (Bhattacharya et al., AAAI 2020, section 3) of a normalised gait16 batch.
+
+    Of the first person: ``(N, C, T, 16, M) -> (N, F)``, ``F = len(AFFECTIVE_FEATURES)`` (46), ``C`` 3 or 2.
 
     Posture, averaged over valid frames: the bounding-box volume (area in 2D); the angles at the neck
     between the shoulders, at each shoulder (neck-elbow), elbow and knee, at the neck between head and spine;
@@ -102,7 +119,14 @@ def affective_features(g: Tensor, lengths: Tensor | None = None) -> Tensor:
     head, both hands, both feet and the root.
 
     Frames are valid where the first person is present and before ``lengths``; means are over valid frames
-    only (docs/METHOD.md section 1), so padding does not dilute them.
+    only (docs/METHOD.md section 1), so padding does not dilute them. The columns are named by
+    :data:`AFFECTIVE_FEATURES`.
+
+    Example:
+        >>> from lightning_skel.data.synthetic import generate
+        >>> x = torch.from_numpy(generate(num_per_class=1, seed=0, frames=16, layout="kinect20")["x"])
+        >>> affective_features(normalized_gait16(x, "kinect20")).shape  # 12 clips, 46 features
+        torch.Size([12, 46])
     """
     if g.shape[3] != len(GAIT16_JOINTS):
         raise ValueError(f"affective_features needs gait16 joints (V=16), got V={g.shape[3]}")

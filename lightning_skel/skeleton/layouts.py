@@ -44,12 +44,29 @@ GAIT16_JOINTS: tuple[str, ...] = (
 
 @dataclass(frozen=True)
 class Layout:
-    """A skeleton topology. Build one with :func:`get_layout`; the fields are validated on creation."""
+    """A skeleton topology: joint names and one bone tree. Get one with :func:`get_layout`.
+
+    The fields are validated on creation: one root, every joint reaching it, gait16 weights summing to 1.
+
+    Args:
+        name: the layout's name (``ntu25``, ...).
+        joint_names: ``V`` names, the order of the V axis.
+        parents: each joint's parent index, ``-1`` for the root.
+        gait16_map: one ``{source joint: weight}`` per gait16 joint (the emotion recognizer's input).
+        rest_pose: ``V`` standing positions in metres, y up, facing +z.
+        description: a line saying what data it is (default ``""``).
+
+    Example:
+        >>> stick = Layout("stick", ("hip", "chest", "head"), (-1, 0, 1), ({0: 1.0},) * 16,
+        ...                ((0, 0.9, 0), (0, 1.3, 0), (0, 1.6, 0)))
+        >>> stick.bones, stick.triplets  # (child, parent); (parent, joint, child)
+        (((1, 0), (2, 1)), ((0, 1, 2),))
+    """
 
     name: str
     joint_names: tuple[str, ...]
-    parents: tuple[int, ...]  # parents[root] == -1
-    gait16_map: tuple[dict[int, float], ...]  # one {source joint: weight} per gait16 joint
+    parents: tuple[int, ...]
+    gait16_map: tuple[dict[int, float], ...]
     rest_pose: tuple[tuple[float, float, float], ...]
     description: str = ""
     _children: tuple[tuple[int, ...], ...] = field(init=False, repr=False, compare=False)
@@ -495,11 +512,23 @@ _LAYOUTS: dict[str, Layout] = {
 
 
 def list_layouts() -> list[str]:
+    """The layouts' names, sorted.
+
+    Example:
+        >>> list_layouts()
+        ['coco17', 'gait16', 'kinect20', 'ntu25', 'openpose18']
+    """
     return sorted(_LAYOUTS)
 
 
 def get_layout(name: str | Layout) -> Layout:
-    """The layout called ``name`` (a :class:`Layout` passes through). Unknown names list the known ones."""
+    """The layout called ``name``; a :class:`Layout` passes through. An unknown name is a ``KeyError``.
+
+    Example:
+        >>> layout = get_layout("kinect20")
+        >>> layout.num_joints, layout.joint_names[layout.root], layout.index("head")
+        (20, 'hip_center', 3)
+    """
     if isinstance(name, Layout):
         return name
     try:

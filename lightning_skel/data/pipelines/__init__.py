@@ -19,10 +19,11 @@ Registered names (``model.pipeline`` in configs; ``build_pipeline(name, layout, 
   consecutive rows, ``seg`` segments with one row sampled from each (the middle, or at random with several
   samplings per clip as the official test); ``(N * samples, C, seg, V, 1)``.
 
-Example::
-
-    pipe = build_pipeline("stgcn", "ntu25")
-    z = pipe(x)                       # (N * pipe.samples, C, T, V, M)
+Example:
+    >>> import torch
+    >>> pipe = build_pipeline("sgn", "ntu25")
+    >>> pipe(torch.randn(2, 3, 30, 25, 2)).shape  # (N * pipe.samples, C, seg, V, 1)
+    torch.Size([2, 3, 20, 25, 1])
 """
 
 from __future__ import annotations
@@ -38,10 +39,20 @@ PIPELINES: Registry[type[Pipeline]] = Registry("pipeline")
 
 
 class Pipeline(nn.Module):
-    """Base class: ``forward(x (N, C, T, V, M)) -> (N * samples, C', T', V', M')``.
+    """Base class of the official input pipelines.
+
+    ``forward(x (N, C, T, V, M))`` returns ``(N * samples, C', T', V', M')``, clip-major.
 
     Args:
         layout: the skeleton layout of the clips (a name or a :class:`~lightning_skel.skeleton.Layout`).
+
+    Example:
+        >>> class Identity(Pipeline):
+        ...     takes_score = True  # moves nothing: a score channel may ride along
+        ...     def forward(self, x):
+        ...         return x
+        >>> Identity("kinect20").layout.name, Identity("kinect20").samples
+        ('kinect20', 1)
     """
 
     samples: int = 1  # rows per clip in the output; the classifier averages their logits
@@ -59,12 +70,18 @@ class Pipeline(nn.Module):
 
 @PIPELINES.register("stgcn")
 class STGCNPipeline(Pipeline):
-    """ST-GCN (Yan et al. AAAI 2018): its NTU test feeder gives the network the zero-padded array as it is
-    (``tools/ntu_gendata.py`` keeps the first two bodies of each frame; that is the reader's part).
+    """ST-GCN's input (Yan et al., AAAI 2018; yysijie/st-gcn): its NTU test feeder passes the array through.
 
-    Example::
+    ``tools/ntu_gendata.py`` keeps the first two bodies of each frame; that is the reader's part.
 
-        z = STGCNPipeline("ntu25")(x)  # z is x
+    Args:
+        layout: the skeleton layout of the clips.
+
+    Example:
+        >>> import torch
+        >>> x = torch.randn(2, 3, 30, 25, 2)
+        >>> STGCNPipeline("ntu25")(x) is x
+        True
     """
 
     takes_score = True
@@ -74,7 +91,14 @@ class STGCNPipeline(Pipeline):
 
 
 def build_pipeline(name: str, layout: str | Layout, **kwargs: Any) -> Pipeline:
-    """The registered pipeline ``name`` for ``layout``; an unknown name is a ``KeyError`` listing the known."""
+    """The registered pipeline ``name`` for ``layout``; an unknown name is a ``KeyError`` listing the known.
+
+    ``kwargs`` are the pipeline's options.
+
+    Example:
+        >>> build_pipeline("ctrgcn", "ntu25", window=32).window
+        32
+    """
     return PIPELINES.get(name)(layout, **kwargs)
 
 

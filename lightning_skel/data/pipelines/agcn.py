@@ -22,8 +22,15 @@ ROTATION_TOL = 1e-6
 
 
 def check_ntu_clips(x: Tensor, owner: str) -> None:
-    """Raise a ``ValueError`` naming ``owner`` unless ``x`` is ``(N, 3, T, 25, M)`` with ``T, M >= 1``: the
-    official NTU RGB+D pipelines read joints by their ntu25 index."""
+    """Raise a ``ValueError`` naming ``owner`` unless ``x`` is a float ``(N, 3, T, 25, M)``, ``T, M >= 1``.
+
+    The official NTU RGB+D pipelines read joints by their ntu25 index.
+
+    Example:
+        >>> check_ntu_clips(torch.zeros(2, 3, 30, 20, 1), "agcn pipeline")
+        Traceback (most recent call last):
+        ValueError: agcn pipeline: x must be (N, 3, T, 25, M) NTU RGB+D clips, got (2, 3, 30, 20, 1)
+    """
     if x.ndim != 5 or x.shape[1] != 3 or x.shape[3] != 25 or x.shape[2] < 1 or x.shape[4] < 1:
         raise ValueError(f"{owner}: x must be (N, 3, T, 25, M) NTU RGB+D clips, got {tuple(x.shape)}")
     if not x.is_floating_point():
@@ -37,7 +44,14 @@ def repeat_into_padding(x: Tensor) -> Tensor:
     empty and repeat as such. Each person repeats with its own ``L``: a second person who leaves early
     repeats while the first goes on. A gather: the frames not read (the padding) get no gradient.
 
-    ``x (N, C, T, V, M) -> (N, C, T, V, M)``.
+    Shape:
+        ``(N, C, T, V, M) -> (N, C, T, V, M)``.
+
+    Example:
+        >>> x = torch.randn(1, 3, 30, 25, 1)
+        >>> x[:, :, 20:] = 0  # 20 frames, then padding
+        >>> torch.equal(repeat_into_padding(x)[:, :, 20:], x[:, :, :10])
+        True
     """
     n, c, t, v, m = x.shape
     full = x.sum((1, 3)) != 0  # (N, T, M) the non-empty frames
@@ -53,9 +67,19 @@ def repeat_into_padding(x: Tensor) -> Tensor:
 
 
 def center_on_main_body(x: Tensor) -> Tensor:
-    """Step 2: subtract joint 1 (spine middle) of person 0, frame by frame, from every person (nothing in a
-    frame where that joint is zero); a joint whose coordinates sum to zero stays zero (and gets no
-    gradient), and so do absent persons. ``(N, 3, T, V, M) -> (N, 3, T, V, M)``."""
+    """Step 2 of ``pre_normalization``: subtract joint 1 (spine middle) of person 0, frame by frame.
+
+    Every person is moved (nothing in a frame where that joint is zero). A joint whose coordinates sum to
+    zero stays zero and gets no gradient, and so do absent persons.
+
+    Shape:
+        ``(N, 3, T, V, M) -> (N, 3, T, V, M)``.
+
+    Example:
+        >>> y = center_on_main_body(torch.randn(2, 3, 30, 25, 2))
+        >>> float(y[:, :, :, 1, 0].abs().max())  # person 0's spine middle is the origin
+        0.0
+    """
     keep = x.sum(1, keepdim=True) != 0
     return torch.where(keep, x - x[:, :, :, 1:2, 0:1], torch.zeros((), dtype=x.dtype, device=x.device))
 
@@ -70,6 +94,12 @@ def align_rotation(v: Tensor, axis: int) -> Tensor:
     same matrix as the axis-angle form, without arccos, whose derivative is infinite at +-1); for ``c < 0``
     ``1 / (1 + c)`` is computed as ``(1 - c) / |w|^2``. The identity rows use a stand-in ``v = e`` so that
     both branches of the ``where`` are finite and so are the gradients.
+
+    Example:
+        >>> v = torch.tensor([[0.0, 0.0, 2.0], [0.0, 1.0, 0.0]])
+        >>> (align_rotation(v, axis=2) @ v.unsqueeze(-1)).squeeze(-1)  # each v turned onto +z
+        tensor([[0., 0., 2.],
+                [0., 0., 1.]])
     """
     eye = torch.eye(3, dtype=v.dtype, device=v.device)
     e = eye[axis]
@@ -115,11 +145,13 @@ def pre_normalization(x: Tensor, zaxis: Sequence[int] = (0, 1), xaxis: Sequence[
         x: ``(N, 3, T, 25, M)`` raw clips in metres, zero padded in time and for absent persons.
         zaxis, xaxis: the joint pairs (0-based ntu25 indices) of the two alignments, the official defaults.
 
-    Returns ``(N, 3, T, 25, M)`` in ``x``'s dtype.
+    Returns:
+        ``(N, 3, T, 25, M)`` in ``x``'s dtype.
 
-    Example::
-
-        z = pre_normalization(x)  # z[:, :, :, 1, 0] == 0 wherever person 0 is present
+    Example:
+        >>> z = pre_normalization(torch.randn(2, 3, 30, 25, 2))
+        >>> z.shape, float(z[:, :, :, 1, 0].abs().max())  # person 0's spine middle is the origin
+        (torch.Size([2, 3, 30, 25, 2]), 0.0)
     """
     check_ntu_clips(x, "pre_normalization")
     _check_pair("zaxis", zaxis)
@@ -134,20 +166,23 @@ def pre_normalization(x: Tensor, zaxis: Sequence[int] = (0, 1), xaxis: Sequence[
 
 @PIPELINES.register("agcn")
 class AGCNPipeline(Pipeline):
-    """2s-AGCN / MS-G3D: :func:`pre_normalization` with the official defaults (the test feeder passes the
-    pre-normalised 300-frame arrays through unchanged, so train on ``temporal: pad``, ``window: 300``).
+    """2s-AGCN's and MS-G3D's input (lshiwjx/2s-AGCN, kenziyuliu/MS-G3D): :func:`pre_normalization`.
+
+    The official test feeder passes the pre-normalised 300-frame arrays through unchanged, so train on
+    ``temporal: pad``, ``window: 300``.
 
     Args:
         layout: must be ``ntu25``.
         zaxis: joints whose difference (person 0, frame 0) is turned along +z; default ``(0, 1)``.
         xaxis: joints whose difference is then turned along +x; default ``(8, 4)`` (the shoulders).
 
-    ``forward(x (N, 3, T, 25, M)) -> (N, 3, T, 25, M)``.
+    Shape:
+        ``(N, 3, T, 25, M) -> (N, 3, T, 25, M)``.
 
-    Example::
-
-        pipe = AGCNPipeline("ntu25")
-        z = pipe(x)  # what 2s-AGCN's network sees for the raw clips x
+    Example:
+        >>> pipe = AGCNPipeline("ntu25")
+        >>> pipe(torch.randn(2, 3, 30, 25, 2)).shape  # what 2s-AGCN's network sees
+        torch.Size([2, 3, 30, 25, 2])
     """
 
     def __init__(

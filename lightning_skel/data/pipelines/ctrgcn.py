@@ -25,7 +25,13 @@ def seq_translation(x: Tensor) -> Tensor:
     but its denoising leaves a one-body clip none; the padding after a clip is added after the translation,
     as zeros, which is what this gives.
 
-    ``(N, 3, T, V, M) -> (N, 3, T, V, M)``.
+    Shape:
+        ``(N, 3, T, V, M) -> (N, 3, T, V, M)``.
+
+    Example:
+        >>> y = seq_translation(torch.randn(2, 3, 30, 25, 2))
+        >>> float(y[:, :, 0, 1, 0].abs().max())  # person 0's spine middle in its first frame is the origin
+        0.0
     """
     n, c = x.shape[:2]
     seen = (x[..., 0] != 0).any(3).any(1)  # (N, T): person 0 has a non-zero coordinate
@@ -82,7 +88,19 @@ def valid_crop_resize(x: Tensor, window: int = 64, p: float = 0.95) -> Tensor:
     outside the crop get no gradient. A clip without a non-zero frame gives zeros (the official code fails
     on it). float32 as the official code; float64 keeps its precision.
 
-    ``(N, C, T, V, M) -> (N, C, window, V, M)``.
+    Args:
+        x: ``(N, C, T, V, M)`` clips, zero padded.
+        window: the frames out (default 64).
+        p: the fraction of the valid frames kept (default 0.95).
+
+    Shape:
+        ``(N, C, T, V, M) -> (N, C, window, V, M)``.
+
+    Example:
+        >>> x = torch.randn(2, 3, 30, 25, 2)
+        >>> x[:, :, 20:] = 0  # 20 valid frames
+        >>> valid_crop_resize(x, window=16).shape
+        torch.Size([2, 3, 16, 25, 2])
     """
     n, c, t, v, m = x.shape
     opmath = torch.float64 if x.dtype == torch.float64 else torch.float32  # the kernel's arithmetic
@@ -107,8 +125,9 @@ def valid_crop_resize(x: Tensor, window: int = 64, p: float = 0.95) -> Tensor:
 
 @PIPELINES.register("ctrgcn")
 class CTRGCNPipeline(Pipeline):
-    """CTR-GCN: :func:`seq_translation` then :func:`valid_crop_resize`, the official test input (train on
-    ``temporal: pad``, ``window: 300``: the official arrays are zero padded to 300 frames).
+    """CTR-GCN's test input (Uason-Chen/CTR-GCN): :func:`seq_translation`, then :func:`valid_crop_resize`.
+
+    Train on ``temporal: pad``, ``window: 300``: the official arrays are zero padded to 300 frames.
 
     Args:
         layout: must be ``ntu25``.
@@ -116,12 +135,13 @@ class CTRGCNPipeline(Pipeline):
         p_interval: the fraction of the valid frames kept by the centre crop, in ``(0, 1]``; default 0.95 (the
             official test ``p_interval=[0.95]``; a one-element list is accepted as written there).
 
-    ``forward(x (N, 3, T, 25, M)) -> (N, 3, window, 25, M)``.
+    Shape:
+        ``(N, 3, T, 25, M) -> (N, 3, window, 25, M)``.
 
-    Example::
-
-        pipe = CTRGCNPipeline("ntu25")
-        z = pipe(x)  # (N, 3, 64, 25, 2): what CTR-GCN's network sees in its test
+    Example:
+        >>> pipe = CTRGCNPipeline("ntu25")
+        >>> pipe(torch.randn(2, 3, 30, 25, 2)).shape  # what CTR-GCN's network sees in its test
+        torch.Size([2, 3, 64, 25, 2])
     """
 
     def __init__(

@@ -40,7 +40,9 @@ DRAW_RANGE = 2**31
 
 @PIPELINES.register("sgn")
 class SGNPipeline(Pipeline):
-    """SGN's loader: ``forward(x (N, C, T, V, M)) -> (N * samples, C, seg, V, 1)`` (see the module doc).
+    """SGN's loader (Zhang et al., CVPR 2020; microsoft/SGN ``data.py``), as a differentiable module.
+
+    ``forward(x (N, C, T, V, M)) -> (N * samples, C, seg, V, 1)``, clip-major (the module doc).
 
     Args:
         layout: the skeleton layout of the clips.
@@ -63,11 +65,13 @@ class SGNPipeline(Pipeline):
         translate: centre the clips as ``seq_transformation.py`` does first (default true; false for clips
             that are centred otherwise).
 
-    Example::
-
-        pipe = SGNPipeline("ntu25", sampling="random", samples=5).eval()
-        z = pipe(x)                    # x (N, 3, 300, 25, 2) -> z (5 N, 3, 20, 25, 1), clip-major
-        rows, lengths = pipe.rows(x)   # the rows before padding and sampling, (N, 600, 3, 25), (N,)
+    Example:
+        >>> pipe = SGNPipeline("ntu25", sampling="random", samples=5).eval()  # the official test
+        >>> pipe(torch.randn(2, 3, 30, 25, 2)).shape
+        torch.Size([10, 3, 20, 25, 1])
+        >>> rows, lengths = pipe.rows(torch.randn(2, 3, 30, 25, 2))  # before padding and sampling
+        >>> rows.shape, lengths
+        (torch.Size([2, 60, 3, 25]), tensor([60, 60]))
     """
 
     def __init__(

@@ -43,15 +43,28 @@ _NTU_NAME = re.compile(r"S(\d{3})C(\d{3})P(\d{3})R(\d{3})A(\d{3})")
 
 
 def blocks(n: int, row_bytes: int) -> Iterator[slice]:
-    """Row slices of about :data:`BLOCK_BYTES` each covering ``range(n)``."""
+    """Row slices covering ``range(n)``, each of about :data:`BLOCK_BYTES` for rows of ``row_bytes``.
+
+    Example:
+        >>> list(blocks(5, BLOCK_BYTES // 2))
+        [slice(0, 2, None), slice(2, 4, None), slice(4, 5, None)]
+    """
     step = max(1, BLOCK_BYTES // max(1, row_bytes))
     for i in range(0, n, step):
         yield slice(i, min(i + step, n))
 
 
 def valid_lengths(x: np.ndarray, time_axis: int) -> np.ndarray:
-    """Per row of ``x`` (axis 0), the number of frames up to the last one with any non-zero value (at
-    least 1, so that an all-zero row is a valid one-frame clip)."""
+    """Per row of ``x`` (axis 0), the frames up to the last one with any non-zero value, at least 1.
+
+    An all-zero row is a valid one-frame clip. ``time_axis`` is the frames' axis of ``x``.
+
+    Example:
+        >>> x = np.zeros((2, 3, 10, 25, 1))
+        >>> x[0, :, :4], x[1, :, :7] = 1, 1
+        >>> valid_lengths(x, time_axis=2)
+        array([4, 7])
+    """
     other = tuple(a for a in range(1, x.ndim) if a != time_axis)
     nonzero = np.any(x != 0, axis=other)  # (N, T)
     t = nonzero.shape[1]
@@ -60,9 +73,16 @@ def valid_lengths(x: np.ndarray, time_axis: int) -> np.ndarray:
 
 
 def class_names_for(layout: str, labels: np.ndarray, options: dict[str, Any]) -> list[str]:
-    """Class names for ``labels`` of a ``layout`` dataset under the reader ``options`` (see module doc).
+    """Class names for ``labels`` of a ``layout`` data set under the reader ``options`` (the module doc).
 
-    Raises ``ValueError`` when a label is not below ``num_classes``.
+    NTU RGB+D action names for ``ntu25``, else ``class_<i>``. A label not below ``num_classes`` is a
+    ``ValueError``.
+
+    Example:
+        >>> class_names_for("ntu25", np.array([0, 59]), {})[:2]
+        ['drink water', 'eat meal/snack']
+        >>> class_names_for("kinect20", np.array([1]), {})
+        ['class_0', 'class_1']
     """
     top = int(labels.max()) + 1 if labels.size else 1
     num = options.get("num_classes")
@@ -77,7 +97,13 @@ def class_names_for(layout: str, labels: np.ndarray, options: dict[str, Any]) ->
 
 
 def check_options(fmt: str, options: dict[str, Any]) -> None:
-    """Reject unknown reader options and a ``num_classes`` that is not a positive integer."""
+    """Reject unknown reader options and a ``num_classes`` that is not a positive integer.
+
+    Example:
+        >>> check_options("agcn", {"max_people": 2})
+        Traceback (most recent call last):
+        ValueError: the agcn reader takes only the option num_classes, got ['max_people']
+    """
     unknown = sorted(set(options) - {"num_classes"})
     if unknown:
         raise ValueError(f"the {fmt} reader takes only the option num_classes, got {unknown}")
@@ -87,7 +113,12 @@ def check_options(fmt: str, options: dict[str, Any]) -> None:
 
 
 def label_path(npy: Path) -> Path:
-    """The label pickle of a ``*data_joint.npy`` file."""
+    """The label pickle of a ``*data_joint.npy`` file; another name is a ``ValueError``.
+
+    Example:
+        >>> label_path(Path("ntu/train_data_joint.npy")).name
+        'train_label.pkl'
+    """
     name = npy.name
     for data_suffix, label_suffix in (("_data_joint.npy", "_label.pkl"), ("data_joint.npy", "label.pkl")):
         if name.endswith(data_suffix):
@@ -96,7 +127,12 @@ def label_path(npy: Path) -> Path:
 
 
 def split_of_file(path: Path) -> str | None:
-    """``train`` / ``test`` from a ``train_`` / ``val_`` / ``test_`` file name prefix, else ``None``."""
+    """``train`` / ``test`` from a ``train_`` / ``val_`` / ``test_`` file name prefix, else ``None``.
+
+    Example:
+        >>> split_of_file(Path("val_data_joint.npy")), split_of_file(Path("data_joint.npy"))
+        ('test', None)
+    """
     prefix = path.name.split("_", 1)[0].lower()
     return SPLIT_BY_PREFIX.get(prefix)
 
@@ -104,7 +140,20 @@ def split_of_file(path: Path) -> str | None:
 @READERS.register("agcn")
 @dataclass
 class AGCNReader(Reader):
-    """2s-AGCN / MS-G3D ``*_data_joint.npy`` + ``*_label.pkl`` (see the module docstring)."""
+    """Reader ``agcn``: 2s-AGCN / MS-G3D ``*_data_joint.npy`` + ``*_label.pkl`` pairs (the module doc).
+
+    Args:
+        options: ``num_classes``, the class count (default: from the labels).
+
+    Example:
+        >>> import pickle
+        >>> np.save("train_data_joint.npy", np.ones((2, 3, 10, 25, 2), np.float32))
+        >>> with open("train_label.pkl", "wb") as f:
+        ...     pickle.dump((["S001C001P001R001A001", "S001C002P003R001A002"], [0, 1]), f)
+        >>> data = AGCNReader().read_file(Path("train_data_joint.npy"))
+        >>> data["x"].shape, data["subject"], data["split"]
+        ((2, 3, 10, 25, 2), array([1, 3]), array(['train', 'train'], dtype='<U5'))
+    """
 
     name: ClassVar[str] = "agcn"
     layout: ClassVar[str] = "ntu25"  # the usual case; read_file picks the layout from V

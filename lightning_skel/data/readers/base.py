@@ -19,7 +19,17 @@ from lightning_skel.data.io import SkeletonData, pad_concat, validate
 
 
 class ReadError(ValueError):
-    """A file that cannot be read: ``prepare`` lists it as a skip with its reason and line."""
+    """A file that cannot be read: ``prepare`` lists it as a skip with its reason and line.
+
+    Args:
+        path: the file.
+        reason: what is wrong.
+        line: the 1-based line of the problem (default ``None``, not known).
+
+    Example:
+        >>> str(ReadError("S001C001P001R001A001.skeleton", "not a number", line=3))
+        'S001C001P001R001A001.skeleton:3: not a number'
+    """
 
     def __init__(self, path: str | Path, reason: str, line: int | None = None) -> None:
         self.path, self.reason, self.line = str(path), reason, line
@@ -33,7 +43,21 @@ class ReadError(ValueError):
 
 @dataclass
 class Clip:
-    """One sequence, before padding: ``x (C, T, V, M)`` float32."""
+    """One sequence as a reader reads it, before padding.
+
+    Args:
+        x: ``(C, T, V, M)`` float32 coordinates.
+        label: the class index.
+        name: the source clip's name (``sample_name``).
+        subject, view, emotion: the performer, the camera, the perceived emotion (default -1, unknown).
+        split: its set (``train`` / ``test``) where the file says it (default ``None``).
+        score: ``(T, V, M)`` keypoint confidence of 2D data (default ``None``).
+
+    Example:
+        >>> clip = Clip(np.zeros((3, 8, 20, 1), np.float32), label=0, name="a1_s1_t1", subject=1)
+        >>> clip.x.shape[1], clip.view
+        (8, -1)
+    """
 
     x: np.ndarray
     label: int
@@ -42,13 +66,27 @@ class Clip:
     view: int = -1
     emotion: int = -1
     split: str | None = None
-    score: np.ndarray | None = None  # (T, V, M) keypoint confidence of 2D data
+    score: np.ndarray | None = None
 
 
 @dataclass
 class Reader:
-    """Base class of a format reader. Subclasses set the class variables and implement ``files`` and
-    ``read_file``; ``assemble`` usually stays as it is."""
+    """Base class of a format reader, registered in :data:`~lightning_skel.data.readers.READERS`.
+
+    Subclasses set ``name``, ``layout``, ``class_names`` and ``splits`` and implement :meth:`files` and
+    :meth:`read_file`; :meth:`assemble` usually stays as it is.
+
+    Args:
+        options: the reader's options (default none); a subclass checks them in ``__post_init__``.
+
+    Example:
+        >>> class Ones(Reader):
+        ...     name, layout, class_names = "ones", "kinect20", ("wave",)
+        ...     def read_file(self, path):
+        ...         return [Clip(np.ones((3, 8, 20, 1), np.float32), label=0, name=path.stem)]
+        >>> Ones().assemble(Ones().read_file(Path("clip.txt")))["x"].shape
+        (1, 3, 8, 20, 1)
+    """
 
     name: ClassVar[str]
     layout: ClassVar[str]
@@ -98,6 +136,21 @@ class Reader:
 
 
 def stack_clips(clips: list[Clip], layout: str, class_names: list[str], split_fn=None) -> SkeletonData:
+    """Pad clips to a common ``T`` and ``M`` and stack them into a validated skeleton-npz dict.
+
+    Args:
+        clips: the clips, of one layout.
+        layout: its name.
+        class_names: the data set's class names.
+        split_fn: ``clip -> split`` for the ``split`` column (default: the clips' own ``split``, if any).
+
+    Example:
+        >>> a = Clip(np.ones((3, 8, 20, 1), np.float32), label=0, name="a")  # 8 frames, one person
+        >>> b = Clip(np.ones((3, 5, 20, 2), np.float32), label=1, name="b")
+        >>> data = stack_clips([a, b], "kinect20", ["wave", "clap"])
+        >>> data["x"].shape, data["lengths"]
+        ((2, 3, 8, 20, 2), array([8, 5]))
+    """
     x = pad_concat([cl.x[None] for cl in clips])  # one copy per clip: assembly, not a per-step loop
     _, _, t, v, m = x.shape
     data: SkeletonData = {

@@ -33,7 +33,21 @@ PARTS: tuple[tuple[str, str], ...] = (("train", "train"), ("test", "test"))  # (
 @READERS.register("ctrgcn")
 @dataclass
 class CTRGCNReader(Reader):
-    """CTR-GCN / SGN ``.npz`` with ``x_train``, ``y_train``, ``x_test``, ``y_test`` (see the module doc)."""
+    """Reader ``ctrgcn``: a CTR-GCN / SGN ``.npz`` with ``x_train``, ``y_train``, ``x_test``, ``y_test``.
+
+    The module doc gives the layout of the arrays.
+
+    Args:
+        options: none are taken.
+
+    Example:
+        >>> one_hot = np.eye(60)
+        >>> np.savez("NTU60_CS.npz", x_train=np.ones((2, 10, 150)), y_train=one_hot[[0, 1]],
+        ...          x_test=np.ones((1, 10, 150)), y_test=one_hot[[2]])
+        >>> data = CTRGCNReader().read_file(Path("NTU60_CS.npz"))
+        >>> data["x"].shape, data["split"].tolist()
+        ((3, 3, 10, 25, 2), ['train', 'train', 'test'])
+    """
 
     name: ClassVar[str] = "ctrgcn"
     layout: ClassVar[str] = "ntu25"

@@ -39,6 +39,19 @@ def _labels_file_for(features: Path) -> list[Path]:
 
 @READERS.register("emotion_gait")
 class EmotionGaitReader(Reader):
+    """Reader ``emotion_gait``: Emotion-Gait walks (STEP / ProxEmo), as an npz or ProxEmo's HDF5 files.
+
+    Args:
+        options: ``labels``, the HDF5 labels file (default: the one beside the features file).
+
+    Example:
+        >>> np.savez("gaits.npz", positions=np.zeros((2, 10, 16, 3)), labels=np.array([0, 2]))
+        >>> reader = EmotionGaitReader()
+        >>> data = reader.assemble(reader.read_file(Path("gaits.npz")))
+        >>> data["x"].shape, data["emotion"]
+        ((2, 3, 10, 16, 1), array([0, 2]))
+    """
+
     name: ClassVar[str] = "emotion_gait"
     layout: ClassVar[str] = "gait16"
     class_names: ClassVar[tuple[str, ...]] = EMOTIONS

@@ -42,7 +42,13 @@ MAX_FRAME_SPAN = 100_000  # a frame_index range beyond this is corrupt, not a vi
 
 
 def read_label_map(path: str | os.PathLike) -> list[str]:
-    """Class names from a JSON list of strings, or from a text file with one name a line."""
+    r"""Class names from a JSON list of strings, or from a text file with one name a line.
+
+    Example:
+        >>> _ = Path("labels.txt").write_text("abseiling\nair drumming\n")
+        >>> read_label_map("labels.txt")
+        ['abseiling', 'air drumming']
+    """
     path = Path(path)
     text = path.read_text(encoding="utf-8")
     if path.suffix.lower() == ".json":
@@ -58,6 +64,21 @@ def read_label_map(path: str | os.PathLike) -> list[str]:
 
 @dataclass
 class KineticsClip(Clip):
+    """A Kinetics-skeleton clip: a :class:`~lightning_skel.data.readers.base.Clip` with its label's name
+    and its folder.
+
+    Args:
+        x, label, name, subject, view, emotion, split, score: as
+            :class:`~lightning_skel.data.readers.base.Clip` takes them.
+        label_name: the file's ``label`` (default ``""``).
+        folder: the name of the file's folder, for the split ``official`` (default ``""``).
+
+    Example:
+        >>> clip = KineticsClip(np.zeros((2, 5, 18, 2), np.float32), 0, "abc", label_name="abseiling")
+        >>> clip.label_name, clip.folder
+        ('abseiling', '')
+    """
+
     label_name: str = ""
     folder: str = ""
 
@@ -69,6 +90,21 @@ def _int(value: Any) -> int | None:
 @READERS.register("kinetics")
 @dataclass
 class KineticsReader(Reader):
+    """Reader ``kinetics``: Kinetics-skeleton JSON files, one a video (ST-GCN; the module doc).
+
+    Args:
+        options: ``max_people``, the most confident people kept per frame (default 2); ``label_map``, a
+            JSON list or text file of class names (default: the names seen).
+
+    Example:
+        >>> frame = {"frame_index": 1, "skeleton": [{"pose": [0.5] * 36, "score": [0.9] * 18}]}
+        >>> video = {"data": [frame], "label": "abseiling", "label_index": 0}
+        >>> _ = Path("abc.json").write_text(json.dumps(video))
+        >>> (clip,) = KineticsReader().read_file(Path("abc.json"))
+        >>> clip.x.shape, clip.score.shape, clip.label_name  # (C, T, V, M): x, y; the confidence apart
+        ((2, 1, 18, 2), (1, 18, 2), 'abseiling')
+    """
+
     name: ClassVar[str] = "kinetics"
     layout: ClassVar[str] = "openpose18"
     splits: ClassVar[tuple[str, ...]] = ("official",)

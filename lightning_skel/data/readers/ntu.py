@@ -220,7 +220,19 @@ _NAME = re.compile(r"S(\d{3})C(\d{3})P(\d{3})R(\d{3})A(\d{3})")
 
 @dataclass(frozen=True)
 class NTUName:
-    """The fields of an NTU file name ``SsssCcccPpppRrrrAaaa``, as integers."""
+    """The fields of an NTU file name ``SsssCcccPpppRrrrAaaa``, as integers.
+
+    Args:
+        setup: ``S``, the recording setup.
+        camera: ``C``, the view.
+        performer: ``P``, the subject.
+        replication: ``R``.
+        action: ``A``, the label plus one.
+
+    Example:
+        >>> NTUName(1, 2, 3, 2, 13).action
+        13
+    """
 
     setup: int
     camera: int
@@ -230,7 +242,12 @@ class NTUName:
 
 
 def parse_ntu_name(name: str) -> NTUName:
-    """Fields of the NTU sample name in ``name`` (a stem, file name or path); ``ValueError`` if there is none."""
+    """The fields of the NTU sample name in ``name``, a stem, file name or path; ``ValueError`` if none.
+
+    Example:
+        >>> parse_ntu_name("nturgbd/S001C002P003R002A013.skeleton")
+        NTUName(setup=1, camera=2, performer=3, replication=2, action=13)
+    """
     m = _NAME.search(os.path.basename(str(name)))
     if m is None:
         raise ValueError(f"{name!r} is not an NTU sample name (expected SsssCcccPpppRrrrAaaa)")
@@ -239,12 +256,22 @@ def parse_ntu_name(name: str) -> NTUName:
 
 @dataclass
 class RawSkeleton:
-    """The bodies of a ``.skeleton`` file, one record per (frame, body) pair, in file order (so ``frame`` never
-    decreases, and the records of a frame are in the order the file lists its bodies).
+    """The bodies of a ``.skeleton`` file: one record per (frame, body) pair, in file order.
 
-    ``xyz (R, 25, 3)`` float64 holds the joints' camera coordinates in metres (the other fields are checked
-    to be numbers, then dropped); ``body (R,)`` indexes ``body_ids`` (numbered by first appearance);
-    ``frame (R,)`` is 0-based.
+    So ``frame`` never decreases, and the records of a frame are in the order the file lists its bodies.
+    The fields other than the coordinates are checked to be numbers, then dropped.
+
+    Args:
+        num_frames: the file's frame count ``T``.
+        frame: ``(R,)`` int64, each record's 0-based frame.
+        body: ``(R,)`` int64, each record's index into ``body_ids``.
+        body_ids: the Kinect body IDs, numbered by first appearance.
+        xyz: ``(R, 25, 3)`` float64, the joints' camera coordinates in metres.
+
+    Example:
+        >>> raw = RawSkeleton(3, np.arange(3), body=np.zeros(3, int), body_ids=[1], xyz=np.ones((3, 25, 3)))
+        >>> select_bodies(raw).shape  # 3 frames of one body
+        (3, 3, 25, 2)
     """
 
     num_frames: int
@@ -258,9 +285,9 @@ class RawSkeleton:
 # Fast path: one compiled pass over the bytes.
 #
 # Written by hand because no library parses this format: numpy's text readers need one table shape, and
-# decoding every number of a file with numpy costs about 25 ns a number however it is vectorised (3x a
-# line-by-line Python reader at best). numba compiles the scan below to a single pass that decodes only
-# the coordinates and checks the other fields' spelling; compiled once per machine (``cache=True``).
+# decoding every number with numpy is slow however it is vectorised. numba compiles the scan below to a
+# single pass that decodes only the coordinates and checks the other fields' spelling; compiled once per
+# machine (``cache=True``).
 
 # The compile-time note that ``parallel=True`` found nothing to parallelise is expected (see ``_scan``).
 warnings.filterwarnings(
@@ -389,9 +416,8 @@ def _fields(buf: np.ndarray, i: int, count: int, out: np.ndarray) -> int:
 
 
 # ``parallel=True`` though the scan has no parallel loop (no ``prange``, no array expressions): numba's
-# parallel pipeline compiles it to faster code (benchmarks/bench_ntu_parse.py: 8.0x -> 11.7x a line-by-line
-# reader, docs/RESULTS.md). It never enters a parallel region, so processes forked after it ran
-# (``prepare --workers``) parse too (tested).
+# parallel pipeline compiles it to faster code (docs/RESULTS.md). It never enters a parallel region, so
+# processes forked after it ran (``prepare --workers``) parse too (tested).
 @numba.njit(cache=True, nogil=True, parallel=True)
 def _scan(buf: np.ndarray) -> tuple:
     """Parse a file laid out exactly as the module docstring says (single spaces, LF or CRLF line breaks,
@@ -549,11 +575,18 @@ def _checked(data: bytes, path: str | Path) -> RawSkeleton:
 
 
 def parse_skeleton(data: bytes, path: str | Path = "<bytes>") -> RawSkeleton:
-    """Parse the text of one NTU ``.skeleton`` file (all bodies, all fields).
+    r"""Parse the text of one NTU ``.skeleton`` file (all bodies, all fields).
 
-    Raises :class:`ReadError` (naming ``path`` and the 1-based line) for any malformed input: empty,
-    truncated, a wrong field or joint count, a non-numeric or non-finite field, a coordinate beyond float32's
-    range, a zero frame count or one larger than the file can hold, data after the last frame.
+    Any malformed input is a :class:`~lightning_skel.data.readers.base.ReadError` naming ``path`` and the
+    1-based line: empty, truncated, a wrong field or joint count, a non-numeric or non-finite field, a
+    coordinate beyond float32's range, a zero frame count or one larger than the file can hold, data after
+    the last frame.
+
+    Example:
+        >>> body = "1 0 1 1 1 1 0 0.1 0.2 2\n25\n" + "0.1 0.2 3.0 0 0 0 0 0 0 0 0 2\n" * 25  # info, 25 joints
+        >>> raw = parse_skeleton(("3\n" + ("1\n" + body) * 3).encode())  # 3 frames of one body
+        >>> raw.num_frames, raw.xyz.shape, raw.body_ids
+        (3, (3, 25, 3), [1])
     """
     raw = _fast(data)
     return raw if raw is not None else _checked(data, path)
@@ -585,6 +618,11 @@ def select_bodies(raw: RawSkeleton, max_bodies: int = 2) -> np.ndarray:
     merged into a slot when their frame ranges do not overlap, and frames where nobody is tracked are kept:
     ``T`` is the file's frame count and an untracked body is 0 in that frame. A second slot with nobody in
     it stays 0.
+
+    Example:
+        >>> raw = RawSkeleton(3, np.arange(3), body=np.zeros(3, int), body_ids=[1], xyz=np.ones((3, 25, 3)))
+        >>> select_bodies(raw).shape
+        (3, 3, 25, 2)
     """
     t = raw.num_frames
     nb = len(raw.body_ids)
@@ -637,9 +675,10 @@ def select_bodies_stgcn(raw: RawSkeleton) -> np.ndarray:
     the ``m``-th body listed in that frame, with no ranking or denoising, so a person's slot can change body
     from frame to frame. ``T`` is the file's frame count; ``tools/ntu_gendata.py`` then zero-pads to 300.
 
-    Example::
-
-        x = select_bodies_stgcn(parse_skeleton(path.read_bytes()))  # (3, T, 25, 2)
+    Example:
+        >>> raw = RawSkeleton(3, np.arange(3), body=np.zeros(3, int), body_ids=[1], xyz=np.ones((3, 25, 3)))
+        >>> select_bodies_stgcn(raw).shape
+        (3, 3, 25, 2)
     """
     return np.ascontiguousarray(_slots(raw, MAX_BODY_TRUE).transpose(3, 1, 2, 0), dtype=np.float32)
 
@@ -658,9 +697,10 @@ def select_bodies_agcn(raw: RawSkeleton) -> np.ndarray:
     them). ``T`` is the file's frame count; ``gendata`` then zero-pads to 300 and runs ``pre_normalization``,
     which belongs to the model-side pipeline.
 
-    Example::
-
-        x = select_bodies_agcn(parse_skeleton(path.read_bytes()))  # (3, T, 25, 2)
+    Example:
+        >>> raw = RawSkeleton(3, np.arange(3), body=np.zeros(3, int), body_ids=[1], xyz=np.ones((3, 25, 3)))
+        >>> select_bodies_agcn(raw).shape
+        (3, 3, 25, 2)
     """
     slots = _slots(raw, MAX_BODY_KINECT)
     energy = np.array([_energy(s) for s in slots])
@@ -705,8 +745,14 @@ def denoise_ctrgcn(raw: RawSkeleton) -> np.ndarray:
     ``seq_transformation.py``'s translation to actor 1's spine middle in its first frame and its padding to
     300 frames, which belong to the model-side ``ctrgcn`` / ``sgn`` pipelines.
 
-    Raises :class:`ReadError` (the reader adds the file's path) where the scripts fail: every body is tracked in at most 11
-    frames, a body ID is listed twice in one frame so that its frames overrun the clip, or no frame is left.
+    Raises :class:`~lightning_skel.data.readers.base.ReadError` (the reader adds the file's path) where the
+    scripts fail: every body is tracked in at most 11 frames, a body ID is listed twice in one frame so that
+    its frames overrun the clip, or no frame is left.
+
+    Example:
+        >>> raw = RawSkeleton(3, np.arange(3), body=np.zeros(3, int), body_ids=[1], xyz=np.ones((3, 25, 3)))
+        >>> denoise_ctrgcn(raw).shape  # person 2 is zeros
+        (3, 3, 25, 2)
     """
     tracked = np.unique(raw.frame)
     num_frames = len(tracked)
@@ -784,19 +830,31 @@ DEFAULT_PIPELINE = "project"
 @READERS.register("ntu")
 @dataclass
 class NTUReader(Reader):
-    """NTU RGB+D 60 / 120 ``.skeleton`` files, one clip each, 2 persons.
+    r"""Reader ``ntu``: NTU RGB+D 60 / 120 ``.skeleton`` files (Shahroudy et al., CVPR 2016; Liu et al.,
+    TPAMI 2019), one clip each, 2 persons.
 
-    The option ``pipeline`` (``prepare ntu --pipeline NAME``, ``data.source.options.pipeline``) chooses the
-    persons from a file's bodies as one repository's preprocessing does (:data:`NTU_PIPELINES`):
-    ``project`` (the default, :func:`select_bodies`), ``stgcn`` (:func:`select_bodies_stgcn`), ``agcn``
-    (2s-AGCN and MS-G3D, :func:`select_bodies_agcn`), ``ctrgcn`` or its alias ``sgn``
-    (:func:`denoise_ctrgcn`). Clips are not padded to 300 frames (``lengths`` holds each one's ``T``).
+    Clips are not padded to 300 frames: ``lengths`` holds each one's ``T``. ``SRC`` is a ``.skeleton`` file
+    or a folder searched recursively. A file without any tracked body (the data set's "missing skeleton"
+    samples), that does not parse, or that the pipeline's official scripts cannot process is a
+    :class:`~lightning_skel.data.readers.base.ReadError`, so ``prepare`` lists it as skipped.
 
-    ``SRC`` is a ``.skeleton`` file or a folder searched recursively. A file without any tracked body (the
-    dataset's "missing skeleton" samples), that does not parse, or that the pipeline's official scripts
-    cannot process is a :class:`ReadError`, so ``prepare`` lists it as skipped. Splits: ``xsub60`` / ``xview60`` (NTU RGB+D 60 cross-subject / cross-view), ``xsub120`` / ``xset120``
+    Splits: ``xsub60`` / ``xview60`` (NTU RGB+D 60 cross-subject / cross-view), ``xsub120`` / ``xset120``
     (NTU RGB+D 120 cross-subject / cross-setup: even setups train); ``xsub``, ``xview``, ``xset`` are
     aliases of ``xsub60``, ``xview60``, ``xset120``. The NTU 60 protocols keep 60 class names.
+
+    Args:
+        options: ``pipeline`` (``prepare ntu --pipeline NAME``, ``data.source.options.pipeline``) chooses
+            the persons from a file's bodies as one repository's preprocessing does (:data:`NTU_PIPELINES`):
+            ``project`` (the default, :func:`select_bodies`), ``stgcn`` (:func:`select_bodies_stgcn`),
+            ``agcn`` (2s-AGCN and MS-G3D, :func:`select_bodies_agcn`), ``ctrgcn`` or its alias ``sgn``
+            (:func:`denoise_ctrgcn`).
+
+    Example:
+        >>> body = "1 0 1 1 1 1 0 0.1 0.2 2\n25\n" + "0.1 0.2 3.0 0 0 0 0 0 0 0 0 2\n" * 25  # info, 25 joints
+        >>> _ = Path("S001C002P003R002A013.skeleton").write_text("3\n" + ("1\n" + body) * 3)
+        >>> (clip,) = NTUReader({"pipeline": "agcn"}).read_file(Path("S001C002P003R002A013.skeleton"))
+        >>> clip.x.shape, clip.label, NTUReader().split_of(clip, "xsub60")
+        ((3, 3, 25, 2), 12, 'test')
     """
 
     name: ClassVar[str] = "ntu"
@@ -896,6 +954,14 @@ class NTUReader(Reader):
 
 
 def read_ntu_skeleton(path: str | os.PathLike) -> SkeletonData:
-    """The skeleton-npz dict (one row) of one NTU ``.skeleton`` file."""
+    r"""The skeleton-npz dict (one row) of one NTU ``.skeleton`` file, the default body selection.
+
+    Example:
+        >>> body = "1 0 1 1 1 1 0 0.1 0.2 2\n25\n" + "0.1 0.2 3.0 0 0 0 0 0 0 0 0 2\n" * 25  # info, 25 joints
+        >>> _ = Path("S001C002P003R002A013.skeleton").write_text("3\n" + ("1\n" + body) * 3)
+        >>> data = read_ntu_skeleton("S001C002P003R002A013.skeleton")
+        >>> data["x"].shape, data["class_names"][data["y"][0]]
+        ((1, 3, 3, 25, 2), 'tear up paper')
+    """
     reader = NTUReader()
     return reader.assemble(reader.read_file(Path(path)))

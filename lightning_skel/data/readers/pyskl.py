@@ -43,12 +43,31 @@ LAYOUT_BY_JOINTS: dict[int, str] = {17: "coco17", 18: "openpose18", 25: "ntu25"}
 
 @dataclass
 class PysklClip(Clip):
-    subsets: tuple[str, ...] = ()  # the keys of the file's split dict that list this clip
-    split_keys: tuple[str, ...] = ()  # all keys of the file's split dict; empty when it has none
+    """A pyskl clip: a :class:`~lightning_skel.data.readers.base.Clip` with its file's split subsets.
+
+    Args:
+        x, label, name, subject, view, emotion, split, score: as
+            :class:`~lightning_skel.data.readers.base.Clip` takes them.
+        subsets: the keys of the file's split dict that list this clip (default none).
+        split_keys: every key of the file's split dict; empty when it has none (default).
+
+    Example:
+        >>> clip = PysklClip(np.zeros((2, 5, 17, 1), np.float32), 0, "a", subsets=("xsub_train",))
+        >>> clip.subsets
+        ('xsub_train',)
+    """
+
+    subsets: tuple[str, ...] = ()
+    split_keys: tuple[str, ...] = ()
 
 
 def split_roles(split: str, keys: tuple[str, ...] | list[str]) -> dict[str, str]:
-    """``{subset key: "train" | "val" | "test"}`` of the protocol ``split`` among a split dict's ``keys``."""
+    """``{subset key: "train" | "val" | "test"}`` of the protocol ``split`` among a split dict's ``keys``.
+
+    Example:
+        >>> split_roles("xsub", ["xsub_train", "xsub_val"])  # no xsub_test: val is the test set
+        {'xsub_train': 'train', 'xsub_val': 'test'}
+    """
     if split.startswith("split") and split[5:].isdigit():
         k = split[5:]
         train, val, test = f"train{k}", f"val{k}", f"test{k}"
@@ -71,6 +90,23 @@ def _int(value: Any) -> int | None:
 @READERS.register("pyskl")
 @dataclass
 class PysklReader(Reader):
+    """Reader ``pyskl``: pyskl / PoseC3D annotation pickles (Duan et al., CVPR 2022), restricted unpickler.
+
+    Args:
+        options: ``label_map``, a text file (one name a line) or JSON list of class names (default
+            ``class_<i>``).
+
+    Example:
+        >>> import pickle
+        >>> anno = {"frame_dir": "a", "label": 0, "keypoint": np.zeros((1, 10, 17, 2))}  # (M, T, V, C)
+        >>> anno["keypoint_score"] = np.ones((1, 10, 17))
+        >>> with open("anno.pkl", "wb") as f:
+        ...     pickle.dump({"split": {"xsub_train": ["a"]}, "annotations": [anno]}, f)
+        >>> data = PysklReader().assemble(PysklReader().read_file(Path("anno.pkl")), split="xsub")
+        >>> data["x"].shape, data["layout"], data["score"].shape
+        ((1, 2, 10, 17, 1), 'coco17', (1, 10, 17, 1))
+    """
+
     name: ClassVar[str] = "pyskl"
     layout: ClassVar[str] = "coco17"  # the usual case; assemble picks the layout from V
     splits: ClassVar[tuple[str, ...]] = ("xsub", "xview", "xset", "official", "split1", "split2", "split3")

@@ -64,6 +64,19 @@ def _natural_key(path: Path) -> list:
 
 @READERS.register("utd_mhad")
 class UTDMHADReader(Reader):
+    """Reader ``utd_mhad``: UTD-MHAD ``aA_sS_tT_skeleton.mat`` files, joints permuted into ``kinect20``.
+
+    Args:
+        options: none are used.
+
+    Example:
+        >>> import scipy.io
+        >>> scipy.io.savemat("a1_s1_t1_skeleton.mat", {"d_skel": np.zeros((20, 3, 10))})  # (V, C, T)
+        >>> (clip,) = UTDMHADReader().read_file(Path("a1_s1_t1_skeleton.mat"))
+        >>> clip.x.shape, clip.label, clip.subject, UTDMHADReader().split_of(clip, "xsub")
+        ((3, 10, 20, 1), 0, 1, 'train')
+    """
+
     name: ClassVar[str] = "utd_mhad"
     layout: ClassVar[str] = "kinect20"
     class_names: ClassVar[tuple[str, ...]] = UTD_MHAD_ACTIONS

@@ -14,11 +14,12 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from lightning_skel.attacks import build_attack
-from lightning_skel.attacks.spec import AttackSpec
+from lightning_skel.attacks.spec import ATTACK_KWARG_NUMBERS, AttackSpec
 from lightning_skel.callbacks import AdversarialTraining, ClassificationFigures, RobustValidation
 from lightning_skel.data.readers import READERS
 from lightning_skel.models.emotion import EmotionNet
 from lightning_skel.run import build_callbacks, build_datamodule, build_system
+from lightning_skel.utils import check_number_types
 from tests.conftest import DATA
 from tests.helpers import CONFIGS
 
@@ -117,6 +118,33 @@ def test_every_attack_config_is_a_spec_its_class_takes(name):
     spec = AttackSpec.parse(attack_entry(name), "attack", name)
     attack = spec.build(nn.Linear(1, 1), "ntu25")
     assert attack.name == spec.name and attack.targeted is False
+
+
+def numbers_in(tree: dict, prefix: str = "") -> list[str]:
+    """The dotted keys of ``tree`` (nested tables too) whose values are numbers."""
+    out = []
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out += numbers_in(value, f"{prefix}{key}.")
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            out.append(f"{prefix}{key}")
+    return out
+
+
+@pytest.mark.parametrize("name", ATTACK_CONFIGS)
+def test_every_number_of_an_attack_config_is_checked(name):
+    """Each number an attack entry holds is a key of the config-level number check (ATTACK_KWARG_NUMBERS),
+    so that a string typed there (attack.n_queries=abc) is refused before any work, naming the key."""
+    entry = attack_entry(name)
+    numbers = numbers_in(entry)
+    assert numbers, f"{name} holds no number"
+    assert set(numbers) <= set(check_number_types(name, entry, ATTACK_KWARG_NUMBERS))
+    typed = OmegaConf.create(entry)
+    for key in numbers:
+        OmegaConf.update(typed, key, "abc")
+    with pytest.raises(ValueError, match=f"{name}: invalid setting") as e:
+        check_number_types(name, OmegaConf.to_container(typed), ATTACK_KWARG_NUMBERS)
+    assert [k for k in numbers if f"{k} must be " not in str(e.value)] == []
 
 
 def settings(obj) -> dict:

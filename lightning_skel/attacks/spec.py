@@ -24,10 +24,11 @@ from lightning_skel.utils import check_params
 # to the spec: a string there (attack.max_iter=abc on the command line) is refused before any work, naming
 # the key, instead of failing inside the attack.
 ATTACK_KWARG_NUMBERS = {
-    **dict.fromkeys(("max_iter", "delta_steps", "z_steps", "binary_search_steps", "steps", "emotion_every"), "int"),
-    "patience": "int?",
+    **dict.fromkeys(("max_iter", "delta_steps", "z_steps", "binary_search_steps", "steps", "emotion_every",
+                     "inner_steps", "n_iter", "n_restarts", "n_queries", "eot_iter"), "int"),
+    **dict.fromkeys(("patience", "n_target_classes"), "int?"),
     **dict.fromkeys(("c", "c_growth", "c_max", "kappa", "rho", "lr", "balance", "min_improvement", "eps", "clip",
-                     "cw", "blw", "rw", "weights.*", "tau.*"), "float"),
+                     "cw", "blw", "rw", "beta", "momentum", "decay", "p_init", "weights.*", "tau.*"), "float"),
     **dict.fromkeys(("lr_z", "alpha"), "float?"),
 }  # fmt: skip
 

@@ -335,8 +335,8 @@ def _attack_main(fabric, cfg: DictConfig) -> dict[str, Any]:
     target = t(merged["target"]) if targeted else None
     metrics = attack_metrics(
         t(merged["x"]), t(merged["x_adv"]), t(merged["lengths"]), layout, t(merged["y"]), t(merged["pred_clean"]),
-        t(merged["pred_adv"]), target=target, grad_evals=t(merged["grad_evals"]), per_sample=per_sample,
-        budgets=budgets,
+        t(merged["pred_adv"]), target=target, grad_evals=t(merged["grad_evals"]),
+        forward_evals=t(merged["forward_evals"]), per_sample=per_sample, budgets=budgets,
     )  # fmt: skip
     metrics["wall_time_s"] = round(time.perf_counter() - start, 2)
     metrics["threads"] = torch.get_num_threads()
@@ -516,7 +516,8 @@ class AttackRun:
         num_classes: the classifier's classes, for the targets of a targeted run (default 0: untargeted).
 
     Shards hold, per clip, the clean and adversarial coordinates ``(C, T, V, M)`` in metres, labels,
-    predictions, success and the per-sample metrics; :meth:`merge` returns them in sample order.
+    predictions, success, the classifier passes spent (``grad_evals``, ``forward_evals``) and the per-sample
+    metrics; :meth:`merge` returns them in sample order.
 
     Example::
 
@@ -678,7 +679,7 @@ class AttackRun:
         # the attack labels the clean clips and attacks only those the classifier gets right
         res = attack(x, y, lengths, target if self.attack.targeted else None)
         pred_clean, pred_adv = res.pred_clean, res.pred_adv
-        success, attacked, grad_evals = res.success, res.attacked, res.grad_evals
+        success, attacked = res.success, res.attacked
         # shards hold coordinates; a score channel, which the attack returns unchanged, is the shard's score
         x_adv, score = split_score(res.x_adv, attack.score_channel)
         x = attack.coordinates(x)
@@ -686,7 +687,7 @@ class AttackRun:
         arrays = {
             "index": index, "x": x, "x_adv": x_adv, "y": y, "target": target, "lengths": lengths,
             "pred_clean": pred_clean, "pred_adv": pred_adv, "success": success, "attacked": attacked,
-            "grad_evals": grad_evals,
+            "grad_evals": res.grad_evals, "forward_evals": res.forward_evals,
             **({} if score is None else {"score": score[:, 0]}),
             **{f"m_{k}": v for k, v in metrics.items()},
         }  # fmt: skip

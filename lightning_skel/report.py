@@ -2,7 +2,8 @@
 
 ``merged`` holds the attack's per-clip arrays, each ``(N, ...)``: ``x`` and ``x_adv`` ``(N, C, T, V, M)``
 (the clean and the adversarial clips, windowed), ``y``, ``lengths``, ``index`` (the row in the source),
-``target`` (-1 untargeted), ``pred_clean``, ``pred_adv``, ``grad_evals``, ``attacked``, ``success``, the
+``target`` (-1 untargeted), ``pred_clean``, ``pred_adv``, ``grad_evals`` and ``forward_evals`` (the
+classifier's forward-backward and forward-only passes spent), ``attacked``, ``success``, the
 metrics ``m_<name>`` (:mod:`lightning_skel.attacks.metrics`) and, with a score channel, ``score``.
 """
 
@@ -41,7 +42,7 @@ def adversarial_data(merged: dict[str, np.ndarray], source: SkeletonData) -> Ske
         >>> distances = {f"m_{key}": np.array([5.0, 7.0]) for key, _ in HISTOGRAMS}
         >>> merged = dict(x=x, x_adv=x + 0.01, y=idx, lengths=np.full(2, 16), target=np.full(2, -1),
         ...               index=idx, pred_clean=idx, pred_adv=1 - idx, grad_evals=np.array([10, 12]),
-        ...               attacked=won, success=won, **distances)
+        ...               forward_evals=np.array([2, 2]), attacked=won, success=won, **distances)
         >>> source = {"layout": "kinect20", "class_names": ["wave", "clap"]}
         >>> data = adversarial_data(merged, source)
         >>> data["x"].shape, data["success"]
@@ -67,15 +68,15 @@ def adversarial_data(merged: dict[str, np.ndarray], source: SkeletonData) -> Ske
 def write_per_sample_csv(path: Path, merged: dict[str, np.ndarray], source: SkeletonData) -> Path:
     """Write ``path``, a CSV with a row per clip: its source row, sample name, labels, class names, metrics.
 
-    Blank where nothing was measured: the target of an untargeted attack, and the success, gradient
-    evaluations and distances of a clip that was not attacked (and any NaN).
+    Blank where nothing was measured: the target of an untargeted attack, and the success, gradient and
+    forward evaluations and distances of a clip that was not attacked (and any NaN).
 
     Example:
         >>> x, idx, won = np.zeros((2, 3, 16, 20, 1), np.float32), np.arange(2), np.ones(2, bool)
         >>> distances = {f"m_{key}": np.array([5.0, 7.0]) for key, _ in HISTOGRAMS}
         >>> merged = dict(x=x, x_adv=x + 0.01, y=idx, lengths=np.full(2, 16), target=np.full(2, -1),
         ...               index=idx, pred_clean=idx, pred_adv=1 - idx, grad_evals=np.array([10, 12]),
-        ...               attacked=won, success=won, **distances)
+        ...               forward_evals=np.array([2, 2]), attacked=won, success=won, **distances)
         >>> source = {"layout": "kinect20", "class_names": ["wave", "clap"]}
         >>> _ = write_per_sample_csv(Path("per_sample.csv"), merged, source)
         >>> with open("per_sample.csv") as f:
@@ -99,6 +100,7 @@ def write_per_sample_csv(path: Path, merged: dict[str, np.ndarray], source: Skel
         "pred_clean": ints(merged["pred_clean"]), "pred_adv": ints(merged["pred_adv"]),
         "pred_adv_name": names[merged["pred_adv"]], "attacked": ints(attacked),
         "success": ints(merged["success"], attacked), "grad_evals": ints(merged["grad_evals"], attacked),
+        "forward_evals": ints(merged["forward_evals"], attacked),
     }  # fmt: skip
     for key in sorted(k for k in merged if k.startswith("m_")):
         v = merged[key].astype(np.float64)
@@ -210,7 +212,7 @@ def write_report(
         >>> distances = {f"m_{key}": np.array([5.0, 7.0]) for key, _ in HISTOGRAMS}
         >>> merged = dict(x=x, x_adv=x + 0.01, y=idx, lengths=np.full(2, 16), target=np.full(2, -1),
         ...               index=idx, pred_clean=idx, pred_adv=1 - idx, grad_evals=np.array([10, 12]),
-        ...               attacked=won, success=won, **distances)
+        ...               forward_evals=np.array([2, 2]), attacked=won, success=won, **distances)
         >>> source = {"layout": "kinect20", "class_names": ["wave", "clap"]}
         >>> paths = write_report(Path("run"), merged, {"num_attacked": 2}, "kinect20", source["class_names"],
         ...                      "ADMM", num_examples=1, gif=False)
@@ -294,7 +296,7 @@ def write_outputs(
         >>> distances = {f"m_{key}": np.array([5.0, 7.0]) for key, _ in HISTOGRAMS}
         >>> merged = dict(x=x, x_adv=x + 0.01, y=idx, lengths=np.full(2, 16), target=np.full(2, -1),
         ...               index=idx, pred_clean=idx, pred_adv=1 - idx, grad_evals=np.array([10, 12]),
-        ...               attacked=won, success=won, **distances)
+        ...               forward_evals=np.array([2, 2]), attacked=won, success=won, **distances)
         >>> source = {"layout": "kinect20", "class_names": ["wave", "clap"]}
         >>> write_outputs(Path("run"), merged, {"success_rate": 1.0}, {"attack": "admm"}, source)
         >>> sorted(p.name for p in Path("run").iterdir())

@@ -4,8 +4,9 @@
 for each model and attack (in ``out_dir/<model>/<attack>``, each resumable as attack runs are), then labels
 each run's adversarial clips with every model (:mod:`lightning_skel.transfer`), and writes into ``out_dir``:
 
-- ``whitebox.csv`` / ``whitebox.md``: per model and attack the success rate, gradient evaluations per
-  fooled clip and the median of every size and dynamic metric over the fooled clips;
+- ``whitebox.csv`` / ``whitebox.md``: per model and attack the success rate, gradient and forward-only
+  evaluations per fooled clip (Square's queries are the latter) and the median of every size and dynamic
+  metric over the fooled clips;
 - ``transfer_<attack>.csv``, ``transfer.md`` and ``transfer_<attack>.png``: the source x target matrix of
   transfer success (over the clips the source attacked; the diagonal is the white-box success rate).
 
@@ -29,7 +30,7 @@ from lightning_skel.utils import atomic_open, torch_threads, write_json
 
 log = logging.getLogger(__name__)
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-WHITEBOX = ("success_rate", "grad_evals", "rms_mm_median", "linf_mm_median", "delta_bone_median",
+WHITEBOX = ("success_rate", "grad_evals", "forward_evals", "rms_mm_median", "linf_mm_median", "delta_bone_median",
             "delta_angle_deg_median", "delta_speed_median", "delta_acc_mm_median", "num_attacked",
             "wall_time_s")  # fmt: skip
 

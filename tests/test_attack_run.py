@@ -43,7 +43,7 @@ def test_attack_run_writes_every_output(tmp_path, ckpt):
                         "index", "layout", "class_names"}  # fmt: skip
     rows = list(csv.DictReader((out / "per_sample.csv").open()))
     assert len(rows) == 10
-    assert {"rms_mm", "delta_bone", "grad_evals"} <= set(rows[0])
+    assert {"rms_mm", "delta_bone", "grad_evals", "forward_evals"} <= set(rows[0])
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["success_rate"] == pytest.approx(metrics["success_rate"])
     assert "robust_accuracy_linf_mm_le_20" not in saved  # no budgets asked for
@@ -55,6 +55,29 @@ def test_attack_run_writes_every_output(tmp_path, ckpt):
     # only clips the clean model got right were attacked; the others are unchanged
     untouched = adv["pred_clean"] != adv["y"]
     assert np.array_equal(adv["x"][untouched], adv["x_clean"][untouched])
+
+
+def test_square_queries_reach_per_sample_csv_and_metrics(tmp_path, ckpt):
+    """A gradient-free attack's cost is its forward passes: Square's queries plus the clean labelling pass
+    reach per_sample.csv's forward_evals (blank where a clip was not attacked), and metrics.json holds their
+    means over the successful and the attacked clips. A clip Square fails on spent every query."""
+    n_queries = 12
+    out = tmp_path / "square"
+    run_attack(attack_cfg(out, ckpt, ["attack=square", "attack.eps=0.05", f"attack.n_queries={n_queries}",
+                                      "limit=10", "batch_size=5"]))  # fmt: skip
+    rows = list(csv.DictReader((out / "per_sample.csv").open()))
+    attacked = [r for r in rows if r["attacked"] == "1"]
+    assert attacked, "the victim got no clip right"
+    assert all(r["forward_evals"] == r["grad_evals"] == "" for r in rows if r["attacked"] == "0")
+    assert all(r["grad_evals"] == "0" for r in attacked)
+    evals = np.array([int(r["forward_evals"]) for r in attacked])
+    won = np.array([r["success"] == "1" for r in attacked])
+    assert ((evals >= 2) & (evals <= n_queries + 1)).all()
+    assert (evals[~won] == n_queries + 1).all()
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["forward_evals_all"] == pytest.approx(evals.mean())
+    assert saved["forward_evals"] == (pytest.approx(evals[won].mean()) if won.any() else None)
+    assert saved["grad_evals_all"] == 0
 
 
 def test_killed_run_resumes_to_identical_outputs(tmp_path, ckpt, monkeypatch):

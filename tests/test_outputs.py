@@ -121,9 +121,8 @@ def test_metrics_json_of_an_empty_attack_is_strict_json(tmp_path, ckpt):
     assert saved["success_rate"] is None and saved["rms_mm"] is None and saved["rms_mm_median"] is None
     table = list(csv.DictReader((out / "per_sample.csv").open()))
     assert table and all(r["attacked"] == "0" for r in table)
-    assert all(
-        r["rms_mm"] == r["linf_mm"] == r["success"] == r["grad_evals"] == r["target"] == "" for r in table
-    )
+    blank = ("rms_mm", "linf_mm", "success", "grad_evals", "forward_evals", "target")
+    assert all(r[k] == "" for r in table for k in blank)
 
 
 def test_one_median_the_true_one():
@@ -148,7 +147,8 @@ def test_per_sample_csv_names_classes_and_leaves_the_unmeasured_blank(tmp_path):
         "index": np.array([7, 3, 5]), "y": np.array([0, 1, 2]), "target": np.array([-1, -1, -1]),
         "pred_clean": np.array([0, 1, 0]), "pred_adv": np.array([2, 1, 0]),
         "attacked": np.array([True, True, False]), "success": np.array([True, False, False]),
-        "grad_evals": np.array([12, 40, 0]), "m_rms_mm": np.array([4.25, 9.5, 0.0], np.float32),
+        "grad_evals": np.array([12, 40, 0]), "forward_evals": np.array([2, 3, 1]),
+        "m_rms_mm": np.array([4.25, 9.5, 0.0], np.float32),
         "m_emotion_distance": np.array([np.nan, 0.5, 0.0], np.float32),
     }  # fmt: skip
     names = np.array(["s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7"])
@@ -157,8 +157,8 @@ def test_per_sample_csv_names_classes_and_leaves_the_unmeasured_blank(tmp_path):
     rows = list(csv.DictReader((tmp_path / "p.csv").open()))
     assert [(r["index"], r["sample_name"], r["y_name"], r["pred_adv_name"]) for r in rows] == [
         ("7", "s7", "walk", "jump"), ("3", "s3", "run", "run"), ("5", "s5", "jump", "walk")]  # fmt: skip
-    assert [(r["success"], r["grad_evals"], r["rms_mm"], r["emotion_distance"]) for r in rows] == [
-        ("1", "12", "4.25", ""), ("0", "40", "9.5", "0.5"), ("", "", "", "")]  # fmt: skip
+    assert [(r["success"], r["grad_evals"], r["forward_evals"], r["rms_mm"], r["emotion_distance"]) for r in rows] == [
+        ("1", "12", "2", "4.25", ""), ("0", "40", "3", "9.5", "0.5"), ("", "", "", "", "")]  # fmt: skip
     assert all(r["target"] == r["target_name"] == "" for r in rows)
     merged["target"] = np.array([1, 2, 0])
     write_per_sample_csv(tmp_path / "t.csv", merged, {"class_names": ["walk", "run", "jump"]})

@@ -7,8 +7,8 @@ distance, so "delta_bone" here is exactly the attack's bone term without its thr
 
 Aggregation: ``success_rate`` over the clips the clean model classified correctly; the perturbation
 metrics (means, plus ``*_median``, the true median of :func:`median`) over the successful ones among
-those; ``robust_accuracy`` over all clips; ``grad_evals`` mean over successful clips (``grad_evals_all``
-over attacked clips). Undefined values (an empty set) are NaN here and null in metrics.json.
+those; ``robust_accuracy`` over all clips; ``grad_evals`` and ``forward_evals`` means over successful clips
+(``grad_evals_all``, ``forward_evals_all`` over attacked clips). Undefined values (an empty set) are NaN here and null in metrics.json.
 """
 
 from __future__ import annotations
@@ -114,11 +114,15 @@ def attack_metrics(
     emotion_model: nn.Module | None = None,
     per_sample: dict[str, Tensor] | None = None,
     budgets: Mapping[str, Sequence[float]] | None = None,
+    forward_evals: Tensor | None = None,
 ) -> dict[str, float]:
     """Aggregate metrics of an attack on a batch (see the module docstring for what is averaged over
     what). ``target`` (or entries of -1) marks a targeted attack. ``per_sample`` may pass precomputed
     :func:`per_sample_metrics`. ``budgets`` maps distance metrics to sizes, e.g. ``{"linf_mm": [20]}``,
-    and adds ``robust_accuracy_<metric>_le_<size>`` for each (:func:`robust_accuracy_within`)."""
+    and adds ``robust_accuracy_<metric>_le_<size>`` for each (:func:`robust_accuracy_within`).
+    ``grad_evals`` and ``forward_evals``, ``(N,)`` the classifier passes each clip cost (an
+    :class:`~lightning_skel.attacks.base.AttackResult`'s), add their means (a gradient-free attack such as
+    Square spends forward passes only)."""
     check_budgets(budgets)
     ps = (
         per_sample if per_sample is not None else per_sample_metrics(x, x_adv, lengths, layout, emotion_model)
@@ -139,9 +143,10 @@ def attack_metrics(
         out[key] = _mean(value, won)
         if key in DISTANCE_METRICS:
             out[f"{key}_median"] = _median(value, won)
-    if grad_evals is not None:
-        out["grad_evals"] = _mean(grad_evals.double(), won)
-        out["grad_evals_all"] = _mean(grad_evals.double(), attacked)
+    for key, evals in (("grad_evals", grad_evals), ("forward_evals", forward_evals)):
+        if evals is not None:
+            out[key] = _mean(evals.double(), won)
+            out[f"{key}_all"] = _mean(evals.double(), attacked)
     for key, sizes in (budgets or {}).items():
         for b in sizes:
             out[f"robust_accuracy_{key}_le_{b:g}"] = robust_accuracy_within(

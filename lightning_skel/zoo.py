@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from lightning_skel.utils import atomic_open, torch_threads, write_json
+from lightning_skel.utils import atomic_open, machine_info, torch_threads, write_json
 
 log = logging.getLogger(__name__)
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -203,6 +203,7 @@ def run_zoo(cfg: DictConfig) -> dict[str, Any]:
     finish_loggers(loggers)
     summary = {"whitebox": {f"{m}/{a}": {k: r.get(k) for k in WHITEBOX} for (m, a), r in white.items()},
                "transfer": {f"{m}/{a}": r for (m, a), r in transfer.items()}}  # fmt: skip
-    write_json(out / "zoo.json", summary)
+    config = OmegaConf.to_container(cfg, resolve=True)
+    write_json(out / "zoo.json", {**summary, "config": config, "machine": machine_info()})
     log.info("zoo: tables in %s (whitebox.md, transfer.md)", out)
     return summary

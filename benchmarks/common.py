@@ -43,6 +43,23 @@ def attacked(out: Path, overrides: list[str]) -> dict:
     return run_attack(cfg)
 
 
+def certified(out: Path, overrides: list[str]) -> dict:
+    """The metrics of ``certify.py out_dir=out *overrides``, run in this process unless already done (an
+    unfinished run resumes from the shards in ``out``)."""
+    from hydra import compose, initialize_config_dir
+
+    from lightning_skel.certify.run import run_certify
+
+    done = out / "metrics.json"
+    if done.is_file():
+        return json.loads(done.read_text())
+    overrides = [f"out_dir={out}", *overrides]
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose("certify", overrides=overrides)
+    print("+ certify.py", " ".join(overrides), flush=True)
+    return run_certify(cfg)
+
+
 def admm_kwargs(variant: str = "admm", root: Path = ROOT) -> dict:
     """ADMMAttack's arguments as attack.py builds them for ``attack=<variant>``: ``configs/attack/admm.yaml``
     under ``root``, with ``<variant>.yaml`` (e.g. ``admm_strict``, whose Hydra defaults list is admm)

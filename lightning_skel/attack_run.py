@@ -284,6 +284,7 @@ def _attack_main(fabric, cfg: DictConfig) -> dict[str, Any]:
                 "emotion_ckpt= for the emotion term, and an action classifier as ckpt"
             )
     layout = hp["layout"]
+    transfer = _transfer_targets(cfg, layout, int(hp["num_classes"]), bool(hp.get("score_channel", False)))
     dm, split = checked_data(cfg, hp, shown, fabric)
     emotion = load_emotion(cfg.emotion_ckpt, layout) if cfg.get("emotion_ckpt") else None
     dm.check_sets(split)
@@ -344,12 +345,37 @@ def _attack_main(fabric, cfg: DictConfig) -> dict[str, Any]:
         log.warning("nothing was attacked: %s", nothing_attacked(metrics))
     extra = {"config": OmegaConf.to_container(cfg, resolve=True), "versions": versions(), "spec": spec}
     write_outputs(out_dir, merged, metrics, extra, ds.data)
+    if transfer:  # each target labels the adversarial clips: its columns and transfer/<name>/... metrics
+        from lightning_skel.transfer import add_to_run
+
+        metrics.update(add_to_run(out_dir, transfer, int(cfg.batch_size), str(device)))
     figures = write_report(
         out_dir, merged, metrics, layout, dm.class_names, f"{name} attack on {hp['model']} ({split})"
     )
     _log_attack(cfg, out_dir, metrics, figures)
     log.info("attack outputs written to %s", out_dir)
     return metrics
+
+
+def _transfer_targets(cfg: DictConfig, layout: str, num_classes: int, score: bool) -> dict[str, Any]:
+    """attack.yaml's ``transfer``: the target checkpoints (``[PATH, ...]``, ``[NAME=PATH, ...]`` or
+    ``{NAME: PATH}``), each loaded and checked against the attacked classifier's layout and classes before
+    any work (:func:`lightning_skel.transfer.load_targets`)."""
+    from lightning_skel.transfer import load_targets, target_names
+
+    given = cfg.get("transfer")
+    if not given:
+        return {}
+    given = OmegaConf.to_container(given, resolve=True) if OmegaConf.is_config(given) else given
+    if isinstance(given, str):
+        given = [given]
+    names = target_names(given)
+    for name, path in names.items():
+        for p in [path] if isinstance(path, str) else path:
+            if not Path(p).is_file():
+                raise ValueError(f"transfer.{name}: no checkpoint at {p}")
+    load_targets(names, layout, num_classes, score)
+    return names
 
 
 def checkpoint_spec(ckpts: list[str], fusion: list[float] | None) -> dict[str, Any]:

@@ -144,3 +144,24 @@ def test_zoo_refuses_bad_input_before_any_attack(tmp_path, two_ckpts):
     with pytest.raises(ValueError, match="models.a: no checkpoint"):
         run_zoo(missing)
     assert not any(tmp_path.iterdir())
+
+
+def test_attack_py_transfer_adds_columns_and_metrics(tmp_path, two_ckpts):
+    out = tmp_path / "run"
+    metrics = run_attack(
+        attack_cfg(out, two_ckpts[0], [*PGD, f"transfer=['src={two_ckpts[0]}',{two_ckpts[1]}]"])
+    )
+    other = two_ckpts[1].parent.parent.name  # a bare path is named after its run folder
+    assert metrics["transfer/src/success_rate"] == pytest.approx(metrics["success_rate"])
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved[f"transfer/{other}/success_rate"] == metrics[f"transfer/{other}/success_rate"]
+    rows = list(csv.DictReader((out / "per_sample.csv").open()))
+    assert {"rms_mm", "pred_adv_src", f"transferred_{other}"} <= set(rows[0])
+    assert all(r["pred_adv_src"] == r["pred_adv"] for r in rows)
+
+
+def test_attack_py_refuses_a_missing_transfer_target_before_any_work(tmp_path, two_ckpts):
+    out = tmp_path / "run"
+    with pytest.raises(ValueError, match=r"transfer\.nope: no checkpoint"):
+        run_attack(attack_cfg(out, two_ckpts[0], [*PGD, f"transfer={{nope: {tmp_path / 'x.ckpt'}}}"]))
+    assert not out.exists()

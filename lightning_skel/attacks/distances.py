@@ -278,8 +278,8 @@ class BoneAngle(DistanceTerm):
         u, v = (pick(t) for t in adv.triplet_bones)
         w = tuple(pick(t) for t in adv.triplet_cross)
         if len(w) == 3:
-            vw = torch.stack(F._cross3(v.unbind(1), w), 1)
-            wu = torch.stack(F._cross3(w, u.unbind(1)), 1)
+            vw = torch.stack(F.cross3(v.unbind(1), w), 1)
+            wu = torch.stack(F.cross3(w, u.unbind(1)), 1)
         else:
             (w0,) = w
             vw = torch.stack([w0 * v[:, 1], -w0 * v[:, 0]], 1)

@@ -1,6 +1,8 @@
 import copy
 import functools
+import inspect
 import itertools
+import re
 from dataclasses import dataclass
 
 import pytest
@@ -8,7 +10,7 @@ import torch
 from torch import nn
 
 from lightning_skel.attacks import build_attack, list_attacks
-from lightning_skel.attacks.base import BatchAdam, CSearch, Rows, margin_loss
+from lightning_skel.attacks.base import ATTACKS, BatchAdam, CSearch, Rows, margin_loss
 from lightning_skel.attacks.distances import DynamicDistance, Kinematics
 from lightning_skel.attacks.metrics import attack_metrics
 from lightning_skel.data.synthetic import generate
@@ -78,6 +80,22 @@ def test_registry():
     assert {"admm", "smart", "pgd", "ifgsm", "cw"} <= set(list_attacks())
     with pytest.raises(KeyError, match="unknown attack 'fgsm'; known: .*admm"):
         build_attack("fgsm", nn.Linear(1, 1), "ntu25")
+
+
+@pytest.mark.parametrize("name", list_attacks())
+def test_every_argument_is_documented(name):
+    """help() on an attack lists all its arguments: every parameter of its ``__init__`` but self, model and
+    layout is named in the class's own docstring."""
+    cls = ATTACKS.get(name)
+    doc = cls.__doc__ or ""
+    params = [
+        p.name
+        for p in inspect.signature(cls.__init__).parameters.values()
+        if p.name not in ("self", "model", "layout") and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
+    assert params
+    missing = [p for p in params if not re.search(rf"(?<![\w.]){re.escape(p)}(?!\w)", doc)]
+    assert not missing, f"{cls.__name__}'s docstring does not name {missing}"
 
 
 @dataclass(eq=False)

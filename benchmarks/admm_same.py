@@ -8,8 +8,9 @@ saves it compares them clip by clip.
 nothing: a change that alters the attack's arithmetic shows). ``--configs`` picks the runs: ``admm`` and
 ``admm_strict`` (the default), and ``admm_emotion`` / ``admm_emotion_linear`` (admm.yaml with the emotion
 term at weight 1, exact and linearised over the z block, ``emotion_every = z_steps``, against an untrained
-``emotion`` recognizer from the model registry built with seed 0: the same weights in both checkouts) and
-``admm_compiled`` (admm.yaml with ``compile=True``).
+``emotion`` recognizer from the model registry built with seed 0: the same weights in both checkouts),
+``admm_compiled`` (admm.yaml with ``compile=True``) and ``admm_search`` (admm.yaml with three rounds of the
+search over c, ``binary_search_steps=3``).
 
     git worktree add --detach /tmp/before HEAD~1
     .venv/bin/python benchmarks/admm_same.py --code /tmp/before --save runs/admm_same/before.pt \\
@@ -27,7 +28,7 @@ import argparse
 import sys
 from pathlib import Path
 
-CONFIGS = ("admm", "admm_strict", "admm_emotion", "admm_emotion_linear", "admm_compiled")
+CONFIGS = ("admm", "admm_strict", "admm_emotion", "admm_emotion_linear", "admm_compiled", "admm_search")
 DTYPES = ("float32", "float64")
 FIELDS = ("success", "grad_evals", "forward_evals", "iterations", "pred_adv", "distance")
 
@@ -52,6 +53,7 @@ def configs(code: Path, names: list[str]) -> dict[str, dict]:
         "admm_emotion": emotion,
         "admm_emotion_linear": {**emotion, "emotion_every": admm["z_steps"]},
         "admm_compiled": {**admm, "compile": True},
+        "admm_search": {**admm, "binary_search_steps": 3},
     }
     return {name: every[name] for name in names}
 

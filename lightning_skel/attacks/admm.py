@@ -39,7 +39,7 @@ def _norm(t: Tensor) -> Tensor:
 
 
 def _rules(a: Mapping) -> dict:
-    """ADMMAttack's argument checks for ``check_params``, by name: the value, whether it is valid, the rule."""
+    """ADMMAttack's argument checks for ``check_params``, by name: value, whether it is valid, rule."""
     patience, rows = a["patience"], a["max_rows"]
     return {
         "c": (a["c"], a["c"] > 0, "> 0"),
@@ -72,11 +72,18 @@ class ADMMRows(Rows):
     run's outer steps, and ``g_network`` the network terms' weighted gradient carried between z steps (None
     without network terms, :meth:`~lightning_skel.attacks.distances.DynamicDistance.network_grad`).
 
-    Example::
+    Example:
 
-        rows = attack._start(samples, c, clean, maskf, y, None)
-        rows.append(more)  # runs joining
-        rows.keep(~ended)  # runs ending
+    >>> import torch
+    >>> from torch import nn
+    >>> attack = ADMMAttack(nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 25, 5)), "ntu25")
+    >>> x, mask = torch.zeros(2, 3, 8, 25, 1), torch.ones(2, 1, 8, 1, 1, dtype=torch.bool)
+    >>> clean = attack.distance.reference(x, mask)
+    >>> samples, c = torch.tensor([0, 1]), torch.ones(2)
+    >>> rows = attack._start(samples, c, clean, mask.float(), torch.tensor([0, 1]), None)
+    >>> rows.keep(torch.tensor([False, True]))  # the first run ended
+    >>> len(rows), rows.z.shape, rows.clean.x.shape
+    (1, torch.Size([1, 3, 8, 25, 1]), torch.Size([1, 3, 8, 25, 1]))
     """
 
     clean: Kinematics
@@ -156,11 +163,18 @@ class ADMMAttack(Attack):
     Shapes: ``x (N, C, T, V, M)`` in metres, ``y``, ``lengths``, ``target`` ``(N,)``. The result's
     ``extras``: ``distance`` (the best D, inf if never fooled) and ``grad_evals_to_success`` (-1 if never).
 
-    Example::
+    Example:
 
-        attack = ADMMAttack(model, "kinect20", patience=1, c_growth=1.2, max_rows="auto")
-        res = attack(x, y, lengths)
-        res.success, res.extras["distance"]
+    >>> import torch
+    >>> from torch import nn
+    >>> _ = torch.manual_seed(0)
+    >>> model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 25, 5))
+    >>> x = torch.randn(4, 3, 8, 25, 1)
+    >>> with torch.no_grad():
+    ...     y = model(x).argmax(1)  # labels the model gets right
+    >>> res = ADMMAttack(model, "ntu25", c=10.0, max_iter=5, patience=1)(x, y)
+    >>> res.x_adv.shape, res.extras["distance"].shape
+    (torch.Size([4, 3, 8, 25, 1]), torch.Size([4]))
     """
 
     name = "admm"
@@ -215,7 +229,7 @@ class ADMMAttack(Attack):
     def rows_for(self, device: torch.device) -> int | None:
         """The clips in flight on ``device``: ``max_rows``, or for ``"auto"`` the measured best of each kind
         of device (:data:`AUTO_ROWS`; docs/RESULTS.md, "Streamed rows" and "On a GPU"): 32 on a CPU, where
-        small batches cost little more per clip, 256 on a GPU, where the small classifiers are launch-bound."""
+        small batches cost little more per clip, 256 on a GPU, where small classifiers are launch-bound."""
         if self.max_rows == "auto":
             return AUTO_ROWS.get(device.type, AUTO_ROWS["cuda"])
         return self.max_rows
@@ -255,7 +269,8 @@ class ADMMAttack(Attack):
         return ADMMRows(
             sample=samples, c=c, fooled=torch.zeros_like(samples, dtype=torch.bool),
             clean=rows, mask=maskf[samples], y=y[samples], target=None if target is None else target[samples],
-            delta_opt=BatchAdam(zero.clone(), self.lr), z_opt=BatchAdam(zero.clone(), self.lr_z), u=zero.clone(),
+            delta_opt=BatchAdam(zero.clone(), self.lr), z_opt=BatchAdam(zero.clone(), self.lr_z),
+            u=zero.clone(),
             rho=torch.full_like(c, self.rho0), stale=count, it=count.clone(),
             g_network=zero.clone() if self.distance.network else None,
         )  # fmt: skip

@@ -60,11 +60,11 @@ class AttackResult:
         attacked: ``(N,)`` bool: the clip was attacked (set by :meth:`Attack.__call__`).
         pred_clean: ``(N,)`` the classifier's label of ``x`` (None under ``attack_all``).
 
-    Example::
+    Example:
 
-        res = build_attack("pgd", model, "ntu25", eps=0.02)(x, y, lengths)
-        res.success.float().mean()  # the success rate over the batch
-        res.x_adv[res.success]  # the clips that fooled the classifier
+    >>> logits = torch.tensor([[3.0, 1.0, 2.0], [0.0, 5.0, 1.0]])
+    >>> margin_loss(logits, torch.tensor([0, 0]), None, kappa=0.5)  # 3 - 2 + 0.5; relu(0 - 5 + 0.5)
+    tensor([1.5000, 0.0000])
     """
 
     x_adv: Tensor
@@ -83,9 +83,18 @@ def margin_loss(logits: Tensor, y: Tensor, target: Tensor | None, kappa: float) 
     ``relu(Z_y - max_{j!=y} Z_j + kappa)``, targeted ``relu(max_{j!=t} Z_j - Z_t + kappa)``; ``kappa`` the
     confidence, in logits.
 
-    Example::
+    Example:
 
-        loss = margin_loss(model(x), y, None, kappa=1.0)  # 0 once every clip is misclassified by 1 logit
+    >>> import torch
+    >>> from torch import nn
+    >>> _ = torch.manual_seed(0)
+    >>> model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 25, 5))
+    >>> x = torch.randn(4, 3, 8, 25, 1)
+    >>> with torch.no_grad():
+    ...     y = model(x).argmax(1)  # labels the model gets right
+    >>> res = build_attack("pgd", model, "ntu25", eps=0.02, steps=3)(x, y)
+    >>> res.x_adv.shape, res.success.dtype, int(res.grad_evals.max())
+    (torch.Size([4, 3, 8, 25, 1]), torch.bool, 3)
     """
     label = y if target is None else target
     own = logits.gather(1, label[:, None]).squeeze(1)
@@ -117,11 +126,13 @@ class BatchAdam:
     ``eps`` (default 1e-8) as Adam's. The moments ``m``, ``v`` have ``param``'s shape, the step counts ``t``
     ``(n,)``.
 
-    Example::
+    Example:
 
-        opt = BatchAdam(torch.zeros_like(x), lr=1e-3)  # x (N, C, T, V, M)
-        opt.step(slice(None), grad, mask)  # every row, in place; mask (N, 1, T, 1, M) zeroes the update
-        opt.keep(still_running)  # drop the finished rows, with their moments and counts
+    >>> opt = BatchAdam(torch.zeros(3, 2), lr=0.1)
+    >>> opt.step(slice(None), torch.ones(3, 2))  # every row, in place: Adam's first step is lr
+    >>> opt.keep(torch.tensor([True, False, True])).param  # the second row's run ended
+    tensor([[-0.1000, -0.1000],
+            [-0.1000, -0.1000]])
     """
 
     def __init__(
@@ -197,11 +208,21 @@ class Rows:
     ``c`` ``(n,)`` the weight of the classification loss (:class:`CSearch`); ``fooled`` ``(n,)`` bool,
     whether the run has fooled the classifier yet.
 
-    Example::
+    Example:
 
-        @dataclass(eq=False)
-        class MyRows(Rows):
-            delta: Tensor  # (n, C, T, V, M)
+    >>> from dataclasses import dataclass
+    >>> @dataclass(eq=False)
+    ... class MyRows(Rows):
+    ...     delta: Tensor  # one more per-row quantity
+    >>> def fresh(samples):
+    ...     k = len(samples)
+    ...     delta = samples[:, None] * torch.ones(k, 3)
+    ...     return MyRows(samples, torch.ones(k), torch.zeros(k, dtype=torch.bool), delta)
+    >>> rows = fresh(torch.tensor([0, 1]))
+    >>> rows.append(fresh(torch.tensor([2])))
+    >>> rows.keep(torch.tensor([False, True, True]))
+    >>> rows.sample, rows.delta.sum(1)
+    (tensor([1, 2]), tensor([3., 6.]))
     """
 
     sample: Tensor
@@ -236,11 +257,13 @@ class CSearch:
     State, each ``(n,)``: ``start`` the c of each sample's next run, ``lo``, ``hi`` the bracket, ``runs``
     the runs ended.
 
-    Example::
+    Example:
 
-        search = CSearch(len(x), 1.0, rounds=3, like=x)
-        again = search.end(samples, won)  # runs of `samples` ended, `won` where they fooled the model
-        search.start[again]  # the c their next runs start from
+    >>> search = CSearch(2, 1.0, rounds=2, like=torch.zeros(2))
+    >>> search.end(torch.tensor([0, 1]), torch.tensor([True, False]))  # both have a round left
+    tensor([0, 1])
+    >>> search.start  # halved where fooled, 10x where not
+    tensor([ 0.5000, 10.0000])
     """
 
     def __init__(self, n: int, c: float, rounds: int, like: Tensor, c_max: float = float("inf")) -> None:
@@ -271,11 +294,14 @@ class Tally:
 
     Arguments: ``x`` the clean clips ``(N, C, T, V, M)``, where every candidate starts.
 
-    Example::
+    Example:
 
-        tally = Tally(x)
-        better = tally.offer(samples, cand, distance, fooled, pred)  # candidates of rows `samples`
-        x_adv = tally.x_adv()  # best successful candidate, else the last one
+    >>> x = torch.zeros(2, 3, 4, 25, 1)
+    >>> tally = Tally(x)
+    >>> tally.offer(torch.tensor([1]), x[1:] + 1, torch.tensor([0.5]), torch.tensor([True]))
+    tensor([True])
+    >>> tally.best_d, tally.x_adv()[:, 0, 0, 0, 0]  # sample 0: its last candidate, x itself
+    (tensor([   inf, 0.5000]), tensor([0., 1.]))
     """
 
     def __init__(self, x: Tensor) -> None:
@@ -339,11 +365,19 @@ class Attack:
     gets it; attacks that run each sample through several runs (a search over c) share the row scheduler
     :meth:`stream`.
 
-    Example::
+    Example:
 
-        attack = build_attack("cw", model, "ntu25", steps=100)
-        res = attack(x, y, lengths)  # x (N, C, T, V, M) metres, y (N,), lengths (N,) frames
-        res.success.float().mean()
+    >>> import torch
+    >>> from torch import nn
+    >>> _ = torch.manual_seed(0)
+    >>> model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 25, 5))
+    >>> x = torch.randn(4, 3, 8, 25, 1)
+    >>> with torch.no_grad():
+    ...     y = model(x).argmax(1)  # labels the model gets right
+    >>> attack = build_attack("cw", model, "ntu25", c=5.0, steps=5)
+    >>> res = attack(x, y, torch.full((4,), 8))  # lengths: 8 valid frames each
+    >>> res.attacked.all(), res.x_adv.shape
+    (tensor(True), torch.Size([4, 3, 8, 25, 1]))
     """
 
     name: ClassVar[str] = ""
@@ -387,8 +421,10 @@ class Attack:
         lengths = torch.full_like(y, x.shape[2]) if lengths is None else lengths.to(dev)
         target = None if target is None else target.to(dev)
         if target is not None and bool((target == y).any()):
-            raise ValueError(f"{self.name}: target equals the label y in clip(s) {_clips(target == y)}: a target "
-                             "must be another label")  # fmt: skip
+            clips = _clips(target == y)
+            raise ValueError(
+                f"{self.name}: target equals the label y in clip(s) {clips}: a target must be another label"
+            )
         # from here on the attack sees coordinates only; the score rides along in self._score
         x, score = split_score(x, self.score_channel)
         was_training = self.model.training

@@ -27,7 +27,18 @@ class CWRows(Rows):
     """The state of C&W's runs in flight, one row per run (:class:`~lightning_skel.attacks.base.Rows`):
     the row's clean clip ``x`` ``(n, C, T, V, M)``, validity ``mask`` ``(n, 1, T, 1, M)`` (float), label
     ``y`` and ``target`` ``(n,)`` (None untargeted), the perturbation with its Adam state ``opt`` and the
-    run's steps ``it`` ``(n,)``."""
+    run's steps ``it`` ``(n,)``.
+
+    Example:
+
+    >>> x = torch.zeros(2, 3, 8, 25, 1)
+    >>> fresh = dict(fooled=torch.zeros(2, dtype=torch.bool), mask=torch.ones(2, 1, 8, 1, 1), target=None)
+    >>> rows = CWRows(torch.tensor([0, 1]), torch.ones(2), x=x, y=torch.tensor([3, 4]), **fresh,
+    ...               opt=BatchAdam(torch.zeros_like(x), 1e-3), it=torch.zeros(2, dtype=torch.long))
+    >>> rows.keep(torch.tensor([False, True]))  # the first run ended
+    >>> rows.sample, rows.y
+    (tensor([1]), tensor([4]))
+    """
 
     x: Tensor
     mask: Tensor
@@ -63,11 +74,18 @@ class CWAttack(Attack):
     ``extras``: ``l2`` the best fooling ``|delta|^2`` (m^2; inf if never fooled). A clip never fooled
     gets the last iterate of its last round.
 
-    Example::
+    Example:
 
-        attack = CWAttack(model, "ntu25", c=5.0, steps=100, binary_search_steps=3)
-        res = attack(x, y, lengths)
-        res.success, res.extras["l2"]
+    >>> import torch
+    >>> from torch import nn
+    >>> _ = torch.manual_seed(0)
+    >>> model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 25, 5))
+    >>> x = torch.randn(4, 3, 8, 25, 1)
+    >>> with torch.no_grad():
+    ...     y = model(x).argmax(1)  # labels the model gets right
+    >>> res = CWAttack(model, "ntu25", c=5.0, lr=0.01, steps=10, binary_search_steps=2)(x, y)
+    >>> res.extras["l2"].shape, int(res.grad_evals.max())  # two rounds of 10 steps
+    (torch.Size([4]), 20)
     """
 
     name = "cw"

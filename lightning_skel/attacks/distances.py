@@ -67,11 +67,17 @@ class Kinematics:
     empty). A plain store and properties rather than ``functools.cached_property``, which takes a lock
     before Python 3.12 that torch.compile cannot trace (ADMM's compiled z step builds the perturbed side).
 
-    Example::
+    Example:
 
-        kin = Kinematics(x, get_layout("ntu25"), valid_mask(x, lengths))
-        kin.bone_lengths.shape  # (N, T, B, M), computed now and kept
-        first_two = kin.subset(torch.tensor([0, 1]))  # the cached values sliced, not recomputed
+    >>> import torch
+    >>> from lightning_skel.skeleton import get_layout
+    >>> from lightning_skel.skeleton.features import valid_mask
+    >>> x = torch.randn(2, 3, 8, 25, 1)
+    >>> kin = Kinematics(x, get_layout("ntu25"), valid_mask(x))
+    >>> kin.bone_lengths.shape  # computed now and stored
+    torch.Size([2, 8, 24, 1])
+    >>> kin.subset(torch.tensor([1])).values["bone_lengths"].shape  # sliced, not recomputed
+    torch.Size([1, 8, 24, 1])
     """
 
     def __init__(self, x: Tensor, layout: Layout, mask: Tensor, values: dict | None = None) -> None:
@@ -181,11 +187,18 @@ class DistanceTerm(nn.Module):
 
     Shapes: ``clean.x``, ``adv.x`` ``(N, C, T, V, M)`` in metres; the value ``(N,)``.
 
-    Example::
+    Example:
 
-        term = BoneLength(tau=0.01)
-        clean, adv = Kinematics(x, layout, mask), Kinematics(x_adv, layout, mask)
-        value, grad = term.value_and_grad(clean, adv)  # (N,), (N, C, T, V, M)
+    >>> import torch
+    >>> from lightning_skel.skeleton import get_layout
+    >>> from lightning_skel.skeleton.features import valid_mask
+    >>> _ = torch.manual_seed(0)
+    >>> x = torch.randn(2, 3, 8, 25, 1, dtype=torch.float64)
+    >>> clean = Kinematics(x, get_layout("ntu25"), valid_mask(x))
+    >>> adv = Kinematics(1.1 * x, clean.layout, clean.mask)  # every bone 10 % longer
+    >>> value, grad = BoneLength(tau=0.01).value_and_grad(clean, adv)
+    >>> value.shape, grad.shape
+    (torch.Size([2]), torch.Size([2, 3, 8, 25, 1]))
     """
 
     name: str = ""
@@ -292,11 +305,18 @@ class BoneLength(DistanceTerm):
     hinged at ``tau`` (relative change, default 0; DynamicDistance's default 0.01). Entries
     ``(N, T, B, M)``; the value ``(N,)``. Arguments as :class:`DistanceTerm`.
 
-    Example::
+    Example:
 
-        term = BoneLength(tau=0.01)
-        value = term(Kinematics(x, layout, mask), Kinematics(x_adv, layout, mask))  # (N,)
-        value, rows, grad = term.value_and_row_grad(clean, adv)  # grad on the open clips ``rows``
+    >>> import torch
+    >>> from lightning_skel.skeleton import get_layout
+    >>> from lightning_skel.skeleton.features import valid_mask
+    >>> _ = torch.manual_seed(0)
+    >>> x = torch.randn(2, 3, 8, 25, 1, dtype=torch.float64)
+    >>> clean = Kinematics(x, get_layout("ntu25"), valid_mask(x))
+    >>> adv = Kinematics(1.1 * x, clean.layout, clean.mask)  # every bone 10 % longer
+    >>> value = BoneLength(tau=0.01)(clean, adv)  # the mean relative change, less tau
+    >>> torch.allclose(value, torch.full_like(value, 0.1 - 0.01), atol=1e-3)  # 0.1 l / (l + BONE_EPS) - tau
+    True
     """
 
     name = "bone"
@@ -329,11 +349,17 @@ class BoneAngle(DistanceTerm):
     (2D clips: the scalar cross product), hinged at ``tau`` (radians, default 0; DynamicDistance's default
     0.05). Entries ``(N, T, K, M)``; the value ``(N,)``. Arguments as :class:`DistanceTerm`.
 
-    Example::
+    Example:
 
-        term = BoneAngle(tau=0.05)
-        value = term(Kinematics(x, layout, mask), Kinematics(x_adv, layout, mask))  # (N,)
-        value, grad = term.value_and_grad(clean, adv)  # grad (N, C, T, V, M)
+    >>> import torch
+    >>> from lightning_skel.skeleton import get_layout
+    >>> from lightning_skel.skeleton.features import valid_mask
+    >>> _ = torch.manual_seed(0)
+    >>> x = torch.randn(2, 3, 8, 25, 1, dtype=torch.float64)
+    >>> clean = Kinematics(x, get_layout("ntu25"), valid_mask(x))
+    >>> adv = Kinematics(1.1 * x, clean.layout, clean.mask)  # every bone 10 % longer
+    >>> BoneAngle(tau=0.05)(clean, adv)  # a scaling keeps every angle
+    tensor([0., 0.], dtype=torch.float64)
     """
 
     name = "angle"
@@ -376,11 +402,18 @@ class JointSpeed(DistanceTerm):
     default 0; DynamicDistance's default 0.1). Entries ``(N, T-1, V, M)``; the value ``(N,)``. Arguments
     as :class:`DistanceTerm`.
 
-    Example::
+    Example:
 
-        term = JointSpeed(tau=0.1)
-        value = term(Kinematics(x, layout, mask), Kinematics(x_adv, layout, mask))  # (N,)
-        value, grad = term.value_and_grad(clean, adv)  # grad (N, C, T, V, M)
+    >>> import torch
+    >>> from lightning_skel.skeleton import get_layout
+    >>> from lightning_skel.skeleton.features import valid_mask
+    >>> _ = torch.manual_seed(0)
+    >>> x = torch.randn(2, 3, 8, 25, 1, dtype=torch.float64)
+    >>> clean = Kinematics(x, get_layout("ntu25"), valid_mask(x))
+    >>> adv = Kinematics(1.1 * x, clean.layout, clean.mask)  # every bone 10 % longer
+    >>> value, grad = JointSpeed(tau=0.05).value_and_grad(clean, adv)  # speeds 10 % up, tau 5 %
+    >>> bool((value > 0).all()), grad.shape
+    (True, torch.Size([2, 3, 8, 25, 1]))
     """
 
     name = "speed"
@@ -409,11 +442,17 @@ class L2(DistanceTerm):
     """The squared l2 distance ``|x' - x|^2`` (square metres) summed over the valid entries of
     ``(N, C, T, V, M)``: a soft term, with no threshold and no argument. The value ``(N,)``.
 
-    Example::
+    Example:
 
-        term = L2()
-        value = term(Kinematics(x, layout, mask), Kinematics(x_adv, layout, mask))  # (N,)
-        value, grad = term.value_and_grad(clean, adv)  # grad 2 (x' - x) on valid entries
+    >>> import torch
+    >>> from lightning_skel.skeleton import get_layout
+    >>> from lightning_skel.skeleton.features import valid_mask
+    >>> _ = torch.manual_seed(0)
+    >>> x = torch.randn(2, 3, 8, 25, 1, dtype=torch.float64)
+    >>> clean = Kinematics(x, get_layout("ntu25"), valid_mask(x))
+    >>> adv = Kinematics(1.1 * x, clean.layout, clean.mask)  # every bone 10 % longer
+    >>> torch.allclose(L2()(clean, adv), (0.1 * x).pow(2).flatten(1).sum(1))
+    True
     """
 
     name = "l2"
@@ -445,11 +484,21 @@ class EmotionDistance(DistanceTerm):
     reused in between (:meth:`DynamicDistance.network_grad`). A network term (:class:`DistanceTerm`): ADMM
     runs the recognizer apart from the compiled arithmetic of the other terms.
 
-    Example::
+    Example:
 
-        term = EmotionDistance(recognizer, every=5)
-        clean = Kinematics(x, layout, mask)
-        value, grad = term.value_and_grad(clean, Kinematics(x_adv, layout, mask))  # (N,), (N, C, T, V, M)
+    >>> import torch
+    >>> from lightning_skel.skeleton import get_layout
+    >>> from lightning_skel.skeleton.features import valid_mask
+    >>> _ = torch.manual_seed(0)
+    >>> x = torch.randn(2, 3, 8, 25, 1, dtype=torch.float64)
+    >>> clean = Kinematics(x, get_layout("ntu25"), valid_mask(x))
+    >>> adv = Kinematics(1.1 * x, clean.layout, clean.mask)  # every bone 10 % longer
+    >>> class Features(torch.nn.Module):  # a stand-in recognizer: phi = the first 4 coordinates
+    ...     def forward_features(self, x):
+    ...         return x.flatten(1)[:, :4]
+    >>> term = EmotionDistance(Features(), every=5)
+    >>> term(clean, Kinematics(x + 1, clean.layout, clean.mask))  # each feature moved by 1
+    tensor([1., 1.], dtype=torch.float64)
     """
 
     name = "emotion"
@@ -513,17 +562,22 @@ class DynamicDistance(nn.Module):
             every this many steps and reuses it in between (:meth:`network_grad`).
 
     ``forward(clean, adv)`` returns the total ``(N,)`` and each computed term ``(N,)`` by name;
-    :meth:`value_and_grad` adds the gradient with respect to ``adv.x`` ``(N, C, T, V, M)``; :meth:`hinges_zero`
-    says which clips satisfy every hinged constraint. The terms computed by a network of their own
-    (:attr:`network`, the emotion term) have their own entry points, :meth:`network_grad` and
+    :meth:`value_and_grad` adds the gradient with respect to ``adv.x`` ``(N, C, T, V, M)``;
+    :meth:`hinges_zero` says which clips satisfy every hinged constraint. The terms computed by a network
+    of their own (:attr:`network`, the emotion term) have their own entry points, :meth:`network_grad` and
     :meth:`network_at`, so that an attack runs them apart from the other terms' (compiled) arithmetic
     without naming them.
 
-    Example::
+    Example:
 
-        dist = DynamicDistance("ntu25", weights={"bone": 1.0, "l2": 0.5})
-        clean = dist.reference(x, mask)  # the clean side, computed once
-        total, parts, grad = dist.value_and_grad(clean, dist.kinematics(x_adv, mask))
+    >>> import torch
+    >>> from lightning_skel.skeleton.features import valid_mask
+    >>> x = torch.randn(2, 3, 8, 25, 1, dtype=torch.float64)
+    >>> dist = DynamicDistance("ntu25", weights={"l2": 0.5})
+    >>> clean = dist.reference(x, valid_mask(x))  # the clean side, computed once
+    >>> total, parts, grad = dist.value_and_grad(clean, dist.kinematics(1.1 * x, clean.mask))
+    >>> list(parts), total.shape, grad.shape
+    (['bone', 'angle', 'speed', 'l2'], torch.Size([2]), torch.Size([2, 3, 8, 25, 1]))
     """
 
     def __init__(

@@ -47,11 +47,18 @@ class PGDAttack(Attack):
 
     Shapes: ``x (N, C, T, V, M)`` in metres, ``y``, ``lengths``, ``target`` ``(N,)``.
 
-    Example::
+    Example:
 
-        attack = PGDAttack(model, "ntu25", eps=0.02, steps=20)
-        res = attack(x, y, lengths)
-        (res.x_adv - x).abs().amax()  # <= eps
+    >>> import torch
+    >>> from torch import nn
+    >>> _ = torch.manual_seed(0)
+    >>> model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 25, 5))
+    >>> x = torch.randn(4, 3, 8, 25, 1)
+    >>> with torch.no_grad():
+    ...     y = model(x).argmax(1)  # labels the model gets right
+    >>> res = PGDAttack(model, "ntu25", eps=0.02, steps=5)(x, y)
+    >>> bool((res.x_adv - x).abs().max() <= 0.02 + 1e-6)
+    True
     """
 
     name = "pgd"
@@ -143,11 +150,18 @@ class IFGSMAttack(PGDAttack):
         seed: the seed of a random start's CPU generator (None: torch's global generator). Default 0.
         loss: ``"ce"`` or ``"kl"`` (untargeted only), as PGD's. Default "ce".
 
-    Example::
+    Example:
 
-        attack = IFGSMAttack(model, "ntu25", eps=0.02, steps=20)
-        res = attack(x, y, lengths)
-        res.success.float().mean()
+    >>> import torch
+    >>> from torch import nn
+    >>> _ = torch.manual_seed(0)
+    >>> model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 25, 5))
+    >>> x = torch.randn(4, 3, 8, 25, 1)
+    >>> with torch.no_grad():
+    ...     y = model(x).argmax(1)  # labels the model gets right
+    >>> res = IFGSMAttack(model, "ntu25", eps=0.02, steps=5)(x, y)
+    >>> int(res.grad_evals.max())
+    5
     """
 
     name = "ifgsm"

@@ -107,10 +107,12 @@ def cross3(a: tuple[Tensor, ...], b: tuple[Tensor, ...]) -> tuple[Tensor, Tensor
     """The cross product ``a x b`` of 3D vectors given component by component: ``a`` and ``b`` are three
     tensors each (x, y, z, any one shape), and so is the result.
 
-    Example::
+    Example:
 
-        u, v = torch.randn(4, 3, 10), torch.randn(4, 3, 10)  # (N, C=3, K)
-        w = torch.stack(cross3(u.unbind(1), v.unbind(1)), 1)  # == torch.cross(u, v, dim=1)
+    >>> u, v = torch.randn(2, 4, 3, 10, dtype=torch.float64)  # (N, C=3, K) each
+    >>> w = torch.stack(cross3(u.unbind(1), v.unbind(1)), 1)
+    >>> torch.allclose(w, torch.linalg.cross(u, v, dim=1))
+    True
     """
     a0, a1, a2 = a
     b0, b1, b2 = b

@@ -47,7 +47,7 @@ def bound_certifies(term, clean, adv, iu: torch.Tensor, iv: torch.Tensor) -> tor
     ratio = (adv.bone_vectors - clean.bone_vectors).norm(dim=1) / clean.bone_lengths  # (N, T, B, M)
     turn = torch.where(ratio < 1, torch.asin(ratio.clamp(max=1)), torch.full_like(ratio, torch.pi))
     bound = turn[:, :, iu] + turn[:, :, iv]  # (N, T, K, M)
-    mean = (bound * term.weights(clean, bound, clean.frame_mask)).flatten(1).sum(1)
+    mean = (bound * term.entry_weights(clean, bound, clean.frame_mask)).flatten(1).sum(1)
     return mean < term.tau - 1e-4
 
 
@@ -63,8 +63,8 @@ def measure(model, layout: str, x, y, lengths, variant: str) -> dict:
         """The term's ``value_and_row_grad`` (called by the z steps only), counting its open clips."""
         method = type(attack.distance.terms[term]).value_and_row_grad
 
-        def wrapped(self, clean, adv):
-            value, rows, g = method(self, clean, adv)
+        def wrapped(self, clean, adv, *args):
+            value, rows, g = method(self, clean, adv, *args)
             opened = value.shape[0] if rows is None else rows.numel()
             clips[term][0] += opened
             clips[term][1] += value.shape[0]

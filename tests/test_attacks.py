@@ -1,17 +1,21 @@
 import copy
 import functools
+import inspect
 import itertools
+import re
+from dataclasses import dataclass
 
 import pytest
 import torch
 from torch import nn
 
 from lightning_skel.attacks import build_attack, list_attacks
-from lightning_skel.attacks.base import BatchAdam, margin_loss
-from lightning_skel.attacks.distances import DynamicDistance
+from lightning_skel.attacks.base import ATTACKS, BatchAdam, CSearch, Rows, margin_loss
+from lightning_skel.attacks.distances import DynamicDistance, Kinematics
 from lightning_skel.attacks.metrics import attack_metrics
 from lightning_skel.data.synthetic import generate
 from lightning_skel.skeleton import features as F
+from lightning_skel.skeleton import get_layout
 
 FAST = {
     "admm": {"max_iter": 30, "c": 5.0, "c_growth": 1.5, "lr": 0.005},
@@ -82,6 +86,73 @@ def test_registry():
     assert {"admm", "smart", "pgd", "ifgsm", "cw"} <= set(list_attacks())
     with pytest.raises(KeyError, match="unknown attack 'fgsm'; known: .*admm"):
         build_attack("fgsm", nn.Linear(1, 1), "ntu25")
+
+
+@pytest.mark.parametrize("name", list_attacks())
+def test_every_argument_is_documented(name):
+    """help() on an attack lists all its arguments: every parameter of its ``__init__`` but self, model and
+    layout is named in the class's own docstring."""
+    cls = ATTACKS.get(name)
+    doc = cls.__doc__ or ""
+    params = [
+        p.name
+        for p in inspect.signature(cls.__init__).parameters.values()
+        if p.name not in ("self", "model", "layout") and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
+    assert params
+    missing = [p for p in params if not re.search(rf"(?<![\w.]){re.escape(p)}(?!\w)", doc)]
+    assert not missing, f"{cls.__name__}'s docstring does not name {missing}"
+
+
+@dataclass(eq=False)
+class ToyRows(Rows):
+    delta: torch.Tensor
+    opt: BatchAdam
+    clean: Kinematics
+    target: torch.Tensor | None
+
+
+def toy_rows(samples, x):
+    k = len(samples)
+    return ToyRows(
+        sample=samples, c=torch.full((k,), 1.0), fooled=torch.zeros(k, dtype=torch.bool),
+        delta=x[samples] * 2, opt=BatchAdam(x[samples].clone(), 0.1),
+        clean=Kinematics(x[samples], get_layout("ntu25"), torch.ones(k, 1, 2, 1, 1, dtype=torch.bool)),
+        target=None,
+    )  # fmt: skip
+
+
+def test_rows_grow_and_shrink_as_a_whole():
+    """Rows appends and keeps every field together (tensors, an optimiser's state, kinematics and their
+    store), None staying None: each row stays its sample's."""
+    x = torch.arange(4 * 3 * 2 * 25, dtype=torch.float64).view(4, 3, 2, 25, 1)
+    rows = toy_rows(torch.tensor([2]), x)
+    rows.opt.step(slice(None), torch.ones_like(rows.delta))
+    assert rows.clean.bone_lengths.shape == (1, 2, 24, 1)  # stored now
+    rows.append(toy_rows(torch.tensor([0, 3]), x))
+    assert len(rows) == 3 and rows.sample.tolist() == [2, 0, 3]
+    assert rows.opt.t.tolist() == [1.0, 0.0, 0.0] and rows.opt.param.shape == (3, 3, 2, 25, 1)
+    assert "bone_lengths" not in rows.clean.values  # the new rows had not stored it
+    rows.keep(torch.tensor([False, True, True]))
+    assert rows.sample.tolist() == [0, 3] and rows.target is None
+    for i, sample in enumerate(rows.sample.tolist()):
+        assert torch.equal(rows.delta[i], 2 * x[sample])
+        assert torch.equal(rows.opt.param[i], x[sample]) and rows.opt.t[i] == 0
+        assert torch.equal(rows.clean.x[i], x[sample])
+
+
+def test_c_search_brackets_hand_computed():
+    """C&W's search over c: a fooled run's c becomes the upper end, an unfooled one's the lower end; the
+    next c is the midpoint, or 10x while never fooled, clamped to c_max; samples with rounds left return."""
+    x = torch.zeros(3, dtype=torch.float64)
+    search = CSearch(3, 1.0, rounds=2, like=x, c_max=8.0)
+    again = search.end(torch.tensor([0, 1]), torch.tensor([True, False]))
+    assert again.tolist() == [0, 1]
+    assert search.start.tolist() == [0.5, 8.0, 1.0]  # 1/2; 10 clamped to c_max
+    assert search.lo.tolist() == [0.0, 1.0, 0.0] and search.hi.tolist() == [1.0, float("inf"), float("inf")]
+    assert search.end(torch.tensor([1, 2]), torch.tensor([True, True])).tolist() == [2]
+    assert search.start.tolist() == [0.5, 4.5, 0.5]  # (1 + 8) / 2
+    assert search.start.dtype == torch.float64
 
 
 def test_margin_loss_hand_computed():
@@ -254,9 +325,9 @@ def test_admm_compiled_steps_equal_eager(victim, monkeypatch, emotion_every, bac
     within a tenth of a micrometre (inductor's fused kernels round the sums in another order, and Adam's
     first steps magnify that). Later attack instances reuse the graphs. The default run captures the graphs
     as for inductor and runs them with eager kernels: inductor's
-    functionalisation and code generation take two minutes on two cores (the slow case; on UTD-MHAD,
-    benchmarks/attack_utd.py's ``_compiled`` configurations spend the eager ones' gradient evaluations to
-    within 0.3 %, 1.5 % with the emotion term, and record their success rates, docs/RESULTS.md)."""
+    functionalisation and code generation take minutes on two cores (the slow case; on UTD-MHAD,
+    benchmarks/attack_utd.py's ``_compiled`` configurations compare the compiled attacks' evaluations and
+    success rates with the eager ones', docs/RESULTS.md)."""
     from torch._dynamo.utils import counters
 
     monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend=backend))

@@ -70,11 +70,10 @@ def test_closed_form_gradients_equal_autograd(layout, channels, hinge, tau, scal
 
 
 @pytest.mark.parametrize("hinge", ["mean", "entry"])
-def test_gradients_are_computed_on_the_open_samples_only(monkeypatch, hinge):
+def test_gradients_are_computed_on_the_open_samples_only(hinge):
     """Samples whose hinge is closed have a zero gradient: the closed forms compute the chain rule on the
-    others only, and the result equals computing every sample, bit for bit."""
-    from lightning_skel.attacks import distances as D
-
+    others only, and the result equals computing every sample (``gather_rows=False``, what traced code
+    runs), bit for bit."""
     x, lengths = clips("ntu25", 3)
     mask = F.valid_mask(x, lengths)
     dist = DynamicDistance("ntu25", {"bone": 1.0, "angle": 2.0, "speed": 0.5}, hinge=hinge)
@@ -89,8 +88,11 @@ def test_gradients_are_computed_on_the_open_samples_only(monkeypatch, hinge):
         assert g.shape[0] == 2 and g.abs().max() > 0
     total, parts, grad = dist.value_and_grad(clean, adv)
     assert grad[[0, 2]].eq(0).all() and grad[[1, 3]].abs().amax((1, 2, 3, 4)).gt(0).all()
-    monkeypatch.setattr(D, "active_rows", lambda slope: None)
-    total_all, parts_all, grad_all = dist.value_and_grad(clean, dist.kinematics(x_adv, mask))
+    for name in ("bone", "angle", "speed"):
+        assert dist.terms[name].value_and_row_grad(clean, adv, gather_rows=False)[1] is None
+    total_all, parts_all, grad_all = dist.value_and_grad(
+        clean, dist.kinematics(x_adv, mask), gather_rows=False
+    )
     assert torch.equal(total, total_all) and torch.equal(grad, grad_all)
     assert all(torch.equal(parts[k], parts_all[k]) for k in parts)
 
@@ -102,8 +104,32 @@ def test_active_rows():
     assert active_rows(slope).tolist() == []
     slope[1, 2, 0] = 0.5
     assert active_rows(slope).tolist() == [1]
+    assert active_rows(slope, gather_rows=False) is None  # traced code: every row
     slope[[0, 2], 0, 1] = 1.0
     assert active_rows(slope) is None  # every sample open: no gather
+
+
+@pytest.mark.parametrize(("layout", "channels"), [("ntu25", 3), ("coco17", 2)])
+def test_distance_traces_whole_and_equal(layout, channels):
+    """The kinematics, the distance and its closed-form gradients trace as one graph (torch.compile's
+    ``fullgraph``, captured with eager kernels), with no branch on whether they are traced: the traced
+    call takes every row (``gather_rows=False``) and gives the eager values bit for bit."""
+    x, lengths = clips(layout, channels)
+    mask = F.valid_mask(x, lengths)
+    dist = DynamicDistance(layout, {"bone": 1.0, "angle": 2.0, "speed": 0.5, "l2": 3.0})
+    clean = dist.reference(x, mask)
+    x_adv = perturbed(x, mask, 0.01, seed=9)
+
+    def total_and_grad(clean, x_adv, gather_rows):
+        total, _, grad = dist.value_and_grad(
+            clean, dist.kinematics(x_adv, clean.mask), gather_rows=gather_rows
+        )
+        return total, grad
+
+    torch._dynamo.reset()
+    traced = torch.compile(total_and_grad, backend="eager", fullgraph=True)(clean, x_adv, False)
+    eager = total_and_grad(clean, x_adv, True)
+    assert torch.equal(traced[0], eager[0]) and torch.equal(traced[1], eager[1])
 
 
 @pytest.mark.numerics

@@ -7,6 +7,7 @@ from lightning_skel.attacks.distances import (
     BoneAngle,
     BoneLength,
     DynamicDistance,
+    EmotionDistance,
     JointSpeed,
     Kinematics,
     masked_mean,
@@ -100,6 +101,79 @@ def test_distance_argument_errors():
         DynamicDistance("ntu25", weights={"emotion": 1.0})
     with pytest.raises(ValueError, match=">= 0"):
         DynamicDistance("ntu25", weights={"bone": -1.0})
+    with pytest.raises(ValueError, match="emotion_every must be an integer >= 1, got 0"):
+        DynamicDistance("ntu25", emotion_every=0)
+    with pytest.raises(ValueError, match="every must be an integer >= 1, got 1.5"):
+        EmotionDistance(Recognizer(), every=1.5)
+
+
+class Recognizer(torch.nn.Module):
+    """A stand-in emotion recognizer: a fixed random projection of the clip, counting its passes."""
+
+    def __init__(self, size: int = 1) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.proj = torch.nn.Linear(size, 4).double()
+        self.calls = 0
+
+    def forward_features(self, x):
+        self.calls += 1
+        return torch.tanh(self.proj(x.flatten(1)))
+
+
+@pytest.mark.parametrize("every", [1, 2, 5])
+def test_network_term_gradient_follows_its_every(every):
+    """The emotion term's linearisation is the distance's: over a block of 5 steps its gradient is
+    recomputed at every step (``every = 1``), or at steps every, 2 every, ... with the carried gradient
+    reused in between and at step 0; at a candidate the value comes with the gradient only when
+    linearised. Without a network term nothing is computed and the carried value passes through."""
+    d = generate(1, seed=0, frames=8, layout="gait16")
+    x = torch.as_tensor(d["x"], dtype=torch.float64)[:3]
+    mask = F.valid_mask(x, torch.as_tensor(d["lengths"])[:3])
+    recognizer = Recognizer(x[0].numel())
+    dist = DynamicDistance("gait16", {"emotion": 2.0}, emotion_model=recognizer, emotion_every=every)
+    assert dist.network == ["emotion"] and dist.every == every
+    clean = dist.reference(x, mask)
+    carried = torch.full_like(x, 7.0)
+    fresh = []
+    for step in range(5):
+        recognizer.calls = 0
+        delta = 0.01 * (step + 1) * mask
+        g = dist.network_grad(step, clean, delta, carried)
+        fresh.append(g is not carried)
+        if fresh[-1]:
+            assert recognizer.calls == 1  # one pass with its backward: phi of the clean side is stored
+            want = 2.0 * dist.terms["emotion"].value_and_grad(clean, dist.kinematics(x + delta, mask))[1]
+            assert torch.equal(g, want)
+    assert fresh == [step % every == 0 and (every == 1 or step > 0) for step in range(5)]
+    values, g = dist.network_at(clean, x + 0.02 * mask)
+    assert set(values) == {"emotion"} and values["emotion"].gt(0).all()
+    assert (g is None) == (every == 1)
+    plain = DynamicDistance("gait16")
+    assert plain.network == [] and plain.every == 1
+    assert plain.network_grad(0, clean, x, carried) is carried
+    assert plain.network_at(clean, x) == ({}, None)
+
+
+def test_kinematics_store_is_sliced_and_joined_whole():
+    """A subset or a join of Kinematics slices every stored value (the terms' clean-side entries too) and
+    recomputes nothing: the values equal those computed on the clips themselves."""
+    d = generate(1, seed=1, frames=8, layout="gait16")
+    x = torch.as_tensor(d["x"], dtype=torch.float64)[:4]
+    mask = F.valid_mask(x, torch.as_tensor(d["lengths"])[:4])
+    dist = DynamicDistance("gait16", {"l2": 1.0})
+    clean = dist.reference(x, mask)
+    assert {"bone_lengths", "bone_angles", "speed", "entry_weights_bone"} <= set(clean.values)
+    joined = clean.subset(torch.tensor([2])).append(clean.subset(torch.tensor([True, False, False, True])))
+    assert set(joined.values) == set(clean.values)
+    order = torch.tensor([2, 0, 3])
+    fresh = dist.reference(x[order], mask[order])
+    for key, value in joined.values.items():
+        parts = value if isinstance(value, tuple) else (value,)
+        want = fresh.values[key] if isinstance(value, tuple) else (fresh.values[key],)
+        assert all(torch.equal(a, b) for a, b in zip(parts, want, strict=True)), key
+    kept = joined.keep(torch.tensor([False, True, True]))
+    assert torch.equal(kept.x, x[[0, 3]]) and torch.equal(kept.bone_angles, clean.bone_angles[[0, 3]])
 
 
 def test_every_metric_zero_for_identity():

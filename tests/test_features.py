@@ -153,3 +153,17 @@ def test_angle_gradient_finite_for_collinear_bones():
     x.requires_grad_(True)
     F.bone_angles(x, "gait16").sum().backward()
     assert torch.isfinite(x.grad).all()
+
+
+def test_cross3_is_the_cross_product():
+    gen = torch.Generator().manual_seed(2)
+    u, v = torch.randn(2, 4, 3, 7, generator=gen, dtype=torch.float64)
+    w = torch.stack(F.cross3(u.unbind(1), v.unbind(1)), 1)
+    torch.testing.assert_close(w, torch.linalg.cross(u, v, dim=1), rtol=0, atol=1e-15)
+    assert torch.equal(torch.stack(F.cross_components(u, v), 1), w)
+
+
+def test_velocity_adjoint_hand_computed():
+    """``g_{t-1} - g_t`` with g zero outside its frames: the first frame -g_0, the last g_{T-2}."""
+    g = torch.tensor([1.0, 4.0, 9.0]).view(1, 1, 3, 1, 1)
+    assert F.velocity_adjoint(g).flatten().tolist() == [-1.0, -3.0, -5.0, 9.0]

@@ -1,39 +1,10 @@
-"""The ADMM attack with the dynamic distance (docs/METHOD.md section 3).
-
-Liu, Xu, Zheng, "Emotion Loss Attacking: Adversarial Attack Perception for Skeleton based on
-Multi-dimensional Features" (arXiv 2406.19815), on the ADMM framework of Zhao et al. 2018 and the bone /
-angle / speed constraints of Zheng et al. (arXiv 2005.07151). Finds ``x' = x + delta`` that the classifier
-gets wrong (or labels as a target) with the smallest dynamic distance ``D(x, x')``:
-
-    delta <- argmin c * L_cls(x + delta) + rho/2 |delta - z + u|^2      (I_delta Adam steps, warm start)
-    z     <- argmin D(x, x + z)          + rho/2 |delta - z + u|^2      (I_z Adam steps, warm start)
-    u     <- u + delta - z
-
-The candidate after each outer step is ``x + z``; per sample the successful candidate with the smallest D
-is kept, and a sample stops once it has one whose hinge terms are all zero, or (with ``patience``) once it
-has been fooled and its best D has not fallen by more than ``min_improvement`` (relative) for ``patience``
-outer steps: the hinges of a fooling candidate are often not all reachable, and without this a fooled
-sample spends every remaining step polishing D. ``rho`` follows residual
-balancing (Boyd et al. 2011, section 3.4.1). ``c`` is fixed, grows for samples not yet fooled
-(``c_growth``), or is searched per sample over ``binary_search_steps`` rounds as in C&W.
-
-The emotion term needs the emotion recognizer's forward and backward on every z step, which can cost more
-than the classifier's. ``emotion_every = k > 1`` linearises it: its gradient is recomputed every k z steps
-and reused in between, and the one that starts a z block is taken where the previous candidate was scored
-(that candidate is where the block starts), so ``k = z_steps`` runs the recognizer once per outer step
-instead of ``z_steps + 1`` times. A stale gradient can overshoot when the emotion weight dominates D.
-
-Shapes: ``x (N, C, T, V, M)``; every per-sample quantity ``(N,)``. Only the samples still being attacked go
-through the networks, at most ``max_rows`` at a time (``"auto"``: by device, :meth:`ADMMAttack.rows_for`):
-a call with more samples streams them, each finished sample's row going to the next waiting one, so the
-networks see full batches until the last runs drain (on one CPU thread this took HCN's cost per gradient
-evaluation from 1.31 to 1.25, docs/RESULTS.md).
-"""
+"""The ADMM attack with the dynamic distance (docs/METHOD.md section 3): :class:`ADMMAttack`."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from functools import cached_property
+from dataclasses import dataclass
+from functools import cached_property, partial
 
 import torch
 from torch import Tensor, nn
@@ -43,32 +14,169 @@ from lightning_skel.attacks.base import (
     Attack,
     AttackResult,
     BatchAdam,
-    append_rows,
+    CSearch,
+    Rows,
+    Tally,
     is_success,
     margin_loss,
 )
-from lightning_skel.attacks.distances import DynamicDistance
+from lightning_skel.attacks.distances import DynamicDistance, Kinematics
 from lightning_skel.skeleton.layouts import Layout
 from lightning_skel.utils import check_params
+
+# A compiled candidate check's label is confirmed by the classifier itself (eager) where the check's two top
+# logits are closer than this, relative to 1 + |top logit|: compiled and eager logits differ by rounding
+# only, thousands of times less than this on a CPU (benchmarks/check_rounding.py, docs/RESULTS.md,
+# "compiled check"), so a label whose gap is wider is the eager label.
+CHECK_TOLERANCE = 1e-2
+AUTO_ROWS = {"cpu": 32, "cuda": 256}  # max_rows="auto" by device type (other accelerators: as CUDA)
+# the per-row arithmetic of an outer step between the networks' passes, which compile=True compiles
+ARITHMETIC = ("_delta_step", "_z_step", "_candidate_distance")
 
 
 def _norm(t: Tensor) -> Tensor:
     return t.flatten(1).norm(dim=1)
 
 
-COMPILED = ("_delta_step", "_z_step", "_candidate_distance")  # the arithmetic ``compile=True`` compiles
-# A compiled candidate check's label is confirmed by the classifier itself (eager) where the check's two top
-# logits are closer than this, relative to 1 + |top logit|: compiled and eager logits differ by rounding
-# only (HCN, SGN and 2s-AGCN on UTD-MHAD on a CPU: at most 1.6e-6 relative, 6 000 times under this,
-# benchmarks/check_rounding.py; a GPU's TF32 convolutions round at about 1e-3 relative, not measured
-# here), so a label whose gap is wider is the eager label. On HCN 1-2 % of the checked clips are confirmed
-# (docs/RESULTS.md, "compiled check").
-CHECK_TOLERANCE = 1e-2
-AUTO_ROWS = {"cpu": 32, "cuda": 256}  # max_rows="auto" by device type (other accelerators: as CUDA)
+def _rules(a: Mapping) -> dict:
+    """ADMMAttack's argument checks for ``check_params``, by name: value, whether it is valid, rule."""
+    patience, rows = a["patience"], a["max_rows"]
+    return {
+        "c": (a["c"], a["c"] > 0, "> 0"),
+        "c_growth": (a["c_growth"], a["c_growth"] >= 1, ">= 1"),
+        "binary_search_steps": (a["binary_search_steps"], a["binary_search_steps"] >= 1, ">= 1"),
+        "kappa": (a["kappa"], a["kappa"] >= 0, ">= 0"),
+        **{k: (a[k], a[k] > 0, "> 0") for k in ("rho", "lr")},
+        **{k: (a[k], a[k] >= 1, ">= 1") for k in ("max_iter", "delta_steps", "z_steps")},
+        "balance": (a["balance"], a["balance"] > 1, "> 1"),
+        "patience": (patience, patience is None or patience >= 1, ">= 1 or null"),
+        "min_improvement": (a["min_improvement"], a["min_improvement"] >= 0, ">= 0"),
+        "emotion_every": (a["emotion_every"], a["emotion_every"] >= 1, ">= 1"),
+        **{k: (a[k], isinstance(a[k], bool), "true or false") for k in ("compile", "early_stop")},
+        "max_rows": (
+            rows,
+            rows is None or rows == "auto" or (not isinstance(rows, str) and rows >= 1),
+            ">= 1, 'auto' or null",
+        ),
+    }
+
+
+@dataclass(eq=False)
+class ADMMRows(Rows):
+    """The state of ADMM's runs in flight, one row per run (:class:`~lightning_skel.attacks.base.Rows`):
+    besides the sample, c and whether the run has fooled the classifier, the row's clean clip and its
+    kinematics (``clean``, ``clean.x`` ``(n, C, T, V, M)``), its validity ``mask`` ``(n, 1, T, 1, M)``
+    (float), label ``y`` and ``target`` ``(n,)`` (None untargeted), the two primal blocks with their Adam
+    states (``delta_opt``, ``z_opt``; :attr:`delta`, :attr:`z`), the scaled dual ``u``, the penalty
+    ``rho`` ``(n,)``, ``stale`` ``(n,)`` the outer steps since D last improved enough, ``it`` ``(n,)`` the
+    run's outer steps, and ``g_network`` the network terms' weighted gradient carried between z steps (None
+    without network terms, :meth:`~lightning_skel.attacks.distances.DynamicDistance.network_grad`).
+
+    Example:
+
+    >>> import torch
+    >>> from torch import nn
+    >>> attack = ADMMAttack(nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 25, 5)), "ntu25")
+    >>> x, mask = torch.zeros(2, 3, 8, 25, 1), torch.ones(2, 1, 8, 1, 1, dtype=torch.bool)
+    >>> clean = attack.distance.reference(x, mask)
+    >>> samples, c = torch.tensor([0, 1]), torch.ones(2)
+    >>> rows = attack._start(samples, c, clean, mask.float(), torch.tensor([0, 1]), None)
+    >>> rows.keep(torch.tensor([False, True]))  # the first run ended
+    >>> len(rows), rows.z.shape, rows.clean.x.shape
+    (1, torch.Size([1, 3, 8, 25, 1]), torch.Size([1, 3, 8, 25, 1]))
+    """
+
+    clean: Kinematics
+    mask: Tensor
+    y: Tensor
+    target: Tensor | None
+    delta_opt: BatchAdam
+    z_opt: BatchAdam
+    u: Tensor
+    rho: Tensor
+    stale: Tensor
+    it: Tensor
+    g_network: Tensor | None
+
+    @property
+    def delta(self) -> Tensor:
+        return self.delta_opt.param
+
+    @property
+    def z(self) -> Tensor:
+        return self.z_opt.param
 
 
 @ATTACKS.register("admm")
 class ADMMAttack(Attack):
+    """ADMM attack with the dynamic distance: Liu, Xu, Zheng, "Emotion Loss Attacking: Adversarial Attack
+    Perception for Skeleton based on Multi-dimensional Features" (arXiv 2406.19815), on the ADMM framework
+    of Zhao et al. (2018) and the bone, angle and speed constraints of Zheng et al. (arXiv 2005.07151);
+    docs/METHOD.md section 3. Finds ``x' = x + delta`` that the classifier gets wrong (or labels as the
+    target) with the smallest dynamic distance ``D(x, x')`` (:class:`DynamicDistance`); each outer step:
+
+        delta <- argmin c L_cls(x + delta) + rho/2 |delta - z + u|^2    (delta_steps Adam steps, warm start)
+        z     <- argmin D(x, x + z)        + rho/2 |delta - z + u|^2    (z_steps Adam steps, warm start)
+        u     <- u + delta - z; rho by residual balancing; the candidate x + z scored
+
+    Arguments:
+        model: the classifier (``nn.Module``, ``(N, C, T, V, M)`` to logits ``(N, K)``).
+        layout: the skeleton layout (name or ``Layout``).
+        targeted: seek the target label instead of any wrong one. Default False.
+        emotion_model: the emotion recognizer of the emotion term (``forward_features``); needed for
+            ``weights.emotion > 0``. Default None.
+        weights: each term's weight of D by name (bone, angle, speed, emotion, l2). Default bone, angle,
+            speed 1, emotion and l2 0.
+        tau: the hinge thresholds by name: bone and speed relative changes, angle radians. Default 0.01,
+            0.05, 0.1.
+        hinge: ``"mean"`` or ``"entry"``, the hinges' reading (docs/METHOD.md section 2). Default "mean".
+        c: the starting weight of the margin loss (1/logit, ``> 0``). Default 1.
+        c_growth: factor on c after each outer step in which the clip is not yet fooled in its run
+            (``>= 1``; 1: fixed c). Default 1.
+        c_max: upper bound of c (growth and search). Default 1e4.
+        binary_search_steps: runs per clip of the search over c as in C&W (``>= 1``; 1: no search).
+            Default 1.
+        kappa: the margin loss's confidence (logits, ``>= 0``). Default 1.
+        rho: the starting penalty of the splitting (1/m^2, ``> 0``). Default 1.
+        lr: Adam's step of the delta block (metres, ``> 0``). Default 1e-3.
+        lr_z: Adam's step of the z block (metres; None: ``lr``). Default None.
+        max_iter: outer steps per run at most (``>= 1``). Default 100.
+        delta_steps: Adam steps of the delta block per outer step (``>= 1``), each one classifier
+            forward+backward. Default 5.
+        z_steps: Adam steps of the z block per outer step (``>= 1``). Default 5.
+        balance: residual ratio beyond which rho doubles or halves (Boyd et al. 2011, section 3.4.1;
+            ``> 1``). Default 10.
+        early_stop: end a run once its candidate fools the classifier with every hinge zero (and by
+            ``patience``). Default True.
+        patience: also end a fooled run after this many outer steps without improving its best D by
+            more than ``min_improvement`` (``>= 1``; None: the hinge rule only). Default None.
+        min_improvement: the relative fall of the best D that counts as an improvement (``>= 0``).
+            Default 0.01.
+        emotion_every: z steps between recomputations of the emotion term's gradient, reused in between
+            (``>= 1``; 1 exact; ``z_steps``: once per outer step, at the candidate). Default 1.
+        max_rows: clips in flight per call (``>= 1``; ``"auto"``: by device, :meth:`rows_for`; None: all
+            at once): a call with more streams them. Default None.
+        compile: run the arithmetic between the networks' passes and the classifier's candidate check
+            through ``torch.compile`` (labels within :data:`CHECK_TOLERANCE` of a tie confirmed eagerly).
+            Default False.
+
+    Shapes: ``x (N, C, T, V, M)`` in metres, ``y``, ``lengths``, ``target`` ``(N,)``. The result's
+    ``extras``: ``distance`` (the best D, inf if never fooled) and ``grad_evals_to_success`` (-1 if never).
+
+    Example:
+
+    >>> import torch
+    >>> from torch import nn
+    >>> _ = torch.manual_seed(0)
+    >>> model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 25, 5))
+    >>> x = torch.randn(4, 3, 8, 25, 1)
+    >>> with torch.no_grad():
+    ...     y = model(x).argmax(1)  # labels the model gets right
+    >>> res = ADMMAttack(model, "ntu25", c=10.0, max_iter=5, patience=1)(x, y)
+    >>> res.x_adv.shape, res.extras["distance"].shape
+    (torch.Size([4, 3, 8, 25, 1]), torch.Size([4]))
+    """
+
     name = "admm"
 
     def __init__(
@@ -99,31 +207,11 @@ class ADMMAttack(Attack):
         max_rows: int | str | None = None,
         compile: bool = False,
     ) -> None:
+        args = {k: v for k, v in locals().items() if k not in ("self", "model", "layout", "__class__")}
         super().__init__(model, layout, targeted)
-        rules = {
-            "c": (c, c > 0, "> 0"),
-            "c_growth": (c_growth, c_growth >= 1, ">= 1"),
-            "binary_search_steps": (binary_search_steps, binary_search_steps >= 1, ">= 1"),
-            "kappa": (kappa, kappa >= 0, ">= 0"),
-            "rho": (rho, rho > 0, "> 0"),
-            "lr": (lr, lr > 0, "> 0"),
-            "max_iter": (max_iter, max_iter >= 1, ">= 1"),
-            "delta_steps": (delta_steps, delta_steps >= 1, ">= 1"),
-            "z_steps": (z_steps, z_steps >= 1, ">= 1"),
-            "balance": (balance, balance > 1, "> 1"),
-            "patience": (patience, patience is None or patience >= 1, ">= 1 or null"),
-            "min_improvement": (min_improvement, min_improvement >= 0, ">= 0"),
-            "emotion_every": (emotion_every, emotion_every >= 1, ">= 1"),
-            "compile": (compile, isinstance(compile, bool), "true or false"),
-            "early_stop": (early_stop, isinstance(early_stop, bool), "true or false"),
-            "max_rows": (
-                max_rows,
-                max_rows is None or max_rows == "auto" or (not isinstance(max_rows, str) and max_rows >= 1),
-                ">= 1, 'auto' or null",
-            ),
-        }
-        check_params("admm", rules, "hyper-parameter(s)")
-        self.distance = DynamicDistance(self.layout, weights, tau, emotion_model, hinge)
+        check_params("admm", _rules(args), "hyper-parameter(s)")
+        self.emotion_every = int(emotion_every)
+        self.distance = DynamicDistance(self.layout, weights, tau, emotion_model, hinge, self.emotion_every)
         self.c, self.c_growth, self.c_max = float(c), float(c_growth), float(c_max)
         self.binary_search_steps = int(binary_search_steps)
         self.kappa, self.rho0 = float(kappa), float(rho)
@@ -131,7 +219,6 @@ class ADMMAttack(Attack):
         self.max_iter, self.delta_steps, self.z_steps = int(max_iter), int(delta_steps), int(z_steps)
         self.balance, self.early_stop = float(balance), early_stop
         self.patience, self.min_improvement = patience, float(min_improvement)
-        self.emotion_every = int(emotion_every)
         self.max_rows = max_rows if max_rows in (None, "auto") else int(max_rows)
         self.compile = compile
         # the candidates' forward-only check, compiled with compile=True (on its first call: torch.compile
@@ -141,174 +228,135 @@ class ADMMAttack(Attack):
 
     def rows_for(self, device: torch.device) -> int | None:
         """The clips in flight on ``device``: ``max_rows``, or for ``"auto"`` the measured best of each kind
-        of device (docs/RESULTS.md): 32 on a CPU (one thread: 32 and 64 rows attack HCN's test clips within 5 %
-        of each other and 1.3-1.5x faster than all at once), 256 on a GPU (an H200 runs 256 rows about as fast
-        as all 399 clips at once and 32 rows 4-7x slower: the small classifiers are launch-bound there)."""
+        of device (:data:`AUTO_ROWS`; docs/RESULTS.md, "Streamed rows" and "On a GPU"): 32 on a CPU, where
+        small batches cost little more per clip, 256 on a GPU, where small classifiers are launch-bound."""
         if self.max_rows == "auto":
             return AUTO_ROWS.get(device.type, AUTO_ROWS["cuda"])
         return self.max_rows
 
     def attack(self, x: Tensor, y: Tensor, lengths: Tensor, target: Tensor | None) -> AttackResult:
-        """Every ADMM run of every sample (one per round of the search over c), streamed through at most
-        ``max_rows`` rows: a row whose run ends (early stop or ``max_iter``) is handed to the next waiting
-        run, so the networks see full batches until the queue is empty, and the per-call overhead of ever
-        smaller batches is paid once per call instead of once per batch.
-
-        The state of the rows in flight is kept compact: when runs end, every per-row tensor (the iterates,
-        the dual, Adam's moments, rho, c, the clean side's kinematics) is cut down to the remaining rows
-        and new runs are appended once, so that the inner steps run on whole tensors, without gathering and
-        scattering rows at every step. Each row's arithmetic depends on its own sample only, so a sample's
-        result does not depend on which samples share the batch with it."""
-        n = x.shape[0]
-        dev = x.device
+        """Every ADMM run of every clip (one per round of the search over c), streamed through at most
+        :meth:`rows_for` rows (:meth:`~lightning_skel.attacks.base.Attack.stream`), one
+        :meth:`_outer_step` at a time. Each row's arithmetic reads its own clip only, so a clip's result
+        does not depend on which clips share the batch with it."""
         mask = self.mask(x, lengths)
         maskf = mask.to(x.dtype)
         clean = self.distance.reference(x, mask)
-        best_x = x.clone()
-        best_d = torch.full((n,), float("inf"), device=dev, dtype=x.dtype)
-        success = torch.zeros(n, dtype=torch.bool, device=dev)
-        counts = {k: torch.zeros(n, dtype=torch.long, device=dev) for k in ("grad", "forward", "iter")}
-        counts["first"] = torch.full((n,), -1, dtype=torch.long, device=dev)  # grad evals at first success
-        # the search over c: the c each sample's next run starts from, and its bracket
-        c_start = torch.full((n,), self.c, device=dev, dtype=x.dtype)
-        lo = torch.zeros(n, device=dev, dtype=x.dtype)
-        hi = torch.full((n,), float("inf"), device=dev, dtype=x.dtype)
-        runs_done = torch.zeros(n, dtype=torch.long, device=dev)
-        last = x.clone()  # each sample's last candidate of its last run
-        # the classifier's labels of best_x and last, known from the candidates' checks (-1: not checked)
-        pred_best, pred_last = (torch.full((n,), -1, dtype=torch.long, device=dev) for _ in range(2))
-        rows_max = self.rows_for(dev)
-        width = n if rows_max is None else min(n, rows_max)
-        pending = torch.arange(n, device=dev)  # samples waiting for a row, first come first served
-
-        # the rows in flight: `rows` holds each row's sample; the rest is each row's run state
-        rows = pending[:0]
-        opt_delta = BatchAdam(x[:0].clone(), self.lr)
-        opt_z = BatchAdam(x[:0].clone(), self.lr_z)
-        delta, z, u = opt_delta.param, opt_z.param, x[:0].clone()
-        rho, c = x.new_zeros(0), x.new_zeros(0)
-        fooled = torch.zeros(0, dtype=torch.bool, device=dev)  # fooled in this run
-        stale = rows.clone()  # outer steps since D last improved enough
-        it = rows.clone()  # outer steps of this run
-        # linearised emotion term: its gradient is recomputed every `emotion_every` z steps and reused in
-        # between; the one at the start of a z block comes from the previous candidate's evaluation (the z
-        # block starts where that candidate is), and at z = 0 it is exactly 0 (d_E is a squared difference)
-        lazy_emotion = self.emotion_every > 1 and "emotion" in self.distance.active
-        g_emotion = x[:0].clone() if lazy_emotion else None  # the emotion term's weighted gradient
-        exact_emotion = not lazy_emotion and "emotion" in self.distance.active
-        steps = self._compiled if self.compile else {name: getattr(self, name) for name in COMPILED}
-        xs = ms = ys = ts = cl = None
-        while True:
-            free = width - rows.numel()
-            if free > 0 and pending.numel():
-                new, pending = pending[:free], pending[free:]
-                k = new.numel()
-                rows = torch.cat([rows, new])
-                delta, z = opt_delta.grow(k), opt_z.grow(k)
-                u, fooled, stale, it = (append_rows(a, k) for a in (u, fooled, stale, it))
-                rho, c = append_rows(rho, k, self.rho0), torch.cat([c, c_start[new]])
-                if lazy_emotion:
-                    g_emotion = append_rows(g_emotion, k)
-                xs = None
-            if rows.numel() == 0:
-                break
-            if xs is None:  # the rows changed: gather their clips once
-                xs, ms, ys, cl = x[rows], maskf[rows], y[rows], clean.subset(rows)
-                ts = None if target is None else target[rows]
-            r5 = rho.view(-1, 1, 1, 1, 1)
-            # delta block: c * L_cls + rho/2 |delta - z + u|^2 (the quadratic's gradient is analytic)
-            centre = z - u
-            for _ in range(self.delta_steps):
-                d = delta.detach().requires_grad_(True)
-                loss = margin_loss(self.classify(xs + d, rows), ys, ts, self.kappa)
-                steps["_delta_step"](opt_delta, self.input_grad(c * loss, d), centre, r5, ms)
-            counts["grad"][rows] += self.delta_steps
-            # z block: D(x, x + z) + rho/2 |delta - z + u|^2, D's gradient in closed form where it has one
-            centre = delta + u
-            z_prev = z.clone()
-            for step in range(self.z_steps):
-                if exact_emotion or (lazy_emotion and step and step % self.emotion_every == 0):
-                    g_emotion = self._emotion(cl, xs + z)[1]
-                steps["_z_step"](opt_z, xs, cl, centre, r5, ms, g_emotion)
-            u += delta - z
-            # residual balancing of rho, with the scaled dual rescaled to match
-            r = _norm(delta - z)
-            s = rho * _norm(z - z_prev)
-            factor = torch.where(r > self.balance * s, 2.0, torch.where(s > self.balance * r, 0.5, 1.0))
-            rho = rho * factor
-            u /= factor.view(-1, 1, 1, 1, 1)
-            # candidate x + z: its D first (linearised, also the emotion gradient there, which starts the
-            # next z block), then the classifier on the rows whose verdict can change something
-            cand = xs + z
-            known = {}  # the emotion term, from its recognizer, outside the (compiled) distance
-            if lazy_emotion:
-                known["emotion"], g_emotion = self._emotion(cl, cand)
-            elif exact_emotion:
-                with torch.no_grad():
-                    known["emotion"] = self.distance.terms["emotion"](
-                        cl, self.distance.kinematics(cand, cl.mask)
-                    )
-            with torch.no_grad():
-                total, hinges = steps["_candidate_distance"](cl, cand, known)
-            old = best_d[rows]
-            # a sample already fooled in this run whose candidate is no closer and leaves a hinge open keeps
-            # its best, its c and its patience count whatever the classifier says: skip its forward pass
-            check = ~fooled | (total < old) | hinges
-            ok, pred, passes = self._fooled(cand, ys, ts, check, rows)
-            counts["forward"][rows] += passes
-            counts["iter"][rows] += 1
-            it += 1
-            better = ok & (total < old)
-            improved = better & (torch.isinf(old) | (old - total > self.min_improvement * old))
-            best_d[rows] = torch.where(better, total, old)
-            if better.any():
-                best_x[rows[better]] = cand[better]
-                pred_best[rows[better]] = pred[better]
-            first = ok & (counts["first"][rows] < 0)
-            counts["first"][rows] = torch.where(first, counts["grad"][rows], counts["first"][rows])
-            success[rows] |= ok
-            fooled |= ok
-            # c schedule: samples not yet fooled weigh the classification loss more
-            c = torch.where(fooled, c, (c * self.c_growth).clamp_max(self.c_max))
-            finished = it >= self.max_iter
-            if self.early_stop:
-                finished |= ok & hinges
-                if self.patience is not None:
-                    stale = torch.where(improved, 0, stale + fooled.long())
-                    finished |= fooled & (stale >= self.patience)
-            if not finished.any():
-                continue
-            done = rows[finished]
-            last[done] = cand[finished]
-            pred_last[done] = pred[finished]
-            # C&W-style search: the next run's c shrinks where this run succeeded and grows where it did not
-            won, c0 = fooled[finished], c_start[done]
-            hi[done] = torch.where(won, torch.minimum(hi[done], c0), hi[done])
-            lo[done] = torch.where(won, lo[done], torch.maximum(lo[done], c0))
-            c_start[done] = torch.where(torch.isinf(hi[done]), c0 * 10, (lo[done] + hi[done]) / 2).clamp_max(
-                self.c_max
-            )
-            runs_done[done] += 1
-            if self.on_clips_done is not None:  # samples whose last run of the search just ended
-                self.clips_done(int((runs_done[done] >= self.binary_search_steps).sum()))
-            pending = torch.cat([pending, done[runs_done[done] < self.binary_search_steps]])
-            keep = ~finished
-            rows, delta, z = rows[keep], opt_delta.keep(keep), opt_z.keep(keep)
-            u, rho, c, fooled, stale, it = (a[keep] for a in (u, rho, c, fooled, stale, it))
-            if lazy_emotion:
-                g_emotion = g_emotion[keep]
-            xs = None
-        x_adv = torch.where(success.view(-1, 1, 1, 1, 1), best_x, last)
-        # a sample that was never fooled had every candidate checked, the last one included, so every
-        # label is known and no final forward pass is needed; result() labels any that is not
+        tally = Tally(x)
+        search = CSearch(x.shape[0], self.c, self.binary_search_steps, like=x, c_max=self.c_max)
+        arithmetic = self._compiled if self.compile else self._arithmetic()
+        self.stream(
+            search,
+            self.rows_for(x.device),
+            lambda samples, c: self._start(samples, c, clean, maskf, y, target),
+            lambda rows: self._outer_step(rows, tally, arithmetic),
+        )
+        # a clip never fooled had every candidate checked, the last one included, so every label is
+        # known and no final forward pass is needed; result() labels any that is not
         return self.result(
-            x_adv, y, target, counts["grad"], counts["forward"], counts["iter"],
-            pred=torch.where(success, pred_best, pred_last), distance=best_d,
-            grad_evals_to_success=counts["first"],
+            tally.x_adv(), y, target, tally.grad_evals, tally.forward_evals, tally.iterations,
+            pred=tally.pred(), distance=tally.best_d, grad_evals_to_success=tally.first,
         )  # fmt: skip
 
-    # The per-row arithmetic of an outer step between the networks' passes, in three functions that
-    # ``compile=True`` hands to torch.compile (:attr:`_compiled`); each updates or scores every row.
+    def _start(
+        self, samples: Tensor, c: Tensor, clean: Kinematics, maskf: Tensor, y: Tensor, target: Tensor | None
+    ) -> ADMMRows:
+        """The rows of new runs of ``samples`` with weights ``c``: iterates, dual, Adam's state at zero,
+        rho at its start, nothing fooled yet."""
+        rows = clean.subset(samples)
+        zero = torch.zeros_like(rows.x)
+        count = torch.zeros_like(samples)
+        return ADMMRows(
+            sample=samples, c=c, fooled=torch.zeros_like(samples, dtype=torch.bool),
+            clean=rows, mask=maskf[samples], y=y[samples], target=None if target is None else target[samples],
+            delta_opt=BatchAdam(zero.clone(), self.lr), z_opt=BatchAdam(zero.clone(), self.lr_z),
+            u=zero.clone(),
+            rho=torch.full_like(c, self.rho0), stale=count, it=count.clone(),
+            g_network=zero.clone() if self.distance.network else None,
+        )  # fmt: skip
+
+    def _outer_step(self, s: ADMMRows, tally: Tally, arithmetic: Mapping[str, Callable]) -> Tensor:
+        """One outer step of every row, docs/METHOD.md section 3's steps 1-7; returns the runs that ended
+        ``(n,)`` (their last candidates recorded in ``tally``)."""
+        r5 = s.rho.view(-1, 1, 1, 1, 1)
+        self._delta_block(s, r5, tally, arithmetic["_delta_step"])  # 1. delta block
+        z_prev = self._z_block(s, r5, arithmetic["_z_step"])  # 2. z block
+        s.u += s.delta - s.z  # 3. dual update
+        self._balance(s, z_prev)  # 4. residual balancing of rho
+        cand, ok, pred, hinges, improved = self._candidates(s, tally, arithmetic["_candidate_distance"])  # 5.
+        # 6. c schedule: runs not yet fooled weigh the classification loss more
+        s.c = torch.where(s.fooled, s.c, (s.c * self.c_growth).clamp_max(self.c_max))
+        ended = self._ended(s, ok, hinges, improved)  # 7. stopping
+        if bool(ended.any()):
+            tally.end(s.sample[ended], cand[ended], pred[ended])
+        return ended
+
+    def _delta_block(self, s: ADMMRows, r5: Tensor, tally: Tally, step: Callable) -> None:
+        """``delta_steps`` Adam steps on ``c L_cls(x + delta) + rho/2 |delta - z + u|^2``, each one
+        forward and backward pass of the classifier (the quadratic's gradient is analytic)."""
+        centre = s.z - s.u
+        for _ in range(self.delta_steps):
+            d = s.delta.detach().requires_grad_(True)
+            loss = margin_loss(self.classify(s.clean.x + d, s.sample), s.y, s.target, self.kappa)
+            step(s.delta_opt, self.input_grad(s.c * loss, d), centre, r5, s.mask)
+        tally.grad_evals[s.sample] += self.delta_steps
+
+    def _z_block(self, s: ADMMRows, r5: Tensor, step: Callable) -> Tensor:
+        """``z_steps`` Adam steps on ``D(x, x + z) + rho/2 |delta - z + u|^2``, the network terms'
+        gradient as the distance schedules it; returns z as it was before the block."""
+        centre = s.delta + s.u
+        z_prev = s.z.clone()
+        for i in range(self.z_steps):
+            s.g_network = self.distance.network_grad(i, s.clean, s.z, s.g_network)
+            step(s.z_opt, s.clean, centre, r5, s.mask, s.g_network)
+        return z_prev
+
+    def _balance(self, s: ADMMRows, z_prev: Tensor) -> None:
+        """Residual balancing of rho (Boyd et al. 2011, section 3.4.1), the scaled dual rescaled to match:
+        rho doubles where the primal residual exceeds ``balance`` times the dual one, halves conversely."""
+        r = _norm(s.delta - s.z)
+        dual = s.rho * _norm(s.z - z_prev)
+        factor = torch.where(r > self.balance * dual, 2.0, torch.where(dual > self.balance * r, 0.5, 1.0))
+        s.rho = s.rho * factor
+        s.u /= factor.view(-1, 1, 1, 1, 1)
+
+    def _candidates(self, s: ADMMRows, tally: Tally, distance: Callable) -> tuple[Tensor, ...]:
+        """The candidates ``x + z``: their D (the network terms at the candidate first, whose linearised
+        gradient starts the next z block), then the classifier on the rows whose verdict can change
+        something; the closest fooling one becomes its clip's best. Returns the candidates, whether they
+        fool the classifier, their labels, whether every hinge is closed and whether D improved enough."""
+        cand = s.clean.x + s.z
+        known, g = self.distance.network_at(s.clean, cand)
+        if g is not None:
+            s.g_network = g
+        with torch.no_grad():
+            total, hinges = distance(s.clean, cand, known)
+        old = tally.best_d[s.sample]
+        # a run already fooled whose candidate is no closer and leaves a hinge open keeps its best, its c
+        # and its patience count whatever the classifier says: its forward pass is skipped
+        check = ~s.fooled | (total < old) | hinges
+        ok, pred, passes = self._fooled(cand, s.y, s.target, check, s.sample)
+        tally.forward_evals[s.sample] += passes
+        tally.iterations[s.sample] += 1
+        s.it += 1
+        better = tally.offer(s.sample, cand, total, ok, pred)
+        improved = better & (torch.isinf(old) | (old - total > self.min_improvement * old))
+        s.fooled |= ok
+        return cand, ok, pred, hinges, improved
+
+    def _ended(self, s: ADMMRows, ok: Tensor, hinges: Tensor, improved: Tensor) -> Tensor:
+        """The runs that end at this step ``(n,)``: ``max_iter`` reached, or with ``early_stop`` a fooling
+        candidate with every hinge closed, or (``patience``) a fooled run that stopped improving."""
+        ended = s.it >= self.max_iter
+        if self.early_stop:
+            ended |= ok & hinges
+            if self.patience is not None:
+                s.stale = torch.where(improved, 0, s.stale + s.fooled.long())
+                ended |= s.fooled & (s.stale >= self.patience)
+        return ended
+
+    # The per-row arithmetic between the networks' passes (ARITHMETIC): plain functions of every row,
+    # which compile=True hands to torch.compile at one edge (_compiled).
 
     def _delta_step(self, opt: BatchAdam, g_cls: Tensor, centre: Tensor, r5: Tensor, ms: Tensor) -> None:
         """One Adam step of the delta block, in place, from ``g_cls``, the input gradient of ``c * L_cls``,
@@ -318,43 +366,53 @@ class ADMMAttack(Attack):
         opt.step(slice(None), (opt.param - centre).mul_(r5).add_(g_cls), ms)
 
     def _z_step(
-        self, opt: BatchAdam, xs: Tensor, cl, centre: Tensor, r5: Tensor, ms: Tensor, g_emotion: Tensor | None
+        self,
+        opt: BatchAdam,
+        clean: Kinematics,
+        centre: Tensor,
+        r5: Tensor,
+        ms: Tensor,
+        g_network: Tensor | None,
+        gather_rows: bool = True,
     ) -> None:
-        """One Adam step of the z block, in place: D's closed-form terms (the emotion term's weighted
-        gradient, if any, comes as ``g_emotion``, from :meth:`_emotion`) plus the proximal term
-        ``rho (z - centre)``."""
+        """One Adam step of the z block, in place: D's closed-form terms at ``clean.x + z`` (the network
+        terms' weighted gradient, if any, comes as ``g_network``) plus the proximal term ``rho (z - centre)``;
+        ``gather_rows`` as :func:`~lightning_skel.attacks.distances.active_rows`."""
         z = opt.param
-        adv = self.distance.kinematics(xs + z, cl.mask)
-        _, _, g = self.distance.value_and_grad(cl, adv, ("emotion",))
-        if g_emotion is not None:
-            g.add_(g_emotion)
+        adv = self.distance.kinematics(clean.x + z, clean.mask)
+        _, _, g = self.distance.value_and_grad(clean, adv, self.distance.network, gather_rows)
+        if g_network is not None:
+            g.add_(g_network)
         opt.step(slice(None), g.addcmul_(r5, z - centre), ms)
 
-    def _emotion(self, cl, x: Tensor) -> tuple[Tensor, Tensor]:
-        """The emotion term at ``x`` ``(n,)`` and its gradient times the term's weight, from the recognizer
-        (never compiled), made contiguous: the recognizer's input gradient can come in any memory layout,
-        and the compiled z step would take each as another graph."""
-        value, g = self.distance.terms["emotion"].value_and_grad(cl, self.distance.kinematics(x, cl.mask))
-        return value, (self.distance.weights["emotion"] * g).contiguous()
-
-    def _candidate_distance(self, cl, cand: Tensor, known: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
+    def _candidate_distance(
+        self, clean: Kinematics, cand: Tensor, known: Mapping[str, Tensor]
+    ) -> tuple[Tensor, Tensor]:
         """The candidates' D ``(n,)`` and whether every hinge is closed ``(n,)``; the terms in ``known``
-        (the emotion term, from its recognizer) as given."""
-        total, parts = self.distance(cl, self.distance.kinematics(cand, cl.mask), known=known)
+        (the network terms, from their networks) as given."""
+        total, parts = self.distance(clean, self.distance.kinematics(cand, clean.mask), known=known)
         return total, self.distance.hinges_zero(total, parts)
+
+    def _arithmetic(self, traced: bool = False) -> dict[str, Callable]:
+        """:data:`ARITHMETIC` by name, ``traced`` for torch.compile: the distance's gradient is then
+        computed on every row instead of the rows whose hinge is open (the same values), a graph being
+        unable to depend on the data."""
+        return {
+            "_delta_step": self._delta_step,
+            "_z_step": partial(self._z_step, gather_rows=not traced),
+            "_candidate_distance": self._candidate_distance,
+        }
 
     @cached_property
     def _compiled(self) -> dict[str, Callable]:
-        """:data:`COMPILED` through ``torch.compile``: their hundred-odd small element-wise operations per
-        step fused into a few kernels, one graph each (the distance terms take every row, and no branch in
-        them depends on the data). With torch.compile's automatic dynamic shapes (``dynamic=None``), as the
-        classifier's check: a graph for the first number of rows (``max_rows`` while clips wait: where
-        nearly every step runs), then, at the first other number, one for any number and one for a single
-        row (a size torch.compile always specialises). On a CPU the graph for the full width runs HCN's
-        z steps in 70 % of the time of one for any size (docs/RESULTS.md, "compiled check"); graphs
-        for one size each would reach torch.compile's limit of 8 per function within a few attacks (seen on
-        a GPU), after which it runs them eagerly."""
-        return {name: torch.compile(getattr(self, name), dynamic=None) for name in COMPILED}
+        """:meth:`_arithmetic` through ``torch.compile``, one graph each (the distance terms take every
+        row, and no branch in them depends on the data), with torch.compile's automatic dynamic shapes
+        (``dynamic=None``), as the classifier's check: a graph for the first number of rows (``max_rows``
+        while clips wait: where nearly every step runs), then, at the first other number, one for any
+        number and one for a single row (a size torch.compile always specialises). The graph for the full
+        width is the faster (docs/RESULTS.md, "compiled check"); graphs for one size each would reach
+        torch.compile's limit of graphs per function within a few attacks, after which it runs eagerly."""
+        return {name: torch.compile(fn, dynamic=None) for name, fn in self._arithmetic(traced=True).items()}
 
     @torch.no_grad()
     def _fooled(
@@ -379,8 +437,8 @@ class ADMMAttack(Attack):
 
     def _labels(self, cand: Tensor, clips: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """The classifier's labels of ``cand`` ``(n,)`` and the forward passes each took ``(n,)``. With
-        ``compile=True`` the check runs the compiled classifier (a forward-only graph: HCN's check takes half
-        the eager time on a CPU, docs/RESULTS.md), and the rows whose two top logits are within
+        ``compile=True`` the check runs the compiled classifier (a forward-only graph, cheaper than the
+        eager one on a CPU, docs/RESULTS.md), and the rows whose two top logits are within
         :data:`CHECK_TOLERANCE` go through the classifier itself, so every label is the eager one.
         ``cand`` are candidates of the call's clips ``clips (n,)`` (None: all of them, in order)."""
         cand = self.model_input(cand, clips)

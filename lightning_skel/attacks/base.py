@@ -18,12 +18,17 @@ math: :meth:`Attack.attack`, the distances and the masks see the coordinates ``(
 every forward pass gets the score of its clips appended (:meth:`Attack.classify`, :meth:`Attack.predict`:
 an attack names the clips of its call that a batch of coordinates belongs to), and ``x_adv`` comes back
 with the input's score channel, bit-identical (docs/METHOD.md section 1).
+
+What the attacks share besides: the margin loss (:func:`margin_loss`), Adam with a step count per clip
+(:class:`BatchAdam`), and, for attacks that run each clip through several runs, the row scheduler
+:meth:`Attack.stream` with its per-row state (:class:`Rows`), C&W's search over c (:class:`CSearch`) and the
+per-clip record of the best and last candidates (:class:`Tally`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import ClassVar
 
 import torch
@@ -40,23 +45,57 @@ ATTACKS: Registry = Registry("attack")
 
 @dataclass
 class AttackResult:
-    """What an attack returns for a batch of N clips."""
+    """What an attack returns for a batch of N clips (every attack of the registry, :data:`ATTACKS`).
 
-    x_adv: Tensor  # (N, C, T, V, M) as the input, score channel unchanged: the best successful candidate,
-    # else the last one
-    success: Tensor  # (N,) bool: attacked and now misclassified (untargeted) or labelled as the target
-    pred_adv: Tensor  # (N,) the classifier's label of x_adv
-    grad_evals: Tensor  # (N,) classifier forward+backward passes spent on each sample
-    forward_evals: Tensor  # (N,) extra forward-only passes (candidate checks)
-    iterations: Tensor  # (N,) outer iterations each sample was attacked for
-    extras: dict[str, Tensor] = field(default_factory=dict)  # attack-specific (N,) values
-    attacked: Tensor | None = None  # (N,) bool: the clip was attacked (set by Attack.__call__)
-    pred_clean: Tensor | None = None  # (N,) the classifier's label of x (None under attack_all)
+    Fields:
+        x_adv: ``(N, C, T, V, M)`` as the input (metres; score channel unchanged): the best successful
+            candidate, else the last one; padding frames and absent persons bit-identical to the input.
+        success: ``(N,)`` bool: attacked and now misclassified (untargeted) or labelled as the target.
+        pred_adv: ``(N,)`` the classifier's label of ``x_adv``.
+        grad_evals: ``(N,)`` classifier forward+backward passes spent on each clip.
+        forward_evals: ``(N,)`` forward-only passes (candidate checks, the clean labelling pass).
+        iterations: ``(N,)`` outer iterations each clip was attacked for.
+        extras: attack-specific ``(N,)`` values by name (e.g. ADMM's ``distance``; NaN, or -1 for counts,
+            on clips that were not attacked).
+        attacked: ``(N,)`` bool: the clip was attacked (set by :meth:`Attack.__call__`).
+        pred_clean: ``(N,)`` the classifier's label of ``x`` (None under ``attack_all``).
+
+    Example:
+
+    >>> logits = torch.tensor([[3.0, 1.0, 2.0], [0.0, 5.0, 1.0]])
+    >>> margin_loss(logits, torch.tensor([0, 0]), None, kappa=0.5)  # 3 - 2 + 0.5; relu(0 - 5 + 0.5)
+    tensor([1.5000, 0.0000])
+    """
+
+    x_adv: Tensor
+    success: Tensor
+    pred_adv: Tensor
+    grad_evals: Tensor
+    forward_evals: Tensor
+    iterations: Tensor
+    extras: dict[str, Tensor] = field(default_factory=dict)
+    attacked: Tensor | None = None
+    pred_clean: Tensor | None = None
 
 
 def margin_loss(logits: Tensor, y: Tensor, target: Tensor | None, kappa: float) -> Tensor:
-    """The C&W margin, ``(N,)``: untargeted ``relu(Z_y - max_{j!=y} Z_j + kappa)``, targeted
-    ``relu(max_{j!=t} Z_j - Z_t + kappa)``."""
+    """The margin loss of Carlini and Wagner (S&P 2017), ``(N,)`` from logits ``(N, K)``: untargeted
+    ``relu(Z_y - max_{j!=y} Z_j + kappa)``, targeted ``relu(max_{j!=t} Z_j - Z_t + kappa)``; ``kappa`` the
+    confidence, in logits.
+
+    Example:
+
+    >>> import torch
+    >>> from torch import nn
+    >>> _ = torch.manual_seed(0)
+    >>> model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 25, 5))
+    >>> x = torch.randn(4, 3, 8, 25, 1)
+    >>> with torch.no_grad():
+    ...     y = model(x).argmax(1)  # labels the model gets right
+    >>> res = build_attack("pgd", model, "ntu25", eps=0.02, steps=3)(x, y)
+    >>> res.x_adv.shape, res.success.dtype, int(res.grad_evals.max())
+    (torch.Size([4, 3, 8, 25, 1]), torch.bool, 3)
+    """
     label = y if target is None else target
     own = logits.gather(1, label[:, None]).squeeze(1)
     other = logits.masked_fill(nn.functional.one_hot(label, logits.shape[1]).bool(), float("-inf")).amax(1)
@@ -65,6 +104,8 @@ def margin_loss(logits: Tensor, y: Tensor, target: Tensor | None, kappa: float) 
 
 
 def is_success(pred: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
+    """``(N,)`` bool: labels ``pred`` fool the classifier: differ from ``y`` (untargeted, ``target`` None)
+    or equal ``target``."""
     return pred != y if target is None else pred == target
 
 
@@ -74,15 +115,25 @@ def _clips(bad: Tensor) -> str:
     return f"{clips[:10]}{' ...' if len(clips) > 10 else ''}"
 
 
-def append_rows(a: Tensor, k: int, fill: float | bool = 0) -> Tensor:
-    """``a`` with ``k`` more rows, each filled with ``fill`` (the state of samples joining a batch)."""
-    return torch.cat([a, a.new_full((k, *a.shape[1:]), fill)]) if k else a
-
-
 class BatchAdam:
-    """Adam on the rows of one tensor, with a step count per row, so that each step updates only the
-    samples still being attacked. ``torch.optim.Adam`` keeps one step count per tensor and updates every
-    row, which is why this small optimiser is written here."""
+    """Adam (Kingma and Ba, ICLR 2015) on the rows of one tensor, with a step count per row: each row is a
+    clip of an attack, and each clip's bias correction counts its own steps, so clips can join the batch
+    (:meth:`append`) and leave it (:meth:`keep`) at any step. ``torch.optim.Adam`` keeps one step count per
+    tensor and updates every row, which is why this small optimiser is written here.
+
+    Arguments: ``param`` the tensor it descends ``(n, ...)``, updated in place (its rows are the clips);
+    ``lr`` the step (in ``param``'s unit, metres for a perturbation); ``betas`` (default (0.9, 0.999)) and
+    ``eps`` (default 1e-8) as Adam's. The moments ``m``, ``v`` have ``param``'s shape, the step counts ``t``
+    ``(n,)``.
+
+    Example:
+
+    >>> opt = BatchAdam(torch.zeros(3, 2), lr=0.1)
+    >>> opt.step(slice(None), torch.ones(3, 2))  # every row, in place: Adam's first step is lr
+    >>> opt.keep(torch.tensor([True, False, True])).param  # the second row's run ended
+    tensor([[-0.1000, -0.1000],
+            [-0.1000, -0.1000]])
+    """
 
     def __init__(
         self, param: Tensor, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8
@@ -117,24 +168,217 @@ class BatchAdam:
         else:
             self.param[idx] -= m * step_size / denom
 
-    def grow(self, k: int) -> Tensor:
-        """Append ``k`` fresh rows (zero parameter, zero moments, step 0); returns the new, larger parameter."""
-        self.param, self.m, self.v, self.t = (append_rows(a, k) for a in (self.param, self.m, self.v, self.t))
-        return self.param
+    def append(self, other: BatchAdam) -> BatchAdam:
+        """Append ``other``'s rows (parameter, moments, step counts) after these; returns this optimiser."""
+        pairs = ((self.param, other.param), (self.m, other.m), (self.v, other.v), (self.t, other.t))
+        self.param, self.m, self.v, self.t = (torch.cat(p) for p in pairs)
+        return self
 
-    def keep(self, rows: Tensor) -> Tensor:
-        """Keep only ``rows`` (indices or a boolean mask) of the parameter and its state; returns the new,
-        smaller parameter, which later steps update."""
+    def keep(self, rows: Tensor) -> BatchAdam:
+        """Keep only ``rows`` (indices or a boolean mask) of the parameter and its state; returns this
+        optimiser, whose ``param`` later steps update."""
         self.param, self.m, self.v, self.t = (a[rows] for a in (self.param, self.m, self.v, self.t))
-        return self.param
+        return self
+
+
+def _append(a, b):
+    """Rows ``b`` after rows ``a``: tensors concatenated, None kept, other objects by their ``append``."""
+    if a is None:
+        return None
+    return torch.cat([a, b]) if isinstance(a, Tensor) else a.append(b)
+
+
+def _keep(a, rows: Tensor):
+    """Rows ``rows`` of ``a``: tensors indexed, None kept, other objects by their ``keep``."""
+    if a is None:
+        return None
+    return a[rows] if isinstance(a, Tensor) else a.keep(rows)
+
+
+@dataclass(eq=False)
+class Rows:
+    """The state of an attack's runs in flight, one row per run, for :meth:`Attack.stream`.
+
+    Every field holds one row per run along dim 0: a tensor, an object with ``append(other)`` and
+    ``keep(rows)`` (:class:`BatchAdam`, :class:`~lightning_skel.attacks.distances.Kinematics`), or None
+    (a quantity the attack does not use). The state grows (:meth:`append`, runs joining) and shrinks
+    (:meth:`keep`, runs ending) as a whole, so a new per-row quantity is one more field of a subclass.
+
+    Fields read by the scheduler: ``sample`` ``(n,)`` long, the sample (clip of the call) of each row;
+    ``c`` ``(n,)`` the weight of the classification loss (:class:`CSearch`); ``fooled`` ``(n,)`` bool,
+    whether the run has fooled the classifier yet.
+
+    Example:
+
+    >>> from dataclasses import dataclass
+    >>> @dataclass(eq=False)
+    ... class MyRows(Rows):
+    ...     delta: Tensor  # one more per-row quantity
+    >>> def fresh(samples):
+    ...     k = len(samples)
+    ...     delta = samples[:, None] * torch.ones(k, 3)
+    ...     return MyRows(samples, torch.ones(k), torch.zeros(k, dtype=torch.bool), delta)
+    >>> rows = fresh(torch.tensor([0, 1]))
+    >>> rows.append(fresh(torch.tensor([2])))
+    >>> rows.keep(torch.tensor([False, True, True]))
+    >>> rows.sample, rows.delta.sum(1)
+    (tensor([1, 2]), tensor([3., 6.]))
+    """
+
+    sample: Tensor
+    c: Tensor
+    fooled: Tensor
+
+    def __len__(self) -> int:
+        return self.sample.shape[0]
+
+    def append(self, new: Rows) -> None:
+        """Append the rows of ``new`` (of the same class) after these, field by field."""
+        for f in fields(self):
+            setattr(self, f.name, _append(getattr(self, f.name), getattr(new, f.name)))
+
+    def keep(self, rows: Tensor) -> None:
+        """Keep the rows ``rows`` (a boolean mask or indices) of every field."""
+        for f in fields(self):
+            setattr(self, f.name, _keep(getattr(self, f.name), rows))
+
+
+class CSearch:
+    """The per-sample binary search over c, the weight of the classification loss, of Carlini and Wagner
+    (S&P 2017), shared by the attacks that run it (C&W, ADMM's ``binary_search_steps``).
+
+    Each sample makes ``rounds`` runs. After a run that fooled the classifier the bracket's upper end
+    becomes ``min(hi, c0)``, otherwise its lower end ``max(lo, c0)`` (``c0`` the run's starting c); the
+    next run starts at ``(lo + hi) / 2``, or at ``10 c0`` while no run has fooled the sample, clamped to
+    ``c_max``.
+
+    Arguments: ``n`` samples; ``c`` the first run's c (``> 0``); ``rounds`` runs per sample (``>= 1``);
+    ``like`` a tensor whose dtype and device the search takes; ``c_max`` (default inf) the upper bound.
+    State, each ``(n,)``: ``start`` the c of each sample's next run, ``lo``, ``hi`` the bracket, ``runs``
+    the runs ended.
+
+    Example:
+
+    >>> search = CSearch(2, 1.0, rounds=2, like=torch.zeros(2))
+    >>> search.end(torch.tensor([0, 1]), torch.tensor([True, False]))  # both have a round left
+    tensor([0, 1])
+    >>> search.start  # halved where fooled, 10x where not
+    tensor([ 0.5000, 10.0000])
+    """
+
+    def __init__(self, n: int, c: float, rounds: int, like: Tensor, c_max: float = float("inf")) -> None:
+        self.start = torch.full((n,), c, device=like.device, dtype=like.dtype)
+        self.lo = torch.zeros(n, device=like.device, dtype=like.dtype)
+        self.hi = torch.full((n,), float("inf"), device=like.device, dtype=like.dtype)
+        self.runs = torch.zeros(n, dtype=torch.long, device=like.device)
+        self.rounds, self.c_max = rounds, c_max
+
+    def end(self, samples: Tensor, won: Tensor) -> Tensor:
+        """Record the end of one run of each of ``samples`` (``won`` ``(k,)`` bool: it fooled the
+        classifier) and return those with runs left, their next c set in :attr:`start`."""
+        c0 = self.start[samples]
+        self.hi[samples] = torch.where(won, torch.minimum(self.hi[samples], c0), self.hi[samples])
+        self.lo[samples] = torch.where(won, self.lo[samples], torch.maximum(self.lo[samples], c0))
+        lo, hi = self.lo[samples], self.hi[samples]
+        self.start[samples] = torch.where(torch.isinf(hi), c0 * 10, (lo + hi) / 2).clamp_max(self.c_max)
+        self.runs[samples] += 1
+        return samples[self.runs[samples] < self.rounds]
+
+
+class Tally:
+    """Per sample ``(N,)`` over all its runs, what an attack returns: the closest successful candidate
+    (``best_x``, its distance ``best_d``, its label ``pred_best``), the last candidate of its last run
+    (``last``, ``pred_last``), ``success``, and the evaluations spent: ``grad_evals``, ``forward_evals``,
+    ``iterations`` and ``first`` (the gradient evaluations at its first success, -1 before). Labels are
+    -1 where the attack has not got them from the classifier.
+
+    Arguments: ``x`` the clean clips ``(N, C, T, V, M)``, where every candidate starts.
+
+    Example:
+
+    >>> x = torch.zeros(2, 3, 4, 25, 1)
+    >>> tally = Tally(x)
+    >>> tally.offer(torch.tensor([1]), x[1:] + 1, torch.tensor([0.5]), torch.tensor([True]))
+    tensor([True])
+    >>> tally.best_d, tally.x_adv()[:, 0, 0, 0, 0]  # sample 0: its last candidate, x itself
+    (tensor([   inf, 0.5000]), tensor([0., 1.]))
+    """
+
+    def __init__(self, x: Tensor) -> None:
+        n, dev = x.shape[0], x.device
+        self.best_x, self.last = x.clone(), x.clone()
+        self.best_d = torch.full((n,), float("inf"), device=dev, dtype=x.dtype)
+        self.pred_best, self.pred_last, self.first = (
+            torch.full((n,), -1, dtype=torch.long, device=dev) for _ in range(3)
+        )
+        self.success = torch.zeros(n, dtype=torch.bool, device=dev)
+        self.grad_evals, self.forward_evals, self.iterations = (
+            torch.zeros(n, dtype=torch.long, device=dev) for _ in range(3)
+        )
+
+    def offer(
+        self, samples: Tensor, cand: Tensor, d: Tensor, ok: Tensor, pred: Tensor | None = None
+    ) -> Tensor:
+        """Candidates ``cand`` of the rows of ``samples`` at distance ``d``, fooling the classifier where
+        ``ok``, of labels ``pred`` (if known): each fooling one closer than its sample's best becomes it.
+        Returns which did ``(k,)``."""
+        old = self.best_d[samples]
+        better = ok & (d < old)
+        self.best_d[samples] = torch.where(better, d, old)
+        if bool(better.any()):
+            self.best_x[samples[better]] = cand[better]
+            if pred is not None:
+                self.pred_best[samples[better]] = pred[better]
+        first = ok & (self.first[samples] < 0)
+        self.first[samples] = torch.where(first, self.grad_evals[samples], self.first[samples])
+        self.success[samples] |= ok
+        return better
+
+    def end(self, samples: Tensor, cand: Tensor, pred: Tensor | None = None) -> None:
+        """The last candidates ``cand`` of runs of ``samples`` that ended (and their labels, if known)."""
+        self.last[samples] = cand
+        if pred is not None:
+            self.pred_last[samples] = pred
+
+    def x_adv(self) -> Tensor:
+        """``(N, C, T, V, M)``: each sample's best successful candidate, else its last one."""
+        return torch.where(self.success.view(-1, 1, 1, 1, 1), self.best_x, self.last)
+
+    def pred(self) -> Tensor:
+        """``(N,)``: the label of :meth:`x_adv` where the attack has it, else -1."""
+        return torch.where(self.success, self.pred_best, self.pred_last)
 
 
 class Attack:
-    """Base class. Subclasses set ``name`` and implement :meth:`attack` on tensors already on the model's
-    device, with the model in eval mode, returning an :class:`AttackResult`. They run the model through
+    """The base class of every attack (the torchattacks pattern): ``attack(x, y, lengths, target=None) ->
+    AttackResult`` on raw coordinates (see the module docstring for what it guarantees).
+
+    Arguments: ``model`` the classifier, an ``nn.Module`` from ``(N, C, T, V, M)`` (with its score channel,
+    if its ``score_channel`` attribute is true) to logits ``(N, K)``; ``layout`` the skeleton layout (name
+    or :class:`~lightning_skel.skeleton.layouts.Layout`); ``targeted`` (default False) seek a target label
+    instead of any wrong one.
+
+    Subclasses set ``name``, register with ``@ATTACKS.register(name)``, document every argument of their
+    ``__init__`` in their docstring, and implement :meth:`attack` on tensors already on the model's device,
+    with the model in eval mode, returning an :class:`AttackResult`. They run the model through
     :meth:`classify` and :meth:`predict`, never ``self.model`` itself, so that a model with a score channel
-    gets it (see the module docstring); ``score_channel`` is the model's own attribute (false if it has
-    none)."""
+    gets it; attacks that run each sample through several runs (a search over c) share the row scheduler
+    :meth:`stream`.
+
+    Example:
+
+    >>> import torch
+    >>> from torch import nn
+    >>> _ = torch.manual_seed(0)
+    >>> model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 25, 5))
+    >>> x = torch.randn(4, 3, 8, 25, 1)
+    >>> with torch.no_grad():
+    ...     y = model(x).argmax(1)  # labels the model gets right
+    >>> attack = build_attack("cw", model, "ntu25", c=5.0, steps=5)
+    >>> res = attack(x, y, torch.full((4,), 8))  # lengths: 8 valid frames each
+    >>> res.attacked.all(), res.x_adv.shape
+    (tensor(True), torch.Size([4, 3, 8, 25, 1]))
+    """
 
     name: ClassVar[str] = ""
     # called with k as k more clips of the current call finish (a progress display); attacks that finish
@@ -170,37 +414,16 @@ class Attack:
         T by default), towards ``target (N,)`` if the attack is targeted. Only the clips the classifier labels
         ``y`` are attacked, unless ``attack_all`` (see the module docstring). With a score channel, ``x`` is
         ``(N, C + 1, T, V, M)`` and its last channel comes back unchanged."""
-        if x.dim() != 5:
-            raise ValueError(f"{self.name}: x must be (N, C, T, V, M), got shape {tuple(x.shape)}")
-        if self.score_channel and x.shape[1] < 3:
-            raise ValueError(
-                f"{self.name}: the model takes coordinates then the keypoint score, x (N, C + 1, T, V, M) with "
-                f"C >= 2 coordinates; got {x.shape[1]} channel(s)"
-            )
-        if x.shape[3] != self.layout.num_joints:
-            raise ValueError(
-                f"{self.name}: x has V={x.shape[3]} joints but layout {self.layout.name!r} has {self.layout.num_joints}"
-            )
-        bad = ~torch.isfinite(x).flatten(1).all(1)
-        if bool(bad.any()):
-            raise ValueError(
-                f"{self.name}: x has NaN or infinite coordinates in clip(s) {_clips(bad)}: mark missing joints "
-                "and absent persons with zeros (the bone, angle and speed terms combine the joints of a frame, so "
-                "one NaN spreads over the clip)"
-            )
-        if self.targeted and target is None:
-            raise ValueError(f"{self.name}: a targeted attack needs target labels")
-        if not self.targeted and target is not None:
-            raise ValueError(f"{self.name}: target labels given to an untargeted attack (set targeted=True)")
+        self._check_inputs(x, target)
         dev = self.device
         x = x.to(dev)
         y = y.to(dev)
         lengths = torch.full_like(y, x.shape[2]) if lengths is None else lengths.to(dev)
         target = None if target is None else target.to(dev)
         if target is not None and bool((target == y).any()):
+            clips = _clips(target == y)
             raise ValueError(
-                f"{self.name}: target equals the label y in clip(s) {_clips(target == y)}: a target must be "
-                "another label"
+                f"{self.name}: target equals the label y in clip(s) {clips}: a target must be another label"
             )
         # from here on the attack sees coordinates only; the score rides along in self._score
         x, score = split_score(x, self.score_channel)
@@ -231,11 +454,74 @@ class Attack:
         self.clips_done(y.shape[0] - self._reported)
         return result
 
+    def _check_inputs(self, x: Tensor, target: Tensor | None) -> None:
+        """Refuse, with a message naming the problem, clips that are not ``(N, C, T, V, M)`` on the layout
+        (with the score channel if the model takes one), non-finite coordinates, and targets that do not
+        match ``targeted``."""
+        if x.dim() != 5:
+            raise ValueError(f"{self.name}: x must be (N, C, T, V, M), got shape {tuple(x.shape)}")
+        if self.score_channel and x.shape[1] < 3:
+            raise ValueError(
+                f"{self.name}: the model takes coordinates then the keypoint score, x (N, C + 1, T, V, M) with "
+                f"C >= 2 coordinates; got {x.shape[1]} channel(s)"
+            )
+        if x.shape[3] != self.layout.num_joints:
+            raise ValueError(
+                f"{self.name}: x has V={x.shape[3]} joints but layout {self.layout.name!r} has {self.layout.num_joints}"
+            )
+        bad = ~torch.isfinite(x).flatten(1).all(1)
+        if bool(bad.any()):
+            raise ValueError(
+                f"{self.name}: x has NaN or infinite coordinates in clip(s) {_clips(bad)}: mark missing joints "
+                "and absent persons with zeros (the bone, angle and speed terms combine the joints of a frame, so "
+                "one NaN spreads over the clip)"
+            )
+        if self.targeted and target is None:
+            raise ValueError(f"{self.name}: a targeted attack needs target labels")
+        if not self.targeted and target is not None:
+            raise ValueError(f"{self.name}: target labels given to an untargeted attack (set targeted=True)")
+
     def clips_done(self, k: int) -> None:
         """Report ``k`` more clips of the current call finished to :attr:`on_clips_done`."""
         if k > 0 and self.on_clips_done is not None:
             self._reported += k
             self.on_clips_done(k)
+
+    def stream(
+        self,
+        search: CSearch,
+        width: int | None,
+        start: Callable[[Tensor, Tensor], Rows],
+        step: Callable[[Rows], Tensor],
+    ) -> None:
+        """Run every round of ``search`` (:class:`CSearch`) of every sample through at most ``width``
+        rows (None: all samples at once). ``start(samples, c)`` builds the :class:`Rows` of new runs of
+        ``samples`` starting at weights ``c``; ``step(rows)`` advances every row by one step in place and
+        returns which runs ended ``(n,)`` bool (having recorded their results).
+
+        A row whose run ends goes to the next waiting run (a sample's next round queues behind the runs
+        already waiting), so the networks see full batches until the queue drains, and the state is kept
+        compact (:meth:`Rows.keep`, :meth:`Rows.append`) instead of gathered at every step. A sample's
+        arithmetic reads its own row only, so its result does not depend on its batch mates."""
+        n = search.start.shape[0]
+        pending = torch.arange(n, device=search.start.device)  # first come, first served
+        rows = start(pending[:0], search.start[:0])
+        width = n if width is None else min(n, width)
+        while True:
+            free = width - len(rows)
+            if free > 0 and pending.numel():
+                new, pending = pending[:free], pending[free:]
+                rows.append(start(new, search.start[new]))
+            if len(rows) == 0:
+                return
+            ended = step(rows)
+            if not bool(ended.any()):
+                continue
+            again = search.end(rows.sample[ended], rows.fooled[ended])
+            if self.on_clips_done is not None:  # samples whose last round just ended
+                self.clips_done(int(ended.sum()) - again.numel())
+            pending = torch.cat([pending, again])
+            rows.keep(~ended)
 
     def _attack_some(
         self,
@@ -360,4 +646,5 @@ def build_attack(name: str, model: nn.Module, layout: str | Layout, **kwargs) ->
 
 
 def list_attacks() -> list[str]:
+    """The names of the registered attacks."""
     return ATTACKS.names()

@@ -24,6 +24,43 @@ LOSSES = ("ce", "kl")
 
 @ATTACKS.register("pgd")
 class PGDAttack(Attack):
+    """PGD (Madry et al., "Towards Deep Learning Models Resistant to Adversarial Attacks", ICLR 2018) under
+    an L-infinity bound in metres, docs/METHOD.md section 4: signed-gradient steps on the cross-entropy
+    (or, ``loss="kl"``, on TRADES' ``KL(f(x) || f(x'))``), each projected back into ``|x' - x|_inf <= eps``,
+    from a uniform random point of the ball. The result is the last iterate.
+
+    Arguments:
+        model: the classifier (``nn.Module``, ``(N, C, T, V, M)`` to logits ``(N, K)``).
+        layout: the skeleton layout (name or ``Layout``).
+        targeted: descend the target's cross-entropy instead of ascending the label's. Default False.
+        eps: the radius of the L-infinity ball (metres, ``> 0``). Default 0.02.
+        alpha: the step per iteration (metres, ``> 0``; None: ``eps / 10``). Default None.
+        steps: iterations (``>= 1``). Default 20.
+        random_start: start from a uniform random point of the ball (None: the class's own default, true
+            for PGD, false for I-FGSM). Default None.
+        early_stop: a clip leaves the loop once the logits of a step show it fooled (that step's update is
+            still applied). Default False.
+        seed: the seed of the random start's CPU generator (None: torch's global generator, a fresh start
+            per call). Default 0.
+        loss: ``"ce"`` (cross-entropy) or ``"kl"`` (TRADES' inner maximisation, untargeted only, Zhang et
+            al. 2019). Default "ce".
+
+    Shapes: ``x (N, C, T, V, M)`` in metres, ``y``, ``lengths``, ``target`` ``(N,)``.
+
+    Example:
+
+    >>> import torch
+    >>> from torch import nn
+    >>> _ = torch.manual_seed(0)
+    >>> model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 25, 5))
+    >>> x = torch.randn(4, 3, 8, 25, 1)
+    >>> with torch.no_grad():
+    ...     y = model(x).argmax(1)  # labels the model gets right
+    >>> res = PGDAttack(model, "ntu25", eps=0.02, steps=5)(x, y)
+    >>> bool((res.x_adv - x).abs().max() <= 0.02 + 1e-6)
+    True
+    """
+
     name = "pgd"
     random_start_default = True
 
@@ -98,7 +135,34 @@ class PGDAttack(Attack):
 
 @ATTACKS.register("ifgsm")
 class IFGSMAttack(PGDAttack):
-    """I-FGSM: PGD without the random start."""
+    """I-FGSM (Kurakin et al., "Adversarial Examples in the Physical World", ICLR 2017 workshop): PGD
+    (:class:`PGDAttack`) without the random start, in the L-infinity ball of ``eps`` metres.
+
+    Arguments:
+        model: the classifier (``nn.Module``, ``(N, C, T, V, M)`` to logits ``(N, K)``).
+        layout: the skeleton layout (name or ``Layout``).
+        targeted: descend the target's cross-entropy instead of ascending the label's. Default False.
+        eps: the radius of the L-infinity ball (metres, ``> 0``). Default 0.02.
+        alpha: the step per iteration (metres, ``> 0``; None: ``eps / 10``). Default None.
+        steps: iterations (``>= 1``). Default 20.
+        random_start: start from a uniform random point of the ball (None: false). Default None.
+        early_stop: a clip leaves the loop once the logits of a step show it fooled. Default False.
+        seed: the seed of a random start's CPU generator (None: torch's global generator). Default 0.
+        loss: ``"ce"`` or ``"kl"`` (untargeted only), as PGD's. Default "ce".
+
+    Example:
+
+    >>> import torch
+    >>> from torch import nn
+    >>> _ = torch.manual_seed(0)
+    >>> model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 25, 5))
+    >>> x = torch.randn(4, 3, 8, 25, 1)
+    >>> with torch.no_grad():
+    ...     y = model(x).argmax(1)  # labels the model gets right
+    >>> res = IFGSMAttack(model, "ntu25", eps=0.02, steps=5)(x, y)
+    >>> int(res.grad_evals.max())
+    5
+    """
 
     name = "ifgsm"
     random_start_default = False

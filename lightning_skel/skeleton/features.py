@@ -53,9 +53,9 @@ def _build_difference_matrix(layout_name: str, kind: str, device: torch.device, 
     the same on the tree of the official 2s-AGCN NTU graph for ``ntu25`` (``kind="joint_bone_agcn"``).
 
     Written as a product rather than indexing because its backward is a product too, where indexing's
-    backward is a scatter-add: the attacks differentiate these on every step, and the product's forward
-    and backward together are 3.6x faster on CPU (benchmarks/distance_grad.py; the same values: one
-    rounding per entry either way).
+    backward is a scatter-add: the attacks differentiate these on every step, and the product is the faster
+    of the two on CPU (benchmarks/distance_grad.py, docs/RESULTS.md; the same values: one rounding per entry
+    either way).
     """
     layout = get_layout(layout_name)
     if kind == "bone":
@@ -103,8 +103,17 @@ def bone_lengths(x: Tensor, layout: Layout | str) -> Tensor:
     return safe_norm(bone_vectors(x, layout), dim=1)
 
 
-def _cross3(a: tuple[Tensor, ...], b: tuple[Tensor, ...]) -> tuple[Tensor, Tensor, Tensor]:
-    """``a x b`` of 3D vectors given component by component."""
+def cross3(a: tuple[Tensor, ...], b: tuple[Tensor, ...]) -> tuple[Tensor, Tensor, Tensor]:
+    """The cross product ``a x b`` of 3D vectors given component by component: ``a`` and ``b`` are three
+    tensors each (x, y, z, any one shape), and so is the result.
+
+    Example:
+
+    >>> u, v = torch.randn(2, 4, 3, 10, dtype=torch.float64)  # (N, C=3, K) each
+    >>> w = torch.stack(cross3(u.unbind(1), v.unbind(1)), 1)
+    >>> torch.allclose(w, torch.linalg.cross(u, v, dim=1))
+    True
+    """
     a0, a1, a2 = a
     b0, b1, b2 = b
     return a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0
@@ -116,7 +125,7 @@ def cross_components(u: Tensor, v: Tensor) -> tuple[Tensor, ...]:
     Component by component: torch.cross copies its strided inputs, which doubles the cost of the angles'
     forward and backward (they run on every step of the attacks)."""
     if u.shape[1] == 3:
-        return _cross3(u.unbind(1), v.unbind(1))
+        return cross3(u.unbind(1), v.unbind(1))
     if u.shape[1] == 2:
         return (u[:, 0] * v[:, 1] - u[:, 1] * v[:, 0],)
     raise ValueError(f"bone angles need 2 or 3 coordinate channels, got C={u.shape[1]}")
@@ -164,19 +173,13 @@ def velocity(x: Tensor) -> Tensor:
 def velocity_adjoint(g: Tensor) -> Tensor:
     """The adjoint of :func:`velocity`: a gradient ``(N, C, T-1, V, M)`` with respect to the velocity mapped
     to one ``(N, C, T, V, M)`` with respect to the positions: ``g_{t-1} - g_t``, with ``g`` zero outside its
-    frames. Written into one output (the inner frames one subtraction, the two end frames copied) rather
-    than as the difference of two padded copies, which is three passes over the tensor instead of one;
-    the values are the same."""
+    frames (the first frame ``-g_0``, the last ``g_{T-2}``). One form for eager and compiled code:
+    torch.compile fuses the concatenation into one pass, and its values are those of any other form (one
+    subtraction or negation per entry)."""
     n, c, t, v, m = g.shape
     if t == 0:  # a one-frame clip has no velocity
         return g.new_zeros((n, c, 1, v, m))
-    if torch.compiler.is_compiling():  # torch.compile fuses this form into one pass and cannot trace out=
-        return torch.cat([-g[:, :, :1], g[:, :, :-1] - g[:, :, 1:], g[:, :, -1:]], 2)
-    out = g.new_empty((n, c, t + 1, v, m))
-    torch.sub(g[:, :, :-1], g[:, :, 1:], out=out[:, :, 1:-1])
-    torch.neg(g[:, :, 0], out=out[:, :, 0])
-    out[:, :, -1] = g[:, :, -1]
-    return out
+    return torch.cat([-g[:, :, :1], g[:, :, :-1] - g[:, :, 1:], g[:, :, -1:]], 2)
 
 
 def acceleration(x: Tensor) -> Tensor:

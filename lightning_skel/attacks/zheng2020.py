@@ -135,20 +135,22 @@ class Zheng2020Attack(Attack):
 
     @torch.no_grad()
     def _reference(self, clean: Kinematics) -> dict:
-        """The clean side's guarded inverse lengths and speeds and the triplet indices, on ``clean``."""
-        ref = clean.__dict__.get("zheng2020")
-        if ref is None:
+        """The clean side's guarded inverse lengths and speeds (stored on ``clean`` as a tuple of per-clip
+        tensors, so that a subset of it slices them) and the triplet indices."""
+
+        def compute() -> tuple[Tensor, ...]:
             u, v = clean.triplet_bones
-            ref = clean.__dict__["zheng2020"] = {
-                "inv_length": 1 / (clean.bone_lengths + LENGTH_EPS),  # (N, T, B, M)
-                "inv_u": 1 / (u.norm(dim=1) + LENGTH_EPS),  # (N, T, K, M)
-                "inv_v": 1 / (v.norm(dim=1) + LENGTH_EPS),
-                "inv_speed": 1 / (clean.velocity.norm(dim=1) + SPEED_EPS),  # (N, T-1, V, M)
-                "triplets": tuple(
-                    torch.as_tensor(i, device=clean.x.device) for i in self.layout.triplet_index
-                ),
-            }
-        return ref
+            return (
+                1 / (clean.bone_lengths + LENGTH_EPS),  # (N, T, B, M)
+                1 / (u.norm(dim=1) + LENGTH_EPS),  # (N, T, K, M)
+                1 / (v.norm(dim=1) + LENGTH_EPS),
+                1 / (clean.velocity.norm(dim=1) + SPEED_EPS),  # (N, T-1, V, M)
+            )
+
+        inv_length, inv_u, inv_v, inv_speed = clean.memo("zheng2020_inverses", compute)
+        triplets = tuple(torch.as_tensor(i, device=clean.x.device) for i in self.layout.triplet_index)
+        return {"inv_length": inv_length, "inv_u": inv_u, "inv_v": inv_v, "inv_speed": inv_speed,
+                "triplets": triplets}  # fmt: skip
 
     def lagrangian(self, g: dict[str, Tensor], lam: dict[str, Tensor], counts: dict[str, Tensor]) -> Tensor:
         """``(N,)``: ``sum_c mean_e (lambda_c,e * g_c,e + beta / 2 * g_c,e^2)``, each mean over the ``counts[c]

@@ -126,11 +126,17 @@ class APGDAttack(Attack):
         ``x (N, C, T, V, M)`` in metres, ``y (N,)``, ``lengths (N,)``, ``target (N,)`` if targeted; the
         result's ``x_adv`` is the input's shape. ``grad_evals`` counts ``(n_iter + 1) * eot_iter`` per run.
 
-    Example::
-
-        attack = build_attack("apgd", model, "ntu25", eps=0.02, loss="dlr")
-        res = attack(x, y, lengths)
-        robust = ~res.success
+    Example:
+    >>> import torch
+    >>> from torch import nn
+    >>> _ = torch.manual_seed(0)
+    >>> model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 25, 5))
+    >>> x = torch.randn(4, 3, 8, 25, 1)
+    >>> with torch.no_grad():
+    ...     y = model(x).argmax(1)  # labels the model gets right
+    >>> res = APGDAttack(model, "ntu25", eps=0.02, n_iter=5, loss="dlr")(x, y)
+    >>> tuple(res.x_adv.shape), bool((res.x_adv - x).abs().max() <= 0.02 + 1e-6)
+    ((4, 3, 8, 25, 1), True)
     """
 
     name = "apgd"

@@ -59,11 +59,18 @@ class AutoAttack(Attack):
         result's counts are summed over the components that ran on the clip, and ``extras["component"]``
         is the index (in the version's list) of the one that fooled it, -1 for none.
 
-    Example::
-
-        attack = build_attack("autoattack", model, "ntu25", eps=0.02)
-        res = attack(x, y, lengths)
-        robust_accuracy = (res.pred_adv == y).float().mean()
+    Example:
+    >>> import torch
+    >>> from torch import nn
+    >>> _ = torch.manual_seed(0)
+    >>> model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 25, 5))
+    >>> x = torch.randn(4, 3, 8, 25, 1)
+    >>> with torch.no_grad():
+    ...     y = model(x).argmax(1)  # labels the model gets right
+    >>> attack = AutoAttack(model, "ntu25", eps=0.02, n_iter=3, n_target_classes=2, n_queries=10)
+    >>> res = attack(x, y)
+    >>> tuple(res.extras["component"].shape), bool((res.x_adv - x).abs().max() <= 0.02 + 1e-6)
+    ((4,), True)
     """
 
     name = "autoattack"

@@ -37,11 +37,17 @@ class MIFGSMAttack(Attack):
         ``x (N, C, T, V, M)`` in metres, ``y (N,)``, ``lengths (N,)``, ``target (N,)`` if targeted; the
         result's ``x_adv`` is the input's shape.
 
-    Example::
-
-        attack = build_attack("mifgsm", surrogate, "ntu25", eps=0.02, steps=10)
-        res = attack(x, y, lengths)
-        transferred = victim(res.x_adv).argmax(1) != y
+    Example:
+    >>> import torch
+    >>> from torch import nn
+    >>> _ = torch.manual_seed(0)
+    >>> model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 25, 5))
+    >>> x = torch.randn(4, 3, 8, 25, 1)
+    >>> with torch.no_grad():
+    ...     y = model(x).argmax(1)  # labels the model gets right
+    >>> res = MIFGSMAttack(model, "ntu25", eps=0.02, steps=5)(x, y)
+    >>> int(res.grad_evals.max()), bool((res.x_adv - x).abs().max() <= 0.02 + 1e-6)
+    (5, True)
     """
 
     name = "mifgsm"

@@ -42,11 +42,17 @@ def spine_joints(layout: str | Layout) -> tuple[int, ...]:
     ``shoulder_center`` and ``head`` on ``kinect20``, ``nose`` and ``neck`` on ``openpose18``, ``nose`` on
     ``coco17``.
 
-    Example::
-
-        spine_joints("kinect20")  # (0, 1, 2, 3)
-        weights = joint_weights("ntu25")  # (25,) tensor, 0.04 on those joints, 0.02 elsewhere
-        loss = (weights.view(1, 1, 1, -1, 1) * (x_adv - x).pow(2)).sum()
+    Example:
+    >>> import torch
+    >>> from torch import nn
+    >>> _ = torch.manual_seed(0)
+    >>> model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 25, 5))
+    >>> x = torch.randn(4, 3, 8, 25, 1)
+    >>> with torch.no_grad():
+    ...     y = model(x).argmax(1)  # labels the model gets right
+    >>> res = SMARTAttack(model, "ntu25", steps=5)(x, y)
+    >>> tuple(res.x_adv.shape), int(res.grad_evals.max()) <= 5
+    ((4, 3, 8, 25, 1), True)
     """
     layout = get_layout(layout)
     return tuple(

@@ -96,11 +96,17 @@ class SquareAttack(Attack):
         ``x (N, C, T, V, M)`` in metres, ``y (N,)``, ``lengths (N,)``, ``target (N,)`` if targeted; the
         result's ``forward_evals`` is the queries spent on each clip, ``grad_evals`` zero.
 
-    Example::
-
-        attack = build_attack("square", model, "ntu25", eps=0.02, n_queries=1000)
-        res = attack(x, y, lengths)
-        queries = res.forward_evals[res.success]
+    Example:
+    >>> import torch
+    >>> from torch import nn
+    >>> _ = torch.manual_seed(0)
+    >>> model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 25, 5))
+    >>> x = torch.randn(4, 3, 8, 25, 1)
+    >>> with torch.no_grad():
+    ...     y = model(x).argmax(1)  # labels the model gets right
+    >>> res = SquareAttack(model, "ntu25", eps=0.02, n_queries=20)(x, y)
+    >>> int(res.grad_evals.max()), bool((res.x_adv - x).abs().max() <= 0.02 + 1e-6)
+    (0, True)
     """
 
     name = "square"

@@ -74,11 +74,17 @@ class Zheng2020Attack(Attack):
     Shapes: ``x (N, C, T, V, M)``, ``y (N,)``; every clip spends ``max_iter * inner_steps`` classifier
     forward and backward passes (``grad_evals``) over ``max_iter`` outer steps (``iterations``).
 
-    Example::
-
-        attack = Zheng2020Attack(model, "ntu25", max_iter=100)
-        result = attack(x, y, lengths)
-        x_adv, fooled = result.x_adv, result.success
+    Example:
+    >>> import torch
+    >>> from torch import nn
+    >>> _ = torch.manual_seed(0)
+    >>> model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 25, 5))
+    >>> x = torch.randn(4, 3, 8, 25, 1)
+    >>> with torch.no_grad():
+    ...     y = model(x).argmax(1)  # labels the model gets right
+    >>> res = Zheng2020Attack(model, "ntu25", max_iter=2, inner_steps=3)(x, y)
+    >>> tuple(res.x_adv.shape), int(res.grad_evals.max()) <= 6
+    ((4, 3, 8, 25, 1), True)
     """
 
     name = "zheng2020"

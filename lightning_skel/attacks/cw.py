@@ -27,7 +27,8 @@ class CWRows(Rows):
     """The state of C&W's runs in flight, one row per run (:class:`~lightning_skel.attacks.base.Rows`):
     the row's clean clip ``x`` ``(n, C, T, V, M)``, validity ``mask`` ``(n, 1, T, 1, M)`` (float), label
     ``y`` and ``target`` ``(n,)`` (None untargeted), the perturbation with its Adam state ``opt`` and the
-    run's steps ``it`` ``(n,)``.
+    run's steps ``it`` ``(n,)``; first the scheduler's fields: ``sample`` ``(n,)`` long, ``c`` ``(n,)`` the
+    row's weight of the margin loss (m^2/logit) and ``fooled`` ``(n,)`` bool.
 
     Example:
 

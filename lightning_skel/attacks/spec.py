@@ -50,11 +50,21 @@ class AttackSpec:
 
     Build one from a config with :meth:`parse`; :meth:`build` makes the attack against a model.
 
-    Example::
+    Example:
 
-        spec = AttackSpec.parse({"name": "pgd", "targeted": False, "eps": 0.02, "steps": 20})
-        attack = spec.build(classifier, "kinect20")
-        res = attack(x, y, lengths)  # x (N, C, T, V, M) in metres, y (N,), lengths (N,)
+    >>> import torch
+    >>> from torch import nn
+    >>> _ = torch.manual_seed(0)
+    >>> spec = AttackSpec.parse({"name": "pgd", "targeted": False, "eps": 0.02, "steps": 3})
+    >>> spec.name, spec.targeted, spec.kwargs
+    ('pgd', False, {'eps': 0.02, 'steps': 3})
+    >>> model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 25, 5))
+    >>> x = torch.randn(2, 3, 8, 25, 1)
+    >>> with torch.no_grad():
+    ...     y = model(x).argmax(1)  # labels the model gets right
+    >>> res = spec.build(model, "ntu25")(x, y)  # x (N, C, T, V, M) in metres, y (N,)
+    >>> tuple(res.x_adv.shape), int(res.grad_evals.max())
+    ((2, 3, 8, 25, 1), 3)
     """
 
     name: str

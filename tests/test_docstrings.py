@@ -58,6 +58,12 @@ CHECKED = [
     "lightning_skel.report",
     "lightning_skel.viz",
     "lightning_skel.utils",
+    "lightning_skel.attacks.autoattack",
+    "lightning_skel.attacks.cw",
+    "lightning_skel.attacks.mifgsm",
+    "lightning_skel.attacks.spec",
+    "lightning_skel.attacks.square",
+    "lightning_skel.attacks.zheng2020",
 ]
 
 

@@ -303,7 +303,8 @@ class BoneLength(DistanceTerm):
     """The bone-length term (Zheng et al., arXiv 2005.07151; Liu et al., arXiv 2406.19815): per bone and
     valid frame ``r = |l' - l| / (l + BONE_EPS)``, the relative change of its length ``l`` (metres),
     hinged at ``tau`` (relative change, default 0; DynamicDistance's default 0.01). Entries
-    ``(N, T, B, M)``; the value ``(N,)``. Arguments as :class:`DistanceTerm`.
+    ``(N, T, B, M)``; the value ``(N,)``. Arguments as :class:`DistanceTerm`: ``tau`` (relative change,
+    default 0) and ``hinge`` (``"mean"`` or ``"entry"``, default ``"mean"``).
 
     Example:
 
@@ -347,7 +348,8 @@ class BoneAngle(DistanceTerm):
     (parent, joint, child) and valid frame ``r = |theta' - theta|`` in radians, ``theta = atan2(|u x v|,
     u . v)`` in ``[0, pi]`` between the bones ``u = x[parent] - x[joint]`` and ``v = x[child] - x[joint]``
     (2D clips: the scalar cross product), hinged at ``tau`` (radians, default 0; DynamicDistance's default
-    0.05). Entries ``(N, T, K, M)``; the value ``(N,)``. Arguments as :class:`DistanceTerm`.
+    0.05). Entries ``(N, T, K, M)``; the value ``(N,)``. Arguments as :class:`DistanceTerm`: ``tau``
+    (radians, default 0) and ``hinge`` (``"mean"`` or ``"entry"``, default ``"mean"``).
 
     Example:
 
@@ -400,7 +402,8 @@ class JointSpeed(DistanceTerm):
     velocity ``v_t = x_{t+1} - x_t`` (metres per frame) relative to the clean speed (the ``1e-6``, the safe
     norm of a zero vector, makes ``r`` exactly 0 when ``v' = v``), hinged at ``tau`` (relative change,
     default 0; DynamicDistance's default 0.1). Entries ``(N, T-1, V, M)``; the value ``(N,)``. Arguments
-    as :class:`DistanceTerm`.
+    as :class:`DistanceTerm`: ``tau`` (relative change, default 0) and ``hinge`` (``"mean"`` or
+    ``"entry"``, default ``"mean"``).
 
     Example:
 
@@ -440,7 +443,9 @@ class JointSpeed(DistanceTerm):
 
 class L2(DistanceTerm):
     """The squared l2 distance ``|x' - x|^2`` (square metres) summed over the valid entries of
-    ``(N, C, T, V, M)``: a soft term, with no threshold and no argument. The value ``(N,)``.
+    ``(N, C, T, V, M)``: a soft term, with no threshold. The value ``(N,)``. Arguments as
+    :class:`DistanceTerm`, accepted for a uniform constructor and without effect: ``tau`` (default 0) and
+    ``hinge`` (default ``"mean"``); the term has no hinge.
 
     Example:
 

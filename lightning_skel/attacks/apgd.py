@@ -127,6 +127,7 @@ class APGDAttack(Attack):
         result's ``x_adv`` is the input's shape. ``grad_evals`` counts ``(n_iter + 1) * eot_iter`` per run.
 
     Example:
+
     >>> import torch
     >>> from torch import nn
     >>> _ = torch.manual_seed(0)

@@ -60,6 +60,7 @@ class AutoAttack(Attack):
         is the index (in the version's list) of the one that fooled it, -1 for none.
 
     Example:
+
     >>> import torch
     >>> from torch import nn
     >>> _ = torch.manual_seed(0)

@@ -38,6 +38,7 @@ class MIFGSMAttack(Attack):
         result's ``x_adv`` is the input's shape.
 
     Example:
+
     >>> import torch
     >>> from torch import nn
     >>> _ = torch.manual_seed(0)

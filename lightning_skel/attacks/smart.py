@@ -43,16 +43,9 @@ def spine_joints(layout: str | Layout) -> tuple[int, ...]:
     ``coco17``.
 
     Example:
-    >>> import torch
-    >>> from torch import nn
-    >>> _ = torch.manual_seed(0)
-    >>> model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 25, 5))
-    >>> x = torch.randn(4, 3, 8, 25, 1)
-    >>> with torch.no_grad():
-    ...     y = model(x).argmax(1)  # labels the model gets right
-    >>> res = SMARTAttack(model, "ntu25", steps=5)(x, y)
-    >>> tuple(res.x_adv.shape), int(res.grad_evals.max()) <= 5
-    ((4, 3, 8, 25, 1), True)
+
+    >>> spine_joints("kinect20")
+    (0, 1, 2, 3)
     """
     layout = get_layout(layout)
     return tuple(
@@ -118,11 +111,18 @@ class SMARTAttack(Attack):
     Shapes: ``x (N, C, T, V, M)``, ``y (N,)``; the result's ``grad_evals`` counts one classifier forward and
     backward per step (the perceptual gradient does not use the classifier).
 
-    Example::
+    Example:
 
-        attack = SMARTAttack(model, "kinect20", steps=200)
-        result = attack(x, y, lengths)
-        x_adv, fooled = result.x_adv, result.success
+    >>> import torch
+    >>> from torch import nn
+    >>> _ = torch.manual_seed(0)
+    >>> model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 25, 5))
+    >>> x = torch.randn(4, 3, 8, 25, 1)
+    >>> with torch.no_grad():
+    ...     y = model(x).argmax(1)  # labels the model gets right
+    >>> res = SMARTAttack(model, "ntu25", steps=5)(x, y)
+    >>> tuple(res.x_adv.shape), int(res.grad_evals.max()) <= 5
+    ((4, 3, 8, 25, 1), True)
     """
 
     name = "smart"

@@ -97,6 +97,7 @@ class SquareAttack(Attack):
         result's ``forward_evals`` is the queries spent on each clip, ``grad_evals`` zero.
 
     Example:
+
     >>> import torch
     >>> from torch import nn
     >>> _ = torch.manual_seed(0)

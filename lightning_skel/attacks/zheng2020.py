@@ -75,6 +75,7 @@ class Zheng2020Attack(Attack):
     forward and backward passes (``grad_evals``) over ``max_iter`` outer steps (``iterations``).
 
     Example:
+
     >>> import torch
     >>> from torch import nn
     >>> _ = torch.manual_seed(0)

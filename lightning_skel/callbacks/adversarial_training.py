@@ -56,11 +56,11 @@ class AdversarialTraining(pl.Callback):
     logs ``train/adv_fraction``, ``train/adv_time_s`` and, in batch mode, ``train/adv_success`` and the mean
     sizes of the replaced clips' perturbations, in pool mode ``train/adv_pool_*``.
 
-    Example::
+    Example:
 
-        cb = AdversarialTraining({"name": "pgd", "eps": 0.02, "steps": 5}, ratio=0.5)
-        trainer = pl.Trainer(max_epochs=10, callbacks=[cb])
-        trainer.fit(system, datamodule=dm)
+    >>> cb = AdversarialTraining({"name": "pgd", "eps": 0.02, "steps": 5}, ratio=0.5, start_epoch=1)
+    >>> cb.attack_spec.name, cb.num_replaced(8), cb.active(0), cb.active(1)
+    ('pgd', 4, False, True)
     """
 
     def __init__(

@@ -28,10 +28,12 @@ def confusion_figure(cm: np.ndarray, class_names: list[str]) -> Figure:
         cm: ``(K, K)`` counts, ``cm[i, j]`` the clips of class ``i`` predicted ``j``.
         class_names: the ``K`` names, for the axes.
 
-    Example::
+    Example:
 
-        fig = confusion_figure(np.array([[5, 1], [0, 6]]), ["wave", "clap"])
-        save_figure(fig, Path("confusion_matrix.png"))
+    >>> import numpy as np
+    >>> fig = confusion_figure(np.array([[5, 1], [0, 6]]), ["wave", "clap"])
+    >>> [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    ['wave', 'clap']
     """
     k = len(class_names)
     norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
@@ -70,11 +72,11 @@ class ClassificationFigures(pl.Callback):
 
     It reads the system's ``confmat`` (a ``MulticlassConfusionMatrix``) and ``class_names``.
 
-    Example::
+    Example:
 
-        cb = ClassificationFigures("runs/demo/figures", num_clips=4)
-        trainer = pl.Trainer(max_epochs=10, callbacks=[cb])
-        trainer.fit(system, datamodule=dm)  # clips.png; trainer.test(...) writes the confusion matrix
+    >>> cb = ClassificationFigures("figures", num_clips=2)  # then pl.Trainer(callbacks=[cb])
+    >>> cb.out_dir.name, cb.num_clips
+    ('figures', 2)
     """
 
     def __init__(self, out_dir: str | os.PathLike, num_clips: int = 4) -> None:

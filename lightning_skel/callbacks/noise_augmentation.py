@@ -29,11 +29,11 @@ class GaussianNoiseAugmentation(pl.Callback):
         ratio: the fraction of each batch's clips given noise, in (0, 1] (default 1: all, as Cohen et al.).
         seed: the generator's seed (default 0).
 
-    Example::
+    Example:
 
-        noise = GaussianNoiseAugmentation(sigma=0.01, ratio=0.5)
-        trainer = pl.Trainer(callbacks=[noise], max_epochs=30)
-        trainer.fit(system, datamodule=dm)
+    >>> noise = GaussianNoiseAugmentation(sigma=0.01, ratio=0.5)  # then pl.Trainer(callbacks=[noise])
+    >>> noise.sigma, noise.num_noised(8)
+    (0.01, 4)
     """
 
     def __init__(self, sigma: float = 0.01, ratio: float = 1.0, seed: int = 0) -> None:

@@ -55,11 +55,11 @@ class RobustValidation(pl.Callback):
     Validation batches are ``(x (B, C, T, V, M), y (B,), lengths (B,), index (B,))`` in metres; it logs
     ``val/robust_acc_<name>``, ``val/clean_acc_subset``, ``val/robust_clips`` and ``val/robust_time_s``.
 
-    Example::
+    Example:
 
-        cb = RobustValidation({"pgd": {"name": "pgd", "eps": 0.02, "steps": 20}}, every_n_epochs=5)
-        trainer = pl.Trainer(max_epochs=20, callbacks=[cb, ModelCheckpoint(monitor="val/robust_acc_pgd")])
-        trainer.fit(system, datamodule=dm)
+    >>> cb = RobustValidation({"pgd": {"name": "pgd", "eps": 0.02, "steps": 20}}, every_n_epochs=5)
+    >>> list(cb.specs), cb.specs["pgd"].kwargs, cb.every_n_epochs, cb.num_samples
+    (['pgd'], {'eps': 0.02, 'steps': 20}, 5, 64)
     """
 
     def __init__(

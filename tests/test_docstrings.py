@@ -64,6 +64,10 @@ CHECKED = [
     "lightning_skel.attacks.spec",
     "lightning_skel.attacks.square",
     "lightning_skel.attacks.zheng2020",
+    "lightning_skel.callbacks.adversarial_training",
+    "lightning_skel.callbacks.figures",
+    "lightning_skel.callbacks.noise_augmentation",
+    "lightning_skel.callbacks.robust_validation",
 ]
 
 

@@ -545,11 +545,25 @@ class AttackRun:
     predictions, success, the classifier passes spent (``grad_evals``, ``forward_evals``) and the per-sample
     metrics; :meth:`merge` returns them in sample order.
 
-    Example::
+    Example:
 
-        run = AttackRun(classifier, "kinect20", AttackSpec.parse("pgd"), Path("runs/pgd"), spec={"ckpt": "..."})
-        run.run(x, y, lengths, index)  # x (N, C, T, V, M) windowed, y, lengths, index (N,)
-        arrays = run.merge(index)      # arrays["x_adv"] (N, C, T, V, M), arrays["success"] (N,), ...
+    >>> import torch
+    >>> from torch import nn
+    >>> _ = torch.manual_seed(0)
+    >>> model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 25, 5))
+    >>> x = torch.randn(4, 3, 8, 25, 1)  # windowed clips
+    >>> with torch.no_grad():
+    ...     y = model(x).argmax(1)
+    >>> lengths, index = torch.full((4,), 8), torch.arange(4)
+    >>> attack = AttackSpec.parse({"name": "pgd", "eps": 0.02, "steps": 3})
+    >>> run = AttackRun(model, "ntu25", attack, Path("runs/pgd"), spec={"run": "demo"}, batch_size=2)
+    >>> run.run(x, y, lengths, index)  # the batches it attacked; a rerun skips them
+    [0, 1]
+    >>> sorted(p.name for p in run.shard_dir.glob("*.npz"))
+    ['batch_000000.npz', 'batch_000001.npz']
+    >>> arrays = run.merge(index)
+    >>> arrays["x_adv"].shape, arrays["success"].shape
+    ((4, 3, 8, 25, 1), (4,))
     """
 
     classifier: nn.Module

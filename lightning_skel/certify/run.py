@@ -81,11 +81,34 @@ class CertifyRun(AttackRun):
     smoothing (:class:`SmoothedClassifier` of ``sigma`` metres, ``n0`` selection and ``n`` estimation
     samples at level ``alpha``, ``batch`` noisy copies per forward pass) in place of an attack.
 
-    Example::
+    Args:
+        classifier, layout, attack, out_dir, spec, batch_size: as :class:`AttackRun` (``classifier`` the
+            model smoothed, ``(N, C, T, V, M) -> (N, K)`` logits; ``layout`` the clips' layout name;
+            ``attack`` ``AttackSpec("smoothing")``, a label of the run).
+        seed: the run's seed (default 0), mixed with the batch's number into each batch's noise seed
+            (:meth:`batch_seed`).
+        emotion, num_classes: as :class:`AttackRun`, unused by certification (defaults None and 0).
+        sigma: the noise's standard deviation, metres (default 0.01).
+        n0: noisy copies per clip that select the top class (default 100).
+        n: noisy copies per clip that estimate its probability (default 1000).
+        alpha: the certificate's failure probability (default 0.001).
+        batch: noisy copies per forward pass (default 1000).
 
-        run = CertifyRun(model, "ntu25", AttackSpec("smoothing"), Path("runs/c"), spec, sigma=0.01, n=1000)
-        run.run(x, y, lengths, index)
-        merged = run.merge(index)  # prediction, radius_mm, p_lower, ... per clip
+    Example:
+
+    >>> import torch
+    >>> from torch import nn
+    >>> _ = torch.manual_seed(0)
+    >>> model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 25, 5))
+    >>> x, y = torch.randn(4, 3, 8, 25, 1), torch.tensor([0, 1, 2, 3])
+    >>> lengths, index = torch.full((4,), 8), torch.arange(4)
+    >>> run = CertifyRun(model, "ntu25", AttackSpec("smoothing"), Path("runs/c"), {"run": "demo"},
+    ...                  batch_size=2, sigma=0.01, n0=10, n=50, alpha=0.01, batch=50)
+    >>> run.run(x, y, lengths, index)  # the batches it certified
+    [0, 1]
+    >>> merged = run.merge(index)  # prediction, radius_mm, p_lower, ... per clip
+    >>> merged["prediction"].shape, merged["radius_mm"].shape
+    ((4,), (4,))
     """
 
     sigma: float = 0.01

@@ -127,7 +127,24 @@ def binomial_p_value(top: np.ndarray, second: np.ndarray) -> np.ndarray:
 @dataclass
 class Certificate:
     """What :meth:`SmoothedClassifier.certify` returns for N clips (tensors of shape ``(N,)``, on the device
-    of the clips)."""
+    of the clips).
+
+    Arguments:
+        prediction: long, the top class, or :data:`ABSTAIN` (-1).
+        radius: float, metres: the certified L2 radius over valid entries; NaN where abstaining.
+        p_lower: float: the Clopper-Pearson lower bound on the top class's probability.
+        count: long: votes for the selected class among the ``n`` estimation samples.
+        selected: long: the class the ``n0`` selection samples chose (kept where abstaining).
+
+    Example:
+
+    >>> import torch
+    >>> cert = Certificate(prediction=torch.tensor([2, ABSTAIN]), radius=torch.tensor([0.004, float("nan")]),
+    ...                    p_lower=torch.tensor([0.9, 0.4]), count=torch.tensor([95, 40]),
+    ...                    selected=torch.tensor([2, 1]))
+    >>> cert.abstain
+    tensor([False,  True])
+    """
 
     prediction: Tensor  # long: the top class, or ABSTAIN (-1)
     radius: Tensor  # float, metres: the certified L2 radius over valid entries; NaN where abstaining
@@ -157,11 +174,19 @@ class SmoothedClassifier:
         - x: ``(N, C, T, V, M)`` (``(N, C + 1, T, V, M)`` with a score channel); lengths: ``(N,)``, default T.
         - output: ``(N,)`` labels (:data:`ABSTAIN` where abstaining), or a :class:`Certificate`.
 
-    Example::
+    Example:
 
-        smooth = SmoothedClassifier(model, sigma=0.01)
-        cert = smooth.certify(x, lengths, n0=100, n=1000, alpha=0.001)
-        ok = (cert.prediction == y) & (cert.radius >= 0.005)  # certified correct within 5 mm
+    >>> import torch
+    >>> from torch import nn
+    >>> _ = torch.manual_seed(0)
+    >>> model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 25, 5))
+    >>> x = torch.randn(4, 3, 8, 25, 1)
+    >>> smooth = SmoothedClassifier(model, sigma=0.01, batch=50)
+    >>> cert = smooth.certify(x, n0=10, n=50, alpha=0.01)  # lengths default T
+    >>> cert.prediction.shape, cert.radius.shape, int(cert.count.max()) <= 50
+    (torch.Size([4]), torch.Size([4]), True)
+    >>> smooth.predict(x, n=50, alpha=0.01).shape
+    torch.Size([4])
     """
 
     def __init__(self, model: nn.Module, sigma: float, batch: int = 1000) -> None:

@@ -27,12 +27,13 @@ class CheckpointError(ValueError):
     """A checkpoint that is not what the run needs (wrong kind, wrong layout, unreadable, unsafe). Its message
     starts with the config key the file came from and the path; train.py and attack.py print it as one line.
 
-    Example::
+    Example:
 
-        try:
-            load_classifier("runs/x/checkpoints/last.ckpt")
-        except CheckpointError as e:
-            print(e)  # ckpt runs/x/checkpoints/last.ckpt: no such file
+    >>> try:
+    ...     load_checkpoint("runs/x/checkpoints/last.ckpt", "ckpt")
+    ... except CheckpointError as e:
+    ...     print(e)
+    ckpt runs/x/checkpoints/last.ckpt: no such file
     """
 
 
@@ -91,10 +92,14 @@ class SafeCheckpointIO(TorchCheckpointIO):
     onto it: Lightning's own stage the file in ``$TMPDIR`` and, when that is another filesystem, copy it over
     the target in place, where a kill or a full disk leaves it truncated.
 
-    Example::
+    Example:
 
-        trainer = pl.Trainer(max_epochs=10, plugins=[SafeCheckpointIO()])
-        trainer.fit(system, datamodule=dm, ckpt_path="runs/demo/checkpoints/last.ckpt")
+    >>> import torch
+    >>> io = SafeCheckpointIO()  # pl.Trainer(plugins=[io]) reads and writes through it
+    >>> io.save_checkpoint({"epoch": 3, "state_dict": {"w": torch.ones(2)}}, "last.ckpt")
+    >>> ckpt = io.load_checkpoint("last.ckpt")
+    >>> ckpt["epoch"], ckpt["state_dict"]["w"].shape
+    (3, torch.Size([2]))
     """
 
     def load_checkpoint(

@@ -46,7 +46,18 @@ log = logging.getLogger(__name__)
 class LightningNoise(logging.Filter):
     """Quiets Lightning's per-Trainer chatter: drops its advertising tips, the stepping-batches note and
     the restore line that the "Loaded model weights" line repeats, and lets each device-availability and
-    seed line through once per process (a demo builds eight Trainers)."""
+    seed line through once per process (a demo builds eight Trainers). It takes no arguments; this module
+    adds one to each of Lightning's rank-zero and seed loggers.
+
+    Example:
+
+    >>> import logging
+    >>> noise = LightningNoise()
+    >>> def record(msg):
+    ...     return logging.LogRecord("lightning", logging.INFO, __file__, 0, msg, None, None)
+    >>> [noise.filter(record(m)) for m in ("Seed set to 0", "Seed set to 0", "💡 Tip: try this", "Epoch 1")]
+    [True, False, False, True]
+    """
 
     DROP = ("💡 Tip", "Loading `train_dataloader` to estimate", "Restoring states from the checkpoint path")
     ONCE = ("GPU available", "TPU available", "HPU available", "Seed set to")

@@ -57,11 +57,15 @@ class ClassificationSystem(pl.LightningModule):
     ``forward(x (N, C, T, V, M)) -> (N, K)`` logits, ``x`` in metres. It logs ``{train,val,test}/loss``,
     ``/acc``, ``/acc_top5`` per epoch and ``val/select`` (``val/acc``, ties broken by the lower loss).
 
-    Example::
+    Example:
 
-        system = ClassificationSystem("hcn", 27, "kinect20", model_kwargs={"variant": "compact"})
-        pl.Trainer(max_epochs=10).fit(system, datamodule=dm)
-        logits = system.eval()(x)  # x (N, 3, T, 20, 2) -> (N, 27)
+    >>> import torch
+    >>> _ = torch.manual_seed(0)
+    >>> system = ClassificationSystem("hcn", 5, "kinect20", class_names=list("abcde"), num_persons=1,
+    ...                               window=16, model_kwargs={"variant": "compact", "width": 8, "feature_dim": 16})
+    >>> x = torch.randn(2, 3, 16, 20, 1)  # (N, C, T, V, M) in metres; then pl.Trainer().fit(system, dm)
+    >>> system.eval()(x).shape, system.class_names
+    (torch.Size([2, 5]), ['a', 'b', 'c', 'd', 'e'])
     """
 
     def __init__(

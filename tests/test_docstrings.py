@@ -68,6 +68,7 @@ CHECKED = [
     "lightning_skel.callbacks.figures",
     "lightning_skel.callbacks.noise_augmentation",
     "lightning_skel.callbacks.robust_validation",
+    "lightning_skel.systems.classification",
 ]
 
 

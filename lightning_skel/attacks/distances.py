@@ -33,7 +33,14 @@ SPEED_EPS = 5e-3  # metres per frame (0.15 m/s at 30 fps): below this a joint co
 
 
 def masked_mean(values: Tensor, mask: Tensor) -> Tensor:
-    """Mean over all non-batch dims of ``values`` where ``mask`` (broadcastable) is true: ``(N,)``."""
+    """Mean over all non-batch dims of ``values`` where ``mask`` (broadcastable) is true: ``(N,)``.
+
+    Example:
+
+    >>> values = torch.tensor([[1.0, 2.0, 9.0], [4.0, 4.0, 4.0]])
+    >>> masked_mean(values, torch.tensor([[True, True, False]]))
+    tensor([1.5000, 4.0000])
+    """
     m = mask.to(values.dtype).expand_as(values)
     dims = tuple(range(1, values.dim()))
     return (values * m).sum(dims) / m.sum(dims).clamp_min(1.0)
@@ -285,7 +292,16 @@ def active_rows(slope: Tensor, gather_rows: bool = True) -> Tensor | None:
     computed (``None``) on a GPU, where finding the rows makes the host wait for the device, which costs
     more than the arithmetic it saves, and where ``gather_rows`` is false: code traced by torch.compile
     passes that, its graph being unable to depend on the data. Either way the values are the same: the
-    gathered rows' arithmetic is the full one's, row by row."""
+    gathered rows' arithmetic is the full one's, row by row.
+
+    Example:
+
+    >>> slope = torch.tensor([[0.0, 0.0], [0.0, 0.5], [0.0, 0.0]])
+    >>> active_rows(slope)
+    tensor([1])
+    >>> active_rows(slope, gather_rows=False) is None  # every clip
+    True
+    """
     if not gather_rows or slope.device.type != "cpu":
         return None
     active = slope.flatten(1).ne(0).any(1)

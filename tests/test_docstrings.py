@@ -60,6 +60,7 @@ CHECKED = [
     "lightning_skel.utils",
     "lightning_skel.attacks.autoattack",
     "lightning_skel.attacks.cw",
+    "lightning_skel.attacks.distances",
     "lightning_skel.attacks.mifgsm",
     "lightning_skel.attacks.spec",
     "lightning_skel.attacks.square",

@@ -55,7 +55,14 @@ def spine_joints(layout: str | Layout) -> tuple[int, ...]:
 
 def joint_weights(layout: str | Layout, dtype: torch.dtype = torch.float32, device=None) -> Tensor:
     """``(V,)`` SMART's joint weights on ``layout``: ``SPINE_WEIGHT`` (0.04) on :func:`spine_joints`,
-    ``JOINT_WEIGHT`` (0.02) elsewhere, as the authors' ``perceptualLoss`` weights their skeleton."""
+    ``JOINT_WEIGHT`` (0.02) elsewhere, as the authors' ``perceptualLoss`` weights their skeleton.
+
+    Example:
+
+    >>> w = joint_weights("kinect20")
+    >>> w.shape, (w > 0.03).nonzero().flatten().tolist()  # the spine joints weigh double
+    (torch.Size([20]), [0, 1, 2, 3])
+    """
     layout = get_layout(layout)
     w = torch.full((layout.num_joints,), JOINT_WEIGHT, dtype=dtype, device=device)
     w[list(spine_joints(layout))] = SPINE_WEIGHT
@@ -69,6 +76,14 @@ def per_frame_unit(g: Tensor) -> Tensor:
     The norm is taken of ``g`` divided by its largest magnitude in the frame, so that a gradient of 1e-20
     (a softmax saturated at 1.0 in float32), whose squares underflow, still comes out of unit norm: the
     authors divide by ``norm + 1e-18``, which holds down to gradients of about 1e-18 only.
+
+    Example:
+
+    >>> _ = torch.manual_seed(0)
+    >>> g = torch.randn(2, 3, 4, 5, 1)
+    >>> g[:, :, 0] = 0  # a frame without gradient
+    >>> per_frame_unit(1e-20 * g).pow(2).sum((1, 3, 4)).round().int().tolist()  # squared norm per frame
+    [[0, 1, 1, 1], [0, 1, 1, 1]]
     """
     scale = g.abs().amax((1, 3, 4), keepdim=True)
     u = g / torch.where(scale > 0, scale, torch.ones_like(scale))
@@ -79,7 +94,14 @@ def per_frame_unit(g: Tensor) -> Tensor:
 
 def clip_update(step: Tensor, bound: float) -> Tensor:
     """``step (N, ...)`` with every sample whose L2 norm exceeds ``bound`` rescaled to norm ``bound`` (its
-    direction kept), as the authors' ``attack`` does with ``clippingThreshold``."""
+    direction kept), as the authors' ``attack`` does with ``clippingThreshold``.
+
+    Example:
+
+    >>> clip_update(torch.tensor([[3.0, 4.0], [0.3, 0.4]]), 1.0)  # norms 5 and 0.5
+    tensor([[0.6000, 0.8000],
+            [0.3000, 0.4000]])
+    """
     norm = step.flatten(1).norm(dim=1).view((-1,) + (1,) * (step.dim() - 1))
     return step * (bound / norm.clamp_min(bound))
 

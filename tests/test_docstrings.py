@@ -62,6 +62,7 @@ CHECKED = [
     "lightning_skel.attacks.cw",
     "lightning_skel.attacks.distances",
     "lightning_skel.attacks.mifgsm",
+    "lightning_skel.attacks.smart",
     "lightning_skel.attacks.spec",
     "lightning_skel.attacks.square",
     "lightning_skel.attacks.zheng2020",

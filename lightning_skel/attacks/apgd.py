@@ -37,19 +37,42 @@ def _rows(v: Tensor, like: Tensor) -> Tensor:
 
 
 def ball_norm(d: Tensor, norm: str) -> Tensor:
-    """``(N,)``: the L-infinity or L2 norm of each sample of ``d (N, ...)``."""
+    """``(N,)``: the L-infinity or L2 norm of each sample of ``d (N, ...)``.
+
+    Example:
+
+    >>> d = torch.tensor([[3.0, -4.0], [1.0, 0.0]])
+    >>> ball_norm(d, "linf").tolist(), ball_norm(d, "l2").tolist()
+    ([4.0, 1.0], [5.0, 1.0])
+    """
     flat = d.flatten(1)
     return flat.abs().amax(1) if norm == "linf" else flat.pow(2).sum(1).sqrt()
 
 
 def ball_unit(d: Tensor, norm: str) -> Tensor:
-    """``d`` scaled to unit norm per sample (a zero sample stays zero)."""
+    """``d`` scaled to unit norm per sample (a zero sample stays zero).
+
+    Example:
+
+    >>> u = ball_unit(torch.tensor([[3.0, 4.0], [0.0, 0.0]]), "l2")
+    >>> ball_norm(u, "l2").round().int().tolist()
+    [1, 0]
+    """
     return d / (_rows(ball_norm(d, norm), d) + 1e-12)
 
 
 def ball_project(d: Tensor, eps: float, norm: str) -> Tensor:
     """The projection of the perturbations ``d (N, ...)`` onto the ball of radius ``eps``. Entries that are
-    zero stay zero, so a masked perturbation stays masked and its norm is over the valid entries."""
+    zero stay zero, so a masked perturbation stays masked and its norm is over the valid entries.
+
+    Example:
+
+    >>> d = torch.tensor([[3.0, 4.0], [0.5, 0.0]])
+    >>> ball_project(d, 1.0, "linf").tolist()
+    [[1.0, 1.0], [0.5, 0.0]]
+    >>> (10 * ball_norm(ball_project(d, 1.0, "l2"), "l2")).round().int().tolist()  # norms 5 and 0.5
+    [10, 5]
+    """
     if norm == "linf":
         return d.clamp(-eps, eps)
     size = ball_norm(d, "l2")
@@ -59,7 +82,15 @@ def ball_project(d: Tensor, eps: float, norm: str) -> Tensor:
 def ball_start(x: Tensor, maskf: Tensor, eps: float, norm: str, gen: torch.Generator | None) -> Tensor:
     """The authors' random start for ``x (N, C, T, V, M)``: a point on the sphere of radius ``eps`` over the
     valid entries ``maskf (N, 1, T, 1, M)``, from uniform noise scaled to L-infinity norm ``eps`` or Gaussian
-    noise scaled to L2 norm ``eps``; drawn on the CPU from ``gen`` (None: torch's global generator)."""
+    noise scaled to L2 norm ``eps``; drawn on the CPU from ``gen`` (None: torch's global generator).
+
+    Example:
+
+    >>> x, maskf = torch.zeros(2, 3, 4, 5, 1), torch.ones(2, 1, 4, 1, 1)
+    >>> d = ball_start(x, maskf, 0.02, "l2", generator(0))
+    >>> d.shape, torch.allclose(ball_norm(d, "l2"), torch.full((2,), 0.02))
+    (torch.Size([2, 3, 4, 5, 1]), True)
+    """
     if norm == "linf":
         noise = 2 * torch.rand(x.shape, generator=gen, dtype=x.dtype) - 1
     else:
@@ -69,7 +100,14 @@ def ball_start(x: Tensor, maskf: Tensor, eps: float, norm: str, gen: torch.Gener
 
 def dlr_loss(logits: Tensor, y: Tensor) -> Tensor:
     """The untargeted DLR loss ``(N,)``: ``-(Z_y - max_{j!=y} Z_j) / (Z_pi1 - Z_pi3)``, with ``Z_pi`` the
-    logits sorted in decreasing order (needs 3 classes or more)."""
+    logits sorted in decreasing order (needs 3 classes or more).
+
+    Example:
+
+    >>> logits = torch.tensor([[4.0, 2.0, 0.0], [4.0, 2.0, 0.0]])
+    >>> dlr_loss(logits, torch.tensor([0, 1])).tolist()  # right, then wrong
+    [-0.5, 0.5]
+    """
     top = logits.sort(1, descending=True).values
     own = logits.gather(1, y[:, None]).squeeze(1)
     other = logits.masked_fill(nn.functional.one_hot(y, logits.shape[1]).bool(), float("-inf")).amax(1)
@@ -78,7 +116,14 @@ def dlr_loss(logits: Tensor, y: Tensor) -> Tensor:
 
 def dlr_loss_targeted(logits: Tensor, y: Tensor, target: Tensor) -> Tensor:
     """The targeted DLR loss ``(N,)``: ``-(Z_y - Z_t) / (Z_pi1 - (Z_pi3 + Z_pi4) / 2)`` (needs 4 classes or
-    more)."""
+    more).
+
+    Example:
+
+    >>> logits = torch.tensor([[4.0, 2.0, 1.0, -1.0]])
+    >>> dlr_loss_targeted(logits, torch.tensor([0]), torch.tensor([1])).tolist()  # -(4 - 2) / (4 - 0)
+    [-0.5]
+    """
     top = logits.sort(1, descending=True).values
     own = logits.gather(1, y[:, None]).squeeze(1)
     aim = logits.gather(1, target[:, None]).squeeze(1)
@@ -86,7 +131,13 @@ def dlr_loss_targeted(logits: Tensor, y: Tensor, target: Tensor) -> Tensor:
 
 
 def generator(seed: int | None) -> torch.Generator | None:
-    """A CPU generator seeded with ``seed``, or None (torch's global generator) for ``seed=None``."""
+    """A CPU generator seeded with ``seed``, or None (torch's global generator) for ``seed=None``.
+
+    Example:
+
+    >>> generator(None) is None, torch.equal(torch.rand(3, generator=generator(0)), torch.rand(3, generator=generator(0)))
+    (True, True)
+    """
     return None if seed is None else torch.Generator(device="cpu").manual_seed(seed)
 
 

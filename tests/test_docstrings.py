@@ -58,6 +58,7 @@ CHECKED = [
     "lightning_skel.report",
     "lightning_skel.viz",
     "lightning_skel.utils",
+    "lightning_skel.attacks.apgd",
     "lightning_skel.attacks.autoattack",
     "lightning_skel.attacks.cw",
     "lightning_skel.attacks.distances",

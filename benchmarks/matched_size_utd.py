@@ -1,23 +1,28 @@
-"""ADMM against SMART and PGD at matched perturbation size on UTD-MHAD cross-subject (issue: the ADMM attack).
+"""ADMM against PGD, SMART and Zheng et al. at matched perturbation size on UTD-MHAD cross-subject (issue: the
+ADMM attack).
 
 docs/METHOD.md section 5: "a comparison either tunes each method to the same median ``rms_mm``, or plots each
 dynamic metric against ``rms_mm`` across a sweep". Each baseline is run over a sweep of its size knob
-(PGD: the L-infinity radius ``eps``; SMART: its step ``lr``, which sets how far it overshoots the decision
-boundary), giving curves of ``delta_bone``, ``delta_angle_deg`` and ``delta_speed`` (means over the fooled
-clips) against the median ``rms_mm``. Each ADMM configuration is one point; the baselines' curves are
-interpolated (linearly, between the two sweep points that bracket it) at ADMM's median ``rms_mm``, and the
-ratio ADMM / baseline is reported: the issue asks for at most 1/3 on bone length and at most 1/2 on angle
-and speed. A point outside a baseline's sweep is reported as not bracketed, never extrapolated.
+(PGD: the L-infinity radius ``eps``; SMART, as its authors define it: its step ``lr``, which sets how far it
+overshoots the decision boundary; Zheng et al. 2020: its Adam step ``lr``, which with its fixed
+``max_iter * inner_steps`` steps bounds how far ``x'`` can travel), giving curves of ``delta_bone``,
+``delta_angle_deg``, ``delta_speed`` and ``delta_acc_mm`` (means over the fooled clips) against the median
+``rms_mm``. Each ADMM configuration is one point; the baselines' curves are interpolated (linearly, between
+the two sweep points that bracket it) at ADMM's median ``rms_mm``, and the ratio ADMM / baseline is
+reported: the aims are at most 1/3 on bone length and at most 1/2 on angle, speed and acceleration.
+A point outside a baseline's sweep is reported as not bracketed, never extrapolated.
 
 Every run is an ``attack.py`` run on the same test clips (``--limit``), resumable (finished runs are read
 back from their ``metrics.json``). The ADMM points are the attack benchmark's runs of the same names
 (``--admm-runs``, ``benchmarks/attack_utd.py``'s run folder, with the same ``NAME=`` per checkpoint), run
-here only where that benchmark has not run them. Writes a JSON of every point and ratio, and a figure of
-the curves.
+here only where that benchmark has not run them. ``--sweep`` replaces a baseline's sweep values (e.g. fewer
+points on a heavy classifier); each point records its knob. Writes a JSON of every point and ratio, and a
+figure of the curves per classifier (``matched_size_<NAME>[_<subset>][<--tag>].png``).
 
     .venv/bin/python benchmarks/matched_size_utd.py --ckpt hcn=runs/bench_utd/utd_hcn/checkpoints/last.ckpt \
         [--limit 64] [--batch-size 32] [--subset first|spread] [--split test|train] \
-        [--variant admm_strict_bone20 attack=admm_strict attack.weights.bone=20]
+        [--variant admm_strict_bone20 attack=admm_strict attack.weights.bone=20] \
+        [--sweep zheng2020 0.00003 0.0001 0.001] [--tag _authors_smart]
 """
 
 from __future__ import annotations
@@ -38,15 +43,16 @@ from common import (
     subset_suffix,
 )
 
-METRICS = ("delta_bone", "delta_angle_deg", "delta_speed")
-TARGET_RATIO = {"delta_bone": 1 / 3, "delta_angle_deg": 1 / 2, "delta_speed": 1 / 2}
+METRICS = ("delta_bone", "delta_angle_deg", "delta_speed", "delta_acc_mm")
+TARGET_RATIO = {"delta_bone": 1 / 3, "delta_angle_deg": 1 / 2, "delta_speed": 1 / 2, "delta_acc_mm": 1 / 2}
 ADMM: dict[str, list[str]] = {
     "admm": ["attack=admm"],
     "admm_strict": ["attack=admm_strict"],
 }
 SWEEPS: dict[str, tuple[str, list[float]]] = {
     "pgd": ("eps", [0.002, 0.003, 0.005, 0.008, 0.012, 0.02]),
-    "smart": ("lr", [0.003, 0.01, 0.03, 0.1, 0.3]),
+    "smart": ("lr", [0.001, 0.003, 0.01, 0.03, 0.1, 0.3]),
+    "zheng2020": ("lr", [0.00001, 0.00002, 0.00003, 0.0001, 0.001]),
 }
 
 
@@ -118,8 +124,20 @@ def main() -> int:
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "bench_matched")
     parser.add_argument("--admm-runs", type=Path, default=ROOT / "runs" / "bench_attack",
                         help="where the ADMM runs are (attack_utd.py's --runs)")  # fmt: skip
+    parser.add_argument("--sweep", nargs="+", action="append", default=[], metavar=("ATTACK", "VALUE"),
+                        help="a baseline's sweep values instead of the default ones: its name, then the values "
+                        f"of its knob ({', '.join(f'{a}: {k}' for a, (k, _) in SWEEPS.items())})")  # fmt: skip
+    parser.add_argument("--tag", default="", help="appended to the figures' names, e.g. _authors_smart")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "matched_size_utd.json")
     args = parser.parse_args()
+    sweeps = dict(SWEEPS)
+    for attack, *values in args.sweep:
+        if attack not in SWEEPS or not values:
+            parser.error(f"--sweep {attack}: give one of {sorted(SWEEPS)}, then its knob's values")
+        try:
+            sweeps[attack] = (SWEEPS[attack][0], sorted(float(v) for v in values))
+        except ValueError:
+            parser.error(f"--sweep {attack} {' '.join(values)}: the values must be numbers")
     ckpts = named_ckpts(parser, args.ckpt)
     variants = dict(ADMM)
     for name, *overrides in args.variant:
@@ -139,11 +157,12 @@ def main() -> int:
             f"subset={args.subset}",
             f"data.split={args.split}",
         ]
-        row = results[model] = {"admm": {}, "sweeps": {}, "compare": {}}  # rebuilt from the runs on disk
+        # rebuilt from the runs on disk
+        row = results[model] = {"limit": args.limit, "admm": {}, "sweeps": {}, "compare": {}}
         for name, overrides in variants.items():
             row["admm"][name] = _numbers(attacked(args.admm_runs / model / name, [*common, *overrides]))
             save()
-        for attack, (knob, values) in SWEEPS.items():
+        for attack, (knob, values) in sweeps.items():
             row["sweeps"][attack] = [
                 {knob: v, **_numbers(attacked(args.runs / model / f"{attack}_{knob}{v:g}",
                                               [*common, f"attack={attack}", f"attack.{knob}={v}"]))}
@@ -151,11 +170,11 @@ def main() -> int:
             ]  # fmt: skip
             save()
         row["compare"] = {
-            name: {attack: compare(res, row["sweeps"][attack]) for attack in SWEEPS}
+            name: {attack: compare(res, row["sweeps"][attack]) for attack in sweeps}
             for name, res in row["admm"].items()
         }
         save()
-        suffix = subset_suffix(args.subset)
+        suffix = subset_suffix(args.subset) + args.tag
         figure(model, row["admm"], row["sweeps"], args.out.with_name(f"matched_size_{model}{suffix}.png"))
         for name, per_attack in row["compare"].items():
             for attack, cmp in per_attack.items():

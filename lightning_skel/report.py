@@ -127,7 +127,8 @@ def histogram_figure(merged: dict[str, np.ndarray]) -> Figure:
     won = merged["success"] & merged["attacked"]
     fig = Figure(figsize=(9, 6))
     for ax, (key, label) in zip(fig.subplots(2, 2).flat, HISTOGRAMS, strict=True):
-        values = merged.get(f"m_{key}", np.zeros(0))[won]
+        # float64: float32 values a few ulps apart have too narrow a range for float32 bin edges
+        values = merged.get(f"m_{key}", np.zeros(0))[won].astype(np.float64)
         if values.size:
             ax.hist(values, bins=min(30, max(5, values.size // 3)), color="tab:blue", alpha=0.8)
             ax.axvline(median(values), color="k", ls="--", lw=1, label=f"median {median(values):.3g}")

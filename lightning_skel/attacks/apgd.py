@@ -321,18 +321,24 @@ class APGDAttack(Attack):
                 best = torch.where(better.view(view), delta, best)
                 g_best = torch.where(better.view(view), g, g_best)
                 loss_best = torch.where(better, loss, loss_best)
-                h = i + 1
-                if h in previous:  # a checkpoint: the paper's two conditions since the last one
-                    window = h - previous[h]
-                    rises = (history[previous[h] + 1 : h + 1] > history[previous[h] : h]).sum(0)
-                    oscillating = rises <= window * self.rho
-                    stalled = ~halved & (best_at_check >= loss_best)
-                    halved = oscillating | stalled
+                if i + 1 in previous:  # a checkpoint: the paper's two conditions since the last one
+                    halved = self._halve(history, previous[i + 1], i + 1, halved, best_at_check, loss_best)
                     best_at_check = loss_best.clone()
                     step = torch.where(halved, step / 2, step)
                     delta = torch.where(halved.view(view), best, delta)
                     g = torch.where(halved.view(view), g_best, g)
         return torch.where(fooled.view(view), adv, best), fooled, loss_best, step
+
+    def _halve(
+        self, history: Tensor, start: int, end: int, halved: Tensor, best_at_check: Tensor, loss_best: Tensor
+    ) -> Tensor:
+        """``(n,)``: the clips whose step halves at checkpoint ``end`` (the last one at ``start``): the loss
+        rose at most ``rho`` of the iterations since, or the step was not halved last time and the best loss
+        has not risen since (Croce & Hein 2020, section 3.2)."""
+        rises = (history[start + 1 : end + 1] > history[start:end]).sum(0)
+        oscillating = rises <= (end - start) * self.rho
+        stalled = ~halved & (best_at_check >= loss_best)
+        return oscillating | stalled
 
     def attack(self, x: Tensor, y: Tensor, lengths: Tensor, target: Tensor | None) -> AttackResult:
         n, dev = x.shape[0], x.device

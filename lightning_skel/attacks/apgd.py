@@ -278,11 +278,10 @@ class APGDAttack(Attack):
         success_label: Tensor,
         gen: torch.Generator | None,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """One run of APGD from a random start on the clips ``rows`` of the call (``x``, ``maskf``, ``y``
-        theirs). ``aim`` is the loss's target (None: untargeted loss); a clip is fooled when its label
-        differs from ``success_label`` (untargeted, APGD-T) or equals it (targeted). Returns the perturbation
-        ``(n, C, T, V, M)``, the last fooling iterate's or else the highest-loss one's, whether it fooled,
-        the best loss and the last step size (metres)."""
+        """One APGD run from a random start on the call's clips ``rows``. ``aim``: the loss's target (None:
+        untargeted); fooled: a label other than ``success_label`` (untargeted, APGD-T), or it (targeted).
+        Returns the perturbation ``(n, C, T, V, M)`` (the last fooling iterate, else the highest-loss one),
+        whether it fooled, the best loss and the last step size (metres)."""
         n, eps, norm = x.shape[0], self.eps, self.norm
         view = (-1, 1, 1, 1, 1)
 

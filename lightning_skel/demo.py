@@ -67,6 +67,7 @@ def _train(cfg: DictConfig) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``make demo``: train, attack, fine-tune adversarially and attack again, on generated motion."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     # the closing lines say where the W&B runs are, once for all eight runs
     logging.getLogger("lightning_skel.run").addFilter(

@@ -262,6 +262,7 @@ def add_to_run(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command line: ``python -m lightning_skel.transfer CLIPS.npz [NAME=]CKPT ...`` (module docstring)."""
     parser = argparse.ArgumentParser(
         prog="python -m lightning_skel.transfer", description=__doc__.splitlines()[0]
     )

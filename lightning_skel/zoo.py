@@ -36,6 +36,7 @@ WHITEBOX = ("success_rate", "grad_evals", "forward_evals", "rms_mm_median", "lin
 
 
 def read_json(path: Path) -> dict[str, Any]:
+    """A finished run's JSON file."""
     return json.loads(path.read_text())
 
 

@@ -270,7 +270,8 @@ def test_ddp_two_processes_with_adversarial_training_and_robust_validation(tmp_p
             "callbacks.robust_validation.every_n_epochs=1",
             "callbacks.robust_validation.num_samples=6",
             "callbacks.robust_validation.attacks.admm.max_iter=2",
-            "callbacks.robust_validation.attacks.pgd.steps=2",
+            "callbacks.robust_validation.attacks.autoattack.n_iter=2",
+            "callbacks.robust_validation.attacks.autoattack.n_queries=2",
             "callbacks.figures=null",
             "trainer.max_epochs=1",
             "trainer.strategy=ddp",
@@ -286,6 +287,7 @@ def test_ddp_two_processes_with_adversarial_training_and_robust_validation(tmp_p
     (val,) = [r for r in rows if r.get("val/robust_clips")]
     assert float(val["val/robust_clips"]) == 6  # 3 clips on each rank, summed
     assert float(val["val/robust_acc_admm"]) <= float(val["val/clean_acc_subset"])
+    assert float(val["val/robust_acc_autoattack"]) <= float(val["val/clean_acc_subset"])
 
 
 @pytest.mark.numerics

@@ -170,7 +170,7 @@ def settings(obj) -> dict:
 BEFORE = {
     "adv_training": ("admm", {"max_iter": 10, "lr": 0.003, "c_growth": 1.5, "patience": 1}),
     "robust_validation.admm": ("admm", {"max_iter": 20, "c_growth": 1.5}),
-    "robust_validation.pgd": ("pgd", {"eps": 0.02, "steps": 20}),
+    "robust_validation.autoattack": ("autoattack", {"eps": 0.02, "version": "standard"}),
 }
 
 
@@ -198,7 +198,7 @@ def test_callback_attacks_compose_to_the_settings_they_always_had():
     }
     assert built["AdversarialTraining"].attack_spec == AttackSpec.parse(composed["adv_training"])
     assert built["RobustValidation"].specs == {
-        k: AttackSpec.parse(composed[f"robust_validation.{k}"]) for k in ("admm", "pgd")
+        k: AttackSpec.parse(composed[f"robust_validation.{k}"]) for k in ("admm", "autoattack")
     }
 
 
@@ -211,8 +211,8 @@ def test_callback_attacks_compose_to_the_settings_they_always_had():
             ("adv_training", "attack"),
         ),
         (
-            ["callbacks=adv_training", "attack@callbacks.robust_validation.attacks.pgd=cw"],
-            ("robust_validation", "attacks", "pgd"),
+            ["callbacks=adv_training", "attack@callbacks.robust_validation.attacks.autoattack=pgd"],
+            ("robust_validation", "attacks", "autoattack"),
         ),
     ],
 )

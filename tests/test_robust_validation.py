@@ -111,7 +111,7 @@ def test_bad_arguments_are_refused_at_construction():
 
 def test_attacks_by_name_or_by_the_key_their_metrics_take():
     """A list names each attack's metric by its attack; a mapping by its key (two settings of one attack);
-    null entries, of attacks or budgets, are off; no attacks: ADMM and PGD at their classes' defaults."""
+    null entries, of attacks or budgets, are off; no attacks: ADMM and AutoAttack at their classes' defaults."""
     listed = RobustValidation(["pgd", {"name": "admm", "max_iter": 3}])
     assert {k: (s.name, s.kwargs) for k, s in listed.specs.items()} == {
         "pgd": ("pgd", {}),
@@ -125,7 +125,7 @@ def test_attacks_by_name_or_by_the_key_their_metrics_take():
     assert keyed.budgets == {"pgd_1cm": ("linf_mm", 10.0)}
     assert {k: (s.name, s.kwargs) for k, s in RobustValidation().specs.items()} == {
         "admm": ("admm", {}),
-        "pgd": ("pgd", {}),
+        "autoattack": ("autoattack", {}),
     }
 
 

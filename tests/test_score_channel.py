@@ -241,7 +241,8 @@ def trained(tmp_path_factory):
         "callbacks=adv_training", "attack@callbacks.adv_training.attack=pgd", "callbacks.adv_training.attack.steps=1",
         "callbacks.adv_training.start_epoch=19",
         "callbacks.robust_validation.every_n_epochs=10", "callbacks.robust_validation.num_samples=4",
-        "callbacks.robust_validation.attacks.admm=null", "callbacks.robust_validation.attacks.pgd.steps=1",
+        "callbacks.robust_validation.attacks.admm=null", "callbacks.robust_validation.attacks.autoattack=null",
+        "+attack@callbacks.robust_validation.attacks.pgd=pgd", "callbacks.robust_validation.attacks.pgd.steps=1",
         "callbacks.robust_validation.budgets.admm=null", "+callbacks.robust_validation.budgets.pgd={linf_mm:20}",
     ]  # fmt: skip
     with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):

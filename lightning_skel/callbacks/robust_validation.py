@@ -44,7 +44,7 @@ class RobustValidation(pl.Callback):
         attacks: the attacks, each an attack spec (an entry of configs/attack, a mapping with ``name`` and its
             settings, or a registered name; :class:`~lightning_skel.attacks.spec.AttackSpec`), untargeted: a
             mapping from the name its metric takes (``val/robust_acc_<name>``) to its spec, a null entry being
-            off, or a list named by each spec's attack. Default: ADMM and PGD at their classes' defaults.
+            off, or a list named by each spec's attack. Default: ADMM and AutoAttack at their classes' defaults (AutoAttack: 2 cm L-infinity ball).
         every_n_epochs: validation epochs between measurements, >= 1 (default 1): those where
             ``(epoch + 1) % every_n_epochs == 0``.
         num_samples: validation clips attacked, the first ones, >= 1 (default 64); each rank its share.
@@ -76,7 +76,7 @@ class RobustValidation(pl.Callback):
             "every_n_epochs": (every_n_epochs, every_n_epochs >= 1, ">= 1"),
             "num_samples": (num_samples, num_samples >= 1, ">= 1"),
         })  # fmt: skip
-        self.specs = _specs(("admm", "pgd") if attacks is None else attacks)
+        self.specs = _specs(("admm", "autoattack") if attacks is None else attacks)
         self.budgets: dict[str, tuple[str, float]] = {}
         for name, budget in (budgets or {}).items():
             if budget is None:

@@ -6,9 +6,10 @@ costs hours): ADMM adversarial training per batch and from a pool (``callbacks=a
 regenerated every 2 epochs, its default, and every epoch: ``admm_at_pool_r1``), PGD-AT and
 TRADES (``robust_training.name``, ``beta`` 6 and 1), and as a control the same fine-tuning on clean clips
 (``clean_ft``). Every checkpoint (the standard one included) is then attacked on the same ``--limit`` test
-clips with the same budgets: ADMM at its fixed c for 30 outer steps, and PGD for 20 steps
-in each L-infinity ball of ``--linf-budgets`` (millimetres); the table gives clean accuracy and robust
-accuracy (accuracy on the attacked clips over all evaluated clips). ADMM is a minimum-distance attack that
+clips with the same budgets: ADMM at its fixed c for 30 outer steps, and in each L-infinity ball of
+``--linf-budgets`` (millimetres) the strong attacks of ``--linf-attacks``: AutoAttack (standard version,
+the default strong attack) and PGD for 20 steps; the table gives clean accuracy and robust accuracy
+(accuracy on the attacked clips over all evaluated clips), and AutoAttack's minus PGD's. ADMM is a minimum-distance attack that
 fools nearly every clip given room, so its robust accuracy is given within the same L-infinity budgets as
 PGD's (a clip whose ADMM adversary leaves the ball counts as robust) and within rms budgets
 (``--budgets``), drawn against the budget for every defense. Finally
@@ -60,12 +61,20 @@ DEFENSES: dict[str, list[str]] = {
     "trades": ["robust_training.name=trades"],
     "trades_beta1": ["robust_training.name=trades", "robust_training.beta=1.0"],  # beta 6 costs HCN 30 points
 }
+COST = ("wall_time_s", "grad_evals_all", "forward_evals_all")  # evaluations per attacked clip
 # fixed c, no patience stop: the budget is the same 30 outer steps for every clip and checkpoint
 ADMM = ["attack=admm", "attack.max_iter=30", "attack.c_growth=1.0", "attack.patience=null"]
 
 
 def pgd(eps_mm: float) -> list[str]:
     return ["attack=pgd", f"attack.eps={eps_mm / 1000:g}", "attack.steps=20"]
+
+
+def autoattack(eps_mm: float) -> list[str]:
+    return ["attack=autoattack", f"attack.eps={eps_mm / 1000:g}"]
+
+
+LINF_ATTACKS = {"autoattack": autoattack, "pgd": pgd}
 
 
 def fine_tune(model: str, defense: str, init: str, epochs: int, runs: Path) -> str:
@@ -76,6 +85,12 @@ def fine_tune(model: str, defense: str, init: str, epochs: int, runs: Path) -> s
 
 def robust(ckpt: str, attack: list[str], out: Path, limit: int, subset: str) -> dict:
     return attacked(out, [f"ckpt={ckpt}", *attack, f"limit={limit}", f"subset={subset}"])
+
+
+def strong_run(ckpt: str, attack: str, eps_mm: float, runs: Path, args: argparse.Namespace) -> dict:
+    """The metrics of ``attack`` (of :data:`LINF_ATTACKS`) on ``ckpt`` in the L-infinity ball of ``eps_mm``."""
+    out = attack_dir(runs, linf_dir(attack, eps_mm), args.subset)
+    return robust(ckpt, LINF_ATTACKS[attack](eps_mm), out, args.limit, args.subset)
 
 
 def attack_dir(runs: Path, name: str, subset: str) -> Path:
@@ -171,9 +186,11 @@ def figure(model: str, rows: dict, path: Path) -> None:
         colour = f"C{i}"
         for ax, key in ((rms_ax, "robust_acc_admm_within_mm"), (linf_ax, "robust_acc_admm_within_linf_mm")):
             ax.plot(*by_budget(row[key]), "o-", color=colour, label=name)
-        linf_ax.plot(*by_budget(row["robust_acc_pgd"]), "s--", color=colour, alpha=0.6)
+        for key, style in (("robust_acc_pgd", "s--"), ("robust_acc_autoattack", "^:")):
+            if key in row:
+                linf_ax.plot(*by_budget(row[key]), style, color=colour, alpha=0.6)
     rms_ax.set_xlabel("rms budget of the ADMM perturbation (mm)")
-    linf_ax.set_xlabel("L-infinity budget (mm): ADMM o-, PGD s--")
+    linf_ax.set_xlabel("L-infinity budget (mm): ADMM o-, PGD s--, AutoAttack ^:")
     rms_ax.set_ylabel("robust accuracy")
     fig.suptitle(f"{model}: robust accuracy within a size budget")
     for ax in (rms_ax, linf_ax):
@@ -183,20 +200,22 @@ def figure(model: str, rows: dict, path: Path) -> None:
     save_figure(fig, path)
 
 
-def pgd_dir(eps_mm: float) -> str:
+def linf_dir(attack: str, eps_mm: float) -> str:
     # the first PGD runs of this benchmark, at 20 mm only, were written to attack_pgd
-    return "attack_pgd" if eps_mm == 20.0 else f"attack_pgd_{eps_mm:g}mm"
+    return "attack_pgd" if (attack, eps_mm) == ("pgd", 20.0) else f"attack_{attack}_{eps_mm:g}mm"
 
 
 def print_table(model: str, rows: dict, cost: dict | None) -> None:
     first = next(iter(rows.values()))
-    heads = [f"PGD<={b}" for b in first["robust_acc_pgd"]]
+    strong = [a for a in LINF_ATTACKS if f"robust_acc_{a}" in first]
+    heads = [f"{a[:4].upper()}<={b}" for a in strong for b in first[f"robust_acc_{a}"]]
     heads += [f"ADMM<={b}inf" for b in first["robust_acc_admm_within_linf_mm"]]
     heads += [f"ADMM<={b}rms" for b in first["robust_acc_admm_within_mm"]]
     lead = f"{model} (budgets in mm): "
     print(f"\n{lead}{'defense':<16}{'clean':>7}{'ADMM':>7}" + "".join(f"{h:>13}" for h in heads))
     for name, r in rows.items():
-        cells = [*r["robust_acc_pgd"].values(), *r["robust_acc_admm_within_linf_mm"].values(),
+        cells = [v for a in strong for v in r[f"robust_acc_{a}"].values()]
+        cells += [*r["robust_acc_admm_within_linf_mm"].values(),
                  *r["robust_acc_admm_within_mm"].values()]  # fmt: skip
         print(f"{'':<{len(lead)}}{name:<16}{r['clean_acc']:7.3f}{r['robust_acc_admm']:7.3f}"
               + "".join(f"{v:13.3f}" for v in cells))  # fmt: skip
@@ -224,7 +243,10 @@ def main() -> int:
     parser.add_argument("--budgets", type=float, nargs="+", default=[5.0, 10.0, 15.0, 20.0, 30.0],
                         help="rms budgets (mm) of the robust accuracy under ADMM")  # fmt: skip
     parser.add_argument("--linf-budgets", type=float, nargs="+", default=[10.0, 20.0, 30.0],
-                        help="L-infinity budgets (mm): PGD's balls, and ADMM's robust accuracy within each")  # fmt: skip
+                        help="L-infinity budgets (mm): the strong attacks' balls, and ADMM's robust accuracy "
+                        "within each")  # fmt: skip
+    parser.add_argument("--linf-attacks", nargs="+", default=list(LINF_ATTACKS), choices=list(LINF_ATTACKS),
+                        help="the attacks run in each L-infinity ball (PGD: 20 steps)")  # fmt: skip
     parser.add_argument(
         "--standard", type=Path, default=ROOT / "runs" / "bench_utd", help="train_utd.py's runs"
     )
@@ -243,21 +265,30 @@ def main() -> int:
             runs = args.runs / f"{model}_{name}"
             admm_dir = attack_dir(runs, "attack_admm", args.subset)
             admm = robust(ckpt, ADMM, admm_dir, args.limit, args.subset)
-            pgd_acc = {
-                f"{eps:g}": robust(
-                    ckpt, pgd(eps), attack_dir(runs, pgd_dir(eps), args.subset), args.limit, args.subset
-                )["robust_accuracy"]
-                for eps in args.linf_budgets
+            strong = {
+                a: {f"{e:g}": strong_run(ckpt, a, e, runs, args) for e in args.linf_budgets}
+                for a in args.linf_attacks
             }
             per_sample = admm_dir / "per_sample.csv"
             rows[name] = {
                 "clean_acc": admm["clean_accuracy"],
                 "robust_acc_admm": admm["robust_accuracy"],
-                "robust_acc_pgd": pgd_acc,
+                **{
+                    f"robust_acc_{a}": {e: m["robust_accuracy"] for e, m in r.items()}
+                    for a, r in strong.items()
+                },
+                **{
+                    f"{a}_cost": {e: {k: m[k] for k in COST} for e, m in r.items()} for a, r in strong.items()
+                },
                 "robust_acc_admm_within_mm": budget_curve(per_sample, args.budgets),
                 # PGD's budgets: ADMM's fooling clips count only within each L-infinity ball
                 "robust_acc_admm_within_linf_mm": budget_curve(per_sample, args.linf_budgets, "linf_mm"),
             }
+            if {"autoattack", "pgd"} <= set(strong):  # negative: AutoAttack leaves fewer clips robust
+                rows[name]["autoattack_minus_pgd"] = {
+                    e: rows[name]["robust_acc_autoattack"][e] - rows[name]["robust_acc_pgd"][e]
+                    for e in strong["pgd"]
+                }
             save_results(args.out, {"results": results})
         order = ["standard", *DEFENSES]  # every defense measured, in a fixed order
         curves = {n: rows[n] for n in order if "robust_acc_admm_within_mm" in rows.get(n, {})}

@@ -115,7 +115,8 @@ def write_per_sample_csv(path: Path, merged: dict[str, np.ndarray], source: Skel
 def histogram_figure(merged: dict[str, np.ndarray]) -> Figure:
     """Histograms of the successful clips' distances (:data:`HISTOGRAMS`), with their medians.
 
-    ``merged`` needs ``success``, ``attacked`` and the metrics ``m_<name>`` of :data:`HISTOGRAMS`.
+    ``merged`` needs ``success`` and ``attacked``; a metric ``m_<name>`` of :data:`HISTOGRAMS` that it
+    lacks (a run that did not record it) leaves its panel empty, titled "not recorded".
 
     Example:
         >>> won = np.ones(2, bool)
@@ -128,7 +129,11 @@ def histogram_figure(merged: dict[str, np.ndarray]) -> Figure:
     fig = Figure(figsize=(9, 6))
     for ax, (key, label) in zip(fig.subplots(2, 2).flat, HISTOGRAMS, strict=True):
         # float64: float32 values a few ulps apart have too narrow a range for float32 bin edges
-        values = merged.get(f"m_{key}", np.zeros(0))[won].astype(np.float64)
+        if f"m_{key}" not in merged:
+            ax.set_title("not recorded", fontsize=9)
+            values = np.zeros(0)
+        else:
+            values = merged[f"m_{key}"][won].astype(np.float64)
         if values.size:
             ax.hist(values, bins=min(30, max(5, values.size // 3)), color="tab:blue", alpha=0.8)
             ax.axvline(median(values), color="k", ls="--", lw=1, label=f"median {median(values):.3g}")

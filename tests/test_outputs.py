@@ -157,6 +157,15 @@ def test_histograms_of_float32_values_a_few_ulps_apart():
     assert sum(patch.get_height() for patch in ax.patches) == 63
 
 
+def test_histograms_of_a_run_that_did_not_record_a_metric():
+    """A metric missing from the merged shards leaves its panel empty and says so; the others are drawn."""
+    won = np.ones(4, bool)
+    merged = {"success": won, "attacked": won, "m_rms_mm": np.array([1.0, 2.0, 3.0, 4.0])}
+    rms_ax, bone_ax, *_ = histogram_figure(merged).axes
+    assert sum(patch.get_height() for patch in rms_ax.patches) == 4
+    assert bone_ax.get_title() == "not recorded" and not bone_ax.patches
+
+
 def test_per_sample_csv_names_classes_and_leaves_the_unmeasured_blank(tmp_path):
     merged = {
         "index": np.array([7, 3, 5]), "y": np.array([0, 1, 2]), "target": np.array([-1, -1, -1]),

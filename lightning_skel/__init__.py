@@ -31,17 +31,22 @@ def load_classifier(
         ``(N, K)`` over ``model.class_names``. ``model.apply_window(x, lengths)`` gives the windowed clips
         and ``model.classifier`` the classifier that takes them, the one to attack. Where
         ``model.score_channel`` (a checkpoint trained with ``data.score_channel``), the last channel of ``x``
-        is the keypoint score, which attacks leave unchanged.
+        is the keypoint score, which attacks leave unchanged. Attack the windowed clips:
+        ``build_attack("admm", model.classifier, model.layout)(xw, y, lw)``.
 
     Raises:
         CheckpointError (a ValueError): the file is missing, unreadable or not a classifier checkpoint.
 
-    Example::
-
-        model = lightning_skel.load_classifier("runs/demo/checkpoints/last.ckpt")
-        pred = model(x, lengths).argmax(1)  # x (N, C, T, V, M), lengths (N,)
-        xw, lw = model.apply_window(x, lengths)
-        res = build_attack("admm", model.classifier, model.layout)(xw, y, lw)
+    Example:
+        >>> import torch
+        >>> from lightning_skel.systems import ClassificationSystem
+        >>> sgn = ClassificationSystem("sgn", 2, "kinect20", window=16)  # untrained, saved as train.py does
+        >>> torch.save({"hyper_parameters": dict(sgn.hparams), "state_dict": sgn.state_dict()}, "sgn.ckpt")
+        >>> model = load_classifier("sgn.ckpt")
+        >>> x, lengths = torch.zeros(4, 3, 40, 20, 2), torch.tensor([40, 30, 20, 10])  # any T
+        >>> xw, lw = model.apply_window(x, lengths)  # resampled to the checkpoint's 16 frames
+        >>> model(x, lengths).shape, xw.shape, model.temporal
+        (torch.Size([4, 2]), torch.Size([4, 3, 16, 20, 2]), 'resample')
     """
     import inspect
 

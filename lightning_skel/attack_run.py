@@ -81,11 +81,15 @@ def run_attack(cfg: DictConfig) -> dict[str, Any]:
         The aggregate metrics (:func:`~lightning_skel.attacks.metrics.attack_metrics`, plus
         ``wall_time_s`` and ``threads``); ``{}`` on ranks other than 0.
 
-    Example::
+    From Python, compose the config as attack.py does: ``with initialize_config_dir(config_dir=CONFIGS,
+    version_base="1.3"): cfg = compose("attack", ["ckpt=runs/demo/checkpoints/last.ckpt", "attack=pgd",
+    "limit=16"])``, then ``run_attack(cfg)["success_rate"]``.
 
-        with initialize_config_dir(config_dir=str(Path("configs").resolve()), version_base="1.3"):
-            cfg = compose("attack", ["ckpt=runs/demo/checkpoints/last.ckpt", "attack=pgd", "limit=16"])
-        metrics = run_attack(cfg)  # metrics["success_rate"], metrics["rms_mm"], ...
+    Example:
+        >>> cfg = OmegaConf.create({"ckpt": "last.ckpt", "batch_size": "16", "trainer": {}})  # a string
+        >>> run_attack(cfg)  # refused before any checkpoint or data is read
+        Traceback (most recent call last):
+        ValueError: attack config: invalid setting(s): batch_size must be an integer, got '16'
     """
     with torch_threads(cfg.get("threads", "auto"), processes_per_node(cfg)) as n:
         log_once(log, "torch threads: %d (threads=%s)", n, cfg.get("threads", "auto"))
@@ -112,12 +116,11 @@ def launch(cfg: DictConfig, main: Callable[[Any, DictConfig], dict[str, Any] | N
     Returns:
         What ``main`` returns in this process, ``{}`` where it returns nothing (ranks other than 0).
 
-    Example::
-
-        def main(fabric, cfg):  # fabric is None in a single process
-            return {"rank": 0 if fabric is None else fabric.global_rank}
-
-        metrics = launch(cfg, main)  # {"rank": 0} on rank 0 of a DDP run, {} on the others
+    Example:
+        >>> def main(fabric, cfg):  # fabric is None in a single process
+        ...     return {"rank": 0 if fabric is None else fabric.global_rank}
+        >>> launch(OmegaConf.create({"trainer": {"devices": 1}}), main)  # {} on the other ranks of a DDP run
+        {'rank': 0}
     """
     if is_distributed(cfg):
         from lightning_fabric import Fabric
@@ -137,10 +140,12 @@ def attack_checkpoints(cfg: DictConfig) -> list[str]:
     """attack.yaml's ``ckpt`` as a list of paths: one checkpoint, or several whose scores are added
     (``ckpt=[a,b]``); a ``ValueError`` for anything else.
 
-    Example::
-
-        cfg = OmegaConf.create({"ckpt": ["joint.ckpt", "bone.ckpt"]})
-        attack_checkpoints(cfg)  # ['joint.ckpt', 'bone.ckpt']
+    Example:
+        >>> attack_checkpoints(OmegaConf.create({"ckpt": ["joint.ckpt", "bone.ckpt"]}))
+        ['joint.ckpt', 'bone.ckpt']
+        >>> attack_checkpoints(OmegaConf.create({"ckpt": []}))
+        Traceback (most recent call last):
+        ValueError: ckpt must be a checkpoint path or a list of them, got []
     """
     ckpt = cfg.ckpt
     paths = [ckpt] if isinstance(ckpt, (str, Path)) else list(OmegaConf.to_container(ckpt, resolve=True))
@@ -191,11 +196,17 @@ def checked_data(
     Raises:
         ValueError: the data's layout, classes or score channel differ from the checkpoint's.
 
-    Example::
-
-        classifier, hp = load_classifiers(["runs/demo/checkpoints/last.ckpt"])
-        dm, split = checked_data(cfg, hp, "runs/demo/checkpoints/last.ckpt")
-        ds = dm.datasets[split]
+    Example:
+        >>> synthetic = {"num_per_class": 1, "seed": 0, "frames": 16, "layout": "kinect20"}
+        >>> data_config = {"name": "synthetic", "synthetic": synthetic}  # as a checkpoint records it
+        >>> hp = {"layout": "kinect20", "num_classes": 12, "data_config": data_config}
+        >>> cfg = OmegaConf.create({"data": {"split": "train"}, "batch_size": 4})
+        >>> dm, split = checked_data(cfg, hp, "sgn.ckpt")  # the checkpoint's own data
+        >>> split, dm.layout, len(dm.datasets[split])
+        ('train', 'kinect20', 12)
+        >>> checked_data(cfg, {**hp, "num_classes": 60}, "sgn.ckpt")
+        Traceback (most recent call last):
+        ValueError: data has 12 classes but the checkpoint sgn.ckpt has 60
     """
     layout = hp["layout"]
     dm, split = _attack_data(cfg, hp)
@@ -244,9 +255,15 @@ def windowed_clips(
         ``x (N, C, T, V, M)`` in metres with ``T`` the window, and ``y``, ``lengths``, ``index`` ``(N,)``
         int64 (labels, valid frames, positions in the split).
 
-    Example::
-
-        x, y, lengths, index = windowed_clips(dm, dm.datasets["test"], attack_rows(len(ds), 16))
+    Example:
+        >>> synthetic = {"num_per_class": 1, "seed": 0, "frames": 16, "layout": "kinect20"}
+        >>> dm = SkeletonDataModule("synthetic", synthetic=synthetic, window=8)
+        >>> dm.prepare_data()
+        >>> dm.setup()
+        >>> ds = dm.datasets["train"]
+        >>> x, y, lengths, index = windowed_clips(dm, ds, attack_rows(len(ds), 4))
+        >>> x.shape, index  # 16 frames resampled to the window of 8
+        (torch.Size([4, 3, 8, 20, 2]), tensor([ 0,  4,  7, 11]))
     """
     items = [ds[int(i)] for i in rows]
     x = torch.stack([it[0] for it in items]) if items else torch.zeros(0)
@@ -391,9 +408,11 @@ def checkpoint_spec(ckpts: list[str], fusion: list[float] | None) -> dict[str, A
         ``{"ckpt": path, "ckpt_sha256": hex}`` for one checkpoint; lists of both and ``fusion_weights`` for
         several.
 
-    Example::
-
-        checkpoint_spec(["a.ckpt", "b.ckpt"], None)["fusion_weights"]  # [1.0, 1.0]
+    Example:
+        >>> _ = Path("joint.ckpt").write_bytes(b"weights"), Path("bone.ckpt").write_bytes(b"others")
+        >>> spec = checkpoint_spec(["joint.ckpt", "bone.ckpt"], None)
+        >>> sorted(spec), spec["fusion_weights"], len(spec["ckpt_sha256"][0])
+        (['ckpt', 'ckpt_sha256', 'fusion_weights'], [1.0, 1.0], 64)
     """
     files = [Path(c) for c in ckpts]
     if len(files) == 1:
@@ -412,10 +431,11 @@ def check_rows(limit: int | None, subset: str) -> None:
     """Check attack.yaml's ``limit`` (a whole number of clips >= 1, or null: all) and ``subset`` (one of
     :data:`SUBSETS`); one ``ValueError`` names every bad one.
 
-    Example::
-
-        check_rows(64, "spread")  # passes
-        check_rows(2.7, "first")  # ValueError: ... limit must be an integer >= 1 or null, got 2.7
+    Example:
+        >>> check_rows(64, "spread")  # passes
+        >>> check_rows(2.7, "first")
+        Traceback (most recent call last):
+        ValueError: attack.py: invalid setting(s): limit must be an integer >= 1 or null, got 2.7
     """
     check_params("attack.py", {
         "limit": (limit, limit is None or (type(limit) is int and limit >= 1), "an integer >= 1 or null"),
@@ -435,10 +455,9 @@ def attack_rows(n: int, limit: int | None, subset: str = "spread") -> np.ndarray
     Returns:
         ``(min(limit, n),)`` int64 positions, increasing.
 
-    Example::
-
-        attack_rows(10, 4)           # array([0, 3, 6, 9])
-        attack_rows(10, 4, "first")  # array([0, 1, 2, 3])
+    Example:
+        >>> attack_rows(10, 4), attack_rows(10, 4, "first"), attack_rows(3, None)
+        (array([0, 3, 6, 9]), array([0, 1, 2, 3]), array([0, 1, 2]))
     """
     check_rows(limit, subset)
     if limit is None or limit >= n:
@@ -452,9 +471,9 @@ def torch_device(cfg: DictConfig) -> torch.device:
     """The device a single-process attack run uses: CUDA for ``trainer.accelerator`` ``gpu``/``cuda``, or
     ``auto`` with a GPU present; else the CPU.
 
-    Example::
-
-        torch_device(OmegaConf.create({"trainer": {"accelerator": "cpu"}}))  # device(type='cpu')
+    Example:
+        >>> torch_device(OmegaConf.create({"trainer": {"accelerator": "cpu"}}))
+        device(type='cpu')
     """
     acc = cfg.trainer.get("accelerator", "cpu")
     if acc in ("gpu", "cuda") or (acc == "auto" and torch.cuda.is_available()):
@@ -480,9 +499,11 @@ def fingerprint(spec: dict[str, Any]) -> str:
     """A run's identity: the first 16 hex digits of the sha256 of ``spec`` as sorted JSON (what JSON cannot
     write, as its ``str``). Shards and the manifest record it; another spec is another run.
 
-    Example::
-
-        fingerprint({"attack": "pgd", "seed": 0}) == fingerprint({"seed": 0, "attack": "pgd"})  # True
+    Example:
+        >>> fingerprint({"attack": "pgd", "seed": 0}) == fingerprint({"seed": 0, "attack": "pgd"})
+        True
+        >>> fingerprint({"attack": "pgd", "seed": 1}) == fingerprint({"attack": "pgd", "seed": 0})
+        False
     """
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -500,10 +521,11 @@ def targets_for(y: Tensor, index: Tensor, num_classes: int, seed: int) -> Tensor
     Returns:
         ``(N,)`` labels, ``!= y`` everywhere.
 
-    Example::
-
-        t = targets_for(torch.tensor([0, 1]), torch.tensor([5, 6]), num_classes=12, seed=0)
-        assert (t != torch.tensor([0, 1])).all()
+    Example:
+        >>> y = torch.tensor([0, 1, 11])
+        >>> t = targets_for(y, index=torch.tensor([5, 6, 7]), num_classes=12, seed=0)
+        >>> t, bool((t != y).all())
+        (tensor([7, 7, 4]), True)
     """
     offset = ((index * 7919 + seed * 104729) % (num_classes - 1)) + 1
     return (y + offset) % num_classes
@@ -512,9 +534,11 @@ def targets_for(y: Tensor, index: Tensor, num_classes: int, seed: int) -> Tensor
 def check_batch_size(batch_size: int) -> None:
     """Refuse a batch size (clips per attack call and per shard) under 1 with a ``ValueError`` naming it.
 
-    Example::
-
-        check_batch_size(128)  # passes; check_batch_size(0) raises
+    Example:
+        >>> check_batch_size(128)  # passes
+        >>> check_batch_size(0)
+        Traceback (most recent call last):
+        ValueError: attack run: invalid argument(s): batch_size must be >= 1 (clips per attack call ...), got 0
     """
     check_params(
         "attack run",

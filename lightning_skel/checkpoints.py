@@ -62,10 +62,14 @@ def load_checkpoint(path: str | os.PathLike, what: str, map_location: Any = "cpu
         CheckpointError: the file is missing, names globals beyond torch's safe ones, or is no readable
             PyTorch checkpoint.
 
-    Example::
-
-        ckpt = load_checkpoint("runs/demo/checkpoints/last.ckpt", "ckpt")
-        weights = ckpt["state_dict"]
+    Example:
+        >>> torch.save({"epoch": 3, "state_dict": {"w": torch.ones(2)}}, "last.ckpt")
+        >>> load_checkpoint("last.ckpt", "ckpt")["state_dict"]["w"]
+        tensor([1., 1.])
+        >>> torch.save({"where": Path("x")}, "unsafe.ckpt")  # a pickled object: refused
+        >>> load_checkpoint("unsafe.ckpt", "ckpt")
+        Traceback (most recent call last):
+        lightning_skel.checkpoints.CheckpointError: ckpt unsafe.ckpt: refused, it needs pathlib... to load, ...
     """
     path = Path(path)
     if not path.is_file():
@@ -133,10 +137,12 @@ def read_checkpoint(path: str | os.PathLike, what: str) -> dict[str, Any]:
         CheckpointError: as :func:`load_checkpoint`, or the file is not a classifier checkpoint (a bare
             ``state_dict``, another project's file).
 
-    Example::
-
-        hp = read_checkpoint("runs/demo/checkpoints/last.ckpt", "ckpt")["hyper_parameters"]
-        print(hp["model"], hp["layout"], hp["num_classes"])
+    Example:
+        >>> sgn = ClassificationSystem("sgn", 2, "kinect20", window=16)  # an untrained SGN
+        >>> torch.save({"hyper_parameters": dict(sgn.hparams), "state_dict": sgn.state_dict()}, "sgn.ckpt")
+        >>> hp = read_checkpoint("sgn.ckpt", "ckpt")["hyper_parameters"]
+        >>> hp["model"], hp["layout"], hp["num_classes"]
+        ('sgn', 'kinect20', 2)
     """
     ckpt = load_checkpoint(path, what)
     hp = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
@@ -168,10 +174,12 @@ def load_classifier(path: str | os.PathLike, what: str = "ckpt") -> tuple[nn.Mod
         CheckpointError: as :func:`read_checkpoint`, or the hyper-parameters do not rebuild a network that
             takes the weights.
 
-    Example::
-
-        model, hp = load_classifier("runs/demo/checkpoints/last.ckpt")
-        logits = model(x)  # x (N, C, T, V, M), windowed as hp["window"] says
+    Example:
+        >>> sgn = ClassificationSystem("sgn", 2, "kinect20", window=16)  # an untrained SGN
+        >>> torch.save({"hyper_parameters": dict(sgn.hparams), "state_dict": sgn.state_dict()}, "sgn.ckpt")
+        >>> model, hp = load_classifier("sgn.ckpt")
+        >>> model(torch.zeros(4, 3, 16, 20, 2)).shape  # x (N, C, T, V, M), windowed as hp["window"] says
+        torch.Size([4, 2])
     """
     ckpt = read_checkpoint(path, what)
     hp = dict(ckpt["hyper_parameters"])
@@ -222,11 +230,12 @@ def load_classifiers(
             of :data:`FUSION_KEYS` (both files named).
         ValueError: ``weights`` not one per checkpoint, or given for one checkpoint.
 
-    Example::
-
-        joint, bone = "runs/utd_agcn_joint/checkpoints/last.ckpt", "runs/utd_agcn_bone/checkpoints/last.ckpt"
-        model, hp = load_classifiers([joint, bone], weights=[1.0, 1.0])
-        logits = model(x)  # x (N, 3, T, 20, 1): the sum of the two streams' logits
+    Example:
+        >>> sgn = ClassificationSystem("sgn", 2, "kinect20", window=16)  # an untrained SGN
+        >>> torch.save({"hyper_parameters": dict(sgn.hparams), "state_dict": sgn.state_dict()}, "sgn.ckpt")
+        >>> model, hp = load_classifiers(["sgn.ckpt", "sgn.ckpt"], weights=[1.0, 0.5])  # as [joint, bone]
+        >>> hp["model"], model(torch.zeros(4, 3, 16, 20, 2)).shape  # the weighted sum of the streams' logits
+        ('sgn+sgn', torch.Size([4, 2]))
     """
     paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     if not paths:
@@ -266,10 +275,12 @@ def load_emotion(path: str | os.PathLike, layout: str) -> nn.Module:
         CheckpointError: as :func:`read_checkpoint`, a checkpoint of another model, or one trained on a
             third layout.
 
-    Example::
-
-        emotion = load_emotion("runs/demo_emotion/checkpoints/last.ckpt", "ntu25")
-        phi = emotion.forward_features(x)  # x (N, 3, T, 25, 2) in metres
+    Example:
+        >>> net = ClassificationSystem("emotion", 4, "gait16", window=16)  # an untrained recognizer
+        >>> torch.save({"hyper_parameters": dict(net.hparams), "state_dict": net.state_dict()}, "emo.ckpt")
+        >>> emotion = load_emotion("emo.ckpt", "ntu25")
+        >>> emotion.forward_features(torch.zeros(2, 3, 16, 25, 2)).shape  # phi of ntu25 clips in metres
+        torch.Size([2, 96])
     """
     ckpt = read_checkpoint(path, "emotion_ckpt")
     hp = ckpt["hyper_parameters"]

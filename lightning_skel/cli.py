@@ -20,13 +20,29 @@ TRACEBACK_ENV = "LIGHTNING_SKEL_TRACEBACK"  # set to 1 for the whole traceback o
 
 
 def fail(script: str, message: str) -> None:
-    """Print ``script: error: message`` on stderr as one line and exit with :data:`USAGE_EXIT`."""
+    """Print ``script: error: message`` on stderr as one line and exit with :data:`USAGE_EXIT`.
+
+    Example:
+        >>> import contextlib
+        >>> with contextlib.redirect_stderr(sys.stdout):  # here, to show the line
+        ...     try: fail("train.py", "data.path: no such file")
+        ...     except SystemExit as e: print("exit code", e.code)
+        train.py: error: data.path: no such file
+        exit code 2
+    """
     sys.stderr.write(f"{script}: error: {' '.join(str(message).split())}\n")
     raise SystemExit(USAGE_EXIT)
 
 
 def require(cfg: DictConfig, script: str) -> None:
-    """Refuse a config with a required (``???``) key left unset, naming it and how to set it."""
+    """Refuse a config with a required (``???``) key left unset, naming it and how to set it.
+
+    Example:
+        >>> import contextlib
+        >>> with contextlib.redirect_stderr(sys.stdout), contextlib.suppress(SystemExit):
+        ...     require(OmegaConf.create({"ckpt": "???", "sigma": 0.01}), "certify.py")
+        certify.py: error: ckpt must be set, e.g. python certify.py ckpt=...
+    """
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
         fail(script, f"{', '.join(missing)} must be set, e.g. python {script} {missing[0]}=...")
@@ -47,7 +63,20 @@ def _raised_by_the_project(e: BaseException) -> bool:
 def user_errors(script: str) -> Iterator[None]:
     """Turn the project's own argument, file and lookup errors (and an unset required key) into one line
     and exit code 2; any other error, or any error with ``LIGHTNING_SKEL_TRACEBACK=1``, keeps its
-    traceback."""
+    traceback.
+
+    Example:
+        >>> import contextlib
+        >>> from lightning_skel.utils import check_params  # a check of the project's: one line, exit code 2
+        >>> with contextlib.redirect_stderr(sys.stdout), contextlib.suppress(SystemExit):
+        ...     with user_errors("attack.py"):
+        ...         check_params("attack.py", {"limit": (0, False, "an integer >= 1")}, "setting(s)")
+        attack.py: error: attack.py: invalid setting(s): limit must be an integer >= 1, got 0
+        >>> with user_errors("attack.py"):  # raised elsewhere: the traceback stays
+        ...     raise ValueError("not the project's")
+        Traceback (most recent call last):
+        ValueError: not the project's
+    """
     try:
         yield
     except MissingMandatoryValue as e:
@@ -62,7 +91,12 @@ def user_errors(script: str) -> Iterator[None]:
 
 def print_metrics(metrics: dict) -> None:
     """The run's final metrics as one line of strict JSON on stdout (undefined values ``null``, as in
-    metrics.json), for scripts that read the last line."""
+    metrics.json), for scripts that read the last line.
+
+    Example:
+        >>> print_metrics({"test/acc": 0.75, "rms_mm": float("nan"), "epochs": 3})
+        {"epochs": 3, "rms_mm": null, "test/acc": 0.75}
+    """
     import json
 
     from lightning_skel.utils import json_safe

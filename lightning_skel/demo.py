@@ -67,7 +67,16 @@ def _train(cfg: DictConfig) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``make demo``: train, attack, fine-tune adversarially and attack again, on generated motion."""
+    """``make demo``: train, attack, fine-tune adversarially and attack again, on generated motion.
+
+    ``argv`` (default ``sys.argv[1:]``) are Hydra overrides added to every training run (``threads=N`` to
+    the attack runs too); the tables go to the console, the runs under ``runs/``. Returns 0.
+
+    Example:
+        >>> main(["seed=abc"])  # overrides of every run, checked before the first one trains
+        Traceback (most recent call last):
+        ValueError: train config: invalid setting(s): seed must be an integer, got 'abc'
+    """
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     # the closing lines say where the W&B runs are, once for all eight runs
     logging.getLogger("lightning_skel.run").addFilter(

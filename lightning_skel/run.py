@@ -117,18 +117,46 @@ TRAIN_NUMBERS = {
 
 def check_config_numbers(cfg: DictConfig, kinds: dict[str, str], owner: str) -> list[str]:
     """The first check of a run: every number of ``cfg`` that ``kinds`` names is a number (returns the keys
-    checked)."""
+    checked).
+
+    Example:
+        >>> cfg = OmegaConf.create({"seed": 0, "data": {"batch_size": "32"}})  # "32": a string
+        >>> check_config_numbers(cfg, {"seed": "int"}, "train config")
+        ['seed']
+        >>> check_config_numbers(cfg, TRAIN_NUMBERS, "train config")
+        Traceback (most recent call last):
+        ValueError: train config: invalid setting(s): data.batch_size must be an integer, got '32'
+    """
     return check_number_types(owner, OmegaConf.to_container(cfg, resolve=True), kinds)
 
 
 def build_datamodule(cfg: DictConfig) -> SkeletonDataModule:
-    """The data module of ``cfg.data`` (not yet prepared or set up)."""
+    """The data module of ``cfg.data`` (not yet prepared or set up).
+
+    Example:
+        >>> data = {"name": "synthetic", "synthetic": {"num_per_class": 1, "seed": 0}, "window": 8}
+        >>> dm = build_datamodule(OmegaConf.create({"data": data}))
+        >>> type(dm).__name__, dm.window
+        ('SkeletonDataModule', 8)
+    """
     return SkeletonDataModule(**OmegaConf.to_container(cfg.data, resolve=True))
 
 
 def build_system(cfg: DictConfig, dm: SkeletonDataModule) -> ClassificationSystem:
     """The ``ClassificationSystem`` of ``cfg.model``, ``cfg.optim`` and ``cfg.robust_training`` for the data
-    of ``dm`` (set up: its layout, classes and shapes), recording the data config in its hyper-parameters."""
+    of ``dm`` (set up: its layout, classes and shapes), recording the data config in its hyper-parameters.
+
+    Example:
+        >>> data = {"name": "synthetic", "synthetic": {"num_per_class": 1, "seed": 0}, "window": 8}
+        >>> optim = {"optimizer": {"name": "adam"}, "scheduler": {}}  # optim.scheduler: the defaults
+        >>> cfg = OmegaConf.create({"data": data, "model": {"name": "sgn"}, "optim": optim})
+        >>> dm = build_datamodule(cfg)
+        >>> dm.prepare_data()  # generates the clips into data.cache_dir
+        >>> dm.setup()
+        >>> system = build_system(cfg, dm)
+        >>> system.hparams.model, system.hparams.layout, system.hparams.num_classes, system.hparams.window
+        ('sgn', 'ntu25', 12, 8)
+    """
     desc = dm.describe()
     model = OmegaConf.to_container(cfg.model, resolve=True)
     optim = OmegaConf.to_container(cfg.optim, resolve=True)
@@ -160,7 +188,13 @@ def build_system(cfg: DictConfig, dm: SkeletonDataModule) -> ClassificationSyste
 
 def build_loggers(cfg: DictConfig, out_dir: Path) -> list[Logger]:
     """A CSV logger into ``out_dir/logs``, and a W&B logger when ``cfg.logger.wandb`` is set (offline unless
-    ``WANDB_MODE`` says otherwise)."""
+    ``WANDB_MODE`` says otherwise).
+
+    Example:
+        >>> loggers = build_loggers(OmegaConf.create({"logger": {"wandb": None}}), Path("run"))  # logger=csv
+        >>> [type(lg).__name__ for lg in loggers], loggers[0].log_dir
+        (['CSVLogger'], 'run/logs/version_0')
+    """
     loggers: list[Logger] = [CSVLogger(save_dir=str(out_dir), name="logs")]
     wandb_cfg = cfg.logger.get("wandb")
     if wandb_cfg:
@@ -195,11 +229,14 @@ def build_callbacks(cfg: DictConfig, out_dir: Path) -> list[Callback]:
         ValueError: an entry without ``_target_``, a checkpoint monitor on robust accuracy without robust
             validation, or a callback's argument.
 
-    Example::
+    The list goes to ``pl.Trainer(callbacks=...)``; ``callbacks=adv_training`` adds an ``AdversarialTraining``
+    entry as the ``early`` one below.
 
-        cfg = compose("train", ["callbacks=adv_training"])
-        callbacks = build_callbacks(cfg, Path(cfg.out_dir))  # ModelCheckpoint x2, ..., AdversarialTraining
-        trainer = pl.Trainer(callbacks=callbacks)
+    Example:
+        >>> cb = {"checkpoint": {"monitor": "val/acc", "mode": "max", "save_top_k": 1},
+        ...       "early": {"_target_": "pytorch_lightning.callbacks.EarlyStopping", "monitor": "val/acc"}}
+        >>> [type(c).__name__ for c in build_callbacks(OmegaConf.create({"callbacks": cb}), Path("run"))]
+        ['ModelCheckpoint', 'ModelCheckpoint', 'EarlyStopping']
     """
     cb = cfg.callbacks
     ckpt_dir = str(out_dir / "checkpoints")
@@ -250,7 +287,15 @@ def build_callbacks(cfg: DictConfig, out_dir: Path) -> list[Callback]:
 
 def resolve_ckpt_path(ckpt_path: str | None, out_dir: Path) -> str | None:
     """``last`` means ``out_dir/checkpoints/last.ckpt`` when it exists (resume), else a fresh start. The
-    checkpoint must be one train.py wrote (a bare state_dict is refused, naming it)."""
+    checkpoint must be one train.py wrote (a bare state_dict is refused, naming it).
+
+    Example:
+        >>> resolve_ckpt_path("last", Path("run")) is None  # no run/checkpoints/last.ckpt: a fresh start
+        True
+        >>> resolve_ckpt_path("missing.ckpt", Path("run"))
+        Traceback (most recent call last):
+        FileNotFoundError: ckpt_path: no such checkpoint missing.ckpt
+    """
     if ckpt_path in (None, "", "none"):
         return None
     if ckpt_path == "last":
@@ -268,7 +313,17 @@ def resolve_ckpt_path(ckpt_path: str | None, out_dir: Path) -> str | None:
 def init_weights(system: ClassificationSystem, path: str) -> None:
     """Start ``system`` from the classifier weights of checkpoint ``path`` (fine-tuning: the optimiser,
     schedule and epoch count start afresh). The checkpoint must hold the same model on the same layout with
-    the same classes."""
+    the same classes.
+
+    Example:
+        >>> sgn = ClassificationSystem("sgn", 2, "kinect20", window=16)  # untrained, saved as train.py does
+        >>> torch.save({"hyper_parameters": dict(sgn.hparams), "state_dict": sgn.state_dict()}, "sgn.ckpt")
+        >>> fresh = ClassificationSystem("sgn", 2, "kinect20", window=16)
+        >>> init_weights(fresh, "sgn.ckpt")
+        >>> mine, theirs = fresh.classifier.state_dict(), sgn.classifier.state_dict()
+        >>> all(torch.equal(mine[k], theirs[k]) for k in theirs)
+        True
+    """
     source, hp = load_classifier(path, "init_from")
     mine = system.hparams
     for key in ("model", "layout", "num_classes"):
@@ -291,7 +346,16 @@ def init_weights(system: ClassificationSystem, path: str) -> None:
 @torch.no_grad()
 def checkpoint_accuracy(*ckpts: str, split: str = "test") -> float:
     """Top-1 on ``split`` of one classifier checkpoint, or of the sum of several checkpoints' scores (as
-    2s-AGCN fuses its joint and bone streams), on the data the first checkpoint was trained with."""
+    2s-AGCN fuses its joint and bone streams), on the data the first checkpoint was trained with.
+
+    Example:
+        >>> synthetic = {"num_per_class": 1, "frames": 16, "seed": 0, "layout": "kinect20"}
+        >>> data = {"name": "synthetic", "synthetic": synthetic, "window": 16}  # as a checkpoint records it
+        >>> sgn = ClassificationSystem("sgn", 12, "kinect20", window=16, data_config=data)  # untrained
+        >>> torch.save({"hyper_parameters": dict(sgn.hparams), "state_dict": sgn.state_dict()}, "sgn.ckpt")
+        >>> 0.0 <= checkpoint_accuracy("sgn.ckpt", split="train") <= 1.0
+        True
+    """
     model, hp = load_classifiers(ckpts)
     dm = SkeletonDataModule(**{**hp["data_config"], "batch_size": 64})
     dm.setup()
@@ -304,7 +368,14 @@ def checkpoint_accuracy(*ckpts: str, split: str = "test") -> float:
 
 
 def is_distributed(cfg: DictConfig) -> bool:
-    """Whether the run takes several processes: several devices or nodes, or a DDP strategy."""
+    """Whether the run takes several processes: several devices or nodes, or a DDP strategy.
+
+    Example:
+        >>> is_distributed(OmegaConf.create({"trainer": {"devices": 1}}))
+        False
+        >>> is_distributed(OmegaConf.create({"trainer": {"strategy": "ddp", "devices": 2}}))
+        True
+    """
     t = cfg.trainer
     devices = t.get("devices", 1)
     many = (isinstance(devices, int) and devices > 1) or int(t.get("num_nodes", 1)) > 1
@@ -312,14 +383,27 @@ def is_distributed(cfg: DictConfig) -> bool:
 
 
 def processes_per_node(cfg: DictConfig) -> int:
-    """How many processes of the run share this node's cores: a DDP run's devices, else 1."""
+    """How many processes of the run share this node's cores: a DDP run's devices, else 1.
+
+    Example:
+        >>> processes_per_node(OmegaConf.create({"trainer": {"devices": 1}}))
+        1
+        >>> processes_per_node(OmegaConf.create({"trainer": {"strategy": "ddp", "devices": 2}}))
+        2
+    """
     devices = cfg.trainer.get("devices", 1)
     return devices if is_distributed(cfg) and isinstance(devices, int) and devices > 1 else 1
 
 
 def run_train(cfg: DictConfig) -> dict[str, Any]:
     """Train and test a classifier as ``cfg`` says; write ``out_dir/metrics.json``; return the metrics.
-    Torch's threads are ``cfg.threads`` for the run (:func:`utils.torch_threads`)."""
+    Torch's threads are ``cfg.threads`` for the run (:func:`utils.torch_threads`).
+
+    Example:
+        >>> run_train(OmegaConf.create({"trainer": {"max_epochs": 0}}))  # checked before any work
+        Traceback (most recent call last):
+        ValueError: train.py: invalid setting(s): trainer.max_epochs must be an integer >= 1, got 0
+    """
     with torch_threads(cfg.get("threads", "auto"), processes_per_node(cfg)) as n:
         log_once(log, "torch threads: %d (threads=%s)", n, cfg.get("threads", "auto"))
         return _run_train(cfg)
@@ -401,7 +485,16 @@ def _run_train(cfg: DictConfig) -> dict[str, Any]:
 
 
 def finish_loggers(loggers: list[Logger]) -> None:
-    """Close W&B runs, so that the next run in the same process starts its own."""
+    """Close W&B runs, so that the next run in the same process starts its own.
+
+    Example:
+        >>> loggers = build_loggers(OmegaConf.create({"logger": {"wandb": None}}), Path("run"))
+        >>> loggers[0].log_metrics({"test/acc": 0.5})
+        >>> loggers[0].save()
+        >>> finish_loggers(loggers)  # W&B runs are closed; a CSV logger has written its file already
+        >>> sorted(p.name for p in Path(loggers[0].log_dir).iterdir())
+        ['metrics.csv']
+    """
     from pytorch_lightning.loggers import WandbLogger
 
     for lg in loggers:

@@ -77,7 +77,18 @@ def load_targets(
     """The target classifiers of ``specs`` (:func:`target_names`), each checked to take the clips: the
     clips' layout (where they name one), the same number of classes (the clips', or else the first
     target's), and a keypoint-score channel only where the clips have one. Raises ValueError naming the
-    checkpoint."""
+    checkpoint.
+
+    Example:
+        >>> from lightning_skel.systems import ClassificationSystem
+        >>> sgn = ClassificationSystem("sgn", 2, "kinect20", class_names=["wave", "clap"], window=16)
+        >>> torch.save({"hyper_parameters": dict(sgn.hparams), "state_dict": sgn.state_dict()}, "sgn.ckpt")
+        >>> {name: model.window for name, model in load_targets(["sgn.ckpt"], layout="kinect20").items()}
+        {'sgn': 16}
+        >>> load_targets(["sgn.ckpt"], layout="ntu25")
+        Traceback (most recent call last):
+        ValueError: transfer target sgn (sgn.ckpt): layout 'kinect20', the clips' is 'ntu25'
+    """
     from lightning_skel import load_classifier
 
     models = {}
@@ -110,7 +121,17 @@ def labels(
 ) -> Tensor:
     """The labels ``(N,)`` that ``model`` gives clips ``x (N, C, T, V, M)`` with valid frames ``lengths
     (N,)``, through its own window and pipeline; ``score (N, 1, T, V, M)`` is appended as the last channel
-    where the model takes one. ``batch`` clips at a time on ``device``."""
+    where the model takes one. ``batch`` clips at a time on ``device``.
+
+    Example:
+        >>> from lightning_skel import load_classifier
+        >>> from lightning_skel.systems import ClassificationSystem
+        >>> sgn = ClassificationSystem("sgn", 2, "kinect20", window=16)  # untrained
+        >>> torch.save({"hyper_parameters": dict(sgn.hparams), "state_dict": sgn.state_dict()}, "sgn.ckpt")
+        >>> x, lengths = torch.zeros(4, 3, 40, 20, 2), torch.full((4,), 40)  # windowed by the model
+        >>> labels(load_classifier("sgn.ckpt"), x, lengths, batch=2).shape
+        torch.Size([4])
+    """
     model = model.to(device).eval()
     if model.score_channel:
         x = torch.cat([x, score], dim=1)
@@ -138,7 +159,13 @@ def transfer_metrics(
     """``transfer/<name>/success_rate``: the fraction of the attacked clips whose label by target ``name``
     (``preds[name] (N,)``) is the attack's goal (:func:`transferred`); with ``clean_preds`` also each target's
     ``clean_accuracy`` on the attacked clips' clean versions. ``num_attacked`` is the denominator (NaN rates
-    where it is 0)."""
+    where it is 0).
+
+    Example:
+        >>> y, target, attacked = np.array([0, 1, 2]), np.full(3, -1), np.array([True, True, False])
+        >>> transfer_metrics({"sgn": np.array([1, 1, 0])}, y, target, attacked, clean_preds={"sgn": y})
+        {'transfer/sgn/success_rate': 0.5, 'transfer/sgn/num_attacked': 2, 'transfer/sgn/clean_accuracy': 1.0}
+    """
     attacked = attacked.astype(bool)
     n = int(attacked.sum())
     out: dict[str, float | int] = {}
@@ -155,7 +182,13 @@ def transfer_metrics(
 def transfer_columns(
     preds: Mapping[str, np.ndarray], y: np.ndarray, target: np.ndarray
 ) -> dict[str, np.ndarray]:
-    """The per-clip columns of each target: ``pred_adv_<name>`` and ``transferred_<name>`` (0 / 1)."""
+    """The per-clip columns of each target: ``pred_adv_<name>`` and ``transferred_<name>`` (0 / 1).
+
+    Example:
+        >>> cols = transfer_columns({"sgn": np.array([1, 1, 0])}, np.array([0, 1, 2]), np.full(3, -1))
+        >>> {k: v.tolist() for k, v in cols.items()}
+        {'pred_adv_sgn': [1, 1, 0], 'transferred_sgn': [1, 0, 1]}
+    """
     cols = {}
     for name, pred in preds.items():
         cols[f"pred_adv_{name}"] = pred.astype(np.int64)
@@ -166,7 +199,16 @@ def transfer_columns(
 def read_clips(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """An adversarial npz: ``x`` and ``y`` required, ``lengths`` (default: up to each clip's last frame with a
     non-zero joint), ``target`` (default -1: untargeted), ``attacked`` (default all) and, where present,
-    ``x_clean``, ``score``, ``layout`` and ``class_names``. Raises ValueError naming the file."""
+    ``x_clean``, ``score``, ``layout`` and ``class_names``. Raises ValueError naming the file.
+
+    Example:
+        >>> x = np.zeros((2, 3, 8, 20, 1), np.float32)
+        >>> x[0, :, :5] = 0.1  # clip 0 moves for 5 frames, then padding; clip 1 is all zeros
+        >>> np.savez("clips.npz", x=x, y=np.array([0, 1]))
+        >>> data = read_clips("clips.npz")
+        >>> data["lengths"], data["target"], data["attacked"]  # the defaults
+        (array([5, 1]), array([-1, -1]), array([ True,  True]))
+    """
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: no such file")
@@ -201,7 +243,18 @@ def evaluate_file(
 ) -> dict[str, float | int]:
     """Labels the clips of ``path`` (:func:`read_clips`) with every target of ``specs`` and writes
     ``transfer.csv`` (a row per clip: label, target, attacked, each target's columns) and ``transfer.json``
-    (:func:`transfer_metrics`) into ``out_dir`` (default: beside the file). Returns the metrics."""
+    (:func:`transfer_metrics`) into ``out_dir`` (default: beside the file), ``batch`` clips at a time on
+    ``device``. Returns the metrics.
+
+    Example:
+        >>> from lightning_skel.systems import ClassificationSystem
+        >>> sgn = ClassificationSystem("sgn", 2, "kinect20", class_names=["wave", "clap"], window=16)
+        >>> torch.save({"hyper_parameters": dict(sgn.hparams), "state_dict": sgn.state_dict()}, "sgn.ckpt")
+        >>> np.savez("clips.npz", x=np.random.rand(3, 3, 16, 20, 2), y=np.array([0, 1, 1]))  # metres
+        >>> metrics = evaluate_file("clips.npz", ["sgn=sgn.ckpt"], out_dir="out")
+        >>> sorted(metrics), sorted(p.name for p in Path("out").iterdir())
+        (['transfer/sgn/num_attacked', 'transfer/sgn/success_rate'], ['transfer.csv', 'transfer.json'])
+    """
     data = read_clips(path)
     layout = str(data["layout"]) if "layout" in data else None
     names = data.get("class_names")
@@ -244,7 +297,13 @@ def add_to_run(
 ) -> dict[str, float | int]:
     """An attack run's clips (``out_dir/adversarial.npz``) labelled by every target: each target's columns
     (:func:`transfer_columns`) appended to ``per_sample.csv`` (its rows are the npz's, in order) and its
-    metrics to ``metrics.json``, both rewritten atomically; ``transfer.csv`` and ``transfer.json`` too."""
+    metrics to ``metrics.json``, both rewritten atomically; ``transfer.csv`` and ``transfer.json`` too.
+
+    Example:
+        >>> add_to_run("runs/nothing_here", ["hcn=runs/utd_hcn/checkpoints/last.ckpt"])  # no attack run there
+        Traceback (most recent call last):
+        ValueError: runs/nothing_here/adversarial.npz: no such file
+    """
     out = Path(out_dir)
     metrics = evaluate_file(out / "adversarial.npz", specs, out, batch, device)
     with (out / "transfer.csv").open(newline="") as f:
@@ -262,7 +321,20 @@ def add_to_run(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The command line: ``python -m lightning_skel.transfer CLIPS.npz [NAME=]CKPT ...`` (module docstring)."""
+    """The command line: ``python -m lightning_skel.transfer CLIPS.npz [NAME=]CKPT ...`` (module docstring);
+    ``argv`` default ``sys.argv[1:]``, ``--out``, ``--batch-size`` and ``--device`` as :func:`evaluate_file`'s.
+    Returns the exit code, 0.
+
+    Example:
+        >>> from lightning_skel.systems import ClassificationSystem
+        >>> sgn = ClassificationSystem("sgn", 2, "kinect20", class_names=["wave", "clap"], window=16)
+        >>> torch.save({"hyper_parameters": dict(sgn.hparams), "state_dict": sgn.state_dict()}, "sgn.ckpt")
+        >>> np.savez("adversarial.npz", x=np.random.rand(3, 3, 16, 20, 2), y=np.array([0, 1, 1]))
+        >>> main(["adversarial.npz", "sgn=sgn.ckpt", "--out", "transfer"])  # logs each target's success rate
+        0
+        >>> json.loads(Path("transfer/transfer.json").read_text())["targets"]
+        {'sgn': 'sgn.ckpt'}
+    """
     parser = argparse.ArgumentParser(
         prog="python -m lightning_skel.transfer", description=__doc__.splitlines()[0]
     )

@@ -36,7 +36,13 @@ WHITEBOX = ("success_rate", "grad_evals", "forward_evals", "rms_mm_median", "lin
 
 
 def read_json(path: Path) -> dict[str, Any]:
-    """A finished run's JSON file."""
+    """A finished run's JSON file (``metrics.json``, ``transfer.json``) as a dict.
+
+    Example:
+        >>> _ = Path("metrics.json").write_text('{"success_rate": 1.0, "rms_mm_median": null}')
+        >>> read_json(Path("metrics.json"))
+        {'success_rate': 1.0, 'rms_mm_median': None}
+    """
     return json.loads(path.read_text())
 
 
@@ -76,7 +82,18 @@ def _ckpt(path: str | list[str]) -> str:
 
 
 def attack_runs(cfg: DictConfig, models: Mapping[str, Any]) -> dict[tuple[str, str], dict]:
-    """Runs (or reads back) every model x attack; their metrics by ``(model, attack)``."""
+    """Runs (or reads back) every model x attack; their metrics by ``(model, attack)``. ``cfg`` is zoo.yaml's
+    (``out_dir``, ``attacks``, ``split``, ``limit``, ``subset``, ``batch_size``, ``threads``, ``seed``,
+    ``attack_overrides``), ``models`` ``{name: checkpoint}``; a run with a ``metrics.json`` is read back.
+
+    Example:
+        >>> cfg = OmegaConf.create({"out_dir": "zoo_a", "attacks": ["pgd"], "split": "test",
+        ...                         "subset": "spread", "batch_size": 8, "threads": 1, "seed": 0})
+        >>> Path("zoo_a/hcn/pgd").mkdir(parents=True)
+        >>> _ = Path("zoo_a/hcn/pgd/metrics.json").write_text('{"success_rate": 0.5}')  # finished: read back
+        >>> attack_runs(cfg, {"hcn": "hcn.ckpt"})
+        {('hcn', 'pgd'): {'success_rate': 0.5}}
+    """
     from lightning_skel.attack_run import run_attack
 
     out = Path(cfg.out_dir)
@@ -101,7 +118,16 @@ def attack_runs(cfg: DictConfig, models: Mapping[str, Any]) -> dict[tuple[str, s
 
 def transfer_runs(cfg: DictConfig, models: Mapping[str, Any]) -> dict[tuple[str, str], dict]:
     """Every run's clips labelled by every model (``transfer.json`` in the run's folder, read back when it
-    names the same targets)."""
+    names the same targets).
+
+    Example:
+        >>> cfg = OmegaConf.create({"out_dir": "zoo_t", "attacks": ["pgd"], "batch_size": 8})
+        >>> Path("zoo_t/hcn/pgd").mkdir(parents=True)
+        >>> saved = '{"targets": {"hcn": "hcn.ckpt"}, "transfer/hcn/success_rate": 0.5}'
+        >>> _ = Path("zoo_t/hcn/pgd/transfer.json").write_text(saved)
+        >>> transfer_runs(cfg, {"hcn": "hcn.ckpt"})  # the same targets: read back
+        {('hcn', 'pgd'): {'targets': {'hcn': 'hcn.ckpt'}, 'transfer/hcn/success_rate': 0.5}}
+    """
     from lightning_skel.transfer import evaluate_file
 
     out = Path(cfg.out_dir)
@@ -136,7 +162,13 @@ def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]])
 
 
 def heatmap(matrix: np.ndarray, names: Sequence[str], attack: str):
-    """The transfer matrix ``(sources, targets)`` of success rates as an annotated heatmap."""
+    """The transfer matrix ``(sources, targets)`` of success rates as an annotated heatmap.
+
+    Example:
+        >>> fig = heatmap(np.array([[0.9, 0.2], [0.3, 1.0]]), ["hcn", "sgn"], "pgd")  # rows: sources
+        >>> fig.axes[0].get_title(), [t.get_text() for t in fig.axes[0].texts]
+        ('pgd: transfer success', ['0.90', '0.20', '0.30', '1.00'])
+    """
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(1.2 + 0.9 * len(names), 1.0 + 0.8 * len(names)))
@@ -156,7 +188,17 @@ def heatmap(matrix: np.ndarray, names: Sequence[str], attack: str):
 
 
 def write_tables(cfg: DictConfig, models: Sequence[str], white: Mapping, transfer: Mapping) -> dict[str, Any]:
-    """whitebox.{csv,md}, transfer_<attack>.{csv,png} and transfer.md; the tables, for the loggers."""
+    """whitebox.{csv,md}, transfer_<attack>.{csv,png} and transfer.md; the tables, for the loggers.
+
+    Example:
+        >>> cfg = OmegaConf.create({"out_dir": "zoo_w", "attacks": ["pgd"]})
+        >>> white = {("hcn", "pgd"): {"success_rate": 1.0, "num_attacked": 4}}  # attack_runs'
+        >>> transfer = {("hcn", "pgd"): {"transfer/hcn/success_rate": 1.0}}  # transfer_runs'
+        >>> sorted(write_tables(cfg, ["hcn"], white, transfer))
+        ['zoo/transfer_pgd', 'zoo/whitebox']
+        >>> sorted(p.name for p in Path("zoo_w").iterdir())
+        ['transfer.md', 'transfer_pgd.csv', 'transfer_pgd.png', 'whitebox.csv', 'whitebox.md']
+    """
     from lightning_skel.viz import save_figure
 
     out = Path(cfg.out_dir)
@@ -183,7 +225,14 @@ def write_tables(cfg: DictConfig, models: Sequence[str], white: Mapping, transfe
 
 def run_zoo(cfg: DictConfig) -> dict[str, Any]:
     """The zoo benchmark of ``cfg`` (configs/zoo.yaml); returns ``{"whitebox": ..., "transfer": ...}`` keyed
-    ``"<model>/<attack>"``. Every input is checked before the first attack runs."""
+    ``"<model>/<attack>"``. Every input is checked before the first attack runs.
+
+    Example:
+        >>> cfg = OmegaConf.create({"models": {"hcn": "missing.ckpt"}, "attacks": ["pgd"]})
+        >>> run_zoo(cfg)  # every input checked before the first attack runs
+        Traceback (most recent call last):
+        ValueError: zoo: models.hcn: no checkpoint at missing.ckpt
+    """
     from lightning_skel.run import build_loggers, finish_loggers
 
     models = _models(cfg)

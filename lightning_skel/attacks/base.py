@@ -105,7 +105,13 @@ def margin_loss(logits: Tensor, y: Tensor, target: Tensor | None, kappa: float) 
 
 def is_success(pred: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
     """``(N,)`` bool: labels ``pred`` fool the classifier: differ from ``y`` (untargeted, ``target`` None)
-    or equal ``target``."""
+    or equal ``target``.
+
+    Example:
+        >>> pred, y = torch.tensor([0, 1, 2]), torch.tensor([0, 0, 0])
+        >>> is_success(pred, y, None), is_success(pred, y, torch.tensor([1, 1, 1]))
+        (tensor([False,  True,  True]), tensor([False,  True, False]))
+    """
     return pred != y if target is None else pred == target
 
 
@@ -641,10 +647,24 @@ class Attack:
 
 
 def build_attack(name: str, model: nn.Module, layout: str | Layout, **kwargs) -> Attack:
-    """Build the registered attack ``name`` against ``model`` on ``layout``."""
+    """Build the registered attack ``name`` (one of :func:`list_attacks`) against ``model`` (``(N, C, T, V,
+    M)`` to logits ``(N, K)``) on ``layout`` (name or :class:`Layout`); ``kwargs`` are the attack's
+    hyper-parameters. An unknown name is a ``KeyError`` listing the known ones.
+
+    Example:
+        >>> model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 25, 5))
+        >>> attack = build_attack("ifgsm", model, "ntu25", eps=0.01, steps=2)
+        >>> type(attack).__name__, attack.eps, attack.alpha, attack.random_start
+        ('IFGSMAttack', 0.01, 0.001, False)
+    """
     return ATTACKS.get(name)(model, layout, **kwargs)
 
 
 def list_attacks() -> list[str]:
-    """The names of the registered attacks."""
+    """The names of the registered attacks.
+
+    Example:
+        >>> list_attacks()
+        ['admm', 'apgd', 'autoattack', 'cw', 'ifgsm', 'mifgsm', 'pgd', 'smart', 'square', 'zheng2020']
+    """
     return ATTACKS.names()

@@ -47,7 +47,20 @@ def per_sample_metrics(
     layout: str | Layout,
     emotion_model: nn.Module | None = None,
 ) -> dict[str, Tensor]:
-    """Every distance metric of section 5 for each clip, ``(N,)`` each (metres, millimetres, degrees)."""
+    """Every distance metric of section 5 (:data:`DISTANCE_METRICS`) for each clip, ``(N,)`` each (metres,
+    millimetres, degrees, as the names say), between ``x`` and ``x_adv`` ``(N, C, T, V, M)`` in metres over
+    their valid entries (``lengths (N,)`` frames, None: all). An ``emotion_model`` adds
+    ``emotion_distance`` (mean squared feature change) and ``emotion_kept`` (1.0 where its label holds).
+
+    Example:
+        >>> rest = torch.as_tensor(get_layout("ntu25").rest_array).T  # (C, V), metres
+        >>> x = rest.reshape(1, 3, 1, 25, 1).repeat(2, 1, 4, 1, 1)  # two still clips of 4 frames
+        >>> x_adv = x.clone()
+        >>> x_adv[0, 0, :, 3] += 0.01  # clip 0's head moves 1 cm along x in every frame
+        >>> m = per_sample_metrics(x, x_adv, None, "ntu25")
+        >>> m["linf_mm"], m["rms_mm"], m["delta_speed_mm"]
+        (tensor([10.,  0.]), tensor([2., 0.]), tensor([0., 0.]))
+    """
     layout = get_layout(layout)
     lengths = (
         torch.full((x.shape[0],), x.shape[2], device=x.device) if lengths is None else lengths.to(x.device)
@@ -92,7 +105,12 @@ def _mean(v: Tensor, m: Tensor) -> float:
 
 def median(values: Tensor | np.ndarray | Sequence[float]) -> float:
     """The median of every value, the mean of the two middle ones for an even count (``Tensor.median``
-    would give the lower one); NaN for none. The one median of metrics.json, the report and the logs."""
+    would give the lower one); NaN for none. The one median of metrics.json, the report and the logs.
+
+    Example:
+        >>> median([4.0, 1.0, 3.0, 2.0]), median(torch.tensor([1.0, 5.0, 2.0])), median([])
+        (2.5, 2.0, nan)
+    """
     v = torch.as_tensor(values).detach().double().flatten()
     return float(v.quantile(0.5)) if v.numel() else float("nan")
 
@@ -122,7 +140,14 @@ def attack_metrics(
     and adds ``robust_accuracy_<metric>_le_<size>`` for each (:func:`robust_accuracy_within`).
     ``grad_evals`` and ``forward_evals``, ``(N,)`` the classifier passes each clip cost (an
     :class:`~lightning_skel.attacks.base.AttackResult`'s), add their means (a gradient-free attack such as
-    Square spends forward passes only)."""
+    Square spends forward passes only).
+
+    Example:
+        >>> x, y, pred_adv = torch.randn(4, 3, 8, 25, 1), torch.arange(4), torch.tensor([1, 1, 0, 0])
+        >>> m = attack_metrics(x, x + 0.01, None, "ntu25", y, y % 3, pred_adv, budgets={"linf_mm": [5]})
+        >>> m["num_success"], m["robust_accuracy"], m["robust_accuracy_linf_mm_le_5"], round(m["linf_mm"])
+        (2, 0.25, 0.75, 10)
+    """
     check_budgets(budgets)
     ps = (
         per_sample if per_sample is not None else per_sample_metrics(x, x_adv, lengths, layout, emotion_model)
@@ -156,7 +181,14 @@ def attack_metrics(
 
 
 def check_budgets(budgets: Mapping[str, Sequence[float]] | None, what: str = "budgets") -> None:
-    """A clear error unless ``budgets`` maps metrics of :data:`DISTANCE_METRICS` to lists of sizes > 0."""
+    """A clear error unless ``budgets`` maps metrics of :data:`DISTANCE_METRICS` to lists of sizes > 0.
+
+    Example:
+        >>> check_budgets({"linf_mm": [10, 20]})  # passes
+        >>> check_budgets({"linf_mm": [0]})
+        Traceback (most recent call last):
+        ValueError: budgets.linf_mm: every size must be a number > 0, got [0]
+    """
     for key, sizes in (budgets or {}).items():
         if key not in DISTANCE_METRICS:
             raise ValueError(f"{what}: {key!r} is not a distance metric; use one of {DISTANCE_METRICS}")
@@ -170,7 +202,14 @@ def check_budgets(budgets: Mapping[str, Sequence[float]] | None, what: str = "bu
 def robust_within(y: Tensor, pred_clean: Tensor, pred_adv: Tensor, size: Tensor, budget: float) -> Tensor:
     """``(N,)`` bool: the clip withstands an attack whose success counts only where its adversarial clip is
     within ``budget`` (``size`` per sample, e.g. ``rms_mm``, in the budget's unit): the clean model is right
-    and the attack either failed or needed more than ``budget``."""
+    and the attack either failed or needed more than ``budget``.
+
+    Example:
+        >>> y, pred_clean = torch.tensor([0, 0, 0, 0]), torch.tensor([0, 0, 0, 1])
+        >>> pred_adv, rms_mm = torch.tensor([0, 1, 1, 1]), torch.tensor([5.0, 5.0, 30.0, 0.0])
+        >>> robust_within(y, pred_clean, pred_adv, rms_mm, 20)  # clip 2 was fooled, but 30 mm away
+        tensor([ True, False,  True, False])
+    """
     return (pred_clean == y) & ~((pred_adv != y) & (size <= budget))
 
 
@@ -179,6 +218,13 @@ def robust_accuracy_within(
 ) -> float:
     """The fraction of clips :func:`robust_within` a budget. For a minimum-distance attack such as ADMM,
     which fools every clip given room, this is the robust accuracy at a perturbation size; swept over
-    budgets it is the robust-accuracy curve."""
+    budgets it is the robust-accuracy curve.
+
+    Example:
+        >>> y, pred_clean = torch.tensor([0, 0, 0, 0]), torch.tensor([0, 0, 0, 1])
+        >>> pred_adv, rms_mm = torch.tensor([0, 1, 1, 1]), torch.tensor([5.0, 5.0, 30.0, 0.0])
+        >>> [robust_accuracy_within(y, pred_clean, pred_adv, rms_mm, budget) for budget in (1, 20, 40)]
+        [0.75, 0.5, 0.25]
+    """
     robust = robust_within(y, pred_clean, pred_adv, size, budget)
     return float(robust.double().mean()) if y.numel() else float("nan")

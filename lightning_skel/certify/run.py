@@ -147,7 +147,16 @@ class CertifyRun(AttackRun):
 
 def check_certify_config(cfg: DictConfig) -> None:
     """certify.yaml's settings, all at once, before any checkpoint or data is read: sigma, n0, n, alpha,
-    batch (:func:`check_smoothing_args`), batch_size, limit and subset, and the radii of the metrics."""
+    batch (:func:`check_smoothing_args`), batch_size, limit and subset, and the radii of the metrics.
+
+    Example:
+        >>> cfg = OmegaConf.create({"sigma": 0.01, "batch": 100, "n0": 10, "n": 100, "alpha": 0.001,
+        ...                         "batch_size": 8, "radii_mm": [0, 5]})
+        >>> check_certify_config(cfg)  # passes
+        >>> check_certify_config(OmegaConf.merge(cfg, {"radii_mm": []}))
+        Traceback (most recent call last):
+        ValueError: certify.py: invalid setting(s): radii_mm must be a non-empty list of radii >= 0 ..., got []
+    """
     check_smoothing_args(
         "certify.py", sigma=cfg.sigma, batch=cfg.batch, n0=cfg.n0, n=cfg.n, alpha=cfg.alpha, what="setting(s)"
     )
@@ -163,7 +172,14 @@ def run_certify(cfg: DictConfig) -> dict[str, Any]:
     says; write per_sample.csv, certificates.npz, metrics.json, certified_accuracy.csv and
     figures/certified_accuracy.png into ``out_dir`` and return the aggregate metrics. Every input is checked
     before any work. Under ``trainer.strategy=ddp`` (Lightning Fabric) the batches are split across ranks.
-    Torch's threads are ``cfg.threads`` for the run (:func:`utils.torch_threads`)."""
+    Torch's threads are ``cfg.threads`` for the run (:func:`utils.torch_threads`).
+
+    Example:
+        >>> cfg = OmegaConf.create({"ckpt": "last.ckpt", "sigma": "0.01", "trainer": {}})  # a string
+        >>> run_certify(cfg)  # refused before any checkpoint or data is read
+        Traceback (most recent call last):
+        ValueError: certify config: invalid setting(s): sigma must be a number, got '0.01'
+    """
     with torch_threads(cfg.get("threads", "auto"), processes_per_node(cfg)) as n:
         log_once(log, "torch threads: %d (threads=%s)", n, cfg.get("threads", "auto"))
         return _run_certify(cfg)
@@ -243,7 +259,16 @@ def certify_metrics(merged: dict[str, np.ndarray], radii_mm: list[float]) -> dic
     """The aggregates of a run's per-clip results: the clip count, the base classifier's clean accuracy, the
     abstention rate, the certified accuracy at each radius of ``radii_mm``
     (``certified_accuracy_l2_mm_<r>``) and the average certified radius in mm (a wrong or abstained clip
-    counts 0)."""
+    counts 0).
+
+    Example:
+        >>> merged = {"y": np.array([0, 1, 2]), "prediction": np.array([0, ABSTAIN, 2]),
+        ...           "base_prediction": np.array([0, 1, 0]), "abstain": np.array([False, True, False]),
+        ...           "radius_mm": np.array([3.0, np.nan, 8.0])}
+        >>> m = certify_metrics(merged, [0, 5])
+        >>> m["abstain_rate"], m["certified_accuracy_l2_mm_5"], m["average_certified_radius_mm"]
+        (0.3333333333333333, 0.3333333333333333, 3.6666666666666665)
+    """
     pred, y, radius = merged["prediction"], merged["y"], merged["radius_mm"]
     n = len(y)
     right = (pred == y) & (pred != ABSTAIN)
@@ -269,7 +294,28 @@ def write_certify_outputs(
 ) -> Path:
     """certificates.npz (the per-clip arrays), per_sample.csv (a row per clip, with class names; prediction
     and radius blank where the smoothed classifier abstains), metrics.json, certified_accuracy.csv (the
-    curve) and figures/certified_accuracy.png; returns the figure's path. Every file is written atomically."""
+    curve) and figures/certified_accuracy.png; returns the figure's path. Every file is written atomically.
+
+    Args:
+        out_dir: the run's folder (created where missing).
+        merged: the per-clip arrays ``(N,)`` of :meth:`CertifyRun.merge`; metrics: :func:`certify_metrics`'s;
+            extra: more keys for metrics.json (config, versions, spec).
+        curve: :func:`certified_accuracy_curve` in mm; source: the data, for ``class_names`` (and
+            ``sample_name`` where it has them); radii_mm, sigma (metres): for the figure (:func:`curve_figure`).
+
+    Example:
+        >>> keys = ("index", "y", "correct", "count", "selected", "base_prediction")  # a run's arrays
+        >>> merged = {k: np.array([0, 1]) for k in keys} | {
+        ...     "prediction": np.array([0, ABSTAIN]), "abstain": np.array([False, True]),
+        ...     "radius_mm": np.array([3.0, np.nan]), "p_lower": np.array([0.9, 0.4])}
+        >>> curve = certified_accuracy_curve(merged["prediction"], merged["y"], merged["radius_mm"])
+        >>> source = {"class_names": ["wave", "clap"]}  # the data's, for per_sample.csv
+        >>> metrics = certify_metrics(merged, [0])
+        >>> write_certify_outputs(Path("out"), merged, metrics, {}, curve, source, [0], sigma=0.01)
+        PosixPath('out/figures/certified_accuracy.png')
+        >>> sorted(p.name for p in Path("out").iterdir())
+        ['certificates.npz', 'certified_accuracy.csv', 'figures', 'metrics.json', 'per_sample.csv']
+    """
     write_npz(out_dir / "certificates.npz", merged)
     names = np.asarray(source["class_names"], dtype=str)
     rows, pred, abstain = merged["index"], merged["prediction"], merged["abstain"].astype(bool)
@@ -303,7 +349,15 @@ def curve_figure(
     curve: tuple[np.ndarray, np.ndarray], metrics: dict[str, Any], radii_mm: list[float], sigma: float
 ) -> Figure:
     """Certified accuracy against the L2 radius in mm (a step per certified clip), the radii of the metrics
-    marked."""
+    marked: ``curve`` as :func:`certified_accuracy_curve` gives it (radii in mm), ``metrics`` with
+    ``num_samples`` and ``certified_accuracy_l2_mm_<r>`` for each of ``radii_mm``, ``sigma`` in metres.
+
+    Example:
+        >>> curve = (np.array([0.0, 4.0, 12.0]), np.array([0.5, 0.5, 0.25]))  # certified_accuracy_curve
+        >>> metrics = {"num_samples": 4, "certified_accuracy_l2_mm_5": 0.25}
+        >>> curve_figure(curve, metrics, [5], sigma=0.01).axes[0].get_title()
+        'randomized smoothing, sigma = 10 mm (4 clips)'
+    """
     radius, accuracy = curve
     right = max([*radii_mm, float(radius.max()) if radius.size else 0.0]) * 1.05 or 1.0
     fig = Figure(figsize=(6, 4))

@@ -42,10 +42,11 @@ def min_samples(alpha: float, test: str = "certify") -> int:
     predicted (``"predict"``: the two-sided binomial test of ``n`` votes against none, p-value
     ``2 * 0.5 ** n``, reaches ``alpha``), at level ``alpha`` in (0, 1).
 
-    Example::
-
-        min_samples(0.001)             # 10: 0.001 ** (1 / 10) = 0.501
-        min_samples(0.001, "predict")  # 11: 2 * 0.5 ** 11 = 0.00098
+    Example:
+        >>> min_samples(0.001)  # 0.001 ** (1 / 10) = 0.501
+        10
+        >>> min_samples(0.001, "predict")  # 2 * 0.5 ** 11 = 0.00098
+        11
     """
     if not (_is_number(alpha) and 0 < alpha < 1):
         raise ValueError(f"min_samples: alpha must be in (0, 1), got {alpha!r}")
@@ -75,7 +76,14 @@ def check_smoothing_args(
     """One ``ValueError`` naming every bad argument of those given (``None`` is not checked): ``sigma > 0``
     metres, ``batch >= 1`` noisy copies per forward pass, ``n0 >= 1`` selection samples, ``alpha`` in (0, 1),
     and ``n`` at least :func:`min_samples` of ``alpha`` for ``test``; ``what`` names them in the message
-    (``"setting(s)"`` for a config's keys)."""
+    (``"setting(s)"`` for a config's keys).
+
+    Example:
+        >>> check_smoothing_args("demo", sigma=0.01, n=100, alpha=0.001)  # passes
+        >>> check_smoothing_args("demo", sigma=0.0, n0=5)
+        Traceback (most recent call last):
+        ValueError: demo: invalid argument(s): sigma must be > 0 (...), got 0.0
+    """
     alpha_ok = _is_number(alpha) and 0 < alpha < 1
     rules = {
         "sigma": (sigma, _is_number(sigma) and sigma > 0, "> 0 (the noise's standard deviation, metres)"),
@@ -104,10 +112,11 @@ def clopper_pearson_lower(count: np.ndarray | int, n: int, alpha: float) -> np.n
     ``count`` successes of ``n`` trials: ``Beta(alpha; count, n - count + 1)``, 0 where ``count`` is 0.
     Cohen et al.'s ``proportion_confint(count, n, alpha=2 * alpha, method="beta")[0]``.
 
-    Example::
-
-        clopper_pearson_lower(990, 1000, 0.001)  # 0.9776...
-        clopper_pearson_lower(np.array([0, 500, 1000]), 1000, 0.001)
+    Example:
+        >>> round(float(clopper_pearson_lower(990, 1000, 0.001)), 4)
+        0.976
+        >>> clopper_pearson_lower(np.array([0, 500, 1000]), 1000, 0.001).round(3)
+        array([0.   , 0.451, 0.993])
     """
     count = np.asarray(count, dtype=np.float64)
     with np.errstate(invalid="ignore"):
@@ -118,7 +127,12 @@ def clopper_pearson_lower(count: np.ndarray | int, n: int, alpha: float) -> np.n
 def binomial_p_value(top: np.ndarray, second: np.ndarray) -> np.ndarray:
     """The two-sided p-value of the binomial test that the top class's ``top`` votes and the runner-up's
     ``second`` votes (``top >= second``) come from equal probabilities: ``scipy.stats.binomtest(top, top +
-    second, 0.5).pvalue``, vectorised (the test is symmetric at 0.5: ``min(1, 2 P(X >= top))``)."""
+    second, 0.5).pvalue``, vectorised (the test is symmetric at 0.5: ``min(1, 2 P(X >= top))``).
+
+    Example:
+        >>> binomial_p_value(np.array([10, 6]), np.array([0, 4])).round(4)  # 10 to 0 is no tie
+        array([0.002 , 0.7539])
+    """
     top = np.asarray(top, dtype=np.float64)
     total = top + np.asarray(second, dtype=np.float64)
     return np.minimum(1.0, 2 * stats.binom.sf(top - 1, total, 0.5))
@@ -344,12 +358,14 @@ def certified_accuracy(
 ) -> np.ndarray:
     """Cohen et al.'s certified accuracy at each of ``radii``: the fraction of clips whose certified label
     is the true one with a certified radius of at least that size (abstentions count as wrong). ``radius``
-    in the unit of ``radii``; NaN (an abstention) is below every radius.
+    in the unit of ``radii``; NaN (an abstention) is below every radius. Of a :class:`Certificate` ``cert``,
+    with radii in millimetres: ``certified_accuracy(cert.prediction, y, cert.radius * 1000, radii)``.
 
-    Example::
-
-        cert = SmoothedClassifier(model, 0.01).certify(x, lengths)
-        certified_accuracy(cert.prediction, y, cert.radius * 1000, [0, 5, 10])  # radii in mm
+    Example:
+        >>> prediction, y = torch.tensor([0, 1, ABSTAIN, 3]), torch.tensor([0, 1, 2, 0])
+        >>> radius_mm = torch.tensor([4.0, 12.0, float("nan"), 20.0])  # clip 3 certified, but wrong
+        >>> certified_accuracy(prediction, y, radius_mm, [0, 5, 10])
+        array([0.5 , 0.25, 0.25])
     """
     pred, y, r = (np.asarray(torch.as_tensor(v).cpu()) for v in (prediction, y, radius))
     right = (pred == y) & (pred != ABSTAIN)
@@ -364,12 +380,14 @@ def certified_accuracy_curve(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Certified accuracy as a function of the radius, exactly: the radii where it steps down (0, then each
     distinct radius certified on a correct clip, ascending) and the accuracy at each (:func:`certified_accuracy`:
-    clips certified at least that far). Between two of them it keeps the value of the larger one.
+    clips certified at least that far). Between two of them it keeps the value of the larger one: plot it
+    with ``ax.step(r, acc, where="pre")``.
 
-    Example::
-
-        r, acc = certified_accuracy_curve(cert.prediction, y, cert.radius * 1000)
-        ax.step(r, acc, where="pre")
+    Example:
+        >>> prediction, y = torch.tensor([0, 1, ABSTAIN, 3]), torch.tensor([0, 1, 2, 0])
+        >>> r, acc = certified_accuracy_curve(prediction, y, torch.tensor([4.0, 12.0, float("nan"), 20.0]))
+        >>> r, acc
+        (array([ 0.,  4., 12.]), array([0.5 , 0.5 , 0.25]))
     """
     pred, y, r = (np.asarray(torch.as_tensor(v).cpu()) for v in (prediction, y, radius))
     right = (pred == y) & (pred != ABSTAIN)

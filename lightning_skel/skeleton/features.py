@@ -27,7 +27,13 @@ def _indices(layout_name: str, kind: str, device: torch.device) -> tuple[Tensor,
 
 
 def safe_norm(v: Tensor, dim: int, eps: float = _EPS) -> Tensor:
-    """Euclidean norm with a finite gradient at zero (``sqrt(sum v^2 + eps)``)."""
+    """Euclidean norm of ``v`` along ``dim`` with a finite gradient at zero: ``sqrt(sum v^2 + eps)``, with
+    ``eps`` 1e-12 by default.
+
+    Example:
+        >>> safe_norm(torch.tensor([[3.0, 4.0], [0.0, 0.0]]), dim=1)  # sqrt(eps) at zero
+        tensor([5.0000e+00, 1.0000e-06])
+    """
     return torch.sqrt((v * v).sum(dim) + eps)
 
 
@@ -88,18 +94,41 @@ def _differences(x: Tensor, layout: Layout | str, kind: str) -> Tensor:
 
 def differences_adjoint(g: Tensor, layout: Layout | str, kind: str) -> Tensor:
     """The adjoint of the joint differences ``kind`` ("bone" or "triplet"): a gradient with respect to the
-    differences ``(N, C, T, K, M)`` mapped to one with respect to the joints ``(N, C, T, V, M)``."""
+    differences ``(N, C, T, K, M)`` mapped to one with respect to the joints ``(N, C, T, V, M)``.
+
+    Example:
+        >>> x = torch.randn(2, 3, 4, 16, 1, dtype=torch.float64)
+        >>> g = torch.randn(2, 3, 4, 15, 1, dtype=torch.float64)  # one value per bone
+        >>> lhs = (bone_vectors(x, "gait16") * g).sum()
+        >>> rhs = (x * differences_adjoint(g, "gait16", "bone")).sum()
+        >>> bool(torch.isclose(lhs, rhs))  # <W x, g> = <x, W^T g>
+        True
+    """
     w = _difference_matrix(get_layout(layout).name, kind, g.device, g.dtype)
     return torch.einsum("nctkm,vk->nctvm", g, w)
 
 
 def bone_vectors(x: Tensor, layout: Layout | str) -> Tensor:
-    """``x[child] - x[parent]`` for every bone: ``(N, C, T, V, M) -> (N, C, T, B, M)``."""
+    """``x[child] - x[parent]`` for every bone: ``(N, C, T, V, M) -> (N, C, T, B, M)``.
+
+    Example:
+        >>> x = torch.as_tensor(get_layout("gait16").rest_array).T.reshape(1, 3, 1, 16, 1)  # rest pose (m)
+        >>> bone_vectors(x, "gait16")[0, :, 0, 0, 0]  # spine - root
+        tensor([0.0000, 0.2300, 0.0000])
+    """
     return _differences(x, layout, "bone")
 
 
 def bone_lengths(x: Tensor, layout: Layout | str) -> Tensor:
-    """Bone lengths ``(N, T, B, M)``."""
+    """The length of every bone of ``layout`` (``B`` of them, in joint order), in the units of ``x``:
+    ``(N, C, T, V, M) -> (N, T, B, M)``. Never below ``sqrt(eps)`` (:func:`safe_norm`).
+
+    Example:
+        >>> x = torch.as_tensor(get_layout("gait16").rest_array).T.reshape(1, 3, 1, 16, 1)  # rest pose (m)
+        >>> lengths = bone_lengths(x, "gait16")
+        >>> lengths.shape, round(lengths[0, 0, 0, 0].item(), 2)  # (N, T, B, M); root-spine
+        (torch.Size([1, 1, 15, 1]), 0.23)
+    """
     return safe_norm(bone_vectors(x, layout), dim=1)
 
 
@@ -123,7 +152,15 @@ def cross_components(u: Tensor, v: Tensor) -> tuple[Tensor, ...]:
     """The components of ``u x v`` along dim 1: three for 3D vectors, one (``u_x v_y - u_y v_x``) for 2D.
 
     Component by component: torch.cross copies its strided inputs, which doubles the cost of the angles'
-    forward and backward (they run on every step of the attacks)."""
+    forward and backward (they run on every step of the attacks).
+
+    Example:
+        >>> u, v = torch.tensor([[1.0, 0.0, 0.0]]), torch.tensor([[0.0, 1.0, 0.0]])  # (N, C)
+        >>> cross_components(u, v)  # x, y, z of u x v
+        (tensor([0.]), tensor([0.]), tensor([1.]))
+        >>> cross_components(u[:, :2], v[:, :2])  # 2D: u_x v_y - u_y v_x
+        (tensor([1.]),)
+    """
     if u.shape[1] == 3:
         return cross3(u.unbind(1), v.unbind(1))
     if u.shape[1] == 2:
@@ -132,7 +169,12 @@ def cross_components(u: Tensor, v: Tensor) -> tuple[Tensor, ...]:
 
 
 def norm_of_components(w: tuple[Tensor, ...]) -> Tensor:
-    """``sqrt(sum w_i^2 + eps)`` of a vector given component by component (as :func:`safe_norm`)."""
+    """``sqrt(sum w_i^2 + eps)`` of a vector given component by component (as :func:`safe_norm`).
+
+    Example:
+        >>> round(norm_of_components((torch.tensor(3.0), torch.tensor(4.0))).item(), 4)
+        5.0
+    """
     sq = w[0] * w[0]
     for c in w[1:]:
         sq = sq + c * c
@@ -146,14 +188,26 @@ def _cross_norm(u: Tensor, v: Tensor) -> Tensor:
 
 def triplet_bones(x: Tensor, layout: Layout | str) -> tuple[Tensor, Tensor]:
     """The two bones of every angle triplet, ``u = x[parent] - x[joint]`` and ``v = x[child] - x[joint]``:
-    each ``(N, C, T, K, M)``."""
+    each ``(N, C, T, K, M)``.
+
+    Example:
+        >>> u, v = triplet_bones(torch.zeros(2, 3, 8, 16, 1), "gait16")
+        >>> u.shape, len(get_layout("gait16").triplets)  # (N, C, T, K, M)
+        (torch.Size([2, 3, 8, 12, 1]), 12)
+    """
     u, v = _differences(x, layout, "triplet").chunk(2, dim=3)
     return u, v
 
 
 def angle_between(u: Tensor, v: Tensor) -> Tensor:
     """Angle between vectors along dim 1, ``atan2(|u x v|, u . v)`` in ``[0, pi]`` (stable where acos is
-    not, with finite gradients for collinear vectors)."""
+    not, with finite gradients for collinear vectors).
+
+    Example:
+        >>> u, v = torch.tensor([[1.0, 0.0, 0.0]]), torch.tensor([[0.0, 2.0, 0.0]])  # (N, C)
+        >>> angle_between(u, v)  # pi / 2
+        tensor([1.5708])
+    """
     return torch.atan2(_cross_norm(u, v), (u * v).sum(1))
 
 
@@ -161,12 +215,24 @@ def bone_angles(x: Tensor, layout: Layout | str) -> Tensor:
     """Angle at each triplet's middle joint between its two bones, ``atan2(|u x v|, u . v)``: ``(N, T, K, M)``.
 
     ``u = x[parent] - x[joint]`` and ``v = x[child] - x[joint]``; radians in ``[0, pi]``.
+
+    Example:
+        >>> x = torch.as_tensor(get_layout("gait16").rest_array).T.reshape(1, 3, 1, 16, 1)  # rest pose (m)
+        >>> angles = bone_angles(x, "gait16")
+        >>> angles.shape, round(angles[0, 0, 0, 0].item(), 4)  # (N, T, K, M); root-spine-neck is straight
+        (torch.Size([1, 1, 12, 1]), 3.1416)
     """
     return angle_between(*triplet_bones(x, layout))
 
 
 def velocity(x: Tensor) -> Tensor:
-    """``v_t = x_{t+1} - x_t``: ``(N, C, T, V, M) -> (N, C, T-1, V, M)``."""
+    """``v_t = x_{t+1} - x_t``: ``(N, C, T, V, M) -> (N, C, T-1, V, M)``.
+
+    Example:
+        >>> x = torch.arange(4.0).view(1, 1, 4, 1, 1)  # one coordinate, 1 m per frame
+        >>> velocity(x).flatten()
+        tensor([1., 1., 1.])
+    """
     return x[:, :, 1:] - x[:, :, :-1]
 
 
@@ -175,7 +241,13 @@ def velocity_adjoint(g: Tensor) -> Tensor:
     to one ``(N, C, T, V, M)`` with respect to the positions: ``g_{t-1} - g_t``, with ``g`` zero outside its
     frames (the first frame ``-g_0``, the last ``g_{T-2}``). One form for eager and compiled code:
     torch.compile fuses the concatenation into one pass, and its values are those of any other form (one
-    subtraction or negation per entry)."""
+    subtraction or negation per entry).
+
+    Example:
+        >>> g = torch.ones(1, 1, 3, 1, 1)  # the gradient of sum(velocity(x)) = x_last - x_first
+        >>> velocity_adjoint(g).flatten()
+        tensor([-1.,  0.,  0.,  1.])
+    """
     n, c, t, v, m = g.shape
     if t == 0:  # a one-frame clip has no velocity
         return g.new_zeros((n, c, 1, v, m))
@@ -183,12 +255,33 @@ def velocity_adjoint(g: Tensor) -> Tensor:
 
 
 def acceleration(x: Tensor) -> Tensor:
-    """``a_t = x_{t+1} - 2 x_t + x_{t-1}``: ``(N, C, T, V, M) -> (N, C, T-2, V, M)``."""
+    """``a_t = x_{t+1} - 2 x_t + x_{t-1}``: ``(N, C, T, V, M) -> (N, C, T-2, V, M)``.
+
+    Example:
+        >>> x = (torch.arange(4.0) ** 2).view(1, 1, 4, 1, 1)
+        >>> acceleration(x).flatten()
+        tensor([2., 2.])
+    """
     return x[:, :, 2:] - 2 * x[:, :, 1:-1] + x[:, :, :-2]
 
 
 def valid_mask(x: Tensor, lengths: Tensor | None = None) -> Tensor:
-    """Boolean ``(N, 1, T, 1, M)``: frame before ``lengths`` and person present (some joint non-zero)."""
+    """Boolean ``(N, 1, T, 1, M)``: frame before ``lengths`` and person present (some joint non-zero).
+
+    Example:
+        >>> x = torch.ones(2, 3, 4, 25, 2)
+        >>> x[..., 1] = 0  # no second person
+        >>> valid_mask(x, torch.tensor([4, 2]))[:, 0, :, 0]  # (N, T, M)
+        tensor([[[ True, False],
+                 [ True, False],
+                 [ True, False],
+                 [ True, False]],
+        <BLANKLINE>
+                [[ True, False],
+                 [ True, False],
+                 [False, False],
+                 [False, False]]])
+    """
     n, _, t, _, _ = x.shape
     present = (x != 0).any(dim=1, keepdim=True).any(dim=3, keepdim=True)  # (N, 1, T, 1, M)
     if lengths is None:
@@ -203,10 +296,11 @@ def split_score(x: Tensor, score_channel: bool) -> tuple[Tensor, Tensor | None]:
     ``(N, C, T, V, M)`` and ``(N, 1, T, V, M)``; without it, ``(x, None)``. A ``ValueError`` names the
     shape when ``x`` cannot hold coordinates and a score.
 
-    Example::
-
-        coords, score = split_score(x, True)  # x (N, 3, T, 18, M): image x, y, then confidence
-        x_again = join_score(coords, score)
+    Example:
+        >>> x = torch.rand(2, 3, 8, 18, 1)  # image x, y, then confidence
+        >>> coords, score = split_score(x, True)
+        >>> coords.shape, score.shape, torch.equal(join_score(coords, score), x)
+        (torch.Size([2, 2, 8, 18, 1]), torch.Size([2, 1, 8, 18, 1]), True)
     """
     if not score_channel:
         return x, None
@@ -220,12 +314,24 @@ def split_score(x: Tensor, score_channel: bool) -> tuple[Tensor, Tensor | None]:
 
 def join_score(coords: Tensor, score: Tensor | None) -> Tensor:
     """The inverse of :func:`split_score`: ``coords (N, C, T, V, M)`` with ``score (N, 1, T, V, M)`` as the
-    last channel, or ``coords`` itself when ``score`` is None."""
+    last channel, or ``coords`` itself when ``score`` is None.
+
+    Example:
+        >>> coords, score = torch.zeros(1, 2, 8, 18, 1), torch.ones(1, 1, 8, 18, 1)
+        >>> join_score(coords, score).shape, join_score(coords, None) is coords
+        (torch.Size([1, 3, 8, 18, 1]), True)
+    """
     return coords if score is None else torch.cat([coords, score.to(coords.dtype)], dim=1)
 
 
 def temporal_mask(mask: Tensor, order: int) -> Tensor:
-    """Mask of finite differences of ``order`` (1: velocity, 2: acceleration): all frames involved valid."""
+    """Mask of finite differences of ``order`` (1: velocity, 2: acceleration): all frames involved valid.
+
+    Example:
+        >>> mask = torch.tensor([True, True, True, False]).view(1, 1, 4, 1, 1)  # (N, 1, T, 1, M)
+        >>> temporal_mask(mask, 1).flatten(), temporal_mask(mask, 2).flatten()
+        (tensor([ True,  True, False]), tensor([ True, False]))
+    """
     out = mask
     for _ in range(order):
         out = out[:, :, 1:] & out[:, :, :-1]
@@ -233,7 +339,13 @@ def temporal_mask(mask: Tensor, order: int) -> Tensor:
 
 
 def to_gait16(x: Tensor, layout: Layout | str) -> Tensor:
-    """Map any layout onto the emotion recognizer's ``gait16``: ``(N, C, T, V, M) -> (N, C, T, 16, M)``."""
+    """Map any layout onto the emotion recognizer's ``gait16``: ``(N, C, T, V, M) -> (N, C, T, 16, M)``.
+
+    Example:
+        >>> x = torch.zeros(2, 3, 8, 18, 1)
+        >>> to_gait16(x, "openpose18").shape
+        torch.Size([2, 3, 8, 16, 1])
+    """
     layout = get_layout(layout)
     if layout.name == "gait16":
         return x
@@ -257,7 +369,13 @@ def _first_valid_frame(x: Tensor, mask: Tensor) -> Tensor:
 def skeletal_height(x: Tensor, layout: Layout | str, lengths: Tensor | None = None) -> Tensor:
     """Pose-independent body height ``(N,)`` of the first person: the sum of the bone lengths on the
     chain foot-knee-hip (averaged over both legs), root-spine-neck-head, measured on gait16 and averaged
-    over valid frames."""
+    over valid frames.
+
+    Example:
+        >>> x = torch.as_tensor(get_layout("ntu25").rest_array).T.reshape(1, 3, 1, 25, 1)  # rest pose (m)
+        >>> skeletal_height(x, "ntu25"), skeletal_height(2 * x, "ntu25")
+        (tensor([1.5320]), tensor([3.0640]))
+    """
     return _height(x, get_layout(layout), valid_mask(x, lengths))
 
 
@@ -286,7 +404,15 @@ def _normalize_rows(v: Tensor, fallback: Tensor) -> Tensor:
 def canonical_rotation(x: Tensor, layout: Layout | str, lengths: Tensor | None = None) -> Tensor:
     """Per-sample rotation ``(N, C, C)`` that turns the first person's first valid frame so that root->neck
     points along +y and right hip -> left hip along +x (the body faces +z). For 2D data the in-plane rotation
-    that makes root->neck point along +y."""
+    that makes root->neck point along +y.
+
+    Example:
+        >>> x = torch.as_tensor(get_layout("ntu25").rest_array).T.reshape(1, 3, 1, 25, 1)  # faces +z
+        >>> turn = torch.tensor([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 0.0]])  # 90 degrees about y
+        >>> r = canonical_rotation(torch.einsum("ij,njtvm->nitvm", turn, x), "ntu25")  # (N, C, C)
+        >>> torch.allclose(r[0] @ turn, torch.eye(3), atol=1e-6)  # turns it back
+        True
+    """
     layout = get_layout(layout)
     return _rotation(_first_pose_gait16(x, layout, valid_mask(x, lengths)))
 
@@ -327,7 +453,14 @@ def normalize(
 ) -> Tensor:
     """Centre on the first person's root at its first valid frame, rotate to face the canonical direction
     (:func:`canonical_rotation`), optionally scale to unit skeletal height. Padding and absent persons stay
-    zero. One transform per sample, so the relative motion of the two persons is kept."""
+    zero. One transform per sample, so the relative motion of the two persons is kept.
+
+    Example:
+        >>> x = torch.as_tensor(get_layout("ntu25").rest_array).T.reshape(1, 3, 1, 25, 1)  # rest pose (m)
+        >>> out = normalize(x + torch.tensor([1.0, 0.0, 2.0]).view(1, 3, 1, 1, 1), "ntu25", scale=True)
+        >>> out[0, :, 0, 0, 0].abs(), round(skeletal_height(out, "ntu25").item(), 4)  # root at 0, height 1
+        (tensor([0., 0., 0.]), 1.0)
+    """
     layout = get_layout(layout)
     mask = valid_mask(x, lengths)  # computed once and shared by the three steps
     g0 = _first_pose_gait16(x, layout, mask)
@@ -347,7 +480,14 @@ MODALITIES = ("joint", "bone", "bone_agcn", "motion")
 
 def check_modality(layout: Layout | str, modality: str) -> None:
     """Raise unless ``modality`` is one of :data:`MODALITIES` and defined on ``layout`` (``bone_agcn``:
-    ``ntu25`` only)."""
+    ``ntu25`` only).
+
+    Example:
+        >>> check_modality("kinect20", "bone")  # passes
+        >>> check_modality("kinect20", "bone_agcn")
+        Traceback (most recent call last):
+        ValueError: modality 'bone_agcn' is 2s-AGCN's NTU RGB+D bone stream: layout must be 'ntu25', got ...
+    """
     if modality not in MODALITIES:
         raise KeyError(f"unknown modality {modality!r}; known: {', '.join(MODALITIES)}")
     if modality == "bone_agcn" and get_layout(layout).name != "ntu25":
@@ -362,7 +502,14 @@ def to_modality(x: Tensor, layout: Layout | str, modality: str) -> Tensor:
     joint's bone vector to its parent in the layout's tree, zero at the root), ``bone_agcn`` (2s-AGCN's
     ``gen_bone_data.py`` for ``ntu25``: the same on the official NTU graph's tree, rooted at the spine
     shoulder, where the hand tips hang from the thumbs) or ``motion`` (frame differences, zero in the last
-    frame)."""
+    frame).
+
+    Example:
+        >>> x = torch.as_tensor(get_layout("gait16").rest_array).T.reshape(1, 3, 1, 16, 1)  # rest pose (m)
+        >>> bone = to_modality(x, "gait16", "bone")  # the root's bone is zero, the spine's is spine - root
+        >>> bone.shape, bone[0, :, 0, 1, 0]
+        (torch.Size([1, 3, 1, 16, 1]), tensor([0.0000, 0.2300, 0.0000]))
+    """
     check_modality(layout, modality)
     if modality == "joint":
         return x

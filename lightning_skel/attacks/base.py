@@ -62,9 +62,16 @@ class AttackResult:
 
     Example:
 
-    >>> logits = torch.tensor([[3.0, 1.0, 2.0], [0.0, 5.0, 1.0]])
-    >>> margin_loss(logits, torch.tensor([0, 0]), None, kappa=0.5)  # 3 - 2 + 0.5; relu(0 - 5 + 0.5)
-    tensor([1.5000, 0.0000])
+    >>> import torch
+    >>> from torch import nn
+    >>> _ = torch.manual_seed(0)
+    >>> model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 25, 5))
+    >>> x = torch.randn(4, 3, 8, 25, 1)
+    >>> with torch.no_grad():
+    ...     y = model(x).argmax(1)  # labels the model gets right
+    >>> res = build_attack("pgd", model, "ntu25", eps=0.02, steps=3)(x, y)
+    >>> res.x_adv.shape, res.success.dtype, int(res.grad_evals.max())
+    (torch.Size([4, 3, 8, 25, 1]), torch.bool, 3)
     """
 
     x_adv: Tensor
@@ -85,16 +92,9 @@ def margin_loss(logits: Tensor, y: Tensor, target: Tensor | None, kappa: float) 
 
     Example:
 
-    >>> import torch
-    >>> from torch import nn
-    >>> _ = torch.manual_seed(0)
-    >>> model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 25, 5))
-    >>> x = torch.randn(4, 3, 8, 25, 1)
-    >>> with torch.no_grad():
-    ...     y = model(x).argmax(1)  # labels the model gets right
-    >>> res = build_attack("pgd", model, "ntu25", eps=0.02, steps=3)(x, y)
-    >>> res.x_adv.shape, res.success.dtype, int(res.grad_evals.max())
-    (torch.Size([4, 3, 8, 25, 1]), torch.bool, 3)
+    >>> logits = torch.tensor([[3.0, 1.0, 2.0], [0.0, 5.0, 1.0]])
+    >>> margin_loss(logits, torch.tensor([0, 0]), None, kappa=0.5)  # 3 - 2 + 0.5; relu(0 - 5 + 0.5)
+    tensor([1.5000, 0.0000])
     """
     label = y if target is None else target
     own = logits.gather(1, label[:, None]).squeeze(1)

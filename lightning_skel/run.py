@@ -364,6 +364,8 @@ def checkpoint_accuracy(*ckpts: str, split: str = "test") -> float:
         x, _ = dm.window_batch(x, lengths, train=False)
         correct += int((model(x).argmax(1) == y).sum())
         total += len(y)
+    if total == 0:
+        raise ValueError(f"checkpoint_accuracy: the {split} split of {ckpts[0]}'s data has no clips")
     return correct / total
 
 

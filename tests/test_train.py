@@ -377,3 +377,16 @@ def test_max_epochs_zero_is_refused_before_any_work(tmp_path):
     with pytest.raises(ValueError, match=r"trainer.max_epochs must be an integer >= 1, got 0"):
         run_train(train_cfg(tmp_path, ["trainer.max_epochs=0"]))
     assert not (tmp_path / "cache").exists() and not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_checkpoint_accuracy_on_an_empty_split_names_it(tmp_path):
+    """One synthetic clip per class leaves the test split empty: a clear error, not a ZeroDivisionError."""
+    from lightning_skel.run import checkpoint_accuracy
+
+    synthetic = {"num_per_class": 1, "frames": 16, "seed": 0, "layout": "kinect20"}
+    data = {"name": "synthetic", "synthetic": synthetic, "window": 16}
+    sgn = ClassificationSystem("sgn", 12, "kinect20", window=16, data_config=data)
+    ckpt = tmp_path / "sgn.ckpt"
+    torch.save({"hyper_parameters": dict(sgn.hparams), "state_dict": sgn.state_dict()}, ckpt)
+    with pytest.raises(ValueError, match=r"the test split of .*sgn\.ckpt's data has no clips"):
+        checkpoint_accuracy(str(ckpt))

@@ -23,6 +23,7 @@ resume from their ``last.ckpt``.
 
     .venv/bin/python benchmarks/adv_training_utd.py [--models hcn agcn_joint] [--epochs 10] [--limit 128]
         [--subset first|spread]   (spread: the --limit clips spread over the class-ordered test split)
+        [--linf-attacks autoattack pgd] [--tag _autoattack]   (the figure: adv_training_<model>[_<subset>]<tag>.png)
 """
 
 from __future__ import annotations
@@ -251,6 +252,7 @@ def main() -> int:
         "--standard", type=Path, default=ROOT / "runs" / "bench_utd", help="train_utd.py's runs"
     )
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "bench_adv")
+    parser.add_argument("--tag", default="", help="appended to the figures' names, e.g. _autoattack")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "adv_training_utd.json")
     args = parser.parse_args()
     results: dict = json.loads(args.out.read_text())["results"] if args.out.is_file() else {}
@@ -293,7 +295,7 @@ def main() -> int:
         order = ["standard", *DEFENSES]  # every defense measured, in a fixed order
         curves = {n: rows[n] for n in order if "robust_acc_admm_within_mm" in rows.get(n, {})}
         suffix = subset_suffix(args.subset)
-        figure(model, curves, args.out.with_name(f"adv_training_{model}{suffix}.png"))
+        figure(model, curves, args.out.with_name(f"adv_training_{model}{suffix}{args.tag}.png"))
         if args.epoch_cost and "pool_refresh_every_1_vs_clean" not in rows.get("epoch_cost", {}):
             rows["epoch_cost"] = epoch_cost(model, str(standard))
             save_results(args.out, {"results": results})

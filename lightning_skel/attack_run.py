@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -599,6 +599,7 @@ class AttackRun:
     seed: int = 0
     emotion: nn.Module | None = None
     num_classes: int = 0
+    kind: ClassVar[str] = "attack"  # what the run is, as its errors name it
 
     def __post_init__(self) -> None:
         check_batch_size(self.batch_size)
@@ -630,7 +631,7 @@ class AttackRun:
                 spec = theirs.get("spec") or {}
                 differs = sorted(k for k in {*spec, *self.spec} if spec.get(k) != self.spec.get(k))
                 raise ValueError(
-                    f"out_dir {self.out_dir} holds shards of another attack run (fingerprint {theirs.get('fingerprint')}, "
+                    f"out_dir {self.out_dir} holds shards of another {self.kind} run (fingerprint {theirs.get('fingerprint')}, "
                     f"this run {self.key}; the run differs in {', '.join(differs) or 'its fingerprint'}); choose "
                     f"another out_dir or delete {self.shard_dir}"
                 )
@@ -653,19 +654,19 @@ class AttackRun:
                 arrays = {k: f[k] for k in (keys or f.files) if k in f.files}
         except Exception as e:  # numpy and zipfile raise many types for a damaged file; report them as one
             raise ValueError(
-                f"attack shard {path} is unreadable ({type(e).__name__}: {e}); delete it to recompute its batch"
+                f"{self.kind} shard {path} is unreadable ({type(e).__name__}: {e}); delete it to recompute its batch"
             ) from e
         run = str(arrays["run"]) if "run" in arrays else None
         if run != self.key:
             raise ValueError(
-                f"attack shard {path} belongs to another attack run (run {run}, this run {self.key}); choose "
+                f"{self.kind} shard {path} belongs to another {self.kind} run (run {run}, this run {self.key}); choose "
                 f"another out_dir or delete {self.shard_dir}"
             )
         want = index[b * self.batch_size : (b + 1) * self.batch_size].cpu().numpy()
         got = arrays.get("index")
         if got is None or not np.array_equal(got, want):
             raise ValueError(
-                f"attack shard {path} holds samples {_head(got)} where batch {b} of this run has {_head(want)}; "
+                f"{self.kind} shard {path} holds samples {_head(got)} where batch {b} of this run has {_head(want)}; "
                 "delete it to recompute its batch"
             )
         return arrays
@@ -764,14 +765,14 @@ class AttackRun:
         batches = range(self.num_batches(len(index)))
         missing = [b for b in batches if not self.shard_path(b).is_file()]
         if missing:
-            raise RuntimeError(f"attack shards missing for batches {missing[:10]} in {self.shard_dir}")
+            raise RuntimeError(f"{self.kind} shards missing for batches {missing[:10]} in {self.shard_dir}")
         parts = []
         for b in batches:
             part = self.read_shard(b, index)
             del part["run"]
             if parts and set(part) != set(parts[0]):
                 raise ValueError(
-                    f"attack shard {self.shard_path(b)} holds arrays {sorted(part)}, batch 0's "
+                    f"{self.kind} shard {self.shard_path(b)} holds arrays {sorted(part)}, batch 0's "
                     f"{sorted(parts[0])}; delete it to recompute its batch"
                 )
             parts.append(part)

@@ -425,7 +425,7 @@ def test_killed_run_resumes_to_identical_outputs(tmp_path, ckpt, monkeypatch):
     for key in a:
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
     # another sigma is another run: refused in the same out_dir, naming what differs
-    with pytest.raises(ValueError, match=r"holds shards of another attack run .*differs in sigma"):
+    with pytest.raises(ValueError, match=r"holds shards of another certification run .*differs in sigma"):
         run_certify(certify_cfg(part, ckpt, ["sigma=0.01"]))
 
 

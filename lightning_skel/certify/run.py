@@ -16,7 +16,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -116,6 +116,7 @@ class CertifyRun(AttackRun):
     n: int = 1000
     alpha: float = 0.001
     batch: int = 1000
+    kind: ClassVar[str] = "certification"
 
     def __post_init__(self) -> None:
         super().__post_init__()

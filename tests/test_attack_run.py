@@ -429,7 +429,7 @@ def test_fused_checkpoints_are_attacked_as_one_model(tmp_path, ckpt, bone_ckpt):
     the fusion's, the clips it gets right are fooled, the spec names both files, and ``fusion_weights``
     weigh the streams (``[1, 0]`` is the first classifier alone)."""
     out = tmp_path / "fused"
-    run_attack(attack_cfg(out, f"[{ckpt},{bone_ckpt}]", PGD))
+    run_attack(attack_cfg(out, f"[{ckpt},{bone_ckpt}]", [*PGD, "attack.eps=0.2", "attack.steps=20"]))
     adv = load(out)
     a, b = _scores(ckpt, adv["x_clean"]), _scores(bone_ckpt, adv["x_clean"])
     np.testing.assert_array_equal(adv["pred_clean"], (a + b).argmax(1).numpy())

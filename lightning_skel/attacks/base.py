@@ -62,16 +62,11 @@ class AttackResult:
 
     Example:
 
-    >>> import torch
-    >>> from torch import nn
-    >>> _ = torch.manual_seed(0)
-    >>> model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 25, 5))
-    >>> x = torch.randn(4, 3, 8, 25, 1)
-    >>> with torch.no_grad():
-    ...     y = model(x).argmax(1)  # labels the model gets right
-    >>> res = build_attack("pgd", model, "ntu25", eps=0.02, steps=3)(x, y)
-    >>> res.x_adv.shape, res.success.dtype, int(res.grad_evals.max())
-    (torch.Size([4, 3, 8, 25, 1]), torch.bool, 3)
+    >>> n = torch.zeros(2, dtype=torch.long)
+    >>> res = AttackResult(torch.zeros(2, 3, 8, 25, 1), torch.tensor([True, False]), torch.tensor([4, 0]),
+    ...                    grad_evals=n + 3, forward_evals=n + 1, iterations=n + 3)
+    >>> res.x_adv.shape, int(res.success.sum()), res.extras
+    (torch.Size([2, 3, 8, 25, 1]), 1, {})
     """
 
     x_adv: Tensor

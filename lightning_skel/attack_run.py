@@ -356,6 +356,10 @@ def _attack_main(fabric, cfg: DictConfig) -> dict[str, Any]:
         t(merged["pred_adv"]), target=target, grad_evals=t(merged["grad_evals"]),
         forward_evals=t(merged["forward_evals"]), per_sample=per_sample, budgets=budgets,
     )  # fmt: skip
+    won = merged["success"] & merged["attacked"]
+    for key in (k for k in sorted(merged) if k.startswith("e_") and merged[k].dtype.kind == "U"):
+        names, counts = np.unique(merged[key][won], return_counts=True)  # e.g. the AutoAttack part that won
+        metrics.update({f"{key[2:]}/{n}": int(c) for n, c in zip(names, counts, strict=True) if n})
     metrics["wall_time_s"] = round(time.perf_counter() - start, 2)
     metrics["threads"] = torch.get_num_threads()
     if not metrics["num_attacked"]:
@@ -755,8 +759,12 @@ class AttackRun:
             "grad_evals": res.grad_evals, "forward_evals": res.forward_evals,
             **({} if score is None else {"score": score[:, 0]}),
             **{f"m_{k}": v for k, v in metrics.items()},
+            **{f"e_{k}": v for k, v in res.extras.items()},
         }  # fmt: skip
         shard = {k: v.detach().cpu().numpy() for k, v in arrays.items()}
+        for k, names in attack.extra_labels.items():  # indices to names; -1 (none) to ""
+            if f"e_{k}" in shard:
+                shard[f"e_{k}"] = np.array(["", *names])[shard[f"e_{k}"] + 1]
         write_npz(self.shard_path(b), {**shard, "run": np.array(self.key)})
 
     def merge(self, index: Tensor) -> dict[str, np.ndarray]:

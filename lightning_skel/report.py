@@ -69,7 +69,9 @@ def write_per_sample_csv(path: Path, merged: dict[str, np.ndarray], source: Skel
     """Write ``path``, a CSV with a row per clip: its source row, sample name, labels, class names, metrics.
 
     Blank where nothing was measured: the target of an untargeted attack, and the success, gradient and
-    forward evaluations and distances of a clip that was not attacked (and any NaN).
+    forward evaluations and distances of a clip that was not attacked (and any NaN). The attack's own
+    per-clip values, ``merged["e_<key>"]`` (its ``extras``), become columns ``attack_<key>``: numbers
+    (blank where NaN or inf, or a count of -1) or names (AutoAttack's ``component``, "" for none).
 
     Example:
         >>> x, idx, won = np.zeros((2, 3, 16, 20, 1), np.float32), np.arange(2), np.ones(2, bool)
@@ -105,6 +107,15 @@ def write_per_sample_csv(path: Path, merged: dict[str, np.ndarray], source: Skel
     for key in sorted(k for k in merged if k.startswith("m_")):
         v = merged[key].astype(np.float64)
         cols[key[2:]] = np.where(attacked & np.isfinite(v), np.char.mod("%.6g", v), "")
+    for key in sorted(k for k in merged if k.startswith("e_")):  # the attack's own values (its extras)
+        v = merged[key]
+        if v.dtype.kind == "U":
+            text = v
+        elif v.dtype.kind == "f":
+            text = np.where(np.isfinite(v), np.char.mod("%.6g", v), "")
+        else:
+            text = ints(v, v >= 0)
+        cols[f"attack_{key[2:]}"] = np.where(attacked, text, "")
     with atomic_open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(cols)

@@ -80,6 +80,37 @@ def test_square_queries_reach_per_sample_csv_and_metrics(tmp_path, ckpt):
     assert saved["grad_evals_all"] == 0
 
 
+def test_autoattack_component_that_fooled_each_clip_reaches_csv_and_metrics(tmp_path, ckpt):
+    """The attack's own per-clip values (its extras) become per_sample.csv columns: AutoAttack's component
+    by name, blank where no component fooled the clip or it was not attacked; metrics.json counts the
+    successes of each component, and the counts add up to the successes."""
+    out = tmp_path / "aa"
+    parts = ["apgd-ce", "square"]
+    run_attack(attack_cfg(out, ckpt, ["attack=autoattack", "attack.eps=0.05", "attack.version=custom",
+                                      f"attack.attacks=[{','.join(parts)}]", "attack.n_iter=3",
+                                      "attack.n_queries=5", "limit=10", "batch_size=5"]))  # fmt: skip
+    rows = list(csv.DictReader((out / "per_sample.csv").open()))
+    assert any(r["attacked"] == "1" for r in rows), "the victim got no clip right"
+    for r in rows:
+        won = r["attacked"] == "1" and r["success"] == "1"
+        assert (r["attack_component"] in parts) if won else r["attack_component"] == "", r
+    saved = json.loads((out / "metrics.json").read_text())
+    counts = {p: sum(r["attack_component"] == p for r in rows) for p in parts}
+    assert {p: saved.get(f"component/{p}", 0) for p in parts} == counts
+    assert sum(counts.values()) == sum(r["success"] == "1" for r in rows)
+
+
+def test_admm_distance_reaches_per_sample_csv(tmp_path, ckpt):
+    """ADMM's best distance D of a fooled clip is a number; a clip it never fooled (D inf) is blank."""
+    out = tmp_path / "admm"
+    run_attack(attack_cfg(out, ckpt, ["attack=admm", "attack.max_iter=3", "attack.delta_steps=2",
+                                      "attack.z_steps=2", "limit=6", "batch_size=6"]))  # fmt: skip
+    rows = [r for r in csv.DictReader((out / "per_sample.csv").open()) if r["attacked"] == "1"]
+    assert rows, "the victim got no clip right"
+    for r in rows:
+        assert (float(r["attack_distance"]) >= 0) if r["success"] == "1" else r["attack_distance"] == "", r
+
+
 def test_killed_run_resumes_to_identical_outputs(tmp_path, ckpt, monkeypatch):
     full = tmp_path / "full"
     run_attack(attack_cfg(full, ckpt, PGD))

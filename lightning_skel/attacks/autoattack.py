@@ -124,6 +124,10 @@ class AutoAttack(Attack):
 
         self.components = [build(name) for name in self.attacks]
 
+    @property
+    def extra_labels(self) -> dict[str, tuple[str, ...]]:
+        return {"component": self.attacks}
+
     def attack(self, x: Tensor, y: Tensor, lengths: Tensor, target: Tensor | None) -> AttackResult:
         n, dev = x.shape[0], x.device
         robust = torch.ones(n, dtype=torch.bool, device=dev)

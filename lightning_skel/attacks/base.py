@@ -399,6 +399,12 @@ class Attack:
         self._score: Tensor | None = None  # (n, 1, T, V, M) of the clips :meth:`attack` is running on
 
     @property
+    def extra_labels(self) -> dict[str, tuple[str, ...]]:
+        """Names of the values of integer ``extras``: ``{key: names}``, ``names[i]`` for value ``i`` (-1: none).
+        Runs write these names instead of the indices; none by default."""
+        return {}
+
+    @property
     def device(self) -> torch.device:
         p = next(self.model.parameters(), None)
         return p.device if p is not None else torch.device("cpu")

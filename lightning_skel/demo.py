@@ -66,6 +66,11 @@ def _train(cfg: DictConfig) -> dict:
     return run_train(cfg)
 
 
+def _without_wandb_lines(record: logging.LogRecord) -> bool:
+    """Drop the runs' "W&B run written to" lines: the demo's closing lines say where all eight runs are."""
+    return not record.getMessage().startswith("W&B run written to")
+
+
 def main(argv: list[str] | None = None) -> int:
     """``make demo``: train, attack, fine-tune adversarially and attack again, on generated motion.
 
@@ -77,11 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         Traceback (most recent call last):
         ValueError: train config: invalid setting(s): seed must be an integer, got 'abc'
     """
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    # the closing lines say where the W&B runs are, once for all eight runs
-    logging.getLogger("lightning_skel.run").addFilter(
-        lambda r: not r.getMessage().startswith("W&B run written to")
-    )
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")  # once per process
+    logging.getLogger("lightning_skel.run").addFilter(_without_wandb_lines)  # added once, however many calls
     console = Console()
     extra = list(sys.argv[1:] if argv is None else argv)
     threads = [o for o in extra if o.startswith("threads=")]  # the attack runs' thread count too

@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import tiny_train_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,3 +80,26 @@ def test_a_missing_checkpoint_file_is_one_line_and_the_traceback_is_there_on_req
         env={"LIGHTNING_SKEL_TRACEBACK": "1", "HYDRA_FULL_ERROR": "1"},
     )
     assert proc.returncode == 1 and "Traceback" in proc.stderr
+
+
+def test_demo_main_adds_its_log_filter_once_however_often_it_is_called():
+    """demo.main's filter of the runs' W&B lines stays one filter over repeated calls (a notebook, a test
+    session), and the lines it drops are only those."""
+    import logging
+
+    from lightning_skel import demo
+
+    run_log = logging.getLogger("lightning_skel.run")
+    before = len(run_log.filters)
+    for _ in range(3):
+        with pytest.raises(ValueError, match="seed must be an integer"):
+            demo.main(["seed=abc"])
+    assert len(run_log.filters) <= before + 1
+    record = logging.LogRecord(
+        "lightning_skel.run", logging.INFO, __file__, 1, "W&B run written to x", None, None
+    )
+    other = logging.LogRecord(
+        "lightning_skel.run", logging.INFO, __file__, 1, "training finished", None, None
+    )
+    assert not run_log.filter(record)
+    assert run_log.filter(other)

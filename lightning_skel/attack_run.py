@@ -237,6 +237,9 @@ def checked_data(
             f"{source}: class {i} is {dm.class_names[i]!r} there and {names[i]!r} in the checkpoint {shown}: "
             "the classifier's labels would be read as other classes"
         )
+    if cfg.data.get("path") and split in dm.carved:
+        log.warning("data.path %s has no %r rows: its %s set is carved out (%s of each class's clips); "
+                    "data.split=all takes every clip", cfg.data.path, split, split, dm.carved[split])  # fmt: skip
     return dm, split
 
 
@@ -304,8 +307,7 @@ def _attack_main(fabric, cfg: DictConfig) -> dict[str, Any]:
     transfer = _transfer_targets(cfg, layout, int(hp["num_classes"]), bool(hp.get("score_channel", False)))
     dm, split = checked_data(cfg, hp, shown, fabric)
     emotion = load_emotion(cfg.emotion_ckpt, layout) if cfg.get("emotion_ckpt") else None
-    dm.check_sets(split)
-    ds = dm.datasets[split]
+    ds = dm.split_set(split)
     rows = attack_rows(len(ds), limit, subset)
     spec = {
         # one checkpoint is recorded as a path, several as a list with their fusion weights

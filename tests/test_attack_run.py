@@ -10,7 +10,8 @@ import torch
 from lightning_skel.attack_run import AttackRun, attack_rows, run_attack
 from lightning_skel.attacks import ATTACKS, Attack
 from lightning_skel.attacks.spec import AttackSpec
-from lightning_skel.checkpoints import CheckpointError
+from lightning_skel.checkpoints import CheckpointError, load_classifier
+from lightning_skel.data.datamodule import SkeletonDataModule
 from lightning_skel.data.io import save_npz
 from lightning_skel.data.synthetic import generate
 from lightning_skel.run import run_train
@@ -608,6 +609,25 @@ def test_emotion_recognizer_as_ckpt_is_refused(tmp_path):
     with pytest.raises(CheckpointError, match=rf"ckpt {emo}: an emotion recognizer .*emotion_ckpt="):
         run_attack(attack_cfg(tmp_path / "o", emo, PGD))
     assert not (tmp_path / "o" / "shards").exists()
+
+
+def test_data_path_without_a_split_column_says_its_test_set_is_carved(tmp_path, ckpt, caplog):
+    """The default split of a file without a split column is a carved part of it, which the run says (with
+    the way to take every clip); a file whose split column holds test rows only is attacked as it is."""
+    dm = SkeletonDataModule(**load_classifier(ckpt)[1]["data_config"])
+    dm.setup()
+    data = dm.data
+    plain = save_npz(tmp_path / "plain.npz", {k: v for k, v in data.items() if k != "split"})
+    with caplog.at_level("WARNING"):
+        run_attack(attack_cfg(tmp_path / "a", ckpt, [*PGD, f"data.path={plain}"]))
+    assert re.search(r"has no 'test' rows: its test set is carved out \(test_fraction=0.2 .*data.split=all",
+                     caplog.text)  # fmt: skip
+    caplog.clear()
+    n = len(data["y"])
+    only_test = save_npz(tmp_path / "test.npz", {**data, "split": np.full(n, "test")})
+    with caplog.at_level("WARNING"):
+        metrics = run_attack(attack_cfg(tmp_path / "b", ckpt, [*PGD, f"data.path={only_test}", "limit=null"]))
+    assert metrics["num_samples"] == n and "carved" not in caplog.text
 
 
 def test_data_path_with_other_class_names_is_refused(tmp_path, ckpt):

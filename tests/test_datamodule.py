@@ -60,6 +60,30 @@ def test_datamodule_uses_split_column_and_separate_files(tmp_path):
     assert len(dm2.datasets["train"]) + len(dm2.datasets["val"]) == 48
 
 
+def test_split_all_is_every_clip_and_a_test_only_file_is_read_as_it_is(tmp_path):
+    """``split_set("all")`` is every row of the file in order, whatever the carving; a split column with
+    test rows only gives a test set and nothing carved (training on it fails by name, not at load); "all"
+    over separate files is refused."""
+    path = tiny_npz(tmp_path / "d.npz", num_per_class=10)
+    dm = SkeletonDataModule(name="d", path=str(path), window=16)
+    dm.setup()
+    assert dm.split_set("all").indices.tolist() == list(range(120))
+    assert dm.carved == {"test": "test_fraction=0.2", "val": "val_fraction=0.1"}
+    data = load_npz(path)
+    only_test = save_npz(tmp_path / "t.npz", {**data, "split": np.full(len(data["y"]), "test")})
+    dm = SkeletonDataModule(name="t", path=str(only_test), window=16)
+    dm.setup()
+    assert {k: len(v) for k, v in dm.datasets.items()} == {"test": 120} and dm.carved == {}
+    assert dm.layout == "ntu25" and dm.num_classes == 12
+    assert len(dm.split_set("test")) == len(dm.split_set("all")) == 120
+    with pytest.raises(ValueError, match=r"data 't': no 'train' set; it has \['test'\]"):
+        dm.check_sets("train", "test")
+    files = SkeletonDataModule(name="f", train_path=str(path), test_path=str(only_test))
+    files.setup()
+    with pytest.raises(ValueError, match=r"split 'all' needs one file, not separate \['train', 'test'\]"):
+        files.split_set("all")
+
+
 def test_synthetic_source_generated_once_into_cache(tmp_path):
     syn = {"num_per_class": 2, "seed": 0, "frames": 16}
     dm = SkeletonDataModule(name="syn", synthetic=syn, cache_dir=str(tmp_path))

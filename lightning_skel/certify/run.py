@@ -207,8 +207,7 @@ def _certify_main(fabric, cfg: DictConfig) -> dict[str, Any]:
     classifier, hp = load_classifiers(ckpts, fusion)
     shown = " + ".join(ckpts)
     dm, split = checked_data(cfg, hp, shown, fabric)
-    dm.check_sets(split)
-    ds = dm.datasets[split]
+    ds = dm.split_set(split)
     subset, limit = cfg.get("subset", "spread"), cfg.get("limit")
     rows = attack_rows(len(ds), limit, subset)
     settings = {k: cfg[k] for k in ("sigma", "n0", "n", "alpha", "batch")}

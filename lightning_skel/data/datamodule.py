@@ -385,9 +385,8 @@ class SkeletonDataModule(pl.LightningDataModule):
             if unknown:
                 raise ValueError(f"{path}: split column holds {unknown}; expected values in {list(SPLITS)}")
             sets = {s: self._dataset(data, np.nonzero(split == s)[0]) for s in SPLITS if (split == s).any()}
-            if "train" not in sets:
-                raise ValueError(f"{path}: split column has no 'train' rows")
-            return self._carve(data, sets)
+            # no train rows (a test-only file to attack): nothing to carve from; training refuses it by name
+            return self._carve(data, sets) if "train" in sets else sets
         return self._carve(data, {})
 
     def _load(self, path: str | Path) -> SkeletonData:
@@ -467,12 +466,40 @@ class SkeletonDataModule(pl.LightningDataModule):
                 )
                 raise ValueError(f"data {self.name!r}: the {split!r} set is empty ({why})")
 
+    @property
+    def carved(self) -> dict[str, str]:
+        """The sets carved out of the training rows (the data had none of theirs), each with the setting
+        that sized it, e.g. ``{"test": "test_fraction=0.2"}``."""
+        return dict(self._carved)
+
+    def split_set(self, split: str) -> SkeletonDataset:
+        """The clips of ``split`` (after :meth:`setup`): one of its sets, checked as :meth:`check_sets` does,
+        or ``"all"``, every clip of its file (a file without a split column is otherwise carved into
+        train/val/test); ``"all"`` over separate train/val/test files is a ``ValueError``.
+
+        Example:
+            >>> synthetic = {"num_per_class": 10, "seed": 0, "frames": 16, "layout": "kinect20"}
+            >>> dm = SkeletonDataModule(name="synthetic", synthetic=synthetic, cache_dir=".", window=16)
+            >>> dm.prepare_data(); dm.setup()
+            >>> len(dm.split_set("all")), [len(dm.split_set(s)) for s in ("train", "val", "test")]
+            (120, [84, 12, 24])
+        """
+        if split != "all":
+            self.check_sets(split)
+            return self.datasets[split]
+        files = [s for s in SPLITS if self.paths[s]]
+        if files:
+            raise ValueError(f"data {self.name!r}: split 'all' needs one file, not separate {files} files")
+        return self._dataset(self.data)
+
     # ---- facts the model needs -------------------------------------------------------------------
     @property
     def data(self) -> SkeletonData:
+        """The skeleton-npz dict of the train set (of the first set, in a file without train rows)."""
         if not self.datasets:
             raise RuntimeError("call setup() before reading the data module's properties")
-        return self.datasets["train"].data
+        sets = self.datasets
+        return (sets["train"] if "train" in sets else next(iter(sets.values()))).data
 
     @property
     def layout(self) -> str:

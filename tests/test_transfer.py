@@ -165,3 +165,32 @@ def test_attack_py_refuses_a_missing_transfer_target_before_any_work(tmp_path, t
     with pytest.raises(ValueError, match=r"transfer\.nope: no checkpoint"):
         run_attack(attack_cfg(out, two_ckpts[0], [*PGD, f"transfer={{nope: {tmp_path / 'x.ckpt'}}}"]))
     assert not out.exists()
+
+
+def test_a_fused_pair_is_one_transfer_target(tmp_path, two_ckpts):
+    """``transfer={NAME: [a, b]}`` labels the adversarial clips with the sum of a's and b's scores (the
+    public fused classifier on the raw clips), not with either alone."""
+    import torch
+
+    import lightning_skel
+
+    a, b = (str(p) for p in two_ckpts)
+    out = tmp_path / "run"
+    metrics = run_attack(attack_cfg(out, a, [*PGD, f"transfer={{pair: [{a}, {b}]}}"]))
+    with np.load(out / "adversarial.npz") as f:
+        x, lengths, y = torch.from_numpy(f["x"]), torch.from_numpy(f["lengths"]).long(), f["y"]
+    fused = lightning_skel.load_classifier([a, b])
+    with torch.no_grad():
+        scores = fused(x, lengths)
+        alone = lightning_skel.load_classifier(a)(x, lengths).argmax(1).numpy()
+    pred = scores.argmax(1).numpy()
+    assert (pred != alone).any()  # the clips tell the pair from the source alone
+    # another batch shape may round the scores differently: compare where the top two are not near a tie
+    top2 = scores.topk(2, dim=1).values
+    clear = ((top2[:, 0] - top2[:, 1]) > 1e-4 * scores.abs().amax(1).clamp_min(1)).numpy()
+    assert clear.sum() >= len(pred) - 1
+    rows = list(csv.DictReader((out / "per_sample.csv").open()))
+    got = np.array([int(r["pred_adv_pair"]) for r in rows])
+    np.testing.assert_array_equal(got[clear], pred[clear])
+    assert [int(r["transferred_pair"]) for r in rows] == (got != y).astype(int).tolist()
+    assert "transfer/pair/success_rate" in metrics

@@ -288,15 +288,10 @@ def _attack_main(fabric, cfg: DictConfig) -> dict[str, Any]:
     attack = AttackSpec.parse(OmegaConf.to_container(cfg.attack, resolve=True), "attack", "attack.py")
     name, targeted = attack.name, attack.targeted
     rank = fabric.global_rank if fabric is not None else 0
-    world = fabric.world_size if fabric is not None else 1
     device = fabric.device if fabric is not None else torch_device(cfg)
     out_dir = Path(cfg.out_dir)
     # -- every input checked before any work --
-    ckpts = attack_checkpoints(cfg)
-    fusion = cfg.get("fusion_weights")
-    fusion = None if fusion is None else [float(w) for w in fusion]
-    classifier, hp = load_classifiers(ckpts, fusion)
-    shown = " + ".join(ckpts)
+    ckpts, fusion, classifier, hp, shown = run_classifier(cfg)
     for path, model in zip(ckpts, hp["model"].split("+"), strict=True):
         if model == "emotion":
             raise CheckpointError(
@@ -335,18 +330,10 @@ def _attack_main(fabric, cfg: DictConfig) -> dict[str, Any]:
     run.build()  # bad attack settings fail here, before any work
     # -- the clips, windowed as the classifier saw them in evaluation --
     x, y, lengths, index = windowed_clips(dm, ds, rows)
-    if rank == 0:
-        run.check_out_dir(index)  # the shards already there: this run's, of these samples, readable
-    if fabric is not None:
-        fabric.barrier()
-    mine = sum(sl.stop - sl.start for sl in run.batches(len(y), rank, world).values())  # clips of this rank
-    visible = rank == 0 and bool(cfg.trainer.get("enable_progress_bar", True))
     # the run's folder names it: a sequence of runs in one log (the demo, a sweep) stays apart
-    what = f"{name} on {split} ({out_dir.name})"
-    with ClipProgress(what, mine, progress_every_s, enabled=visible) as progress:
-        run.run(x, y, lengths, index, rank, world, device, progress=progress)
-    if fabric is not None:
-        fabric.barrier()
+    visible = bool(cfg.trainer.get("enable_progress_bar", True))
+    run.run_all(x, y, lengths, index, fabric, device, f"{name} on {split} ({out_dir.name})", progress_every_s,
+                visible)  # fmt: skip
     if rank != 0:
         return {}
     merged = run.merge(index)
@@ -399,6 +386,31 @@ def _transfer_targets(cfg: DictConfig, layout: str, num_classes: int, score: boo
                 raise ValueError(f"transfer.{name}: no checkpoint at {p}")
     load_targets(names, layout, num_classes, score)
     return names
+
+
+def run_classifier(cfg: DictConfig) -> tuple[list[str], list[float] | None, nn.Module, dict[str, Any], str]:
+    """The classifier a run on checkpoints works on: ``cfg.ckpt`` (:func:`attack_checkpoints`), several fused
+    with ``cfg.fusion_weights`` (absent or null: 1 each) by :func:`~lightning_skel.checkpoints.load_classifiers`.
+    Attack and certification runs share it.
+
+    Returns:
+        ``(ckpts, fusion, classifier, hp, shown)``: the paths, the weights (floats, or None), the classifier,
+        its hyper-parameters, and the paths as messages name them (``"a + b"``).
+
+    Example:
+        >>> from lightning_skel.systems.classification import ClassificationSystem
+        >>> sgn = ClassificationSystem("sgn", 2, "kinect20", window=16)  # an untrained SGN
+        >>> torch.save({"hyper_parameters": dict(sgn.hparams), "state_dict": sgn.state_dict()}, "sgn.ckpt")
+        >>> cfg = OmegaConf.create({"ckpt": ["sgn.ckpt", "sgn.ckpt"], "fusion_weights": [1, 0.5]})
+        >>> ckpts, fusion, model, hp, shown = run_classifier(cfg)
+        >>> shown, fusion, hp["model"]
+        ('sgn.ckpt + sgn.ckpt', [1.0, 0.5], 'sgn+sgn')
+    """
+    ckpts = attack_checkpoints(cfg)
+    fusion = cfg.get("fusion_weights")
+    fusion = None if fusion is None else [float(w) for w in fusion]
+    classifier, hp = load_classifiers(ckpts, fusion)
+    return ckpts, fusion, classifier, hp, " + ".join(ckpts)
 
 
 def checkpoint_spec(ckpts: list[str], fusion: list[float] | None) -> dict[str, Any]:
@@ -688,6 +700,25 @@ class AttackRun:
         return {
             b: slice(b * bs, min((b + 1) * bs, n)) for b in range(self.num_batches(n)) if b % world == rank
         }
+
+    def run_all(
+        self, x: Tensor, y: Tensor, lengths: Tensor, index: Tensor, fabric: Any, device: torch.device | str,
+        what: str, every: float, show: bool = True,
+    ) -> None:  # fmt: skip
+        """:meth:`run` on this process's batches (all of them without ``fabric``, Lightning Fabric's
+        ranks otherwise) with a :class:`~lightning_skel.progress.ClipProgress` titled ``what``, shown on rank
+        0 if ``show`` (a line every ``every`` seconds off a terminal). Rank 0 first checks the shards already
+        in ``out_dir`` (:meth:`check_out_dir`); every rank waits for the others before and after."""
+        rank, world = (fabric.global_rank, fabric.world_size) if fabric is not None else (0, 1)
+        if rank == 0:
+            self.check_out_dir(index)  # the shards already there: this run's, of these samples, readable
+        if fabric is not None:
+            fabric.barrier()
+        mine = sum(sl.stop - sl.start for sl in self.batches(len(y), rank, world).values())  # this rank's
+        with ClipProgress(what, mine, every, enabled=show and rank == 0) as progress:
+            self.run(x, y, lengths, index, rank, world, device, progress=progress)
+        if fabric is not None:
+            fabric.barrier()
 
     def run(
         self,

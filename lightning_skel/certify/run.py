@@ -25,13 +25,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from lightning_skel.attack_run import (
     AttackRun,
-    attack_checkpoints,
     attack_rows,
     check_batch_size,
     check_rows,
     checked_data,
     checkpoint_spec,
     launch,
+    run_classifier,
     torch_device,
     windowed_clips,
 )
@@ -43,8 +43,7 @@ from lightning_skel.certify.smoothing import (
     certified_accuracy_curve,
     check_smoothing_args,
 )
-from lightning_skel.checkpoints import load_classifiers
-from lightning_skel.progress import ClipProgress, every_s
+from lightning_skel.progress import every_s
 from lightning_skel.run import (
     build_loggers,
     check_config_numbers,
@@ -197,15 +196,10 @@ def _certify_main(fabric, cfg: DictConfig) -> dict[str, Any]:
     start = time.perf_counter()
     progress_every_s = every_s(cfg, "certify.py")
     rank = fabric.global_rank if fabric is not None else 0
-    world = fabric.world_size if fabric is not None else 1
     device = fabric.device if fabric is not None else torch_device(cfg)
     out_dir = Path(cfg.out_dir)
     # -- every input checked before any work --
-    ckpts = attack_checkpoints(cfg)
-    fusion = cfg.get("fusion_weights")
-    fusion = None if fusion is None else [float(w) for w in fusion]
-    classifier, hp = load_classifiers(ckpts, fusion)
-    shown = " + ".join(ckpts)
+    ckpts, fusion, classifier, hp, shown = run_classifier(cfg)
     dm, split = checked_data(cfg, hp, shown, fabric)
     ds = dm.split_set(split)
     subset, limit = cfg.get("subset", "spread"), cfg.get("limit")
@@ -229,17 +223,9 @@ def _certify_main(fabric, cfg: DictConfig) -> dict[str, Any]:
         sigma=float(cfg.sigma), n0=int(cfg.n0), n=int(cfg.n), alpha=float(cfg.alpha), batch=int(cfg.batch),
     )  # fmt: skip
     x, y, lengths, index = windowed_clips(dm, ds, rows)
-    if rank == 0:
-        run.check_out_dir(index)  # the shards already there: this run's, of these clips, readable
-    if fabric is not None:
-        fabric.barrier()
-    mine = sum(sl.stop - sl.start for sl in run.batches(len(y), rank, world).values())
-    visible = rank == 0 and bool(cfg.trainer.get("enable_progress_bar", True))
     what = f"certify sigma={float(cfg.sigma):g} on {split} ({out_dir.name})"
-    with ClipProgress(what, mine, progress_every_s, enabled=visible) as progress:
-        run.run(x, y, lengths, index, rank, world, device, progress=progress)
-    if fabric is not None:
-        fabric.barrier()
+    run.run_all(x, y, lengths, index, fabric, device, what, progress_every_s,
+                bool(cfg.trainer.get("enable_progress_bar", True)))  # fmt: skip
     if rank != 0:
         return {}
     merged = run.merge(index)

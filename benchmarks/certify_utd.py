@@ -33,7 +33,7 @@ from pathlib import Path
 
 from common import ROOT, attacked, certified, save_results, trained
 
-from lightning_skel.attacks.autoattack import COMPONENTS
+from lightning_skel.attacks.autoattack import COMPONENTS, VERSIONS
 
 # train.py overrides per model beyond experiment=utd_<model>: SGN's 100-epoch recipe takes hours on 2 cores
 MODELS: dict[str, list[str]] = {"hcn": [], "sgn": ["trainer.max_epochs=15"]}
@@ -61,6 +61,26 @@ def certified_curve(out: Path) -> tuple[list[float], list[float]]:
     with (out / "certified_accuracy.csv").open() as f:
         rows = list(csv.DictReader(f))
     return [float(r["radius_mm"]) for r in rows], [float(r["certified_accuracy"]) for r in rows]
+
+
+def robust_after_first(out: Path, metrics: dict) -> float | None:
+    """The robust accuracy an AutoAttack run would have had with its first component alone (APGD-CE in the
+    standard version), from its per_sample.csv: the clips that component did not fool, over all clips. A run
+    written before the ``attack_component`` column tells them by their gradient evaluations: the first
+    component spends at most ``n_iter + 1`` on a clip it fools, and the later ones add theirs."""
+    spec = metrics["config"]["attack"]
+    version = spec.get("version", "standard")
+    parts = spec["attacks"] if version == "custom" else VERSIONS[version]
+    if len(parts) < 2:
+        return None
+    with (out / "per_sample.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    attacked = [r for r in rows if r["attacked"] == "1"]
+    if "attack_component" in rows[0]:
+        held = sum(r["success"] != "1" or r["attack_component"] != parts[0] for r in attacked)
+    else:
+        held = sum(int(r["grad_evals"]) > int(spec.get("n_iter", 100)) + 1 for r in attacked)
+    return held / len(rows)
 
 
 def measure(model: str, sigma_mm: float, args: argparse.Namespace) -> dict:
@@ -111,6 +131,11 @@ def measure(model: str, sigma_mm: float, args: argparse.Namespace) -> dict:
             "num_clips": first["num_samples"],
             "clean_acc_base": first["clean_accuracy"],
             "robust_acc": {f"{r:g}": a["robust_accuracy"] for r, a in auto.items()},
+            "first_component": (parts or VERSIONS["standard"])[0],
+            "robust_acc_first_component_alone": {
+                f"{r:g}": robust_after_first(base / f"autoattack{which}_l2_{r:g}mm", a)
+                for r, a in auto.items()
+            },
             "wall_time_s": {f"{r:g}": a["wall_time_s"] for r, a in auto.items()},
         },
         "admm_within_l2": {

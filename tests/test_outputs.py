@@ -144,15 +144,13 @@ def test_one_median_the_true_one():
 
 def test_histograms_of_float32_values_a_few_ulps_apart():
     """A run whose clips all moved by the same size (SMART's fixed step per frame, two steps each) stores
-    float32 sizes a few ulps apart; numpy cannot place 21 float32 bin edges in that range, so the histograms
-    bin them in float64."""
+    float32 sizes a few ulps apart; numpy (2.x) cannot place 21 float32 bin edges in that range, so the
+    histograms bin them in float64. Every clip lands in a bin, whatever numpy does with float32 edges."""
     base = np.float32(40.249226)
     rms = np.nextafter(base, np.float32(np.inf)) * np.ones(63, np.float32)
     rms[::2] = base
     merged = {"success": np.ones(63, bool), "attacked": np.ones(63, bool)}
     merged.update({f"m_{k}": rms for k in ("rms_mm", "delta_bone", "delta_angle_deg", "delta_speed")})
-    with pytest.raises(ValueError, match="Too many bins"):
-        np.histogram(rms, bins=21)  # what the float32 values alone give
     ax = histogram_figure(merged).axes[0]
     assert sum(patch.get_height() for patch in ax.patches) == 63
 

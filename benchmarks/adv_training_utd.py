@@ -38,7 +38,16 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from common import ROOT, add_subset_argument, attacked, save_results, subset_suffix, trained
+from common import (
+    ROOT,
+    add_subset_argument,
+    add_trainer_option,
+    attacked,
+    save_results,
+    subset_suffix,
+    trained,
+    use_trainer,
+)
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
@@ -254,7 +263,9 @@ def main() -> int:
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "bench_adv")
     parser.add_argument("--tag", default="", help="appended to the figures' names, e.g. _autoattack")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "adv_training_utd.json")
+    add_trainer_option(parser)
     args = parser.parse_args()
+    use_trainer(args.trainer)
     results: dict = json.loads(args.out.read_text())["results"] if args.out.is_file() else {}
     for model in args.models:
         standard = args.standard / f"utd_{model}" / "checkpoints" / "last.ckpt"

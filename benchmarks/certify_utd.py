@@ -31,7 +31,7 @@ import math
 import sys
 from pathlib import Path
 
-from common import ROOT, attacked, certified, save_results, trained
+from common import ROOT, add_trainer_option, attacked, certified, save_results, trained, use_trainer
 
 from lightning_skel.attacks.autoattack import COMPONENTS, VERSIONS
 
@@ -228,7 +228,9 @@ def main() -> int:
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "bench_certify")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "certify_utd.json")
     parser.add_argument("train_overrides", nargs="*", help="extra train.py overrides for every training run")
+    add_trainer_option(parser)
     args = parser.parse_args()
+    use_trainer(args.trainer)
     results: dict = json.loads(args.out.read_text())["results"] if args.out.is_file() else {}
     for model in args.models:
         for sigma in args.sigmas_mm:

@@ -14,6 +14,20 @@ from lightning_skel.attack_run import SUBSETS
 from lightning_skel.utils import machine_info, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
+# appended to the overrides of every run a benchmark starts: use_trainer("gpu") puts them on a GPU
+RUN_OVERRIDES: list[str] = []
+
+
+def add_trainer_option(parser: argparse.ArgumentParser) -> None:
+    """``--trainer cpu|gpu``: the trainer config of every train, attack and certify run (gpu: one CUDA
+    device, training in 16-mixed precision); the run folders are the same either way."""
+    parser.add_argument("--trainer", default="cpu", choices=("cpu", "gpu"),
+                        help="trainer config of every run (gpu: trainer=gpu, one CUDA device)")  # fmt: skip
+
+
+def use_trainer(name: str) -> None:
+    """Start every later run with ``trainer=<name>`` (nothing for cpu, the runs' default)."""
+    RUN_OVERRIDES[:] = [] if name == "cpu" else [f"trainer={name}"]
 
 
 def trained(out: Path, overrides: list[str]) -> dict:
@@ -21,7 +35,7 @@ def trained(out: Path, overrides: list[str]) -> dict:
     done = out / "metrics.json"
     if not done.is_file():
         cmd = [sys.executable, str(ROOT / "train.py"), f"out_dir={out}", "trainer.enable_progress_bar=false",
-               "ckpt_path=last", *overrides]  # fmt: skip
+               "ckpt_path=last", *overrides, *RUN_OVERRIDES]  # fmt: skip
         print("+", " ".join(cmd), flush=True)
         subprocess.run(cmd, check=True, cwd=ROOT)
     return json.loads(done.read_text())
@@ -36,7 +50,7 @@ def attacked(out: Path, overrides: list[str]) -> dict:
     done = out / "metrics.json"
     if done.is_file():
         return json.loads(done.read_text())
-    overrides = [f"out_dir={out}", *overrides]
+    overrides = [f"out_dir={out}", *overrides, *RUN_OVERRIDES]
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         cfg = compose("attack", overrides=overrides)
     print("+ attack.py", " ".join(overrides), flush=True)
@@ -53,7 +67,7 @@ def certified(out: Path, overrides: list[str]) -> dict:
     done = out / "metrics.json"
     if done.is_file():
         return json.loads(done.read_text())
-    overrides = [f"out_dir={out}", *overrides]
+    overrides = [f"out_dir={out}", *overrides, *RUN_OVERRIDES]
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         cfg = compose("certify", overrides=overrides)
     print("+ certify.py", " ".join(overrides), flush=True)

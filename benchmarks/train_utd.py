@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from common import ROOT, save_results, trained
+from common import ROOT, add_trainer_option, save_results, trained, use_trainer
 
 from lightning_skel.run import checkpoint_accuracy
 
@@ -31,7 +31,9 @@ def main() -> int:
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "bench_utd")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "utd_train.json")
     parser.add_argument("overrides", nargs="*", help="extra train.py overrides for every run")
+    add_trainer_option(parser)
     args = parser.parse_args()
+    use_trainer(args.trainer)
     results = {m: train(m, args.runs, args.overrides) for m in args.models}
     # Two figures per model: the checkpoint of best validation accuracy (what train.py tests) and the last
     # one. UTD-MHAD has no official validation set; the 10 % drawn from the training subjects reaches 100 %

@@ -65,21 +65,21 @@ def certified_curve(out: Path) -> tuple[list[float], list[float]]:
 
 def robust_after_first(out: Path, metrics: dict) -> float | None:
     """The robust accuracy an AutoAttack run would have had with its first component alone (APGD-CE in the
-    standard version), from its per_sample.csv: the clips that component did not fool, over all clips. A run
-    written before the ``attack_component`` column tells them by their gradient evaluations: the first
-    component spends at most ``n_iter + 1`` on a clip it fools, and the later ones add theirs."""
+    standard version): its robust accuracy plus the clips the later components fooled, which the run counts
+    (``component/<part>`` in metrics.json). A run written before those counts tells the clips by their
+    gradient evaluations in per_sample.csv: the first component spends at most ``n_iter + 1`` on a clip it
+    fools, and the later ones add theirs."""
     spec = metrics["config"]["attack"]
     version = spec.get("version", "standard")
     parts = spec["attacks"] if version == "custom" else VERSIONS[version]
     if len(parts) < 2:
         return None
+    if any(k.startswith("component/") for k in metrics):
+        later = sum(metrics.get(f"component/{p}", 0) for p in parts[1:])
+        return metrics["robust_accuracy"] + later / metrics["num_samples"]
     with (out / "per_sample.csv").open() as f:
         rows = list(csv.DictReader(f))
-    attacked = [r for r in rows if r["attacked"] == "1"]
-    if "attack_component" in rows[0]:
-        held = sum(r["success"] != "1" or r["attack_component"] != parts[0] for r in attacked)
-    else:
-        held = sum(int(r["grad_evals"]) > int(spec.get("n_iter", 100)) + 1 for r in attacked)
+    held = sum(r["attacked"] == "1" and int(r["grad_evals"]) > int(spec.get("n_iter", 100)) + 1 for r in rows)
     return held / len(rows)
 
 
